@@ -1,0 +1,3 @@
+from workflow_engine.cli import main
+
+main()

@@ -1,0 +1,61 @@
+"""What request handlers may reach: the settings, the services, the process's counters.
+
+Created once by `create_app` and stored on `app.state`; handlers get pieces of it through the
+dependency functions below, never through module globals.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Annotated, TypeVar
+
+from fastapi import Depends, Request
+
+from workflow_engine.bootstrap import ServiceBootstrapManager
+from workflow_engine.bootstrap.core_services import DatabaseService, EventStoreService
+from workflow_engine.config import Settings
+from workflow_engine.db import Database
+from workflow_engine.events import EventStore
+from workflow_engine.observability.request_stats import RequestStats
+
+T = TypeVar("T")
+
+
+@dataclass
+class AppContext:
+    settings: Settings
+    services: ServiceBootstrapManager
+    stats: RequestStats = field(default_factory=RequestStats)
+    started_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    started_monotonic: float = field(default_factory=time.monotonic)
+
+    def uptime_seconds(self) -> float:
+        return time.monotonic() - self.started_monotonic
+
+    def service(self, name: str, kind: type[T]) -> T:
+        service = self.services.get(name)
+        if not isinstance(service, kind):
+            raise TypeError(f"service {name!r} is a {type(service).__name__}, not {kind.__name__}")
+        return service
+
+
+def get_context(request: Request) -> AppContext:
+    context: AppContext = request.app.state.context
+    return context
+
+
+Context = Annotated[AppContext, Depends(get_context)]
+
+
+def get_database(context: Context) -> Database:
+    return context.service("database", DatabaseService).database
+
+
+def get_event_store(context: Context) -> EventStore:
+    return context.service("events", EventStoreService).store
+
+
+DatabaseDep = Annotated[Database, Depends(get_database)]
+EventStoreDep = Annotated[EventStore, Depends(get_event_store)]

@@ -1,0 +1,133 @@
+"""The OpenAPI document and Swagger UI, served entirely by us (users run it offline).
+
+FastAPI documents its own validation-error shape for 422; our errors are problem+json, so the
+generated document is rewritten once: every operation lists the problem responses it can
+really give, all pointing at the `Problem` schema.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from fastapi import APIRouter, FastAPI
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.openapi.utils import get_openapi
+from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse
+from swagger_ui_bundle import swagger_ui_path
+
+from workflow_engine.api.problems import MEDIA_TYPE, FieldError, Problem
+from workflow_engine.errors import NotFound
+from workflow_engine.version import __version__
+
+OPENAPI_URL = "/api/v1/openapi.json"
+DOCS_PATH = "/swagger-ui/"
+_ASSETS = {
+    "swagger-ui-bundle.js": "text/javascript",
+    "swagger-ui.css": "text/css",
+    "favicon-32x32.png": "image/png",
+}
+_DOCS_CSP = (
+    "default-src 'self'; script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'; "
+    "img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'"
+)
+
+router = APIRouter(include_in_schema=False)
+
+
+@router.get("/swagger-ui")
+async def docs_redirect() -> RedirectResponse:
+    return RedirectResponse(DOCS_PATH, status_code=308)
+
+
+@router.get(DOCS_PATH)
+async def swagger_ui() -> HTMLResponse:
+    page = get_swagger_ui_html(
+        openapi_url=OPENAPI_URL,
+        title="workflow-engine API",
+        swagger_js_url=f"{DOCS_PATH}swagger-ui-bundle.js",
+        swagger_css_url=f"{DOCS_PATH}swagger-ui.css",
+        swagger_favicon_url=f"{DOCS_PATH}favicon-32x32.png",
+        # The default validator badge loads an image from the internet.
+        swagger_ui_parameters={"validatorUrl": None, "persistAuthorization": True},
+    )
+    page.headers["Content-Security-Policy"] = _DOCS_CSP
+    return page
+
+
+@router.get(DOCS_PATH + "{asset}")
+async def swagger_asset(asset: str) -> FileResponse:
+    media_type = _ASSETS.get(asset)
+    if media_type is None:
+        raise NotFound(f"no documentation asset named {asset!r}")
+    return FileResponse(
+        Path(str(swagger_ui_path)) / asset,
+        media_type=media_type,
+        headers={"Cache-Control": "public, max-age=86400"},
+    )
+
+
+# --- the OpenAPI document -------------------------------------------------------------------
+
+_COMMON_PROBLEMS = {
+    "500": "Unexpected server error (a bug: please report the correlation id)",
+}
+_BODY_PROBLEMS = {
+    "400": "The body is not valid JSON",
+    "413": "The body exceeds MAX_BODY_BYTES",
+    "415": "The body is not declared as application/json",
+}
+_VALIDATION_PROBLEM = {"422": "A parameter or body field failed validation"}
+
+
+def install_openapi(app: FastAPI, *, title: str, description: str) -> None:
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            app.openapi_schema = _build(app, title, description)
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
+def _build(app: FastAPI, title: str, description: str) -> dict[str, Any]:
+    schema = get_openapi(
+        title=title,
+        version=__version__,
+        openapi_version="3.1.0",
+        description=description,
+        routes=app.routes,
+        license_info={"name": "MIT", "identifier": "MIT"},
+    )
+    components = schema.setdefault("components", {}).setdefault("schemas", {})
+    components.pop("HTTPValidationError", None)
+    components.pop("ValidationError", None)
+    problem = Problem.model_json_schema(ref_template="#/components/schemas/{model}")
+    components.update(problem.pop("$defs", {}))
+    components["Problem"] = problem
+    components.setdefault("FieldError", FieldError.model_json_schema())
+    for path_item in schema.get("paths", {}).values():
+        for operation in path_item.values():
+            _document_problems(operation)
+    return schema
+
+
+def _document_problems(operation: dict[str, Any]) -> None:
+    responses: dict[str, Any] = operation.setdefault("responses", {})
+    wanted = dict(_COMMON_PROBLEMS)
+    if "422" in responses or operation.get("parameters"):
+        wanted.update(_VALIDATION_PROBLEM)
+    if "requestBody" in operation:
+        wanted.update(_BODY_PROBLEMS)
+        wanted.update(_VALIDATION_PROBLEM)
+    for status, description in wanted.items():
+        responses[status] = _problem_response(description)
+    for status, response in responses.items():
+        if status.startswith(("4", "5")) and "content" not in response:
+            response["content"] = _problem_response(response.get("description", ""))["content"]
+
+
+def _problem_response(description: str) -> dict[str, Any]:
+    return {
+        "description": description,
+        "content": {MEDIA_TYPE: {"schema": {"$ref": "#/components/schemas/Problem"}}},
+    }

@@ -1,0 +1,151 @@
+"""RFC 9457 problem details: the one place where errors become HTTP responses.
+
+Every error a client can cause — a domain error, an unknown path, a wrong method, malformed
+JSON, a field that fails validation — leaves through `problem_response`, so all of them share
+one shape and carry the correlation id. Handlers never build error bodies themselves.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from http import HTTPStatus
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from workflow_engine.errors import WorkflowEngineError
+from workflow_engine.observability.correlation import current_correlation_id
+
+MEDIA_TYPE = "application/problem+json"
+TYPE_PREFIX = "urn:workflow-engine:problem:"
+
+
+class FieldError(BaseModel):
+    """One field that failed validation."""
+
+    loc: list[str | int] = Field(description="Where the field is: body, query, path or header.")
+    msg: str
+    type: str
+
+
+class Problem(BaseModel):
+    """An error, as RFC 9457 problem details."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "type": "urn:workflow-engine:problem:not-found",
+                    "title": "Not Found",
+                    "status": 404,
+                    "detail": "No route matches GET /api/v1/nothing-here",
+                    "instance": "/api/v1/nothing-here",
+                    "correlation_id": "5f0c1c55-1f6f-4a43-9e57-0b8b0f0e4a51",
+                }
+            ]
+        }
+    )
+
+    type: str = Field(description="A URN naming the kind of problem; stable across versions.")
+    title: str = Field(description="Short summary of the kind of problem.")
+    status: int = Field(description="The HTTP status code.")
+    detail: str = Field(description="What went wrong with this request.")
+    instance: str = Field(description="The request path.")
+    correlation_id: str | None = Field(
+        None, description="Same as the X-Correlation-ID header; quote it in bug reports."
+    )
+    errors: list[FieldError] | None = Field(None, description="Per-field validation errors.")
+
+
+# RFC 9110 names that Python 3.11's `HTTPStatus` still spells the old way.
+_TITLES = {413: "Content Too Large", 422: "Unprocessable Content"}
+
+
+def problem_type(slug: str) -> str:
+    return TYPE_PREFIX + slug
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
+
+
+def problem_response(
+    status: int,
+    detail: str,
+    *,
+    instance: str,
+    title: str | None = None,
+    slug: str | None = None,
+    errors: list[dict[str, Any]] | None = None,
+    headers: Mapping[str, str] | None = None,
+) -> JSONResponse:
+    title = title or _TITLES.get(status) or HTTPStatus(status).phrase
+    body: dict[str, Any] = {
+        "type": problem_type(slug or _slug(title)),
+        "title": title,
+        "status": status,
+        "detail": detail,
+        "instance": instance,
+        "correlation_id": current_correlation_id(),
+    }
+    if errors is not None:
+        body["errors"] = errors
+    return JSONResponse(body, status_code=status, media_type=MEDIA_TYPE, headers=headers)
+
+
+async def _domain_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, WorkflowEngineError)
+    return problem_response(
+        exc.status,
+        exc.detail,
+        title=exc.title,
+        instance=request.url.path,
+        errors=exc.errors,
+    )
+
+
+async def _http_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    detail = exc.detail if isinstance(exc.detail, str) else HTTPStatus(exc.status_code).phrase
+    if exc.status_code == 404 and detail == "Not Found":
+        detail = f"No route matches {request.method} {request.url.path}"
+    elif exc.status_code == 405:
+        allowed = (exc.headers or {}).get("Allow", "")
+        detail = f"{request.method} is not allowed on {request.url.path}; allowed: {allowed}"
+    return problem_response(exc.status_code, detail, instance=request.url.path, headers=exc.headers)
+
+
+async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    raw = exc.errors()
+    if any(error.get("type") == "json_invalid" for error in raw):
+        position = next(
+            (error.get("ctx", {}).get("error") for error in raw if error["type"] == "json_invalid"),
+            None,
+        )
+        detail = "The request body is not valid JSON" + (f": {position}" if position else "")
+        return problem_response(400, detail, title="Malformed JSON", instance=request.url.path)
+    # The rejected values are left out on purpose: they may be passwords or tokens.
+    errors = [
+        {"loc": list(error["loc"]), "msg": error["msg"], "type": error["type"]} for error in raw
+    ]
+    count = len(errors)
+    return problem_response(
+        422,
+        f"{count} field{'s' if count != 1 else ''} failed validation",
+        title="Invalid input",
+        slug="validation-failed",
+        instance=request.url.path,
+        errors=errors,
+    )
+
+
+def install_problem_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(WorkflowEngineError, _domain_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)

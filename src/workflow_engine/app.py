@@ -1,0 +1,113 @@
+"""`create_app(settings)`: the FastAPI application with its middleware, routers and services.
+
+This is the Python form of the seed's "Basic Server Setup": an embedding application can call
+it, add its own routers or services, and serve the result with `workflow_engine.server.serve`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+
+from fastapi import APIRouter, FastAPI
+from starlette.middleware.cors import CORSMiddleware
+
+from workflow_engine.api import docs, health
+from workflow_engine.api.context import AppContext
+from workflow_engine.api.middleware import (
+    BodySizeLimitMiddleware,
+    JsonContentTypeMiddleware,
+    SecurityHeadersMiddleware,
+    UnhandledErrorMiddleware,
+)
+from workflow_engine.api.problems import install_problem_handlers
+from workflow_engine.bootstrap import ServiceBootstrapManager
+from workflow_engine.bootstrap.core_services import (
+    DatabaseService,
+    DataDirectoryService,
+    EventStoreService,
+    MigrationsService,
+)
+from workflow_engine.bootstrap.lifecycle import ServiceBootstrapManagerBuilder, ServiceSpec
+from workflow_engine.config import Settings
+from workflow_engine.observability.access_log import AccessLogMiddleware
+from workflow_engine.observability.correlation import CorrelationIdMiddleware
+from workflow_engine.version import __version__
+
+DESCRIPTION = """\
+A REST API server that runs AI workflows durably.
+
+Errors are [RFC 9457](https://www.rfc-editor.org/rfc/rfc9457) `application/problem+json`
+documents; every response carries an `X-Correlation-ID` header.
+"""
+
+#: The routers of the public API, in the order they are mounted. Fixed paths come before
+#: parameterised ones within each router.
+routers: tuple[APIRouter, ...] = (health.router, docs.router)
+
+
+def core_services(settings: Settings) -> ServiceBootstrapManagerBuilder:
+    """The services every server process runs, as a builder an embedder can extend."""
+    database = DatabaseService(settings)
+    return (
+        ServiceBootstrapManager.builder()
+        .add_service("data_dir", DataDirectoryService(settings.data_dir), required=False)
+        .add_service("database", database)
+        .add_service("migrations", MigrationsService(database), depends_on=["database"])
+        .add_service("events", EventStoreService(database), depends_on=["database"])
+    )
+
+
+def create_app(settings: Settings, *, services: Sequence[ServiceSpec] = ()) -> FastAPI:
+    """Build the application. `services` are added after the core ones (they may depend on them)."""
+    builder = core_services(settings)
+    for spec in services:
+        builder.add_service(
+            spec.name, spec.service, depends_on=spec.depends_on, required=spec.required
+        )
+    context = AppContext(settings=settings, services=builder.build())
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        await context.services.start_all()
+        try:
+            yield
+        finally:
+            await context.services.stop_all()
+
+    app = FastAPI(
+        title="workflow-engine",
+        version=__version__,
+        lifespan=lifespan,
+        openapi_url=docs.OPENAPI_URL,
+        docs_url=None,
+        redoc_url=None,
+        generate_unique_id_function=lambda route: route.name,
+    )
+    app.state.context = context
+    for router in routers:
+        app.include_router(router)
+    install_problem_handlers(app)
+    docs.install_openapi(app, title="workflow-engine API", description=DESCRIPTION)
+    _add_middleware(app, context)
+    return app
+
+
+def _add_middleware(app: FastAPI, context: AppContext) -> None:
+    settings = context.settings
+    # Added innermost first: the last one added sees the request first.
+    app.add_middleware(JsonContentTypeMiddleware)
+    app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
+            allow_headers=["Authorization", "Content-Type", "Idempotency-Key", "X-Correlation-ID"],
+            expose_headers=["X-Correlation-ID", "Retry-After", "Location"],
+            max_age=600,
+        )
+    app.add_middleware(UnhandledErrorMiddleware)
+    app.add_middleware(SecurityHeadersMiddleware, hsts=settings.is_production)
+    app.add_middleware(AccessLogMiddleware, stats=context.stats)
+    app.add_middleware(CorrelationIdMiddleware)

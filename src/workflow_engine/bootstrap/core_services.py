@@ -1,0 +1,121 @@
+"""The services every server process runs: database, migrations check, data directory, events."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from workflow_engine.bootstrap.lifecycle import Health
+from workflow_engine.config import Settings
+from workflow_engine.db import Database
+from workflow_engine.db.migrate import pending_revisions
+from workflow_engine.events import EventStore
+
+HEALTH_PROBE_TIMEOUT = 2.0
+LOW_DISK_BYTES = 512 * 1024 * 1024
+LOW_DISK_FRACTION = 0.05
+
+
+class DatabaseService:
+    """Owns the process's connection pool."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._database: Database | None = None
+
+    @property
+    def database(self) -> Database:
+        if self._database is None:
+            raise RuntimeError("the database service has not started")
+        return self._database
+
+    async def start(self) -> None:
+        settings = self._settings
+        self._database = Database(
+            settings.effective_database_url,
+            pool_size=settings.db_max_connections,
+            pool_timeout=settings.db_connection_timeout,
+            connect_timeout=min(settings.db_connection_timeout, 10.0),
+        )
+        # Fail at start, with the reason, rather than on the first request.
+        await self._database.ping(timeout=settings.db_connection_timeout)
+
+    async def stop(self) -> None:
+        if self._database is not None:
+            await self._database.dispose()
+
+    async def check_health(self) -> Health:
+        try:
+            await self.database.ping(timeout=HEALTH_PROBE_TIMEOUT)
+        except TimeoutError:
+            return Health.down(f"no answer within {HEALTH_PROBE_TIMEOUT:g} s")
+        except Exception as exc:
+            return Health.down(f"unreachable: {type(exc).__name__}")
+        return Health.ok(backend=self.database.url.get_backend_name())
+
+
+class MigrationsService:
+    """Reports whether the schema is at the head revision the code expects."""
+
+    def __init__(self, database: DatabaseService) -> None:
+        self._database = database
+
+    async def start(self) -> None:
+        return None
+
+    async def stop(self) -> None:
+        return None
+
+    async def check_health(self) -> Health:
+        db = self._database.database
+        async with db.read() as conn:
+            pending = await pending_revisions(conn, db.url)
+        if pending:
+            return Health.down(
+                f"{len(pending)} migration(s) pending; run `workflow-engine migrate`",
+                pending=pending,
+            )
+        return Health.ok()
+
+
+class DataDirectoryService:
+    """Watches free space where the SQLite file, secrets and exports live."""
+
+    def __init__(self, path: Path) -> None:
+        self._path = path
+
+    async def start(self) -> None:
+        self._path.mkdir(parents=True, exist_ok=True)
+
+    async def stop(self) -> None:
+        return None
+
+    async def check_health(self) -> Health:
+        usage = shutil.disk_usage(self._path)
+        path = str(self._path.resolve())
+        if usage.free < LOW_DISK_BYTES or usage.free < usage.total * LOW_DISK_FRACTION:
+            return Health.degraded("little free space left", path=path, free_bytes=usage.free)
+        return Health.ok(path=path, free_bytes=usage.free)
+
+
+class EventStoreService:
+    """The event log, reachable by every later service."""
+
+    def __init__(self, database: DatabaseService) -> None:
+        self._database = database
+        self._store: EventStore | None = None
+
+    @property
+    def store(self) -> EventStore:
+        if self._store is None:
+            raise RuntimeError("the event store service has not started")
+        return self._store
+
+    async def start(self) -> None:
+        self._store = EventStore(self._database.database)
+
+    async def stop(self) -> None:
+        self._store = None
+
+    async def check_health(self) -> Health:
+        return Health.ok(last_position=await self.store.last_position())

@@ -1,0 +1,113 @@
+"""The database: one async engine per process, and the two kinds of transaction we open.
+
+`transaction()` is for writes and `read()` for reads. On SQLite a write transaction starts with
+`BEGIN IMMEDIATE`: a deferred transaction that later writes fails at once with "database is
+locked", ignoring the busy timeout (DESIGN trap 1). Never await anything but the database inside
+either: a transaction held across a network call blocks every other writer on SQLite and pins a
+pooled connection on PostgreSQL (trap 12).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import event, text
+from sqlalchemy.engine import URL
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+
+SQLITE_BUSY_TIMEOUT_MS = 5000
+_WRITE_OPTION = "workflow_engine_write"
+
+
+class Database:
+    """Owns the connection pool. Created once per process by the lifecycle's database service."""
+
+    def __init__(
+        self,
+        url: URL,
+        *,
+        pool_size: int = 10,
+        pool_timeout: float = 30.0,
+        connect_timeout: float = 10.0,
+    ) -> None:
+        self.url = url
+        self.is_sqlite = url.get_backend_name() == "sqlite"
+        self.engine = _create_engine(url, pool_size, pool_timeout, connect_timeout)
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[AsyncConnection]:
+        """A write transaction: committed when the block ends, rolled back if it raises."""
+        async with self.engine.connect() as conn:
+            await conn.execution_options(**{_WRITE_OPTION: True})
+            async with conn.begin():
+                yield conn
+
+    @asynccontextmanager
+    async def read(self) -> AsyncIterator[AsyncConnection]:
+        """A read-only transaction (deferred on SQLite, so it never waits for writers)."""
+        async with self.engine.connect() as conn, conn.begin():
+            yield conn
+
+    async def ping(self, timeout: float) -> float:
+        """Round-trip `SELECT 1` within `timeout` seconds; returns the latency in seconds."""
+        started = time.perf_counter()
+        async with asyncio.timeout(timeout), self.engine.connect() as conn:
+            await conn.execute(text("SELECT 1"))
+        return time.perf_counter() - started
+
+    async def dispose(self) -> None:
+        await self.engine.dispose()
+
+
+def _create_engine(
+    url: URL, pool_size: int, pool_timeout: float, connect_timeout: float
+) -> AsyncEngine:
+    if url.get_backend_name() == "sqlite":
+        return _create_sqlite_engine(url, pool_size, pool_timeout)
+    return create_async_engine(
+        url,
+        pool_size=pool_size,
+        max_overflow=0,
+        pool_timeout=pool_timeout,
+        # A database restart leaves dead connections in the pool; pre-ping replaces them so
+        # the server recovers without a restart of its own.
+        pool_pre_ping=True,
+        connect_args={"timeout": connect_timeout},
+    )
+
+
+def ensure_sqlite_directory(url: URL) -> None:
+    """SQLite creates the file but not its directory."""
+    if url.get_backend_name() == "sqlite" and url.database and url.database != ":memory:":
+        Path(url.database).parent.mkdir(parents=True, exist_ok=True)
+
+
+def _create_sqlite_engine(url: URL, pool_size: int, pool_timeout: float) -> AsyncEngine:
+    ensure_sqlite_directory(url)
+    engine = create_async_engine(
+        url, pool_size=pool_size, max_overflow=0, pool_timeout=pool_timeout
+    )
+
+    @event.listens_for(engine.sync_engine, "connect")
+    def _configure(dbapi_connection: Any, _record: Any) -> None:
+        # Hand transaction control to SQLAlchemy (the driver would otherwise BEGIN lazily and
+        # deferred), then set WAL so readers never block the writer.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.close()
+
+    @event.listens_for(engine.sync_engine, "begin")
+    def _begin(conn: Any) -> None:
+        write = conn.get_execution_options().get(_WRITE_OPTION, False)
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+
+    return engine

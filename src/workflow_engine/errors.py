@@ -1,0 +1,61 @@
+"""The domain's exceptions. `api.problems` is the one place that turns them into HTTP answers."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class WorkflowEngineError(Exception):
+    """Base of every error the engine raises on purpose."""
+
+    status = 500
+    title = "Internal Server Error"
+
+    def __init__(self, detail: str, *, errors: list[dict[str, Any]] | None = None) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.errors = errors
+
+
+class InvalidInput(WorkflowEngineError):
+    status = 422
+    title = "Invalid input"
+
+
+class NotFound(WorkflowEngineError):
+    status = 404
+    title = "Not found"
+
+
+class Conflict(WorkflowEngineError):
+    status = 409
+    title = "Conflict"
+
+
+class ConcurrencyConflict(Conflict):
+    """An append named an expected version that is no longer the aggregate's current one."""
+
+    title = "Version conflict"
+
+    def __init__(self, aggregate_id: str, expected: int | None, actual: int) -> None:
+        super().__init__(
+            f"aggregate {aggregate_id!r} is at version {actual}, not the expected {expected}"
+        )
+        self.aggregate_id = aggregate_id
+        self.expected = expected
+        self.actual = actual
+
+
+class Unauthorized(WorkflowEngineError):
+    status = 401
+    title = "Unauthorized"
+
+
+class Forbidden(WorkflowEngineError):
+    status = 403
+    title = "Forbidden"
+
+
+class ServiceUnavailable(WorkflowEngineError):
+    status = 503
+    title = "Service unavailable"

@@ -1,0 +1,19 @@
+"""The event log: the single source of truth every read model is folded from."""
+
+from workflow_engine.events.store import (
+    EventStore,
+    NewEvent,
+    RecordedEvent,
+    append_events,
+    read_aggregate,
+    read_log,
+)
+
+__all__ = [
+    "EventStore",
+    "NewEvent",
+    "RecordedEvent",
+    "append_events",
+    "read_aggregate",
+    "read_log",
+]

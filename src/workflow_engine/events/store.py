@@ -1,0 +1,318 @@
+"""Appending to and reading the event log. Every statement on `events` lives here.
+
+Guarantees:
+
+- `append_events` writes all of its events or none, inside the caller's transaction, so read
+  models updated in that transaction commit with them. It checks the expected version and a
+  unique (tenant, aggregate, version) constraint backs the check: of two concurrent appenders
+  for one version exactly one wins, the other gets `ConcurrencyConflict`. Nothing is overwritten.
+- `read_log` returns events in log order and never skips one. On PostgreSQL a sequence value is
+  taken before commit, so position 11 can be visible while 10 is still in flight (DESIGN trap 4).
+  The log is therefore ordered by (writer's transaction id, position), and a reader only sees
+  rows whose transaction is older than every transaction still running
+  (`pg_snapshot_xmin`): once seen, nothing can ever appear before them. Positions stay unique
+  and are what clients hold as cursors; they rise along the log except where two transactions
+  committed concurrently. Rolled-back appends leave gaps in positions; a gap is not a deleted
+  event. On SQLite writers are serialised, so log order is simply position order.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import BigInteger, Row, Text, cast, func, literal, select, tuple_
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from workflow_engine.db import Database
+from workflow_engine.db.tables import events
+from workflow_engine.errors import ConcurrencyConflict, Conflict
+
+
+@dataclass(frozen=True)
+class NewEvent:
+    """An event to append: its type and payload; the store assigns everything else."""
+
+    event_type: str
+    data: Mapping[str, Any]
+    metadata: Mapping[str, Any] = field(default_factory=dict)
+    schema_version: int = 1
+
+
+@dataclass(frozen=True)
+class RecordedEvent:
+    """An event as stored in the log."""
+
+    position: int
+    event_id: uuid.UUID
+    tenant_id: uuid.UUID
+    aggregate_type: str
+    aggregate_id: str
+    version: int
+    event_type: str
+    schema_version: int
+    data: dict[str, Any]
+    metadata: dict[str, Any]
+    recorded_at: datetime
+
+    @classmethod
+    def from_row(cls, row: Row[Any, *tuple[Any, ...]]) -> RecordedEvent:
+        return cls(
+            position=row.position,
+            event_id=row.event_id,
+            tenant_id=row.tenant_id,
+            aggregate_type=row.aggregate_type,
+            aggregate_id=row.aggregate_id,
+            version=row.version,
+            event_type=row.event_type,
+            schema_version=row.schema_version,
+            data=row.data,
+            metadata=row.metadata,
+            recorded_at=row.recorded_at,
+        )
+
+
+_COLUMNS = (
+    events.c.position,
+    events.c.event_id,
+    events.c.tenant_id,
+    events.c.aggregate_type,
+    events.c.aggregate_id,
+    events.c.version,
+    events.c.event_type,
+    events.c.schema_version,
+    events.c.data,
+    events.c.metadata,
+    events.c.recorded_at,
+)
+
+
+async def current_version(conn: AsyncConnection, tenant_id: uuid.UUID, aggregate_id: str) -> int:
+    """The aggregate's latest version; 0 when it has no events."""
+    stmt = select(func.coalesce(func.max(events.c.version), 0)).where(
+        events.c.tenant_id == tenant_id, events.c.aggregate_id == aggregate_id
+    )
+    return int((await conn.execute(stmt)).scalar_one())
+
+
+async def append_events(
+    conn: AsyncConnection,
+    *,
+    tenant_id: uuid.UUID,
+    aggregate_type: str,
+    aggregate_id: str,
+    new_events: Sequence[NewEvent],
+    expected_version: int | None,
+) -> list[RecordedEvent]:
+    """Append `new_events` to an aggregate inside the caller's (write) transaction.
+
+    `expected_version` is the version the caller last saw: 0 for a new aggregate, None to
+    append whatever the current version is (still safe against a concurrent appender).
+    Raises `ConcurrencyConflict` when the aggregate moved on, and `Conflict` when the
+    aggregate exists under another type. The caller's transaction stays usable either way.
+    """
+    if not new_events:
+        return []
+    for _attempt in range(_MAX_UNCONDITIONAL_RETRIES):
+        actual = await _head_version(conn, tenant_id, aggregate_type, aggregate_id)
+        if expected_version is not None and expected_version != actual:
+            raise ConcurrencyConflict(aggregate_id, expected_version, actual)
+        try:
+            return await _insert(conn, tenant_id, aggregate_type, aggregate_id, new_events, actual)
+        except IntegrityError:
+            if expected_version is not None:
+                winner = await current_version(conn, tenant_id, aggregate_id)
+                raise ConcurrencyConflict(aggregate_id, expected_version, winner) from None
+            # No expected version: another appender took this version; append after it.
+    winner = await current_version(conn, tenant_id, aggregate_id)
+    raise ConcurrencyConflict(aggregate_id, expected_version, winner)
+
+
+_MAX_UNCONDITIONAL_RETRIES = 5
+
+
+async def _head_version(
+    conn: AsyncConnection, tenant_id: uuid.UUID, aggregate_type: str, aggregate_id: str
+) -> int:
+    head = await conn.execute(
+        select(events.c.version, events.c.aggregate_type)
+        .where(events.c.tenant_id == tenant_id, events.c.aggregate_id == aggregate_id)
+        .order_by(events.c.version.desc())
+        .limit(1)
+    )
+    latest = head.first()
+    if latest is None:
+        return 0
+    if latest.aggregate_type != aggregate_type:
+        raise Conflict(
+            f"aggregate {aggregate_id!r} is a {latest.aggregate_type!r}, not a {aggregate_type!r}"
+        )
+    return int(latest.version)
+
+
+async def _insert(
+    conn: AsyncConnection,
+    tenant_id: uuid.UUID,
+    aggregate_type: str,
+    aggregate_id: str,
+    new_events: Sequence[NewEvent],
+    after_version: int,
+) -> list[RecordedEvent]:
+    recorded_at = datetime.now(UTC)
+    rows = [
+        {
+            "event_id": uuid.uuid4(),
+            "tenant_id": tenant_id,
+            "aggregate_type": aggregate_type,
+            "aggregate_id": aggregate_id,
+            "version": after_version + offset,
+            "event_type": new.event_type,
+            "schema_version": new.schema_version,
+            "data": dict(new.data),
+            "metadata": dict(new.metadata),
+            "recorded_at": recorded_at,
+        }
+        for offset, new in enumerate(new_events, start=1)
+    ]
+    # A savepoint keeps the caller's transaction alive when the unique constraint fires
+    # (PostgreSQL would otherwise abort the whole transaction).
+    async with conn.begin_nested():
+        result = await conn.execute(events.insert().returning(*_COLUMNS), rows)
+        stored = [RecordedEvent.from_row(row) for row in result]
+    return sorted(stored, key=lambda e: e.version)
+
+
+async def read_aggregate(
+    conn: AsyncConnection,
+    tenant_id: uuid.UUID,
+    aggregate_id: str,
+    *,
+    from_version: int = 1,
+    limit: int | None = None,
+) -> list[RecordedEvent]:
+    """An aggregate's events in version order, starting at `from_version`."""
+    stmt = (
+        select(*_COLUMNS)
+        .where(
+            events.c.tenant_id == tenant_id,
+            events.c.aggregate_id == aggregate_id,
+            events.c.version >= from_version,
+        )
+        .order_by(events.c.version)
+    )
+    if limit is not None:
+        stmt = stmt.limit(limit)
+    return [RecordedEvent.from_row(row) for row in await conn.execute(stmt)]
+
+
+async def read_log(
+    conn: AsyncConnection,
+    *,
+    after: int = 0,
+    limit: int = 500,
+    tenant_id: uuid.UUID | None = None,
+) -> list[RecordedEvent]:
+    """Up to `limit` events that follow position `after` in log order (see the module doc).
+
+    Call again with the last returned position to follow the log; an empty answer means
+    "nothing committed yet beyond the horizon", never "the events were skipped". A position
+    that holds no event (0, or a gap) counts as the nearest event below it.
+    """
+    cursor_txid, cursor_position = await _cursor(conn, after)
+    stmt = (
+        select(*_COLUMNS)
+        .where(tuple_(events.c.txid, events.c.position) > tuple_(cursor_txid, cursor_position))
+        .order_by(events.c.txid, events.c.position)
+        .limit(limit)
+    )
+    if conn.dialect.name == "postgresql":
+        stmt = stmt.where(events.c.txid < _visible_horizon())
+    if tenant_id is not None:
+        stmt = stmt.where(events.c.tenant_id == tenant_id)
+    return [RecordedEvent.from_row(row) for row in await conn.execute(stmt)]
+
+
+async def _cursor(conn: AsyncConnection, after: int) -> tuple[Any, Any]:
+    if after <= 0:
+        return literal(-1), literal(0)
+    row = (
+        await conn.execute(
+            select(events.c.txid, events.c.position)
+            .where(events.c.position <= after)
+            .order_by(events.c.position.desc())
+            .limit(1)
+        )
+    ).first()
+    if row is None:
+        return literal(-1), literal(0)
+    return literal(row.txid), literal(row.position)
+
+
+def _visible_horizon() -> Any:
+    """The oldest transaction id still in flight: every row below it is final."""
+    xmin = func.pg_snapshot_xmin(func.pg_current_snapshot())
+    return cast(cast(xmin, Text()), BigInteger())
+
+
+async def last_position(conn: AsyncConnection) -> int:
+    """The highest position written so far (0 for an empty log)."""
+    return int(
+        (await conn.execute(select(func.coalesce(func.max(events.c.position), 0)))).scalar_one()
+    )
+
+
+class EventStore:
+    """The event log as a service: the functions above, each in its own transaction.
+
+    Code that must update read models atomically with its events calls `append_events`
+    inside its own `db.transaction()` instead.
+    """
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    async def append(
+        self,
+        *,
+        tenant_id: uuid.UUID,
+        aggregate_type: str,
+        aggregate_id: str,
+        new_events: Sequence[NewEvent],
+        expected_version: int | None,
+    ) -> list[RecordedEvent]:
+        async with self.db.transaction() as conn:
+            return await append_events(
+                conn,
+                tenant_id=tenant_id,
+                aggregate_type=aggregate_type,
+                aggregate_id=aggregate_id,
+                new_events=new_events,
+                expected_version=expected_version,
+            )
+
+    async def read_aggregate(
+        self,
+        tenant_id: uuid.UUID,
+        aggregate_id: str,
+        *,
+        from_version: int = 1,
+        limit: int | None = None,
+    ) -> list[RecordedEvent]:
+        async with self.db.read() as conn:
+            return await read_aggregate(
+                conn, tenant_id, aggregate_id, from_version=from_version, limit=limit
+            )
+
+    async def read_log(
+        self, *, after: int = 0, limit: int = 500, tenant_id: uuid.UUID | None = None
+    ) -> list[RecordedEvent]:
+        async with self.db.read() as conn:
+            return await read_log(conn, after=after, limit=limit, tenant_id=tenant_id)
+
+    async def last_position(self) -> int:
+        async with self.db.read() as conn:
+            return await last_position(conn)

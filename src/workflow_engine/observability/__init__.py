@@ -1,0 +1,1 @@
+"""Logging, correlation ids and request statistics."""

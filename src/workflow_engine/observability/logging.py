@@ -1,0 +1,83 @@
+"""Structured logging: JSON lines in production, readable lines in development.
+
+Everything is routed through structlog — our own loggers and the standard-library ones
+(uvicorn, alembic, sqlalchemy) — so every line carries the same fields, including the
+correlation id bound by `CorrelationIdMiddleware`. A redaction step masks secrets by key name,
+so a token or password passed as a log field never reaches the output.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import Any
+
+import structlog
+from structlog.types import EventDict, Processor
+
+_LEVELS = {
+    "trace": logging.DEBUG,
+    "debug": logging.DEBUG,
+    "info": logging.INFO,
+    "warning": logging.WARNING,
+    "error": logging.ERROR,
+    "critical": logging.CRITICAL,
+}
+_SECRET_KEYS = ("password", "secret", "token", "authorization", "api_key", "cookie")
+
+
+def _redact_secrets(_logger: Any, _method: str, event_dict: EventDict) -> EventDict:
+    for key in event_dict:
+        if any(marker in key.lower() for marker in _SECRET_KEYS):
+            event_dict[key] = "**********"
+    return event_dict
+
+
+def _drop_color_message(_logger: Any, _method: str, event_dict: EventDict) -> EventDict:
+    # uvicorn duplicates its message with ANSI colours in an extra field.
+    event_dict.pop("color_message", None)
+    return event_dict
+
+
+def configure_logging(level: str, fmt: str) -> None:
+    """Set up structlog and the standard library's root logger. Safe to call again."""
+    numeric_level = _LEVELS.get(level, logging.INFO)
+    shared: list[Processor] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.stdlib.add_log_level,
+        structlog.stdlib.add_logger_name,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        _drop_color_message,
+        _redact_secrets,
+    ]
+    renderer: Processor
+    if fmt == "json":
+        shared.append(structlog.processors.format_exc_info)
+        renderer = structlog.processors.JSONRenderer()
+    else:
+        renderer = structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
+
+    structlog.configure(
+        processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
+        logger_factory=structlog.stdlib.LoggerFactory(),
+        wrapper_class=structlog.stdlib.BoundLogger,
+        cache_logger_on_first_use=True,
+    )
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(
+            foreign_pre_chain=shared,
+            processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
+        )
+    )
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(numeric_level)
+    for name in ("uvicorn", "uvicorn.error"):
+        logging.getLogger(name).handlers.clear()
+        logging.getLogger(name).propagate = True
+    # Our access line replaces uvicorn's (which would log raw paths with ids and queries).
+    logging.getLogger("uvicorn.access").disabled = True
+    logging.getLogger("sqlalchemy.engine").setLevel(logging.WARNING)
+    # Alembic narrates every context it opens, health checks included; `migrate` says what ran.
+    logging.getLogger("alembic").setLevel(max(numeric_level, logging.WARNING))

@@ -1,0 +1,84 @@
+"""Serving the app with uvicorn, with the shutdown behaviour we promise.
+
+On SIGTERM or SIGINT the server stops accepting connections, lets in-flight requests finish
+within SHUTDOWN_TIMEOUT, stops its services (the app's lifespan), and the process exits 0.
+uvicorn on its own re-raises the captured signal after a graceful stop, which turns a clean
+shutdown into exit status 143 (DESIGN trap 6); `GracefulServer` keeps the signal handling and
+drops the re-raise.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import threading
+from collections.abc import Generator
+
+import uvicorn
+from fastapi import FastAPI
+from uvicorn.supervisors import Multiprocess
+
+from workflow_engine.config import Settings
+
+_HANDLED = (signal.SIGTERM, signal.SIGINT)
+APP_FACTORY = "workflow_engine.server:app_from_environment"
+
+
+class GracefulServer(uvicorn.Server):
+    @contextlib.contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        loop = asyncio.get_running_loop()
+        for sig in _HANDLED:
+            loop.add_signal_handler(sig, self.handle_exit, sig, None)
+        try:
+            yield
+        finally:
+            for sig in _HANDLED:
+                loop.remove_signal_handler(sig)
+
+
+def uvicorn_config(app: FastAPI | str, settings: Settings, *, workers: int = 1) -> uvicorn.Config:
+    return uvicorn.Config(
+        app,
+        host=settings.host,
+        port=settings.port,
+        workers=workers,
+        factory=isinstance(app, str),
+        lifespan="on",
+        log_config=None,  # logging is ours (observability.logging)
+        access_log=False,
+        server_header=False,
+        timeout_graceful_shutdown=int(settings.shutdown_timeout),
+    )
+
+
+def serve(app: FastAPI, settings: Settings) -> int:
+    """Serve `app` in this process until SIGTERM/SIGINT. Returns the exit status."""
+    server = GracefulServer(uvicorn_config(app, settings))
+    server.run()
+    # `started` stays False when the lifespan (a required service) failed.
+    return 0 if server.started else 1
+
+
+def serve_workers(settings: Settings, workers: int) -> int:
+    """Serve with `workers` processes sharing one socket (PostgreSQL only; see the CLI)."""
+    config = uvicorn_config(APP_FACTORY, settings, workers=workers)
+    sock = config.bind_socket()
+    Multiprocess(config, sockets=[sock]).run()
+    return 0
+
+
+def app_from_environment() -> FastAPI:
+    """The app factory each worker process imports: settings come from the environment
+    (which the CLI prepared before forking)."""
+    from workflow_engine.app import create_app
+    from workflow_engine.config import load_settings
+    from workflow_engine.observability.logging import configure_logging
+
+    settings, _ = load_settings()
+    configure_logging(settings.log_level, settings.effective_log_format)
+    return create_app(settings)

@@ -1,0 +1,92 @@
+"""Fixtures shared by every layer: databases (SQLite always, PostgreSQL when configured)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy.engine import URL, make_url
+
+from workflow_engine.config import to_async_url
+from workflow_engine.db import Database
+from workflow_engine.db.migrate import upgrade
+
+IN_CI = os.environ.get("CI") == "true"
+
+
+def require_postgres() -> str:
+    """TEST_POSTGRES_URL, or skip — but fail under CI, where PostgreSQL must be tested."""
+    url = os.environ.get("TEST_POSTGRES_URL")
+    if url:
+        return url
+    if IN_CI:
+        pytest.fail("CI=true but TEST_POSTGRES_URL is not set: PostgreSQL tests must run in CI")
+    pytest.skip("TEST_POSTGRES_URL is not set")
+
+
+async def _admin(url: URL):  # type: ignore[no-untyped-def]
+    import asyncpg
+
+    return await asyncpg.connect(
+        host=url.host or "127.0.0.1",
+        port=url.port or 5432,
+        user=url.username or "postgres",
+        password=url.password,
+        database=url.database or "postgres",
+        timeout=10,
+    )
+
+
+@pytest.fixture(scope="session")
+async def postgres_url() -> AsyncIterator[str]:
+    """A fresh PostgreSQL database for this test session, dropped at the end."""
+    base = make_url(require_postgres())
+    name = f"we_test_{uuid.uuid4().hex[:10]}"
+    try:
+        admin = await _admin(base)
+    except (TimeoutError, OSError) as exc:
+        if IN_CI:
+            pytest.fail(f"PostgreSQL at {base.render_as_string()} is unreachable: {exc}")
+        pytest.skip(f"PostgreSQL unreachable: {exc}")
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await admin.close()
+    url = base.set(database=name).render_as_string(hide_password=False)
+    await asyncio.to_thread(upgrade, to_async_url(url))
+    yield url
+    admin = await _admin(base)
+    try:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await admin.close()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A migrated database: a new SQLite file per test, or the session's PostgreSQL database.
+
+    Tests on PostgreSQL share one database, so each uses its own tenant id.
+    """
+    if request.param == "postgresql":
+        url: str = request.getfixturevalue("postgres_url")
+        return url
+    url = f"sqlite:///{tmp_path / 'test.db'}"
+    upgrade(to_async_url(url))  # no event loop runs in a sync fixture: Alembic may start one
+    return url
+
+
+@pytest.fixture
+async def database(database_url: str) -> AsyncIterator[Database]:
+    db = Database(to_async_url(database_url), pool_size=5, pool_timeout=10)
+    yield db
+    await db.dispose()
+
+
+@pytest.fixture
+def tenant_id() -> uuid.UUID:
+    return uuid.uuid4()

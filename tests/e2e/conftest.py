@@ -1,0 +1,154 @@
+"""End-to-end: the real `workflow-engine` command, installed from a freshly built wheel.
+
+Installing the wheel (not the source tree) proves that migrations, Swagger assets and every
+other data file really ship in the package (DESIGN trap 13).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import pytest
+
+from workflow_engine.config import Settings
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _uv() -> str:
+    beside_python = Path(sys.executable).parent / "uv"
+    found = str(beside_python) if beside_python.exists() else shutil.which("uv")
+    if not found:
+        pytest.fail(
+            "uv is needed to build the wheel: run the tests with `python3 scripts/dev.py test`"
+        )
+    return found
+
+
+@pytest.fixture(scope="session")
+def installed_bin(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A virtual environment with the wheel and the locked dependencies; returns its bin/."""
+    work = tmp_path_factory.mktemp("wheel")
+    uv = _uv()
+    env = dict(os.environ, UV_PYTHON_DOWNLOADS="never")
+    run = lambda *args: subprocess.run(args, cwd=ROOT, env=env, check=True, capture_output=True)  # noqa: E731
+    run(uv, "build", "--wheel", "--out-dir", str(work / "dist"))
+    [wheel] = (work / "dist").glob("*.whl")
+    requirements = work / "requirements.txt"
+    run(
+        uv, "export", "--frozen", "--no-dev", "--all-extras", "--no-emit-project",
+        "--no-hashes", "--quiet", "-o", str(requirements),
+    )  # fmt: skip
+    venv = work / "venv"
+    run(uv, "venv", "--quiet", "--python", sys.executable, str(venv))
+    run(uv, "pip", "install", "--quiet", "--python", str(venv / "bin" / "python"),
+        "-r", str(requirements), str(wheel))  # fmt: skip
+    return venv / "bin"
+
+
+def clean_environment() -> dict[str, str]:
+    """The test's environment without any setting of ours, so that a developer's own
+    DATABASE_URL or config file never leaks into a test server."""
+    ours = {name.upper() for name in Settings.model_fields} | {"CONFIG_FILE"}
+    return {k: v for k, v in os.environ.items() if k.upper() not in ours}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class Server:
+    """A server process on a free port; stopped (SIGTERM) when the test ends."""
+
+    args: list[str]
+    cwd: Path
+    env: dict[str, str]
+    port: int = field(default_factory=free_port)
+    process: subprocess.Popen[str] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, *, wait: bool = True) -> Server:
+        env = dict(clean_environment(), **self.env, PORT=str(self.port))
+        self.process = subprocess.Popen(
+            self.args, cwd=self.cwd, env=env, stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT, text=True,
+        )  # fmt: skip
+        if wait:
+            self.wait_until_healthy()
+        return self
+
+    def wait_until_healthy(self, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            assert self.process is not None
+            if self.process.poll() is not None:
+                pytest.fail(f"server exited with {self.process.returncode}:\n{self.output()}")
+            try:
+                if httpx.get(f"{self.url}/health", timeout=1).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            time.sleep(0.2)
+        self.stop()
+        pytest.fail(f"server not healthy within {timeout} s:\n{self.output()}")
+
+    def stop(self, timeout: float = 30) -> int:
+        assert self.process is not None
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+        try:
+            return self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+            raise
+
+    def output(self) -> str:
+        assert self.process is not None
+        if self.process.poll() is None:
+            return "<still running>"
+        return self.process.stdout.read() if self.process.stdout else ""
+
+
+@pytest.fixture
+def server_factory(installed_bin: Path, tmp_path: Path) -> Iterator[type[Server]]:
+    started: list[Server] = []
+
+    class _Server(Server):
+        def __init__(self, *args: str, env: dict[str, str] | None = None) -> None:
+            command = list(args) or ["serve"]
+            super().__init__(
+                [str(installed_bin / "workflow-engine"), *command],
+                cwd=tmp_path,
+                env={"DATA_DIR": str(tmp_path / "data"), "LOG_FORMAT": "json", **(env or {})},
+            )
+            started.append(self)
+
+    yield _Server
+    for server in started:
+        if server.process and server.process.poll() is None:
+            server.stop()
+
+
+def run_cli(installed_bin: Path, *args: str, cwd: Path, env: dict[str, str] | None = None,
+            ) -> subprocess.CompletedProcess[str]:  # fmt: skip
+    return subprocess.run(
+        [str(installed_bin / "workflow-engine"), *args], cwd=cwd, capture_output=True,
+        text=True, timeout=60, env=dict(clean_environment(), **(env or {})),
+    )  # fmt: skip

@@ -1,0 +1,112 @@
+"""A PostgreSQL that the test owns goes away and comes back; our server follows without a restart.
+
+The cluster is made with `initdb` in a temporary directory as the `postgres` user (initdb
+refuses root), on its own port, so the machine's own server is never touched.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import glob
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import IN_CI
+from tests.e2e.conftest import Server, free_port
+
+pytestmark = pytest.mark.e2e
+
+
+@dataclass
+class Cluster:
+    data: Path
+    port: int
+    bindir: Path
+
+    def _run(self, *args: str) -> None:
+        command = [str(self.bindir / args[0]), *args[1:]]
+        if os.geteuid() == 0:
+            command = ["runuser", "-u", "postgres", "--", *command]
+        subprocess.run(command, check=True, capture_output=True, timeout=60)
+
+    def start(self) -> None:
+        options = f"-p {self.port} -k {self.data} -c listen_addresses=127.0.0.1 -c fsync=off"
+        self._run("pg_ctl", "-D", str(self.data), "-o", options, "-w", "-l",
+                  str(self.data / "log.txt"), "start")  # fmt: skip
+
+    def stop(self) -> None:
+        self._run("pg_ctl", "-D", str(self.data), "-m", "fast", "-w", "stop")
+
+
+def _bindir() -> Path | None:
+    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
+    if found:
+        return Path(found[-1]).parent
+    initdb = shutil.which("initdb")
+    return Path(initdb).parent if initdb else None
+
+
+@pytest.fixture
+def cluster() -> Iterator[Cluster]:
+    bindir = _bindir()
+    if bindir is None:
+        if IN_CI:
+            pytest.fail("initdb is not installed: the database outage test must run in CI")
+        pytest.skip("initdb is not installed")
+    # Not under pytest's temporary directory: that one is private to root.
+    data = Path(tempfile.mkdtemp(prefix="we-pg-"))
+    if os.geteuid() == 0:
+        shutil.chown(data, "postgres")
+    cluster = Cluster(data, free_port(), bindir)
+    cluster._run("initdb", "-D", str(data), "-U", "postgres", "--auth=trust", "-E", "UTF8")
+    cluster.start()
+    yield cluster
+    with contextlib.suppress(subprocess.CalledProcessError):  # already stopped
+        cluster.stop()
+    shutil.rmtree(data, ignore_errors=True)
+
+
+def _detailed(server: Server) -> httpx.Response:
+    return httpx.get(f"{server.url}/health/detailed", timeout=10)
+
+
+def _wait_for(predicate, timeout: float = 30):  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while True:
+        result = predicate()
+        if result or time.monotonic() > deadline:
+            return result
+        time.sleep(0.5)
+
+
+def test_health_follows_a_postgresql_outage_and_recovery(
+    cluster: Cluster, server_factory: type[Server]
+) -> None:
+    url = f"postgresql://postgres@127.0.0.1:{cluster.port}/postgres"
+    server = server_factory(env={"DATABASE_URL": url}).start()
+    assert _detailed(server).status_code == 200
+
+    cluster.stop()
+    down = _wait_for(lambda: (r := _detailed(server)).status_code == 503 and r)
+    assert down, "health did not turn 503"
+    body = down.json()
+    assert body["status"] == "down"
+    assert "database" in body["failing"]
+    database = {s["name"]: s for s in body["services"]}["database"]
+    assert database["status"] == "down"
+    assert httpx.get(f"{server.url}/health").status_code == 200  # liveness is unaffected
+
+    cluster.start()
+    up = _wait_for(lambda: (r := _detailed(server)).status_code == 200 and r)
+    assert up, "health did not recover"
+    assert up.json()["status"] == "ok"
+    assert server.stop() == 0

@@ -1,0 +1,199 @@
+"""The installed command: serving, configuration errors, shutdown, PostgreSQL, several workers."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import signal
+import socket
+import subprocess
+import time
+import uuid
+from pathlib import Path
+
+import httpx
+import pytest
+from sqlalchemy.engine import make_url
+
+from tests.conftest import _admin, require_postgres
+from tests.e2e.conftest import Server, run_cli
+
+pytestmark = pytest.mark.e2e
+EMBEDDED = Path(__file__).with_name("embedded_server.py")
+
+
+def test_bare_command_serves_health_on_the_embedded_default(
+    server_factory: type[Server], tmp_path: Path
+) -> None:
+    server = server_factory().start()
+    health = httpx.get(f"{server.url}/health")
+    assert health.status_code == 200
+    assert health.json()["status"] == "ok"
+    detailed = httpx.get(f"{server.url}/health/detailed").json()
+    services = {s["name"]: s for s in detailed["services"]}
+    assert services["database"]["data"]["backend"] == "sqlite"
+    assert services["migrations"]["status"] == "ok"
+    assert (tmp_path / "data" / "workflow-engine.db").exists()
+    # Package data shipped in the wheel: the Swagger UI assets.
+    assert httpx.get(f"{server.url}/swagger-ui/swagger-ui-bundle.js").status_code == 200
+    assert server.stop() == 0
+
+
+def test_no_arguments_means_serve(installed_bin: Path, tmp_path: Path) -> None:
+    server = Server(
+        [str(installed_bin / "workflow-engine")], cwd=tmp_path, env={"DATA_DIR": str(tmp_path)}
+    )
+    server.start()
+    assert httpx.get(f"{server.url}/health").status_code == 200
+    assert server.stop() == 0
+
+
+def test_logs_are_json_lines_with_one_access_line_per_request(
+    server_factory: type[Server],
+) -> None:
+    server = server_factory(env={"LOG_FORMAT": "json"}).start()
+    httpx.get(f"{server.url}/health?token=s3cret", headers={"X-Correlation-ID": "trace-me-1"})
+    assert server.stop() == 0
+    lines = [json.loads(line) for line in server.output().splitlines() if line.startswith("{")]
+    [access] = [
+        line
+        for line in lines
+        if line.get("event") == "request" and line.get("correlation_id") == "trace-me-1"
+    ]
+    assert access["route"] == "/health"
+    assert access["status"] == 200
+    assert access["method"] == "GET"
+    assert "duration_ms" in access
+    assert "s3cret" not in server.output()
+
+
+@pytest.mark.parametrize(
+    ("env", "config", "expected"),
+    [
+        ({"PORT": "eighty"}, None, r"PORT='eighty': Input should be a valid integer"),
+        ({"DATABASE_URL": "mysql://h/db"}, None, r"DATABASE_URL='mysql://h/db': unsupported"),
+        ({}, "[server]\nport = 0\n", r"config.toml \[server\] port=0: Input should be greater"),
+        ({}, "[server\n", r"config.toml: not valid TOML"),
+    ],
+)
+def test_bad_setting_is_one_line_and_exit_2(
+    installed_bin: Path, tmp_path: Path, env: dict[str, str], config: str | None, expected: str
+) -> None:
+    if config is not None:
+        (tmp_path / "config.toml").write_text(config)
+    result = run_cli(installed_bin, "serve", cwd=tmp_path, env=env)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert re.search(expected, lines[0]), lines[0]
+    assert "Traceback" not in result.stderr + result.stdout
+
+
+def test_several_workers_are_refused_on_sqlite(installed_bin: Path, tmp_path: Path) -> None:
+    result = run_cli(installed_bin, "serve", "--workers", "2", cwd=tmp_path)
+    assert result.returncode == 2
+    assert "--workers 2 needs PostgreSQL" in result.stderr
+
+
+def test_config_show_masks_secrets_and_version_prints(installed_bin: Path, tmp_path: Path) -> None:
+    env = {"JWT_SECRET": "a-very-secret-value", "DATABASE_URL": "postgresql://u:pw-123@h/db"}
+    shown = run_cli(installed_bin, "config", "show", "--json", cwd=tmp_path, env=env)
+    assert shown.returncode == 0, shown.stderr
+    settings = json.loads(shown.stdout)
+    assert settings["JWT_SECRET"] == "**********"
+    assert settings["DATABASE_URL"] == "postgresql+asyncpg://u:***@h/db"
+    assert "a-very-secret-value" not in shown.stdout + shown.stderr
+    assert "pw-123" not in shown.stdout + shown.stderr
+    version = run_cli(installed_bin, "version", cwd=tmp_path)
+    assert re.fullmatch(r"\d+\.\d+\.\d+\S*\n", version.stdout)
+    as_module = subprocess.run(
+        [str(installed_bin / "python"), "-m", "workflow_engine", "version"],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    assert as_module.stdout == version.stdout
+
+
+def test_sigterm_lets_a_slow_upload_finish_then_exits_0(
+    installed_bin: Path, tmp_path: Path
+) -> None:
+    server = Server(
+        [str(installed_bin / "python"), str(EMBEDDED)],
+        cwd=tmp_path,
+        env={"DATA_DIR": str(tmp_path / "data")},
+    ).start()
+    body = b'{"payload": "' + b"x" * 2000 + b'"}'
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as conn:
+        conn.sendall(
+            b"POST /api/v1/upload HTTP/1.1\r\nHost: localhost\r\n"
+            b"Content-Type: application/json\r\n"
+            + f"Content-Length: {len(body)}\r\n\r\n".encode()
+            + body[:100]
+        )
+        time.sleep(0.5)
+        assert server.process is not None
+        server.process.send_signal(signal.SIGTERM)
+        for start in range(100, len(body), 400):  # the rest trickles in after the signal
+            time.sleep(0.2)
+            conn.sendall(body[start : start + 400])
+        response = b""
+        while b"\r\n\r\n" not in response or not response.rstrip().endswith(b"}"):
+            chunk = conn.recv(4096)
+            if not chunk:
+                break
+            response += chunk
+    assert response.startswith(b"HTTP/1.1 201"), response
+    assert f'"received_bytes":{len(body)}'.encode() in response
+    assert server.process.wait(30) == 0, server.output()
+    # New connections are refused once shutdown started.
+    with pytest.raises(httpx.TransportError):
+        httpx.get(f"{server.url}/health", timeout=1)
+
+
+def test_migrate_command_is_idempotent(installed_bin: Path, tmp_path: Path) -> None:
+    env = {"DATA_DIR": str(tmp_path / "data")}
+    first = run_cli(installed_bin, "migrate", cwd=tmp_path, env=env)
+    second = run_cli(installed_bin, "migrate", cwd=tmp_path, env=env)
+    assert first.returncode == 0, first.stderr
+    assert second.returncode == 0, second.stderr
+    assert "database is up to date" in second.stdout
+
+
+def test_production_without_auto_migrate_reports_pending_migrations(
+    server_factory: type[Server],
+) -> None:
+    server = server_factory(
+        env={"ENVIRONMENT": "production", "JWT_SECRET": "p" * 40, "CORS_ORIGINS": ""}
+    ).start()
+    detailed = httpx.get(f"{server.url}/health/detailed")
+    assert detailed.status_code == 503
+    body = detailed.json()
+    assert "migrations" in body["failing"]
+    migrations = {s["name"]: s for s in body["services"]}["migrations"]
+    assert "run `workflow-engine migrate`" in migrations["detail"]
+    assert server.stop() == 0
+
+
+async def _create_database(base_url: str) -> str:
+    base = make_url(base_url)
+    name = f"we_e2e_{uuid.uuid4().hex[:10]}"
+    admin = await _admin(base)
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await admin.close()
+    return base.set(database=name).render_as_string(hide_password=False)
+
+
+def test_postgresql_url_as_in_the_seed_migrates_and_serves_with_workers(
+    server_factory: type[Server],
+) -> None:
+    url = asyncio.run(_create_database(require_postgres()))
+    assert url.startswith("postgresql://")
+    server = server_factory("serve", "--workers", "2", env={"DATABASE_URL": url}).start()
+    detailed = httpx.get(f"{server.url}/health/detailed")
+    assert detailed.status_code == 200, detailed.text
+    services = {s["name"]: s for s in detailed.json()["services"]}
+    assert services["database"]["data"]["backend"] == "postgresql"
+    assert services["migrations"]["status"] == "ok"
+    assert server.stop() == 0, server.output()

@@ -1,0 +1,288 @@
+"""Settings: seed names and defaults, precedence env > config.toml > default, precise errors."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from workflow_engine.config import (
+    TOML_KEYS,
+    ConfigError,
+    Settings,
+    development_jwt_secret,
+    effective_settings,
+    load_settings,
+)
+
+README = Path(__file__).parents[2] / "README.md"
+
+# field -> (value written in config.toml, value given as an env var, expected from each)
+SAMPLES: dict[str, tuple[Any, str, Any, Any]] = {
+    "host": ("0.0.0.0", "10.1.2.3", "0.0.0.0", "10.1.2.3"),
+    "port": (9000, "9001", 9000, 9001),
+    "environment": ("development", "development", "development", "development"),
+    "data_dir": ("/srv/a", "/srv/b", Path("/srv/a"), Path("/srv/b")),
+    "shutdown_timeout": (5, "7.5", 5.0, 7.5),
+    "cors_origins": (
+        ["https://a.example"],
+        "https://b.example, https://c.example",
+        ["https://a.example"],
+        ["https://b.example", "https://c.example"],
+    ),
+    "max_body_bytes": (2048, "4096", 2048, 4096),
+    "database_url": (
+        "postgresql://user:pass@localhost/workflow_db",
+        "sqlite:///tmp/x.db",
+        "postgresql://user:pass@localhost/workflow_db",
+        "sqlite:///tmp/x.db",
+    ),
+    "db_max_connections": (20, "30", 20, 30),
+    "db_connection_timeout": (5, "6", 5.0, 6.0),
+    "auto_migrate": (False, "true", False, True),
+    "jwt_secret": ("file-secret", "env-secret", "file-secret", "env-secret"),
+    "jwt_expiration": (600, "900", 600, 900),
+    "jwt_refresh_expiration": (86400, "172800", 86400, 172800),
+    "rate_limit_per_minute": (120, "240", 120, 240),
+    "rate_limit_burst": (20, "40", 20, 40),
+    "metrics_enabled": (False, "true", False, True),
+    "tracing_enabled": (False, "1", False, True),
+    "log_level": ("debug", "WARN", "debug", "warning"),
+    "log_format": ("json", "console", "json", "console"),
+    "notion_mcp_url": (
+        "http://localhost:8002",
+        "http://n:1",
+        "http://localhost:8002",
+        "http://n:1",
+    ),
+    "slack_mcp_url": ("http://localhost:8003", "http://s:1", "http://localhost:8003", "http://s:1"),
+    "helpscout_mcp_url": (
+        "http://localhost:8001",
+        "http://h:1",
+        "http://localhost:8001",
+        "http://h:1",
+    ),
+}
+
+
+def _value(settings: Settings, field: str) -> Any:
+    value = getattr(settings, field)
+    return value.get_secret_value() if field == "jwt_secret" else value
+
+
+def _toml(section: str, key: str, value: Any) -> str:
+    if isinstance(value, bool):
+        rendered = "true" if value else "false"
+    elif isinstance(value, str):
+        rendered = f'"{value}"'
+    elif isinstance(value, list):
+        rendered = "[" + ", ".join(f'"{v}"' for v in value) + "]"
+    else:
+        rendered = str(value)
+    return f"[{section}]\n{key} = {rendered}\n"
+
+
+def test_every_setting_has_a_sample() -> None:
+    assert set(SAMPLES) == set(TOML_KEYS.values())
+
+
+def test_defaults_are_the_seeds() -> None:
+    settings, _ = load_settings({})
+    assert settings.host == "127.0.0.1"
+    assert settings.port == 8080
+    assert settings.rate_limit_per_minute == 60
+    assert settings.rate_limit_burst == 10
+    assert settings.db_max_connections == 10
+    assert settings.db_connection_timeout == 30
+    assert settings.jwt_expiration == 3600
+    assert settings.jwt_refresh_expiration == 604800
+    assert settings.metrics_enabled is True
+    assert settings.tracing_enabled is True
+    assert settings.log_level == "info"
+    assert settings.max_body_bytes == 1024 * 1024
+    assert settings.shutdown_timeout == 30
+    assert settings.is_sqlite
+    assert str(settings.effective_database_url).endswith("/data/workflow-engine.db")
+
+
+@pytest.mark.parametrize(("section", "key"), sorted(TOML_KEYS))
+def test_file_overrides_default_and_env_overrides_file(
+    section: str, key: str, tmp_path: Path
+) -> None:
+    field = TOML_KEYS[(section, key)]
+    file_value, env_value, expected_from_file, expected_from_env = SAMPLES[field]
+    config = tmp_path / "config.toml"
+    config.write_text(_toml(section, key, file_value))
+
+    from_file, source = load_settings({"CONFIG_FILE": str(config)})
+    assert _value(from_file, field) == expected_from_file
+    assert field in source.from_file
+
+    from_env, source = load_settings({"CONFIG_FILE": str(config), field.upper(): env_value})
+    assert _value(from_env, field) == expected_from_env
+    assert field in source.from_env
+    assert field not in source.from_file
+
+
+def test_config_toml_in_working_directory_is_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "config.toml").write_text("[server]\nport = 9100\n")
+    monkeypatch.chdir(tmp_path)
+    settings, source = load_settings({})
+    assert settings.port == 9100
+    assert source.config_file == Path("config.toml")
+
+
+def test_seed_config_toml_loads_as_written(tmp_path: Path) -> None:
+    seed = """
+[server]
+host = "0.0.0.0"
+port = 8080
+
+[database]
+url = "postgresql://user:pass@localhost/workflow_db"
+max_connections = 10
+connection_timeout = 30
+
+[auth]
+jwt_secret = "your-secret-key"
+jwt_expiration = 3600
+refresh_expiration = 604800
+
+[rate_limiting]
+requests_per_minute = 60
+burst_size = 10
+
+[monitoring]
+metrics_enabled = true
+tracing_enabled = true
+log_level = "info"
+
+[services]
+notion_mcp_url = "http://localhost:8002"
+slack_mcp_url = "http://localhost:8003"
+helpscout_mcp_url = "http://localhost:8001"
+"""
+    config = tmp_path / "config.toml"
+    config.write_text(seed)
+    settings, _ = load_settings({"CONFIG_FILE": str(config)})
+    assert settings.effective_database_url.drivername == "postgresql+asyncpg"
+    assert settings.effective_database_url.database == "workflow_db"
+    assert settings.notion_mcp_url == "http://localhost:8002"
+
+
+@pytest.mark.parametrize(
+    ("environ", "expected"),
+    [
+        ({"PORT": "eighty"}, r"^PORT='eighty': Input should be a valid integer"),
+        ({"PORT": "70000"}, r"^PORT='70000': Input should be less than or equal to 65535"),
+        ({"DATABASE_URL": "mysql://x/y"}, r"^DATABASE_URL='mysql://x/y': unsupported database"),
+        ({"DATABASE_URL": "not a url"}, r"^DATABASE_URL='not a url': not a database URL"),
+        (
+            {"DATABASE_URL": "postgresql://u:hunter2@h"},
+            r"^DATABASE_URL='postgresql://u:\*\*\*@h': a PostgreSQL URL needs a database name",
+        ),
+        ({"LOG_LEVEL": "loud"}, r"^LOG_LEVEL='loud': Input should be 'trace', 'debug'"),
+        ({"CORS_ORIGINS": "nope"}, r"^CORS_ORIGINS='nope': 'nope' is not an origin"),
+        ({"SLACK_MCP_URL": "ftp://x"}, r"^SLACK_MCP_URL='ftp://x': expected an http"),
+    ],
+)
+def test_bad_values_are_named_one_line_each(environ: dict[str, str], expected: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_settings(environ)
+    assert len(caught.value.problems) == 1
+    assert re.search(expected, caught.value.problems[0]), caught.value.problems[0]
+    assert "hunter2" not in caught.value.problems[0]
+
+
+def test_bad_file_value_names_file_section_and_key(tmp_path: Path) -> None:
+    config = tmp_path / "config.toml"
+    config.write_text('[server]\nport = "high"\n[rate_limiting]\nburst_size = 0\n')
+    with pytest.raises(ConfigError) as caught:
+        load_settings({"CONFIG_FILE": str(config)})
+    problems = caught.value.problems
+    assert len(problems) == 2
+    assert problems[0].startswith(f"{config} [server] port='high': ")
+    assert problems[1].startswith(f"{config} [rate_limiting] burst_size=0: ")
+
+
+def test_unknown_keys_and_sections_are_refused(tmp_path: Path) -> None:
+    config = tmp_path / "config.toml"
+    config.write_text("[server]\nprot = 1\n[nonsense]\nx = 1\n")
+    with pytest.raises(ConfigError) as caught:
+        load_settings({"CONFIG_FILE": str(config)})
+    assert any("unknown key [server] prot; known: " in p for p in caught.value.problems)
+    assert any("unknown section [nonsense]" in p for p in caught.value.problems)
+
+
+def test_invalid_toml_is_one_line(tmp_path: Path) -> None:
+    config = tmp_path / "config.toml"
+    config.write_text("[server\nport = 1\n")
+    with pytest.raises(ConfigError) as caught:
+        load_settings({"CONFIG_FILE": str(config)})
+    assert caught.value.problems[0].startswith(f"{config}: not valid TOML")
+
+
+def test_missing_config_file_is_an_error() -> None:
+    with pytest.raises(ConfigError, match=r"CONFIG_FILE=/nowhere\.toml: no such file"):
+        load_settings({"CONFIG_FILE": "/nowhere.toml"})
+
+
+def test_production_requires_a_long_secret() -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_settings({"ENVIRONMENT": "production"})
+    assert "JWT_SECRET is required when ENVIRONMENT=production" in caught.value.problems[0]
+    with pytest.raises(ConfigError) as caught:
+        load_settings({"ENVIRONMENT": "production", "JWT_SECRET": "your-secure-random-secret-key"})
+    assert "JWT_SECRET is 29 bytes" in caught.value.problems[0]
+    assert "needs at least 32" in caught.value.problems[0]
+    settings, _ = load_settings({"ENVIRONMENT": "production", "JWT_SECRET": "x" * 32})
+    assert settings.is_production
+    assert not settings.should_auto_migrate
+
+
+def test_auto_migrate_defaults_by_environment() -> None:
+    assert load_settings({})[0].should_auto_migrate is True
+    assert load_settings({"AUTO_MIGRATE": "false"})[0].should_auto_migrate is False
+
+
+def test_seed_postgres_url_gets_the_async_driver() -> None:
+    settings, _ = load_settings({"DATABASE_URL": "postgresql://user:pass@localhost/workflow_db"})
+    url = settings.effective_database_url
+    assert (url.drivername, url.username, url.host, url.database) == (
+        "postgresql+asyncpg",
+        "user",
+        "localhost",
+        "workflow_db",
+    )
+    assert not settings.is_sqlite
+
+
+def test_effective_settings_mask_secrets() -> None:
+    settings, _ = load_settings(
+        {"JWT_SECRET": "s3cret-value", "DATABASE_URL": "postgresql://u:hunter2@db/app"}
+    )
+    shown = effective_settings(settings)
+    assert "s3cret-value" not in str(shown)
+    assert "hunter2" not in str(shown)
+    assert shown["DATABASE_URL"] == "postgresql+asyncpg://u:***@db/app"
+
+
+def test_development_secret_is_made_once_and_kept(tmp_path: Path) -> None:
+    first, created = development_jwt_secret(tmp_path)
+    second, created_again = development_jwt_secret(tmp_path)
+    assert created
+    assert not created_again
+    assert first.get_secret_value() == second.get_secret_value()
+    assert len(first.get_secret_value()) >= 32
+    assert (tmp_path / "jwt-secret").stat().st_mode & 0o777 == 0o600
+
+
+def test_readme_documents_every_variable_and_key() -> None:
+    readme = README.read_text()
+    for (section, key), field in TOML_KEYS.items():
+        assert f"`{field.upper()}`" in readme, f"README lacks {field.upper()}"
+        assert f"`[{section}] {key}`" in readme, f"README lacks [{section}] {key}"
