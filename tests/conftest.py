@@ -88,5 +88,13 @@ async def database(database_url: str) -> AsyncIterator[Database]:
 
 
 @pytest.fixture
+async def postgres_database(postgres_url: str) -> AsyncIterator[Database]:
+    """For behaviour that exists only on PostgreSQL (concurrent writers)."""
+    db = Database(to_async_url(postgres_url), pool_size=5, pool_timeout=10)
+    yield db
+    await db.dispose()
+
+
+@pytest.fixture
 def tenant_id() -> uuid.UUID:
     return uuid.uuid4()

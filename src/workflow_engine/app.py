@@ -10,12 +10,12 @@ from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 
 from fastapi import APIRouter, FastAPI
-from starlette.middleware.cors import CORSMiddleware
 
 from workflow_engine.api import docs, health
 from workflow_engine.api.context import AppContext
 from workflow_engine.api.middleware import (
     BodySizeLimitMiddleware,
+    CORSProblemMiddleware,
     JsonContentTypeMiddleware,
     SecurityHeadersMiddleware,
     UnhandledErrorMiddleware,
@@ -100,7 +100,7 @@ def _add_middleware(app: FastAPI, context: AppContext) -> None:
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
     if settings.cors_origins:
         app.add_middleware(
-            CORSMiddleware,
+            CORSProblemMiddleware,
             allow_origins=settings.cors_origins,
             allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
             allow_headers=["Authorization", "Content-Type", "Idempotency-Key", "X-Correlation-ID"],

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import importlib.util
 import json
 import os
@@ -70,6 +71,24 @@ def _check_extras(settings: Settings) -> None:
         logger.info("tracing is off: TRACING_ENABLED needs the `monitoring` extra installed")
 
 
+def _require_database(settings: Settings) -> None:
+    """Fail fast, in one line, when the database cannot be reached at all."""
+    from workflow_engine.db import Database
+
+    async def ping() -> None:
+        db = Database(url, pool_size=1, connect_timeout=settings.db_connection_timeout)
+        try:
+            await db.ping(timeout=settings.db_connection_timeout)
+        finally:
+            await db.dispose()
+
+    url = settings.effective_database_url
+    try:
+        asyncio.run(ping())
+    except Exception as exc:
+        _fail([f"cannot reach the database at {url.render_as_string()}: {_reason(exc)}"], 1)
+
+
 def _migrate(settings: Settings) -> None:
     from workflow_engine.db.migrate import upgrade
 
@@ -83,6 +102,8 @@ def _migrate(settings: Settings) -> None:
 def _reason(exc: BaseException) -> str:
     while exc.__cause__ is not None:
         exc = exc.__cause__
+    if isinstance(exc, TimeoutError):
+        return "no answer (timed out)"
     return f"{type(exc).__name__}: {exc}".splitlines()[0]
 
 
@@ -110,6 +131,7 @@ def serve(
             ]
         )
     # One-time start-up work happens here, before any process forks (DESIGN trap 2).
+    _require_database(settings)
     if settings.should_auto_migrate:
         _migrate(settings)
     if settings.jwt_secret is None:

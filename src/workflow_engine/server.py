@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import signal
 import threading
 from collections.abc import Generator
@@ -52,7 +53,7 @@ def uvicorn_config(app: FastAPI | str, settings: Settings, *, workers: int = 1) 
         log_config=None,  # logging is ours (observability.logging)
         access_log=False,
         server_header=False,
-        timeout_graceful_shutdown=int(settings.shutdown_timeout),
+        timeout_graceful_shutdown=math.ceil(settings.shutdown_timeout),
     )
 
 

@@ -17,7 +17,7 @@ import pytest
 from sqlalchemy.engine import make_url
 
 from tests.conftest import _admin, require_postgres
-from tests.e2e.conftest import Server, run_cli
+from tests.e2e.conftest import Server, free_port, run_cli
 
 pytestmark = pytest.mark.e2e
 EMBEDDED = Path(__file__).with_name("embedded_server.py")
@@ -88,6 +88,16 @@ def test_bad_setting_is_one_line_and_exit_2(
     assert len(lines) == 1, result.stderr
     assert re.search(expected, lines[0]), lines[0]
     assert "Traceback" not in result.stderr + result.stdout
+
+
+def test_unreachable_database_is_one_line_and_exit_1(installed_bin: Path, tmp_path: Path) -> None:
+    closed = f"postgresql://postgres:pw-secret@127.0.0.1:{free_port()}/nothing"
+    result = run_cli(installed_bin, "serve", cwd=tmp_path, env={"DATABASE_URL": closed})
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert "cannot reach the database at postgresql+asyncpg://postgres:***@127.0.0.1" in lines[0]
+    assert "pw-secret" not in result.stderr + result.stdout
 
 
 def test_several_workers_are_refused_on_sqlite(installed_bin: Path, tmp_path: Path) -> None:

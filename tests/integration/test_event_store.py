@@ -246,15 +246,15 @@ async def test_reader_never_skips_an_event_committed_after_a_later_position(
 
 
 async def test_reader_resuming_after_a_committed_event_still_gets_an_older_in_flight_one(
-    database: Database, tenant_id: uuid.UUID
+    postgres_database: Database, tenant_id: uuid.UUID
 ) -> None:
-    """PostgreSQL only: B's transaction id is older than A's but its position is newer.
+    """B's transaction id is older than A's but its position is newer (PostgreSQL only: SQLite
+    serialises writers, so there positions always follow commit order).
 
     The reader may deliver B first (its transaction is below the horizon); resuming after B
     must still deliver A when A commits — no event is lost behind a cursor.
     """
-    if database.is_sqlite:
-        pytest.skip("SQLite serialises writers; positions follow commit order")
+    database = postgres_database
     store = EventStore(database)
     async with database.engine.connect() as conn_b, database.engine.connect() as conn_a:
         transaction_b = await conn_b.begin()

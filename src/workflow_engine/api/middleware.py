@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import structlog
-from starlette.datastructures import MutableHeaders
+from starlette.datastructures import Headers, MutableHeaders
 from starlette.exceptions import HTTPException
+from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from workflow_engine.api.problems import problem_response
@@ -177,3 +178,27 @@ def _header(scope: Scope, name: bytes) -> str | None:
         if key == name:
             return str(value.decode("latin-1"))
     return None
+
+
+class CORSProblemMiddleware(CORSMiddleware):
+    """Starlette's CORS handling, with a refused preflight answered as a problem like any error."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        headers = Headers(scope=scope) if scope["type"] == "http" else None
+        is_preflight = (
+            headers is not None
+            and scope["method"] == "OPTIONS"
+            and "origin" in headers
+            and "access-control-request-method" in headers
+        )
+        if not is_preflight or headers is None:
+            await super().__call__(scope, receive, send)
+            return
+        response = self.preflight_response(request_headers=headers)
+        if response.status_code == 400:
+            reason = bytes(response.body).decode()
+            response = problem_response(
+                400, f"CORS preflight refused: {reason}", instance=scope["path"],
+                slug="cors-preflight-refused",
+            )  # fmt: skip
+        await response(scope, receive, send)

@@ -8,7 +8,7 @@ from pathlib import Path
 from workflow_engine.bootstrap.lifecycle import Health
 from workflow_engine.config import Settings
 from workflow_engine.db import Database
-from workflow_engine.db.migrate import pending_revisions
+from workflow_engine.db.migrate import head_revisions, pending_revisions
 from workflow_engine.events import EventStore
 
 HEALTH_PROBE_TIMEOUT = 2.0
@@ -59,9 +59,11 @@ class MigrationsService:
 
     def __init__(self, database: DatabaseService) -> None:
         self._database = database
+        self._heads: set[str] = set()
 
     async def start(self) -> None:
-        return None
+        # The code's head revisions are fixed for the life of the process: read the scripts once.
+        self._heads = head_revisions(self._database.database.url)
 
     async def stop(self) -> None:
         return None
@@ -69,7 +71,7 @@ class MigrationsService:
     async def check_health(self) -> Health:
         db = self._database.database
         async with db.read() as conn:
-            pending = await pending_revisions(conn, db.url)
+            pending = await pending_revisions(conn, db.url, self._heads)
         if pending:
             return Health.down(
                 f"{len(pending)} migration(s) pending; run `workflow-engine migrate`",

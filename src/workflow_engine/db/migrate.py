@@ -37,16 +37,15 @@ def head_revisions(url: URL) -> set[str]:
     return set(ScriptDirectory.from_config(alembic_config(url)).get_heads())
 
 
-async def pending_revisions(conn: AsyncConnection, url: URL) -> list[str]:
-    """Revisions between the database's current one and head (empty when up to date)."""
+async def pending_revisions(conn: AsyncConnection, url: URL, heads: set[str]) -> list[str]:
+    """Revisions between the database's current one and `heads` (empty when up to date)."""
 
     def _pending(sync_conn: object) -> list[str]:
         context = MigrationContext.configure(sync_conn)  # type: ignore[arg-type]
         current = set(context.get_current_heads())
-        script = ScriptDirectory.from_config(alembic_config(url))
-        heads = set(script.get_heads())
         if current == heads:
             return []
+        script = ScriptDirectory.from_config(alembic_config(url))
         pending = []
         for rev in script.iterate_revisions(tuple(heads), tuple(current) or "base"):
             pending.append(rev.revision)
