@@ -11,7 +11,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import APIRouter, FastAPI
 
-from workflow_engine.api import docs, health
+from workflow_engine.api import auth, docs, health
 from workflow_engine.api.context import AppContext
 from workflow_engine.api.middleware import (
     BodySizeLimitMiddleware,
@@ -23,6 +23,7 @@ from workflow_engine.api.middleware import (
 from workflow_engine.api.problems import install_problem_handlers
 from workflow_engine.bootstrap import ServiceBootstrapManager
 from workflow_engine.bootstrap.core_services import (
+    AuthServiceProvider,
     DatabaseService,
     DataDirectoryService,
     EventStoreService,
@@ -43,7 +44,7 @@ documents; every response carries an `X-Correlation-ID` header.
 
 #: The routers of the public API, in the order they are mounted. Fixed paths come before
 #: parameterised ones within each router.
-routers: tuple[APIRouter, ...] = (health.router, docs.router)
+routers: tuple[APIRouter, ...] = (health.router, auth.router, docs.router)
 
 
 def core_services(settings: Settings) -> ServiceBootstrapManagerBuilder:
@@ -55,6 +56,7 @@ def core_services(settings: Settings) -> ServiceBootstrapManagerBuilder:
         .add_service("database", database)
         .add_service("migrations", MigrationsService(database), depends_on=["database"])
         .add_service("events", EventStoreService(database), depends_on=["database"])
+        .add_service("auth", AuthServiceProvider(settings, database), depends_on=["events"])
     )
 
 

@@ -6,11 +6,22 @@ import asyncio
 import importlib.util
 import json
 import os
-from typing import Annotated, NoReturn
+import sys
+from collections.abc import Awaitable, Callable
+from typing import Annotated, NoReturn, TypeVar
 
 import structlog
 import typer
+from sqlalchemy.exc import DBAPIError
 
+from workflow_engine.auth.accounts import (
+    DEFAULT_TENANT,
+    bootstrap_admin,
+    create_tenant,
+    create_user,
+)
+from workflow_engine.auth.passwords import HashParameters, Passwords
+from workflow_engine.auth.permissions import Role
 from workflow_engine.config import (
     ConfigError,
     Settings,
@@ -18,10 +29,13 @@ from workflow_engine.config import (
     effective_settings,
     load_settings,
 )
+from workflow_engine.db import Database
+from workflow_engine.errors import WorkflowEngineError
 from workflow_engine.observability.logging import configure_logging
 from workflow_engine.version import __version__
 
 EXIT_CONFIG = 2
+T = TypeVar("T")
 
 app = typer.Typer(
     name="workflow-engine",
@@ -32,6 +46,10 @@ app = typer.Typer(
 )
 config_app = typer.Typer(help="Inspect the configuration.", no_args_is_help=True)
 app.add_typer(config_app, name="config")
+tenants_app = typer.Typer(help="Manage tenants.", no_args_is_help=True)
+app.add_typer(tenants_app, name="tenants")
+users_app = typer.Typer(help="Manage users.", no_args_is_help=True)
+app.add_typer(users_app, name="users")
 logger = structlog.get_logger("workflow_engine.cli")
 
 
@@ -73,7 +91,6 @@ def _check_extras(settings: Settings) -> None:
 
 def _require_database(settings: Settings) -> None:
     """Fail fast, in one line, when the database cannot be reached at all."""
-    from workflow_engine.db import Database
 
     async def ping() -> None:
         db = Database(url, pool_size=1, connect_timeout=settings.db_connection_timeout)
@@ -87,6 +104,61 @@ def _require_database(settings: Settings) -> None:
         asyncio.run(ping())
     except Exception as exc:
         _fail([f"cannot reach the database at {url.render_as_string()}: {_reason(exc)}"], 1)
+
+
+def _passwords(settings: Settings) -> Passwords:
+    return Passwords(
+        HashParameters(
+            time_cost=settings.password_hash_time_cost,
+            memory_kib=settings.password_hash_memory_kib,
+            parallelism=settings.password_hash_parallelism,
+        )
+    )
+
+
+def _with_database(settings: Settings, work: Callable[[Database], Awaitable[T]]) -> T:
+    """Run `work` against the database; a domain error becomes one line and exit 1."""
+
+    async def run() -> T:
+        db = Database(settings.effective_database_url, pool_size=2)
+        try:
+            return await work(db)
+        finally:
+            await db.dispose()
+
+    try:
+        return asyncio.run(run())
+    except WorkflowEngineError as exc:
+        _fail([exc.detail], status=1)
+
+
+def _bootstrap_admin(settings: Settings) -> None:
+    email = settings.bootstrap_admin_email
+    secret = settings.bootstrap_admin_password
+    password = secret.get_secret_value() if secret else None
+    if email is None and settings.is_production:
+        return  # production never invents credentials; `users create` makes the first admin
+    try:
+        created = _with_database(
+            settings,
+            lambda db: bootstrap_admin(db, _passwords(settings), email=email, password=password),
+        )
+    except DBAPIError as exc:  # the schema is not migrated (AUTO_MIGRATE=false)
+        logger.warning("no first admin created: the database is not ready", reason=_reason(exc))
+        return
+    if created is None:
+        return
+    user, generated = created
+    logger.info("created the first admin", email=user.email, tenant=DEFAULT_TENANT)
+    if generated:
+        # Straight to the console, never through logging: log files must not hold it.
+        typer.echo(
+            "\n  First start: created tenant 'default' and its admin.\n"
+            f"    email:    {user.email}\n"
+            f"    password: {generated}\n"
+            "  This password is shown once. Set BOOTSTRAP_ADMIN_EMAIL and\n"
+            "  BOOTSTRAP_ADMIN_PASSWORD to choose your own.\n"
+        )
 
 
 def _migrate(settings: Settings) -> None:
@@ -134,6 +206,7 @@ def serve(
     _require_database(settings)
     if settings.should_auto_migrate:
         _migrate(settings)
+    _bootstrap_admin(settings)
     if settings.jwt_secret is None:
         _, created = development_jwt_secret(settings.data_dir)
         logger.warning(
@@ -164,6 +237,55 @@ def migrate() -> None:
     settings = _settings()
     _migrate(settings)
     typer.echo(f"database is up to date ({settings.effective_database_url.render_as_string()})")
+
+
+@tenants_app.command("create")
+def tenants_create(name: Annotated[str, typer.Argument(help="A unique tenant name.")]) -> None:
+    """Create a tenant."""
+    settings = _settings()
+    tenant = _with_database(settings, lambda db: create_tenant(db, name))
+    typer.echo(f"created tenant {tenant.name} ({tenant.id})")
+
+
+@users_app.command("create")
+def users_create(
+    email: Annotated[str, typer.Option(help="The user's email (unique).")],
+    role: Annotated[Role, typer.Option(help="admin, operator, viewer or service.")],
+    tenant: Annotated[str, typer.Option(help="Tenant name.")] = DEFAULT_TENANT,
+    password_stdin: Annotated[
+        bool, typer.Option("--password-stdin", help="Read the password from standard input.")
+    ] = False,
+    allow_weak_password: Annotated[
+        bool,
+        typer.Option(
+            "--allow-weak-password",
+            help="Accept a password the policy refuses (e.g. for a local demo).",
+        ),
+    ] = False,
+) -> None:
+    """Create a user. Prompts for the password unless --password-stdin is given."""
+    settings = _settings()
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    elif sys.stdin.isatty():
+        password = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
+    else:
+        _fail(["no terminal to prompt for the password: pipe it with --password-stdin"])
+    if not password:
+        _fail(["the password is empty"])
+    user = _with_database(
+        settings,
+        lambda db: create_user(
+            db,
+            _passwords(settings),
+            tenant_name=tenant,
+            email=email,
+            password=password,
+            role=role,
+            allow_weak_password=allow_weak_password,
+        ),
+    )
+    typer.echo(f"created {user.role} {user.email} in tenant {tenant} ({user.id})")
 
 
 @config_app.command("show")

@@ -45,6 +45,14 @@ TOML_KEYS: dict[tuple[str, str], str] = {
     ("auth", "jwt_secret"): "jwt_secret",
     ("auth", "jwt_expiration"): "jwt_expiration",
     ("auth", "refresh_expiration"): "jwt_refresh_expiration",
+    ("auth", "issuer"): "jwt_issuer",
+    ("auth", "audience"): "jwt_audience",
+    ("auth", "leeway"): "jwt_leeway",
+    ("auth", "bootstrap_admin_email"): "bootstrap_admin_email",
+    ("auth", "bootstrap_admin_password"): "bootstrap_admin_password",
+    ("auth", "password_hash_time_cost"): "password_hash_time_cost",
+    ("auth", "password_hash_memory_kib"): "password_hash_memory_kib",
+    ("auth", "password_hash_parallelism"): "password_hash_parallelism",
     ("rate_limiting", "requests_per_minute"): "rate_limit_per_minute",
     ("rate_limiting", "burst_size"): "rate_limit_burst",
     ("monitoring", "metrics_enabled"): "metrics_enabled",
@@ -110,6 +118,27 @@ class Settings(BaseSettings):
         604800, ge=60, description="Refresh-token lifetime in seconds."
     )
 
+    jwt_issuer: str = Field(
+        "workflow-engine", min_length=1, description="`iss` claim of access tokens."
+    )
+    jwt_audience: str = Field(
+        "workflow-engine-api", min_length=1, description="`aud` claim of access tokens."
+    )
+    jwt_leeway: int = Field(
+        30, ge=0, le=300, description="Clock skew tolerated when checking token times, seconds."
+    )
+    bootstrap_admin_email: str | None = Field(
+        None, description="On an empty database, create tenant `default` with this admin."
+    )
+    bootstrap_admin_password: SecretStr | None = Field(
+        None, description="Password of the bootstrap admin."
+    )
+    password_hash_time_cost: int = Field(3, ge=1, le=20, description="argon2id passes.")
+    password_hash_memory_kib: int = Field(
+        65536, ge=1024, le=4194304, description="argon2id memory, KiB."
+    )
+    password_hash_parallelism: int = Field(4, ge=1, le=64, description="argon2id lanes.")
+
     rate_limit_per_minute: int = Field(
         60, ge=1, description="Sustained requests per minute per principal."
     )
@@ -171,6 +200,14 @@ class Settings(BaseSettings):
         if value:
             to_async_url(value)  # raises ValueError with the reason
         return value
+
+    @model_validator(mode="after")
+    def _check_bootstrap_admin(self) -> Settings:
+        if (self.bootstrap_admin_email is None) != (self.bootstrap_admin_password is None):
+            raise ValueError(
+                "BOOTSTRAP_ADMIN_EMAIL and BOOTSTRAP_ADMIN_PASSWORD must be set together"
+            )
+        return self
 
     @model_validator(mode="after")
     def _check_production_secret(self) -> Settings:
@@ -353,8 +390,10 @@ def _describe(
             where, given = f"{source.config_file} {FIELD_TO_TOML[field]}", init.get(field)
         else:
             where, given = field.upper(), error.get("input")
-        if field == "jwt_secret" or field == "database_url":
-            given = "<hidden>" if field == "jwt_secret" else mask_url(str(given))
+        if field in ("jwt_secret", "bootstrap_admin_password"):
+            given = "<hidden>"
+        elif field == "database_url":
+            given = mask_url(str(given))
         problems.append(f"{where}={given!r}: {message}")
     return problems
 

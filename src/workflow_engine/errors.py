@@ -11,10 +11,17 @@ class WorkflowEngineError(Exception):
     status = 500
     title = "Internal Server Error"
 
-    def __init__(self, detail: str, *, errors: list[dict[str, Any]] | None = None) -> None:
+    def __init__(
+        self,
+        detail: str,
+        *,
+        errors: list[dict[str, Any]] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
         super().__init__(detail)
         self.detail = detail
         self.errors = errors
+        self.headers = headers
 
 
 class InvalidInput(WorkflowEngineError):
@@ -47,8 +54,16 @@ class ConcurrencyConflict(Conflict):
 
 
 class Unauthorized(WorkflowEngineError):
+    """No credential, or one we cannot accept. Carries the challenge RFC 6750 asks for."""
+
     status = 401
     title = "Unauthorized"
+
+    def __init__(self, detail: str, *, invalid_token: bool = True) -> None:
+        challenge = 'Bearer realm="workflow-engine"'
+        if invalid_token:
+            challenge += ', error="invalid_token"'
+        super().__init__(detail, headers={"WWW-Authenticate": challenge})
 
 
 class Forbidden(WorkflowEngineError):

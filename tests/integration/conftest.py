@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -11,6 +15,11 @@ from fastapi import APIRouter, FastAPI
 from pydantic import BaseModel, Field
 
 from workflow_engine import create_app, load_settings
+from workflow_engine.auth.accounts import create_tenant, create_user
+from workflow_engine.auth.passwords import HashParameters, Passwords
+from workflow_engine.auth.permissions import Role
+from workflow_engine.bootstrap.core_services import DatabaseService
+from workflow_engine.db import Database
 from workflow_engine.observability.logging import configure_logging
 
 
@@ -32,9 +41,25 @@ async def crash() -> None:
     raise RuntimeError("secret internal detail")
 
 
+TEST_JWT_SECRET = "integration-tests-secret-of-at-least-32-bytes"
+# argon2 at its cheapest: tests exercise the logic, not the cost (DESIGN trap 11).
+CHEAP_HASHING = {
+    "PASSWORD_HASH_TIME_COST": "1",
+    "PASSWORD_HASH_MEMORY_KIB": "1024",
+    "PASSWORD_HASH_PARALLELISM": "1",
+}
+
+
 def build_app(database_url: str, data_dir: Path, **env: str) -> FastAPI:
     settings, _ = load_settings(
-        {"DATABASE_URL": database_url, "DATA_DIR": str(data_dir), "LOG_LEVEL": "warning", **env}
+        {
+            "DATABASE_URL": database_url,
+            "DATA_DIR": str(data_dir),
+            "LOG_LEVEL": "info",
+            "JWT_SECRET": TEST_JWT_SECRET,
+            **CHEAP_HASHING,
+            **env,
+        }
     )
     configure_logging(settings.log_level, "json")
     app = create_app(settings)
@@ -42,9 +67,9 @@ def build_app(database_url: str, data_dir: Path, **env: str) -> FastAPI:
     return app
 
 
-@pytest.fixture
-async def client(database_url: str, tmp_path: Path) -> AsyncIterator[httpx.AsyncClient]:
-    app = build_app(database_url, tmp_path, MAX_BODY_BYTES="2048")
+@asynccontextmanager
+async def running(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    """The app with its lifespan started, and a client that calls it in process."""
     async with (
         app.router.lifespan_context(app),
         httpx.AsyncClient(
@@ -52,3 +77,57 @@ async def client(database_url: str, tmp_path: Path) -> AsyncIterator[httpx.Async
         ) as http,
     ):
         yield http
+
+
+@pytest.fixture
+async def app(database_url: str, tmp_path: Path) -> FastAPI:
+    return build_app(database_url, tmp_path, MAX_BODY_BYTES="2048")
+
+
+@pytest.fixture
+async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    async with running(app) as http:
+        yield http
+
+
+@dataclass
+class Accounts:
+    """Creates tenants and users in the app's database, and logs them in."""
+
+    app: FastAPI
+    client: httpx.AsyncClient
+    password: str = "correct horse battery staple"
+
+    @property
+    def db(self) -> Database:
+        return self.app.state.context.service("database", DatabaseService).database
+
+    async def tenant(self) -> str:
+        name = f"tenant-{uuid.uuid4().hex[:8]}"
+        await create_tenant(self.db, name)
+        return name
+
+    async def user(self, role: Role, tenant: str | None = None) -> str:
+        tenant = tenant or await self.tenant()
+        email = f"{role}-{uuid.uuid4().hex[:8]}@example.com"
+        passwords = Passwords(HashParameters(time_cost=1, memory_kib=1024, parallelism=1))
+        await create_user(
+            self.db, passwords, tenant_name=tenant, email=email, password=self.password, role=role
+        )
+        return email
+
+    async def login(self, email: str) -> dict[str, Any]:
+        response = await self.client.post(
+            "/api/v1/auth/login", json={"email": email, "password": self.password}
+        )
+        assert response.status_code == 200, response.text
+        body: dict[str, Any] = response.json()
+        return body
+
+    async def token(self, role: Role, tenant: str | None = None) -> str:
+        return str((await self.login(await self.user(role, tenant)))["token"])
+
+
+@pytest.fixture
+def accounts(app: FastAPI, client: httpx.AsyncClient) -> Accounts:
+    return Accounts(app, client)

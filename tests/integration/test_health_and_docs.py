@@ -23,7 +23,7 @@ async def test_detailed_health_lists_every_service(client: httpx.AsyncClient) ->
     body = response.json()
     assert body["status"] == "ok"
     services = {s["name"]: s for s in body["services"]}
-    assert set(services) == {"data_dir", "database", "migrations", "events"}
+    assert set(services) == {"data_dir", "database", "migrations", "events", "auth"}
     assert all(s["status"] == "ok" for s in services.values())
     assert services["database"]["required"] is True
     assert services["data_dir"]["data"]["free_bytes"] > 0

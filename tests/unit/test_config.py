@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from pydantic import SecretStr
 
 from workflow_engine.config import (
     TOML_KEYS,
@@ -45,6 +46,14 @@ SAMPLES: dict[str, tuple[Any, str, Any, Any]] = {
     "jwt_secret": ("file-secret", "env-secret", "file-secret", "env-secret"),
     "jwt_expiration": (600, "900", 600, 900),
     "jwt_refresh_expiration": (86400, "172800", 86400, 172800),
+    "jwt_issuer": ("issuer-a", "issuer-b", "issuer-a", "issuer-b"),
+    "jwt_audience": ("aud-a", "aud-b", "aud-a", "aud-b"),
+    "jwt_leeway": (10, "20", 10, 20),
+    "bootstrap_admin_email": ("a@example.com", "b@example.com", "a@example.com", "b@example.com"),
+    "bootstrap_admin_password": ("file-pw", "env-pw", "file-pw", "env-pw"),
+    "password_hash_time_cost": (2, "4", 2, 4),
+    "password_hash_memory_kib": (2048, "4096", 2048, 4096),
+    "password_hash_parallelism": (1, "2", 1, 2),
     "rate_limit_per_minute": (120, "240", 120, 240),
     "rate_limit_burst": (20, "40", 20, 40),
     "metrics_enabled": (False, "true", False, True),
@@ -67,9 +76,16 @@ SAMPLES: dict[str, tuple[Any, str, Any, Any]] = {
 }
 
 
+# Settings that are only valid together with another one.
+PARTNERS = {
+    "bootstrap_admin_email": {"BOOTSTRAP_ADMIN_PASSWORD": "pw"},
+    "bootstrap_admin_password": {"BOOTSTRAP_ADMIN_EMAIL": "admin@example.com"},
+}
+
+
 def _value(settings: Settings, field: str) -> Any:
     value = getattr(settings, field)
-    return value.get_secret_value() if field == "jwt_secret" else value
+    return value.get_secret_value() if isinstance(value, SecretStr) else value
 
 
 def _toml(section: str, key: str, value: Any) -> str:
@@ -115,12 +131,13 @@ def test_file_overrides_default_and_env_overrides_file(
     file_value, env_value, expected_from_file, expected_from_env = SAMPLES[field]
     config = tmp_path / "config.toml"
     config.write_text(_toml(section, key, file_value))
+    base = {"CONFIG_FILE": str(config), **PARTNERS.get(field, {})}
 
-    from_file, source = load_settings({"CONFIG_FILE": str(config)})
+    from_file, source = load_settings(base)
     assert _value(from_file, field) == expected_from_file
     assert field in source.from_file
 
-    from_env, source = load_settings({"CONFIG_FILE": str(config), field.upper(): env_value})
+    from_env, source = load_settings({**base, field.upper(): env_value})
     assert _value(from_env, field) == expected_from_env
     assert field in source.from_env
     assert field not in source.from_file
@@ -242,6 +259,11 @@ def test_production_requires_a_long_secret() -> None:
     settings, _ = load_settings({"ENVIRONMENT": "production", "JWT_SECRET": "x" * 32})
     assert settings.is_production
     assert not settings.should_auto_migrate
+
+
+def test_bootstrap_admin_needs_both_email_and_password() -> None:
+    with pytest.raises(ConfigError, match="must be set together"):
+        load_settings({"BOOTSTRAP_ADMIN_EMAIL": "admin@example.com"})
 
 
 def test_auto_migrate_defaults_by_environment() -> None:

@@ -17,6 +17,7 @@ from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse
 from swagger_ui_bundle import swagger_ui_path
 
 from workflow_engine.api.problems import MEDIA_TYPE, FieldError, Problem
+from workflow_engine.auth.permissions import Permission, roles_with
 from workflow_engine.errors import NotFound
 from workflow_engine.version import __version__
 
@@ -78,6 +79,10 @@ _BODY_PROBLEMS = {
     "415": "The body is not declared as application/json",
 }
 _VALIDATION_PROBLEM = {"422": "A parameter or body field failed validation"}
+_AUTH_PROBLEMS = {
+    "401": "No credential, or an invalid, expired or revoked one",
+    "403": "The caller's role lacks the permission this operation requires",
+}
 
 
 def install_openapi(app: FastAPI, *, title: str, description: str) -> None:
@@ -111,9 +116,26 @@ def _build(app: FastAPI, title: str, description: str) -> dict[str, Any]:
     return schema
 
 
+def _document_permission(operation: dict[str, Any]) -> dict[str, str]:
+    """Say in words which permission (and so which roles) a secured operation needs."""
+    requirements = operation.get("security") or []
+    scopes = [scope for requirement in requirements for scopes in requirement.values()
+              for scope in scopes]  # fmt: skip
+    if not scopes:
+        return {}
+    lines = []
+    for scope in scopes:
+        roles = ", ".join(role.value for role in roles_with(Permission(scope)))
+        lines.append(f"Requires the `{scope}` permission (roles: {roles}).")
+    description = operation.get("description", "")
+    operation["description"] = "\n\n".join(filter(None, [description, *lines]))
+    return dict(_AUTH_PROBLEMS)
+
+
 def _document_problems(operation: dict[str, Any]) -> None:
     responses: dict[str, Any] = operation.setdefault("responses", {})
     wanted = dict(_COMMON_PROBLEMS)
+    wanted.update(_document_permission(operation))
     if "422" in responses or operation.get("parameters"):
         wanted.update(_VALIDATION_PROBLEM)
     if "requestBody" in operation:

@@ -106,6 +106,7 @@ async def _domain_error(request: Request, exc: Exception) -> JSONResponse:
         title=exc.title,
         instance=request.url.path,
         errors=exc.errors,
+        headers=exc.headers,
     )
 
 

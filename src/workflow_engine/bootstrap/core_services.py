@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import shutil
+from datetime import timedelta
 from pathlib import Path
 
+from workflow_engine.auth.passwords import HashParameters, Passwords
+from workflow_engine.auth.service import AuthService
+from workflow_engine.auth.tokens import TokenIssuer
 from workflow_engine.bootstrap.lifecycle import Health
-from workflow_engine.config import Settings
+from workflow_engine.config import Settings, development_jwt_secret
 from workflow_engine.db import Database
 from workflow_engine.db.migrate import head_revisions, pending_revisions
 from workflow_engine.events import EventStore
@@ -98,6 +102,49 @@ class DataDirectoryService:
         if usage.free < LOW_DISK_BYTES or usage.free < usage.total * LOW_DISK_FRACTION:
             return Health.degraded("little free space left", path=path, free_bytes=usage.free)
         return Health.ok(path=path, free_bytes=usage.free)
+
+
+class AuthServiceProvider:
+    """Login, tokens and the per-request credential check."""
+
+    def __init__(self, settings: Settings, database: DatabaseService) -> None:
+        self._settings = settings
+        self._database = database
+        self._auth: AuthService | None = None
+
+    @property
+    def auth(self) -> AuthService:
+        if self._auth is None:
+            raise RuntimeError("the auth service has not started")
+        return self._auth
+
+    async def start(self) -> None:
+        settings = self._settings
+        secret = settings.jwt_secret or development_jwt_secret(settings.data_dir)[0]
+        self._auth = AuthService(
+            self._database.database,
+            Passwords(
+                HashParameters(
+                    time_cost=settings.password_hash_time_cost,
+                    memory_kib=settings.password_hash_memory_kib,
+                    parallelism=settings.password_hash_parallelism,
+                )
+            ),
+            TokenIssuer(
+                secret.get_secret_value(),
+                issuer=settings.jwt_issuer,
+                audience=settings.jwt_audience,
+                lifetime=timedelta(seconds=settings.jwt_expiration),
+                leeway=timedelta(seconds=settings.jwt_leeway),
+            ),
+            refresh_lifetime=timedelta(seconds=settings.jwt_refresh_expiration),
+        )
+
+    async def stop(self) -> None:
+        self._auth = None
+
+    async def check_health(self) -> Health:
+        return Health.ok()
 
 
 class EventStoreService:

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     Column,
     FetchedValue,
+    ForeignKey,
     Index,
     Integer,
     MetaData,
@@ -50,4 +52,51 @@ events = Table(
     UniqueConstraint("tenant_id", "aggregate_id", "version"),
     Index(None, "tenant_id", "position"),
     Index(None, "txid", "position"),
+)
+
+tenants = Table(
+    "tenants",
+    metadata,
+    Column("id", Uuid(), primary_key=True),
+    Column("name", String(100), nullable=False, unique=True),
+    Column("created_at", UTCDateTime(), nullable=False),
+)
+
+users = Table(
+    "users",
+    metadata,
+    Column("id", Uuid(), primary_key=True),
+    Column("tenant_id", Uuid(), ForeignKey("tenants.id"), nullable=False, index=True),
+    Column("email", String(320), nullable=False, unique=True),  # stored lower-cased
+    Column("password_hash", String(255), nullable=False),
+    Column("role", String(20), nullable=False),
+    Column("is_active", Boolean(), nullable=False),
+    # Access tokens issued before this instant are refused (deactivation, password change).
+    Column("tokens_valid_after", UTCDateTime(), nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("updated_at", UTCDateTime(), nullable=False),
+)
+
+refresh_tokens = Table(
+    "refresh_tokens",
+    metadata,
+    Column("id", Uuid(), primary_key=True),
+    Column("tenant_id", Uuid(), nullable=False),
+    Column("user_id", Uuid(), ForeignKey("users.id"), nullable=False, index=True),
+    # One family per login; every rotation stays in it, and reuse revokes all of it.
+    Column("family_id", Uuid(), nullable=False, index=True),
+    Column("token_hash", String(64), nullable=False, unique=True),  # SHA-256 hex
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("expires_at", UTCDateTime(), nullable=False),
+    Column("used_at", UTCDateTime(), nullable=True),
+    Column("revoked_at", UTCDateTime(), nullable=True),
+)
+
+revoked_tokens = Table(
+    "revoked_tokens",
+    metadata,
+    Column("jti", String(64), primary_key=True),
+    Column("tenant_id", Uuid(), nullable=False),
+    Column("expires_at", UTCDateTime(), nullable=False, index=True),
+    Column("revoked_at", UTCDateTime(), nullable=False),
 )

@@ -1,0 +1,147 @@
+"""`/api/v1/auth`: login, refresh, logout, and who am I."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Response
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from workflow_engine.api.context import DatabaseDep
+from workflow_engine.api.security import AuthServiceDep, Origin, require
+from workflow_engine.auth import store
+from workflow_engine.auth.passwords import MAX_LENGTH
+from workflow_engine.auth.permissions import Permission, Role
+from workflow_engine.auth.principal import Principal
+from workflow_engine.auth.service import Session
+from workflow_engine.errors import NotFound
+
+router = APIRouter(prefix="/api/v1/auth", tags=["auth"])
+
+
+class LoginRequest(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"email": "user@example.com", "password": "password"}]},
+    )
+
+    email: str | None = Field(None, min_length=3, max_length=320)
+    username: str | None = Field(
+        None, min_length=3, max_length=320, description="Accepted as a synonym of `email`."
+    )
+    password: str = Field(min_length=1, max_length=MAX_LENGTH)
+
+    @model_validator(mode="after")
+    def _needs_a_name(self) -> LoginRequest:
+        if (self.email or self.username) is None:
+            raise ValueError("send `email` (or `username`)")
+        return self
+
+    @property
+    def login_name(self) -> str:
+        return self.email or self.username or ""
+
+
+class RefreshRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    refresh_token: str = Field(min_length=1, max_length=512)
+
+
+class UserView(BaseModel):
+    id: str
+    email: str
+    role: Role
+    tenant_id: str
+
+
+class TokenResponse(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "token": "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9...",
+                    "access_token": "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9...",
+                    "refresh_token": "x4D0q2...",
+                    "token_type": "Bearer",
+                    "expires_in": 3600,
+                    "refresh_expires_in": 604800,
+                    "user": {
+                        "id": "0f0e8b8e-6f7c-4bb5-9b0f-5d1f7c7b2a11",
+                        "email": "user@example.com",
+                        "role": "operator",
+                        "tenant_id": "6a1c2d3e-4f50-4a6b-8c7d-9e0f1a2b3c4d",
+                    },
+                }
+            ]
+        }
+    )
+
+    token: str = Field(description="The access token (same as `access_token`, as in the seed).")
+    access_token: str
+    refresh_token: str = Field(description="Single use: each refresh returns a new one.")
+    token_type: str = "Bearer"  # noqa: S105 (a scheme name, not a secret)
+    expires_in: int = Field(description="Seconds until the access token expires.")
+    refresh_expires_in: int
+    user: UserView
+
+
+def _user_view(user: store.User) -> UserView:
+    return UserView(
+        id=str(user.id), email=user.email, role=user.role, tenant_id=str(user.tenant_id)
+    )
+
+
+def _token_response(session: Session) -> TokenResponse:
+    access = session.access
+    lifetime = access.claims.expires_at - access.claims.issued_at
+    refresh_lifetime = session.refresh_expires_at - access.claims.issued_at
+    return TokenResponse(
+        token=access.token,
+        access_token=access.token,
+        refresh_token=session.refresh_token,
+        expires_in=int(lifetime.total_seconds()),
+        refresh_expires_in=max(0, int(refresh_lifetime.total_seconds())),
+        user=_user_view(session.user),
+    )
+
+
+@router.post(
+    "/login",
+    summary="Exchange email and password for an access and a refresh token",
+    responses={401: {"description": "Wrong email or password (the same answer for both)"}},
+)
+async def login(body: LoginRequest, auth: AuthServiceDep, origin: Origin) -> TokenResponse:
+    session = await auth.login(body.login_name, body.password, origin)
+    return _token_response(session)
+
+
+@router.post(
+    "/refresh",
+    summary="Exchange a refresh token for a new pair (the old one is spent)",
+    responses={401: {"description": "Unknown, expired or already used refresh token"}},
+)
+async def refresh(body: RefreshRequest, auth: AuthServiceDep, origin: Origin) -> TokenResponse:
+    session = await auth.refresh(body.refresh_token, origin)
+    return _token_response(session)
+
+
+@router.post("/logout", status_code=204, summary="Revoke this access token and its session")
+async def logout(
+    principal: Annotated[Principal, require(Permission.profile_read)],
+    auth: AuthServiceDep,
+    origin: Origin,
+) -> Response:
+    await auth.logout(principal, origin)
+    return Response(status_code=204)
+
+
+@router.get("/me", summary="The authenticated user")
+async def me(
+    principal: Annotated[Principal, require(Permission.profile_read)], db: DatabaseDep
+) -> UserView:
+    async with db.read() as conn:
+        user = await store.get_user(conn, principal.tenant_id, principal.user_id)
+    if user is None:
+        raise NotFound("the user no longer exists")
+    return _user_view(user)

@@ -1,0 +1,242 @@
+"""Login, refresh, logout and the check every authenticated request goes through.
+
+Guarantees:
+
+- A wrong password and an unknown email cost the same work (a dummy hash is checked) and get
+  the same answer.
+- A refresh token is used at most once. Presenting a used (or revoked) one revokes its whole
+  family — every token descended from the same login — and records a security event; the
+  revocation commits even though the request is refused.
+- A logged-out access token, or any token of a deactivated user, is refused by every process
+  within `STANDING_TTL` (one second): each process caches what the database says about a
+  token for at most that long.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from workflow_engine.auth import store
+from workflow_engine.auth.audit import (
+    AUDIT_AGGREGATE,
+    SYSTEM_TENANT,
+    USERS_AGGREGATE,
+    RequestOrigin,
+    login_subject,
+    record,
+)
+from workflow_engine.auth.passwords import Passwords
+from workflow_engine.auth.principal import Principal
+from workflow_engine.auth.tokens import InvalidTokenError, IssuedToken, TokenIssuer
+from workflow_engine.db import Database
+from workflow_engine.errors import Unauthorized
+
+STANDING_TTL = 1.0
+_STANDING_CACHE_LIMIT = 10_000
+_BAD_CREDENTIALS = "invalid email or password"
+
+
+@dataclass(frozen=True)
+class Session:
+    """What login and refresh hand out."""
+
+    access: IssuedToken
+    refresh_token: str
+    refresh_expires_at: datetime
+    user: store.User
+
+
+class AuthService:
+    def __init__(
+        self,
+        db: Database,
+        passwords: Passwords,
+        tokens: TokenIssuer,
+        *,
+        refresh_lifetime: timedelta,
+    ) -> None:
+        self.db = db
+        self.passwords = passwords
+        self.tokens = tokens
+        self.refresh_lifetime = refresh_lifetime
+        self._standing: dict[str, tuple[float, store.TokenStanding]] = {}
+
+    # --- login --------------------------------------------------------------------------
+
+    async def login(self, email: str, password: str, origin: RequestOrigin) -> Session:
+        email = store.normalise_email(email)
+        async with self.db.read() as conn:
+            user = await store.find_user_by_email(conn, email)
+        matched = await self.passwords.verify(user.password_hash if user else None, password)
+        if user is None or not matched or not user.is_active:
+            await self._record_login_failure(email, user, origin)
+            raise Unauthorized(_BAD_CREDENTIALS)
+        new_hash = (
+            await self.passwords.hash(password)
+            if self.passwords.needs_rehash(user.password_hash)
+            else None
+        )
+        async with self.db.transaction() as conn:
+            if new_hash is not None:
+                await store.set_password_hash(conn, user.id, new_hash)
+            session = await self._open_session(conn, user, uuid.uuid4())
+            await record(
+                conn,
+                tenant_id=user.tenant_id,
+                aggregate_type=USERS_AGGREGATE,
+                aggregate_id=str(user.id),
+                event_type="LoginSucceeded",
+                actor=f"user:{user.id}",
+                origin=origin,
+                data={"session_id": str(session.access.claims.session_id)},
+            )
+        return session
+
+    async def _record_login_failure(
+        self, email: str, user: store.User | None, origin: RequestOrigin
+    ) -> None:
+        async with self.db.transaction() as conn:
+            if user is None:
+                await record(
+                    conn,
+                    tenant_id=SYSTEM_TENANT,
+                    aggregate_type=AUDIT_AGGREGATE,
+                    aggregate_id=login_subject(email),
+                    event_type="LoginFailed",
+                    actor="anonymous",
+                    origin=origin,
+                    data={"reason": "unknown_email"},
+                )
+                return
+            await record(
+                conn,
+                tenant_id=user.tenant_id,
+                aggregate_type=USERS_AGGREGATE,
+                aggregate_id=str(user.id),
+                event_type="LoginFailed",
+                actor="anonymous",
+                origin=origin,
+                data={"reason": "inactive" if not user.is_active else "wrong_password"},
+            )
+
+    async def _open_session(
+        self, conn: AsyncConnection, user: store.User, family_id: uuid.UUID
+    ) -> Session:
+        refresh_token = secrets.token_urlsafe(32)
+        refresh_expires_at = datetime.now(UTC) + self.refresh_lifetime
+        await store.insert_refresh_token(
+            conn,
+            token=refresh_token,
+            tenant_id=user.tenant_id,
+            user_id=user.id,
+            family_id=family_id,
+            expires_at=refresh_expires_at,
+        )
+        access = self.tokens.issue(
+            user_id=user.id, tenant_id=user.tenant_id, role=user.role, session_id=family_id
+        )
+        return Session(access, refresh_token, refresh_expires_at, user)
+
+    # --- refresh ------------------------------------------------------------------------
+
+    async def refresh(self, refresh_token: str, origin: RequestOrigin) -> Session:
+        reused_family: uuid.UUID | None = None
+        session: Session | None = None
+        async with self.db.transaction() as conn:
+            stored = await store.find_refresh_token(conn, refresh_token)
+            if stored is None:
+                raise Unauthorized("the refresh token is not valid")
+            if stored.expires_at <= datetime.now(UTC):
+                raise Unauthorized("the refresh token has expired")
+            user = await store.get_user(conn, stored.tenant_id, stored.user_id)
+            if user is None or not user.is_active:
+                raise Unauthorized("the refresh token is not valid")
+            if not await store.mark_refresh_token_used(conn, stored.id):
+                # Used before, or revoked: someone holds a copy. End the whole session.
+                await store.revoke_refresh_family(conn, stored.family_id)
+                await record(
+                    conn,
+                    tenant_id=user.tenant_id,
+                    aggregate_type=USERS_AGGREGATE,
+                    aggregate_id=str(user.id),
+                    event_type="RefreshTokenReused",
+                    actor="anonymous",
+                    origin=origin,
+                    data={"session_id": str(stored.family_id)},
+                )
+                reused_family = stored.family_id
+            else:
+                session = await self._open_session(conn, user, stored.family_id)
+        if reused_family is not None or session is None:
+            raise Unauthorized("the refresh token has already been used; the session is revoked")
+        return session
+
+    # --- logout -------------------------------------------------------------------------
+
+    async def logout(self, principal: Principal, origin: RequestOrigin) -> None:
+        async with self.db.transaction() as conn:
+            await store.revoke_access_token(
+                conn,
+                jti=principal.token_id,
+                tenant_id=principal.tenant_id,
+                expires_at=principal.expires_at,
+            )
+            await store.revoke_refresh_family(conn, principal.session_id)
+            await record(
+                conn,
+                tenant_id=principal.tenant_id,
+                aggregate_type=USERS_AGGREGATE,
+                aggregate_id=str(principal.user_id),
+                event_type="LoggedOut",
+                actor=principal.actor,
+                origin=origin,
+                data={"session_id": str(principal.session_id)},
+            )
+        self._standing.pop(principal.token_id, None)
+
+    # --- every request ------------------------------------------------------------------
+
+    async def authenticate(self, token: str) -> Principal:
+        """The caller behind an access token, or `Unauthorized` with the reason."""
+        try:
+            claims = self.tokens.verify(token)
+        except InvalidTokenError as exc:
+            raise Unauthorized(str(exc)) from None
+        standing = await self._standing_of(claims.token_id, claims.tenant_id, claims.user_id)
+        if standing.revoked:
+            raise Unauthorized("the token has been revoked")
+        if not standing.user_active:
+            raise Unauthorized("the account is deactivated")
+        valid_after = standing.tokens_valid_after
+        if valid_after is not None and claims.issued_at < valid_after.replace(microsecond=0):
+            raise Unauthorized("the token has been revoked")
+        return Principal(
+            user_id=claims.user_id,
+            tenant_id=claims.tenant_id,
+            role=claims.role,
+            token_id=claims.token_id,
+            session_id=claims.session_id,
+            expires_at=claims.expires_at,
+        )
+
+    async def _standing_of(
+        self, jti: str, tenant_id: uuid.UUID, user_id: uuid.UUID
+    ) -> store.TokenStanding:
+        now = time.monotonic()
+        cached = self._standing.get(jti)
+        if cached is not None and now - cached[0] < STANDING_TTL:
+            return cached[1]
+        async with self.db.read() as conn:
+            standing = await store.token_standing(
+                conn, jti=jti, tenant_id=tenant_id, user_id=user_id
+            )
+        if len(self._standing) >= _STANDING_CACHE_LIMIT:
+            self._standing.clear()  # bounded memory; the next second refills what is hot
+        self._standing[jti] = (now, standing)
+        return standing

@@ -1,0 +1,106 @@
+"""Access tokens: short-lived JWTs, signed with JWT_SECRET (HS256).
+
+Verification pins the algorithm, requires every claim, checks issuer and audience and allows a
+small clock skew. A token that passes is still checked against revocations by `AuthService`.
+"""
+
+from __future__ import annotations
+
+import secrets
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import jwt
+
+from workflow_engine.auth.permissions import Role
+
+ALGORITHM = "HS256"
+REQUIRED_CLAIMS = ["sub", "tid", "role", "sid", "jti", "iat", "nbf", "exp", "iss", "aud"]
+
+
+class InvalidTokenError(Exception):
+    """The token is not one we issued, or no longer valid. The message is safe to show."""
+
+
+@dataclass(frozen=True)
+class AccessClaims:
+    user_id: uuid.UUID
+    tenant_id: uuid.UUID
+    role: Role
+    session_id: uuid.UUID  # the refresh-token family this token was issued with
+    token_id: str
+    issued_at: datetime
+    expires_at: datetime
+
+
+@dataclass(frozen=True)
+class IssuedToken:
+    token: str
+    claims: AccessClaims
+
+
+class TokenIssuer:
+    def __init__(
+        self, secret: str, *, issuer: str, audience: str, lifetime: timedelta, leeway: timedelta
+    ) -> None:
+        self._secret = secret
+        self.issuer = issuer
+        self.audience = audience
+        self.lifetime = lifetime
+        self.leeway = leeway
+
+    def issue(
+        self, *, user_id: uuid.UUID, tenant_id: uuid.UUID, role: Role, session_id: uuid.UUID
+    ) -> IssuedToken:
+        now = datetime.now(UTC).replace(microsecond=0)
+        claims = AccessClaims(
+            user_id=user_id,
+            tenant_id=tenant_id,
+            role=role,
+            session_id=session_id,
+            token_id=secrets.token_urlsafe(16),
+            issued_at=now,
+            expires_at=now + self.lifetime,
+        )
+        payload = {
+            "sub": str(user_id),
+            "tid": str(tenant_id),
+            "role": role.value,
+            "sid": str(session_id),
+            "jti": claims.token_id,
+            "iat": now,
+            "nbf": now,
+            "exp": claims.expires_at,
+            "iss": self.issuer,
+            "aud": self.audience,
+        }
+        return IssuedToken(jwt.encode(payload, self._secret, algorithm=ALGORITHM), claims)
+
+    def verify(self, token: str) -> AccessClaims:
+        try:
+            payload = jwt.decode(
+                token,
+                self._secret,
+                algorithms=[ALGORITHM],
+                audience=self.audience,
+                issuer=self.issuer,
+                leeway=self.leeway,
+                options={"require": REQUIRED_CLAIMS},
+            )
+        except jwt.ExpiredSignatureError:
+            raise InvalidTokenError("the token has expired") from None
+        except jwt.InvalidTokenError:
+            raise InvalidTokenError("the token is not valid") from None
+        try:
+            return AccessClaims(
+                user_id=uuid.UUID(payload["sub"]),
+                tenant_id=uuid.UUID(payload["tid"]),
+                role=Role(payload["role"]),
+                session_id=uuid.UUID(payload["sid"]),
+                token_id=str(payload["jti"]),
+                issued_at=datetime.fromtimestamp(payload["iat"], UTC),
+                expires_at=datetime.fromtimestamp(payload["exp"], UTC),
+            )
+        except (ValueError, TypeError):
+            raise InvalidTokenError("the token is not valid") from None
