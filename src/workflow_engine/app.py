@@ -100,6 +100,8 @@ def _add_middleware(app: FastAPI, context: AppContext) -> None:
     # Added innermost first: the last one added sees the request first.
     app.add_middleware(JsonContentTypeMiddleware)
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
+    # Inside CORS, so that a 500 carries the CORS headers and a browser can read it.
+    app.add_middleware(UnhandledErrorMiddleware)
     if settings.cors_origins:
         app.add_middleware(
             CORSProblemMiddleware,
@@ -109,7 +111,6 @@ def _add_middleware(app: FastAPI, context: AppContext) -> None:
             expose_headers=["X-Correlation-ID", "Retry-After", "Location"],
             max_age=600,
         )
-    app.add_middleware(UnhandledErrorMiddleware)
     app.add_middleware(SecurityHeadersMiddleware, hsts=settings.is_production)
     app.add_middleware(AccessLogMiddleware, stats=context.stats)
     app.add_middleware(CorrelationIdMiddleware)

@@ -31,7 +31,7 @@ class InvalidInput(WorkflowEngineError):
 
 class NotFound(WorkflowEngineError):
     status = 404
-    title = "Not found"
+    title = "Not Found"
 
 
 class Conflict(WorkflowEngineError):
@@ -73,4 +73,4 @@ class Forbidden(WorkflowEngineError):
 
 class ServiceUnavailable(WorkflowEngineError):
     status = 503
-    title = "Service unavailable"
+    title = "Service Unavailable"

@@ -18,6 +18,7 @@ from collections.abc import Generator
 
 import uvicorn
 from fastapi import FastAPI
+from uvicorn.config import STARTUP_FAILURE
 from uvicorn.supervisors import Multiprocess
 
 from workflow_engine.config import Settings
@@ -69,8 +70,11 @@ def serve_workers(settings: Settings, workers: int) -> int:
     """Serve with `workers` processes sharing one socket (PostgreSQL only; see the CLI)."""
     config = uvicorn_config(APP_FACTORY, settings, workers=workers)
     sock = config.bind_socket()
-    Multiprocess(config, sockets=[sock]).run()
-    return 0
+    supervisor = Multiprocess(config, sockets=[sock])
+    supervisor.run()
+    # The supervisor stops everything when a worker cannot start; say so in the exit status.
+    failed = any(p.process.exitcode == STARTUP_FAILURE for p in supervisor.processes)
+    return 1 if failed else 0
 
 
 def app_from_environment() -> FastAPI:

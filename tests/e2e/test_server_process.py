@@ -20,7 +20,6 @@ from tests.conftest import _admin, require_postgres
 from tests.e2e.conftest import Server, free_port, run_cli
 
 pytestmark = pytest.mark.e2e
-EMBEDDED = Path(__file__).with_name("embedded_server.py")
 
 
 def test_bare_command_serves_health_on_the_embedded_default(
@@ -124,18 +123,13 @@ def test_config_show_masks_secrets_and_version_prints(installed_bin: Path, tmp_p
     assert as_module.stdout == version.stdout
 
 
-def test_sigterm_lets_a_slow_upload_finish_then_exits_0(
-    installed_bin: Path, tmp_path: Path
-) -> None:
-    server = Server(
-        [str(installed_bin / "python"), str(EMBEDDED)],
-        cwd=tmp_path,
-        env={"DATA_DIR": str(tmp_path / "data")},
-    ).start()
-    body = b'{"payload": "' + b"x" * 2000 + b'"}'
+def test_sigterm_lets_a_slow_request_finish_then_exits_0(server_factory: type[Server]) -> None:
+    """The body of a login trickles in; SIGTERM arrives half way; the login still completes."""
+    server = server_factory().start()
+    body = b'{"email": "nobody@example.com", "password": "' + b"p" * 900 + b'"}'
     with socket.create_connection(("127.0.0.1", server.port), timeout=10) as conn:
         conn.sendall(
-            b"POST /api/v1/upload HTTP/1.1\r\nHost: localhost\r\n"
+            b"POST /api/v1/auth/login HTTP/1.1\r\nHost: localhost\r\n"
             b"Content-Type: application/json\r\n"
             + f"Content-Length: {len(body)}\r\n\r\n".encode()
             + body[:100]
@@ -143,21 +137,41 @@ def test_sigterm_lets_a_slow_upload_finish_then_exits_0(
         time.sleep(0.5)
         assert server.process is not None
         server.process.send_signal(signal.SIGTERM)
-        for start in range(100, len(body), 400):  # the rest trickles in after the signal
+        for start in range(100, len(body), 200):  # the rest trickles in after the signal
             time.sleep(0.2)
-            conn.sendall(body[start : start + 400])
+            conn.sendall(body[start : start + 200])
         response = b""
-        while b"\r\n\r\n" not in response or not response.rstrip().endswith(b"}"):
+        while not response.rstrip().endswith(b"}"):
             chunk = conn.recv(4096)
             if not chunk:
                 break
             response += chunk
-    assert response.startswith(b"HTTP/1.1 201"), response
-    assert f'"received_bytes":{len(body)}'.encode() in response
+    assert response.startswith(b"HTTP/1.1 401"), response
+    assert b"invalid email or password" in response
     assert server.process.wait(30) == 0, server.output()
-    # New connections are refused once shutdown started.
-    with pytest.raises(httpx.TransportError):
+    with pytest.raises(httpx.TransportError):  # no longer accepting
         httpx.get(f"{server.url}/health", timeout=1)
+
+
+def test_client_mistakes_get_problems_from_the_real_server(server_factory: type[Server]) -> None:
+    server = server_factory(env={"MAX_BODY_BYTES": "4096"}).start()
+    login = f"{server.url}/api/v1/auth/login"
+    cases = [
+        (httpx.post(login, content=b'{"email": ', headers={"content-type": "application/json"}),
+         400),
+        (httpx.post(login, content=b"email=a", headers={"content-type": "text/plain"}), 415),
+        (httpx.post(login, content=b"x" * 5000, headers={"content-type": "application/json"}),
+         413),
+        (httpx.post(login, json={"email": 5}), 422),
+        (httpx.get(f"{server.url}/nowhere"), 404),
+        (httpx.put(f"{server.url}/health"), 405),
+        (httpx.get(f"{server.url}/api/v1/auth/me"), 401),
+    ]  # fmt: skip
+    for response, status in cases:
+        assert response.status_code == status, (status, response.text)
+        assert response.headers["content-type"] == "application/problem+json"
+        assert response.json()["correlation_id"] == response.headers["x-correlation-id"]
+    assert server.stop() == 0
 
 
 def test_migrate_command_is_idempotent(installed_bin: Path, tmp_path: Path) -> None:

@@ -38,3 +38,16 @@ async def test_listed_origin_is_allowed_and_others_are_not(
     assert refused.headers["content-type"] == "application/problem+json"
     assert refused.json()["detail"] == "CORS preflight refused: Disallowed CORS origin"
     assert "access-control-allow-origin" not in refused.headers
+
+
+async def test_a_500_still_carries_cors_headers(database_url: str, tmp_path: Path) -> None:
+    app = build_app(database_url, tmp_path, CORS_ORIGINS="https://app.example")
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as http,
+    ):
+        response = await http.get(
+            "/api/v1/embedder/crash", headers={"Origin": "https://app.example"}
+        )
+    assert response.status_code == 500
+    assert response.headers["access-control-allow-origin"] == "https://app.example"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import uuid
 from datetime import UTC
 
@@ -10,7 +11,7 @@ import pytest
 from sqlalchemy import text
 
 from workflow_engine.db import Database
-from workflow_engine.errors import ConcurrencyConflict, Conflict
+from workflow_engine.errors import ConcurrencyConflict, Conflict, InvalidInput
 from workflow_engine.events import EventStore, NewEvent, append_events
 
 
@@ -216,8 +217,7 @@ async def test_reader_never_skips_an_event_committed_after_a_later_position(
     once A commits, the reader returns both, A's first, with nothing skipped.
     """
     store = EventStore(database)
-    async with database.engine.connect() as conn_a:
-        await conn_a.execution_options(workflow_engine_write=True)
+    async with database.write_connection() as conn_a:
         transaction_a = await conn_a.begin()
         [event_a] = await append_events(
             conn_a,
@@ -317,3 +317,60 @@ async def test_positions_in_gaps_resume_at_the_nearest_event_below(
     resumed = await store.read_log(after=third.position - 1, tenant_id=tenant_id)
     assert [e.event_id for e in resumed] == [third.event_id]
     assert (await store.read_log(after=first.position, tenant_id=tenant_id))[0] == third
+
+
+@pytest.mark.parametrize(
+    ("aggregate_id", "data", "message"),
+    [
+        ("ok", {"text": "nul\x00byte"}, "data.text contains the NUL character"),
+        ("ok", {"ratio": float("nan")}, "data.ratio is nan"),
+        ("ok", {"deep": [{"x": float("inf")}]}, "data.deep[0].x is inf"),
+        ("ok", {"bad\x00key": 1}, "data key contains the NUL character"),
+        ("x" * 201, {}, "aggregate_id must be 1 to 200 characters"),
+        ("", {}, "aggregate_id must be 1 to 200 characters"),
+    ],
+)
+async def test_what_postgresql_would_reject_is_invalid_input_on_both(
+    database: Database, tenant_id: uuid.UUID, aggregate_id: str, data: dict[str, object],
+    message: str,
+) -> None:  # fmt: skip
+    with pytest.raises(InvalidInput, match=re.escape(message)):
+        await EventStore(database).append(
+            tenant_id=tenant_id,
+            aggregate_type="order",
+            aggregate_id=aggregate_id,
+            new_events=[NewEvent("Noted", data)],
+            expected_version=None,
+        )
+    assert await EventStore(database).read_log(tenant_id=tenant_id) == []
+
+
+async def test_following_from_the_head_never_misses_an_older_transaction(
+    postgres_database: Database, tenant_id: uuid.UUID
+) -> None:
+    """T1 takes a position and stays open; T2 commits a higher one. A follower that starts at
+    the log head (not at the highest position) still receives T1's event when it commits."""
+    database = postgres_database
+    store = EventStore(database)
+    async with database.engine.connect() as conn_1:
+        transaction_1 = await conn_1.begin()
+        [early] = await append_events(
+            conn_1,
+            tenant_id=tenant_id,
+            aggregate_type="order",
+            aggregate_id="t1",
+            new_events=[_event(1)],
+            expected_version=0,
+        )
+        [late] = await store.append(
+            tenant_id=tenant_id,
+            aggregate_type="order",
+            aggregate_id="t2",
+            new_events=[_event(2)],
+            expected_version=0,
+        )
+        head = await store.log_head()
+        assert head < late.position  # T2's event is not yet deliverable: T1 may come first
+        await transaction_1.commit()
+    followed = await store.read_log(after=head, tenant_id=tenant_id)
+    assert [e.event_id for e in followed] == [early.event_id, late.event_id]

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import httpx
 from openapi_spec_validator import validate
+
+from tests.integration.conftest import build_app, running
+from workflow_engine.bootstrap.core_services import DatabaseService
 
 
 async def test_health_is_cheap_and_public(client: httpx.AsyncClient) -> None:
@@ -80,3 +84,16 @@ async def test_unknown_docs_asset_is_a_404_problem(client: httpx.AsyncClient) ->
     response = await client.get("/swagger-ui/index.j2")
     assert response.status_code == 404
     assert response.headers["content-type"] == "application/problem+json"
+
+
+async def test_a_saturated_pool_is_degraded_not_down(database_url: str, tmp_path: Path) -> None:
+    app = build_app(database_url, tmp_path, DB_MAX_CONNECTIONS="2")
+    async with running(app) as client:
+        db = app.state.context.service("database", DatabaseService).database
+        async with db.engine.connect() as _first, db.engine.connect() as _second:
+            response = await client.get("/health/detailed")
+    assert response.status_code == 200
+    body = response.json()
+    assert body["status"] == "degraded"
+    database = {s["name"]: s for s in body["services"]}["database"]
+    assert database["detail"] == "all 2 connections are in use"

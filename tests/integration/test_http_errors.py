@@ -76,7 +76,7 @@ async def test_unknown_path_is_404(client: httpx.AsyncClient) -> None:
 async def test_wrong_method_is_405_with_allow(client: httpx.AsyncClient) -> None:
     response = await client.delete("/health")
     assert_problem(response, 405, "method-not-allowed")
-    assert response.headers["allow"] == "GET"
+    assert response.headers["allow"] == "GET, HEAD"
 
 
 async def test_unexpected_error_is_a_500_problem_without_internals(
@@ -115,3 +115,18 @@ async def test_security_headers_are_set(client: httpx.AsyncClient) -> None:
     assert response.headers["x-content-type-options"] == "nosniff"
     assert response.headers["x-frame-options"] == "DENY"
     assert "frame-ancestors 'none'" in response.headers["content-security-policy"]
+
+
+async def test_undecodable_body_is_a_malformed_json_problem(client: httpx.AsyncClient) -> None:
+    response = await client.post(
+        "/api/v1/embedder/orders",
+        content=b'{"item": "\xff\xfe", "quantity": 1}',
+        headers={"content-type": "application/json"},
+    )
+    assert_problem(response, 400, "malformed-json")
+
+
+async def test_head_is_answered_where_get_is(client: httpx.AsyncClient) -> None:
+    for path in ("/health", "/health/detailed", "/swagger-ui/swagger-ui.css"):
+        response = await client.head(path)
+        assert response.status_code == 200, path

@@ -24,7 +24,7 @@ README = Path(__file__).parents[2] / "README.md"
 SAMPLES: dict[str, tuple[Any, str, Any, Any]] = {
     "host": ("0.0.0.0", "10.1.2.3", "0.0.0.0", "10.1.2.3"),
     "port": (9000, "9001", 9000, 9001),
-    "environment": ("development", "development", "development", "development"),
+    "environment": ("production", "development", "production", "development"),
     "data_dir": ("/srv/a", "/srv/b", Path("/srv/a"), Path("/srv/b")),
     "shutdown_timeout": (5, "7.5", 5.0, 7.5),
     "cors_origins": (
@@ -78,6 +78,7 @@ SAMPLES: dict[str, tuple[Any, str, Any, Any]] = {
 
 # Settings that are only valid together with another one.
 PARTNERS = {
+    "environment": {"JWT_SECRET": "s" * 32},
     "bootstrap_admin_email": {"BOOTSTRAP_ADMIN_PASSWORD": "pw"},
     "bootstrap_admin_password": {"BOOTSTRAP_ADMIN_EMAIL": "admin@example.com"},
 }

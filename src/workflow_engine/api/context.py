@@ -14,10 +14,9 @@ from typing import Annotated, TypeVar
 from fastapi import Depends, Request
 
 from workflow_engine.bootstrap import ServiceBootstrapManager
-from workflow_engine.bootstrap.core_services import DatabaseService, EventStoreService
+from workflow_engine.bootstrap.core_services import DatabaseService
 from workflow_engine.config import Settings
 from workflow_engine.db import Database
-from workflow_engine.events import EventStore
 from workflow_engine.observability.request_stats import RequestStats
 
 T = TypeVar("T")
@@ -53,9 +52,4 @@ def get_database(context: Context) -> Database:
     return context.service("database", DatabaseService).database
 
 
-def get_event_store(context: Context) -> EventStore:
-    return context.service("events", EventStoreService).store
-
-
 DatabaseDep = Annotated[Database, Depends(get_database)]
-EventStoreDep = Annotated[EventStore, Depends(get_event_store)]

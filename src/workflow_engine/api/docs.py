@@ -56,7 +56,7 @@ async def swagger_ui() -> HTMLResponse:
     return page
 
 
-@router.get(DOCS_PATH + "{asset}")
+@router.api_route(DOCS_PATH + "{asset}", methods=["GET", "HEAD"])
 async def swagger_asset(asset: str) -> FileResponse:
     media_type = _ASSETS.get(asset)
     if media_type is None:

@@ -164,3 +164,9 @@ def in_words(seconds: float) -> str:
         if count:
             parts.append(f"{count} {unit}{'s' if count != 1 else ''}")
     return ", ".join(parts) or "0 seconds"
+
+
+# HEAD answers like GET (load balancers and uptime checkers use it); not a separate operation
+# in the OpenAPI document.
+router.add_api_route("/health", health, methods=["HEAD"], include_in_schema=False)
+router.add_api_route("/health/detailed", health_detailed, methods=["HEAD"], include_in_schema=False)

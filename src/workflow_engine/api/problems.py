@@ -17,6 +17,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from workflow_engine.errors import WorkflowEngineError
 from workflow_engine.observability.correlation import current_correlation_id
@@ -62,6 +63,8 @@ class Problem(BaseModel):
     errors: list[FieldError] | None = Field(None, description="Per-field validation errors.")
 
 
+_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
+_FASTAPI_BODY_PARSE_ERROR = "There was an error parsing the body"
 # RFC 9110 names that Python 3.11's `HTTPStatus` still spells the old way.
 _TITLES = {413: "Content Too Large", 422: "Unprocessable Content"}
 
@@ -113,12 +116,39 @@ async def _domain_error(request: Request, exc: Exception) -> JSONResponse:
 async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
     detail = exc.detail if isinstance(exc.detail, str) else HTTPStatus(exc.status_code).phrase
+    if exc.status_code == 400 and detail == _FASTAPI_BODY_PARSE_ERROR:
+        # FastAPI's answer to a body it could not decode at all (bad UTF-8, absurd nesting).
+        return problem_response(
+            400, "The request body could not be decoded as JSON", title="Malformed JSON",
+            instance=request.url.path,
+        )  # fmt: skip
     if exc.status_code == 404 and detail == "Not Found":
         detail = f"No route matches {request.method} {request.url.path}"
     elif exc.status_code == 405:
-        allowed = (exc.headers or {}).get("Allow", "")
+        allowed = _allowed_methods(request)
         detail = f"{request.method} is not allowed on {request.url.path}; allowed: {allowed}"
+        return problem_response(405, detail, instance=request.url.path, headers={"Allow": allowed})
     return problem_response(exc.status_code, detail, instance=request.url.path, headers=exc.headers)
+
+
+def _allowed_methods(request: Request) -> str:
+    """Every method some route accepts on this path (Starlette names only the first route's)."""
+    probe = {
+        "type": "http",
+        "path": request.scope["path"],
+        "root_path": request.scope.get("root_path", ""),
+        "headers": [],
+        "query_string": b"",
+    }
+    allowed = [
+        method
+        for method in _METHODS
+        if any(
+            route.matches({**probe, "method": method})[0] is Match.FULL
+            for route in request.app.router.routes
+        )
+    ]
+    return ", ".join(allowed)
 
 
 async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
@@ -139,7 +169,7 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     return problem_response(
         422,
         f"{count} field{'s' if count != 1 else ''} failed validation",
-        title="Invalid input",
+        title="Validation failed",
         slug="validation-failed",
         instance=request.url.path,
         errors=errors,

@@ -49,6 +49,8 @@ class DatabaseService:
             await self._database.dispose()
 
     async def check_health(self) -> Health:
+        if saturated := pool_saturation(self.database):
+            return saturated
         try:
             await self.database.ping(timeout=HEALTH_PROBE_TIMEOUT)
         except TimeoutError:
@@ -56,6 +58,18 @@ class DatabaseService:
         except Exception as exc:
             return Health.down(f"unreachable: {type(exc).__name__}")
         return Health.ok(backend=self.database.url.get_backend_name())
+
+
+def pool_saturation(db: Database) -> Health | None:
+    """`degraded` when every pooled connection is in use, else None.
+
+    A probe would only wait in line for a connection and time out: a saturated pool is load,
+    not an outage, and must not take a busy server out of a load balancer.
+    """
+    busy, size = db.pool_usage()
+    if busy >= size:
+        return Health.degraded(f"all {size} connections are in use", in_use=busy)
+    return None
 
 
 class MigrationsService:
@@ -74,6 +88,8 @@ class MigrationsService:
 
     async def check_health(self) -> Health:
         db = self._database.database
+        if saturated := pool_saturation(db):
+            return saturated
         async with db.read() as conn:
             pending = await pending_revisions(conn, db.url, self._heads)
         if pending:
@@ -167,4 +183,6 @@ class EventStoreService:
         self._store = None
 
     async def check_health(self) -> Health:
+        if saturated := pool_saturation(self.store.db):
+            return saturated
         return Health.ok(last_position=await self.store.last_position())

@@ -227,7 +227,9 @@ class ServiceBootstrapManager:
         except TimeoutError:
             health = Health.down(f"no answer within {timeout:g} s")
         except Exception as exc:
-            health = Health.down(f"check failed: {exc}")
+            # The endpoint is public: name the failure, keep its details (SQL, hosts) in the log.
+            logger.warning("health check failed", service=spec.name, error=repr(exc))
+            health = Health.down(f"check failed: {type(exc).__name__}")
         latency_ms = round((time.perf_counter() - started) * 1000, 2)
         return ServiceReport(
             spec.name, spec.required, health.status, latency_ms, health.detail, health.data

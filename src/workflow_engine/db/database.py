@@ -42,10 +42,17 @@ class Database:
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncConnection]:
         """A write transaction: committed when the block ends, rolled back if it raises."""
+        async with self.write_connection() as conn, conn.begin():
+            yield conn
+
+    @asynccontextmanager
+    async def write_connection(self) -> AsyncIterator[AsyncConnection]:
+        """A connection whose transactions are write transactions; the caller begins and ends
+        them (for the rare code that must hold one open across steps, like tests of
+        concurrency). Prefer `transaction()`."""
         async with self.engine.connect() as conn:
             await conn.execution_options(**{_WRITE_OPTION: True})
-            async with conn.begin():
-                yield conn
+            yield conn
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncConnection]:
@@ -59,6 +66,13 @@ class Database:
         async with asyncio.timeout(timeout), self.engine.connect() as conn:
             await conn.execute(text("SELECT 1"))
         return time.perf_counter() - started
+
+    def pool_usage(self) -> tuple[int, int]:
+        """(connections checked out, pool size)."""
+        pool = self.engine.sync_engine.pool
+        checked_out = getattr(pool, "checkedout", lambda: 0)()
+        size = getattr(pool, "size", lambda: 1)()
+        return int(checked_out), int(size)
 
     async def dispose(self) -> None:
         await self.engine.dispose()
@@ -77,7 +91,10 @@ def _create_engine(
         # A database restart leaves dead connections in the pool; pre-ping replaces them so
         # the server recovers without a restart of its own.
         pool_pre_ping=True,
-        connect_args={"timeout": connect_timeout},
+        # Errors would otherwise quote bound values — event payloads — into logs and messages.
+        hide_parameters=True,
+        # A `connect_timeout` in the URL (mapped to asyncpg's `timeout`) takes precedence.
+        connect_args={} if "timeout" in url.query else {"timeout": connect_timeout},
     )
 
 
@@ -90,7 +107,7 @@ def ensure_sqlite_directory(url: URL) -> None:
 def _create_sqlite_engine(url: URL, pool_size: int, pool_timeout: float) -> AsyncEngine:
     ensure_sqlite_directory(url)
     engine = create_async_engine(
-        url, pool_size=pool_size, max_overflow=0, pool_timeout=pool_timeout
+        url, pool_size=pool_size, max_overflow=0, pool_timeout=pool_timeout, hide_parameters=True
     )
 
     @event.listens_for(engine.sync_engine, "connect")

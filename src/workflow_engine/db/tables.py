@@ -47,7 +47,9 @@ events = Table(
     Column("metadata", JsonDocument, nullable=False),
     Column("recorded_at", UTCDateTime(), nullable=False),
     # The writing transaction's id on PostgreSQL (0 on SQLite), filled by the database. Readers
-    # use it to stay below the horizon of transactions still in flight (DESIGN trap 4).
+    # use it to stay below the horizon of transactions still in flight (DESIGN trap 4). Its
+    # default differs per database and is set by migration 0001: tables are created by the
+    # migrations only, never by `metadata.create_all()`.
     Column("txid", BigInteger(), nullable=False, server_default=FetchedValue()),
     UniqueConstraint("tenant_id", "aggregate_id", "version"),
     Index(None, "tenant_id", "position"),

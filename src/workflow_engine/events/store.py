@@ -31,6 +31,10 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from workflow_engine.db import Database
 from workflow_engine.db.tables import events
 from workflow_engine.errors import ConcurrencyConflict, Conflict
+from workflow_engine.events.storable import check_document, check_name
+
+# How often an append without an expected version retries after losing a race.
+_MAX_UNCONDITIONAL_RETRIES = 5
 
 
 @dataclass(frozen=True)
@@ -117,6 +121,12 @@ async def append_events(
     """
     if not new_events:
         return []
+    check_name("aggregate_type", aggregate_type)
+    check_name("aggregate_id", aggregate_id)
+    for new in new_events:
+        check_name("event_type", new.event_type)
+        check_document("data", new.data)
+        check_document("metadata", new.metadata)
     for _attempt in range(_MAX_UNCONDITIONAL_RETRIES):
         actual = await _head_version(conn, tenant_id, aggregate_type, aggregate_id)
         if expected_version is not None and expected_version != actual:
@@ -130,9 +140,6 @@ async def append_events(
             # No expected version: another appender took this version; append after it.
     winner = await current_version(conn, tenant_id, aggregate_id)
     raise ConcurrencyConflict(aggregate_id, expected_version, winner)
-
-
-_MAX_UNCONDITIONAL_RETRIES = 5
 
 
 async def _head_version(
@@ -258,6 +265,21 @@ def _visible_horizon() -> Any:
     return cast(cast(xmin, Text()), BigInteger())
 
 
+async def log_head(conn: AsyncConnection) -> int:
+    """A cursor for following the log "from now on": the last event, in log order, below the
+    horizon of transactions still in flight (0 for an empty log).
+
+    Use this rather than the highest position (or a position `append_events` returned) as a
+    starting point: a transaction that took a lower position may still commit, and following
+    from a higher position would pass over it for good.
+    """
+    stmt = select(events.c.position).order_by(events.c.txid.desc(), events.c.position.desc())
+    if conn.dialect.name == "postgresql":
+        stmt = stmt.where(events.c.txid < _visible_horizon())
+    position = (await conn.execute(stmt.limit(1))).scalar_one_or_none()
+    return int(position or 0)
+
+
 async def last_position(conn: AsyncConnection) -> int:
     """The highest position written so far (0 for an empty log)."""
     return int(
@@ -316,3 +338,7 @@ class EventStore:
     async def last_position(self) -> int:
         async with self.db.read() as conn:
             return await last_position(conn)
+
+    async def log_head(self) -> int:
+        async with self.db.read() as conn:
+            return await log_head(conn)

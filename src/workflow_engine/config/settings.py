@@ -1,0 +1,225 @@
+"""The `Settings` schema: every setting, its default, its validation."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal
+from urllib.parse import urlsplit
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from sqlalchemy.engine import URL, make_url
+
+from workflow_engine.config.database_url import to_async_url
+
+Environment = Literal["development", "production"]
+LogLevel = Literal["trace", "debug", "info", "warning", "error", "critical"]
+LogFormat = Literal["auto", "json", "console"]
+
+MIN_PRODUCTION_SECRET_BYTES = 32
+SQLITE_FILE_NAME = "workflow-engine.db"
+
+
+class Settings(BaseSettings):
+    """Every setting of the server. Build it with `load_settings()` to include `config.toml`."""
+
+    model_config = SettingsConfigDict(
+        case_sensitive=False,
+        extra="ignore",
+        validate_default=True,
+        frozen=True,
+        allow_inf_nan=False,
+        str_strip_whitespace=True,
+    )
+
+    environment: Environment = Field(
+        "development", description="`production` tightens defaults and requires a real secret."
+    )
+    host: str = Field("127.0.0.1", min_length=1, description="Address to listen on.")
+    port: int = Field(8080, ge=1, le=65535, description="TCP port to listen on.")
+    data_dir: Path = Field(
+        Path("data"),
+        description="Directory for the SQLite file and the generated development secret.",
+    )
+    shutdown_timeout: float = Field(
+        30.0, gt=0, le=3600, description="Seconds in-flight requests get to finish on SIGTERM."
+    )
+    cors_origins: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Comma-separated origins allowed by CORS (`*` for any). None by default.",
+    )
+    max_body_bytes: int = Field(
+        1024 * 1024, ge=1024, description="Largest request body accepted; larger gets 413."
+    )
+
+    database_url: str = Field(
+        "",
+        description="`postgresql://user:pass@host/db` or `sqlite:///path`. "
+        "Default: a SQLite file in DATA_DIR.",
+    )
+    db_max_connections: int = Field(10, ge=1, le=1000, description="Connection pool size.")
+    db_connection_timeout: float = Field(
+        30.0, gt=0, le=600, description="Seconds to wait for a connection from the pool."
+    )
+    auto_migrate: bool | None = Field(
+        None,
+        description="Apply pending migrations before serving. Default: true in development, "
+        "false in production.",
+    )
+
+    jwt_secret: SecretStr | None = Field(
+        None,
+        description="HMAC secret for access tokens; at least 32 bytes in production. "
+        "In development a random one is generated into DATA_DIR.",
+    )
+    jwt_expiration: int = Field(3600, ge=60, description="Access-token lifetime in seconds.")
+    jwt_refresh_expiration: int = Field(
+        604800, ge=60, description="Refresh-token lifetime in seconds."
+    )
+
+    jwt_issuer: str = Field(
+        "workflow-engine", min_length=1, description="`iss` claim of access tokens."
+    )
+    jwt_audience: str = Field(
+        "workflow-engine-api", min_length=1, description="`aud` claim of access tokens."
+    )
+    jwt_leeway: int = Field(
+        30, ge=0, le=300, description="Clock skew tolerated when checking token times, seconds."
+    )
+    bootstrap_admin_email: str | None = Field(
+        None, description="On an empty database, create tenant `default` with this admin."
+    )
+    bootstrap_admin_password: SecretStr | None = Field(
+        None, description="Password of the bootstrap admin."
+    )
+    password_hash_time_cost: int = Field(3, ge=1, le=20, description="argon2id passes.")
+    password_hash_memory_kib: int = Field(
+        65536, ge=1024, le=4194304, description="argon2id memory, KiB."
+    )
+    password_hash_parallelism: int = Field(4, ge=1, le=64, description="argon2id lanes.")
+
+    rate_limit_per_minute: int = Field(
+        60, ge=1, description="Sustained requests per minute per principal."
+    )
+    rate_limit_burst: int = Field(10, ge=1, description="Requests allowed in a burst.")
+
+    metrics_enabled: bool = Field(True, description="Serve Prometheus metrics at /metrics.")
+    tracing_enabled: bool = Field(
+        True, description="Export OpenTelemetry traces (needs the `monitoring` extra)."
+    )
+    log_level: LogLevel = Field("info", description="trace, debug, info, warning, error.")
+    log_format: LogFormat = Field(
+        "auto", description="`json`, `console`, or `auto` (JSON in production)."
+    )
+
+    notion_mcp_url: str | None = Field(None, description="Notion MCP server.")
+    slack_mcp_url: str | None = Field(None, description="Slack MCP server.")
+    helpscout_mcp_url: str | None = Field(None, description="HelpScout MCP server.")
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _normalise_log_level(cls, value: object) -> object:
+        if isinstance(value, str):
+            value = value.strip().lower()
+            return "warning" if value == "warn" else value
+        return value
+
+    @field_validator("environment", "log_format", mode="before")
+    @classmethod
+    def _lower(cls, value: object) -> object:
+        return value.strip().lower() if isinstance(value, str) else value
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _split_origins(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [origin.strip() for origin in value.split(",") if origin.strip()]
+        return value
+
+    @field_validator("cors_origins")
+    @classmethod
+    def _check_origins(cls, origins: list[str]) -> list[str]:
+        for origin in origins:
+            if origin != "*" and not _is_http_url(origin):
+                raise ValueError(f"{origin!r} is not an origin like https://app.example.com")
+        return origins
+
+    @field_validator("notion_mcp_url", "slack_mcp_url", "helpscout_mcp_url")
+    @classmethod
+    def _check_service_url(cls, value: str | None) -> str | None:
+        if value in (None, ""):
+            return None
+        if not _is_http_url(value):
+            raise ValueError("expected an http:// or https:// URL")
+        return value
+
+    @field_validator("database_url")
+    @classmethod
+    def _check_database_url(cls, value: str) -> str:
+        if value:
+            to_async_url(value)  # raises ValueError with the reason
+        return value
+
+    @field_validator("jwt_secret")
+    @classmethod
+    def _non_empty_secret(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not value.get_secret_value().strip():
+            raise ValueError("must not be empty; leave it unset to use a development secret")
+        return value
+
+    @model_validator(mode="after")
+    def _check_bootstrap_admin(self) -> Settings:
+        if (self.bootstrap_admin_email is None) != (self.bootstrap_admin_password is None):
+            raise ValueError(
+                "BOOTSTRAP_ADMIN_EMAIL and BOOTSTRAP_ADMIN_PASSWORD must be set together"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _check_production_secret(self) -> Settings:
+        if self.environment != "production":
+            return self
+        if self.jwt_secret is None:
+            raise ValueError(
+                "JWT_SECRET is required when ENVIRONMENT=production "
+                f"(at least {MIN_PRODUCTION_SECRET_BYTES} random bytes)"
+            )
+        size = len(self.jwt_secret.get_secret_value().encode())
+        if size < MIN_PRODUCTION_SECRET_BYTES:
+            raise ValueError(
+                f"JWT_SECRET is {size} bytes; ENVIRONMENT=production needs at least "
+                f"{MIN_PRODUCTION_SECRET_BYTES} so that tokens cannot be brute-forced "
+                "(generate one with: python3 -c 'import secrets; print(secrets.token_urlsafe(48))')"
+            )
+        return self
+
+    @property
+    def is_production(self) -> bool:
+        return self.environment == "production"
+
+    @property
+    def effective_database_url(self) -> URL:
+        """The SQLAlchemy async URL actually used (driver filled in, default file resolved)."""
+        if self.database_url:
+            return to_async_url(self.database_url)
+        path = (self.data_dir / SQLITE_FILE_NAME).resolve()
+        return make_url(f"sqlite+aiosqlite:///{path}")
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.effective_database_url.get_backend_name() == "sqlite"
+
+    @property
+    def should_auto_migrate(self) -> bool:
+        return self.auto_migrate if self.auto_migrate is not None else not self.is_production
+
+    @property
+    def effective_log_format(self) -> Literal["json", "console"]:
+        if self.log_format == "auto":
+            return "json" if self.is_production else "console"
+        return self.log_format
+
+
+def _is_http_url(value: str) -> bool:
+    parts = urlsplit(value)
+    return parts.scheme in ("http", "https") and bool(parts.hostname)
