@@ -100,8 +100,8 @@ def _token_response(session: Session) -> TokenResponse:
         token=access.token,
         access_token=access.token,
         refresh_token=session.refresh_token,
-        expires_in=int(lifetime.total_seconds()),
-        refresh_expires_in=max(0, int(refresh_lifetime.total_seconds())),
+        expires_in=round(lifetime.total_seconds()),
+        refresh_expires_in=max(0, round(refresh_lifetime.total_seconds())),
         user=_user_view(session.user),
     )
 

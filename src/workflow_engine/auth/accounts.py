@@ -6,6 +6,8 @@ Each change is committed together with its audit event.
 from __future__ import annotations
 
 import secrets
+import uuid
+from typing import Any
 
 import structlog
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -130,3 +132,78 @@ async def _add_user(
         data={"email": email, "role": role.value, "policy_waived": weak},
     )
     return user
+
+
+async def change_user(
+    db: Database,
+    *,
+    tenant_id: uuid.UUID,
+    user_id: uuid.UUID,
+    actor_id: uuid.UUID,
+    role: Role | None,
+    is_active: bool | None,
+    origin: RequestOrigin,
+) -> store.User:
+    """Change a user's role or active state; either ends the user's current sessions.
+
+    A role lives in the access token, so a change revokes the tokens issued before it (the
+    next refresh carries the new role). Deactivation also revokes every refresh token. An
+    admin cannot demote or deactivate themselves, so a tenant always keeps one admin who
+    made the change.
+    """
+    if user_id == actor_id and (role not in (None, Role.admin) or is_active is False):
+        raise Conflict("you cannot demote or deactivate yourself; ask another admin")
+    async with db.transaction() as conn:
+        user = await store.get_user(conn, tenant_id, user_id)
+        if user is None:
+            raise NotFound("no such user")
+        changes: dict[str, Any] = {}
+        if role is not None and role != user.role:
+            changes["role"] = role.value
+        if is_active is not None and is_active != user.is_active:
+            changes["is_active"] = is_active
+        if not changes:
+            return user
+        await store.update_user(
+            conn, tenant_id, user_id, role=role, is_active=is_active, revoke_tokens=True
+        )
+        if is_active is False:
+            await store.revoke_user_refresh_tokens(conn, user_id)
+        event_type = "UserChanged"
+        if changes.get("is_active") is False:
+            event_type = "UserDeactivated"
+        elif changes.get("is_active") is True:
+            event_type = "UserReactivated"
+        await record(
+            conn,
+            tenant_id=tenant_id,
+            aggregate_type=USERS_AGGREGATE,
+            aggregate_id=str(user_id),
+            event_type=event_type,
+            actor=f"user:{actor_id}",
+            origin=origin,
+            data=changes,
+        )
+        updated = await store.get_user(conn, tenant_id, user_id)
+    assert updated is not None
+    return updated
+
+
+async def create_user_in_tenant(
+    db: Database,
+    passwords: Passwords,
+    *,
+    tenant_id: uuid.UUID,
+    email: str,
+    password: str,
+    role: Role,
+    actor: str,
+    origin: RequestOrigin,
+) -> store.User:
+    """The users API's create: the caller's tenant, and the password policy always applies."""
+    email, password_hash, weak = await _prepare(passwords, email, password, False)
+    async with db.transaction() as conn:
+        tenant = await store.get_tenant(conn, tenant_id)
+        if tenant is None:
+            raise NotFound("no such tenant")
+        return await _add_user(conn, tenant, email, password_hash, role, weak, actor, origin)

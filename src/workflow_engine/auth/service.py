@@ -214,7 +214,7 @@ class AuthService:
         if not standing.user_active:
             raise Unauthorized("the account is deactivated")
         valid_after = standing.tokens_valid_after
-        if valid_after is not None and claims.issued_at < valid_after.replace(microsecond=0):
+        if valid_after is not None and claims.issued_at < valid_after:
             raise Unauthorized("the token has been revoked")
         return Principal(
             user_id=claims.user_id,

@@ -83,6 +83,11 @@ async def find_tenant(conn: AsyncConnection, name: str) -> Tenant | None:
     return Tenant(row.id, row.name, row.created_at) if row else None
 
 
+async def get_tenant(conn: AsyncConnection, tenant_id: uuid.UUID) -> Tenant | None:
+    row = (await conn.execute(select(tenants).where(tenants.c.id == tenant_id))).first()
+    return Tenant(row.id, row.name, row.created_at) if row else None
+
+
 async def count_tenants(conn: AsyncConnection) -> int:
     return int((await conn.execute(select(func.count()).select_from(tenants))).scalar_one())
 
@@ -258,3 +263,44 @@ async def token_standing(
     if row is None:
         return TokenStanding(user_active=False, tokens_valid_after=None, revoked=True)
     return TokenStanding(bool(row.is_active), row.tokens_valid_after, bool(row.revoked))
+
+
+async def list_users(
+    conn: AsyncConnection, tenant_id: uuid.UUID, *, after_email: str | None, limit: int
+) -> list[User]:
+    """A page of the tenant's users in email order (keyset pagination: stable under inserts)."""
+    stmt = select(users).where(users.c.tenant_id == tenant_id).order_by(users.c.email)
+    if after_email is not None:
+        stmt = stmt.where(users.c.email > after_email)
+    return [User.from_row(row) for row in await conn.execute(stmt.limit(limit))]
+
+
+async def update_user(
+    conn: AsyncConnection,
+    tenant_id: uuid.UUID,
+    user_id: uuid.UUID,
+    *,
+    role: Role | None = None,
+    is_active: bool | None = None,
+    revoke_tokens: bool = False,
+) -> None:
+    now = datetime.now(UTC)
+    values: dict[str, object] = {"updated_at": now}
+    if role is not None:
+        values["role"] = role.value
+    if is_active is not None:
+        values["is_active"] = is_active
+    if revoke_tokens:
+        values["tokens_valid_after"] = now
+    await conn.execute(
+        update(users).where(users.c.tenant_id == tenant_id, users.c.id == user_id).values(values)
+    )
+
+
+async def revoke_user_refresh_tokens(conn: AsyncConnection, user_id: uuid.UUID) -> int:
+    result = await conn.execute(
+        update(refresh_tokens)
+        .where(refresh_tokens.c.user_id == user_id, refresh_tokens.c.revoked_at.is_(None))
+        .values(revoked_at=datetime.now(UTC))
+    )
+    return int(result.rowcount)

@@ -53,7 +53,8 @@ class TokenIssuer:
     def issue(
         self, *, user_id: uuid.UUID, tenant_id: uuid.UUID, role: Role, session_id: uuid.UUID
     ) -> IssuedToken:
-        now = datetime.now(UTC).replace(microsecond=0)
+        now = datetime.now(UTC)
+        expires = int((now + self.lifetime).timestamp())
         claims = AccessClaims(
             user_id=user_id,
             tenant_id=tenant_id,
@@ -61,7 +62,7 @@ class TokenIssuer:
             session_id=session_id,
             token_id=secrets.token_urlsafe(16),
             issued_at=now,
-            expires_at=now + self.lifetime,
+            expires_at=datetime.fromtimestamp(expires, UTC),
         )
         payload = {
             "sub": str(user_id),
@@ -69,9 +70,11 @@ class TokenIssuer:
             "role": role.value,
             "sid": str(session_id),
             "jti": claims.token_id,
-            "iat": now,
-            "nbf": now,
-            "exp": claims.expires_at,
+            # Sub-second `iat` (RFC 7519 allows it) so that a revocation "before now" can never
+            # spare a token issued earlier in the same second.
+            "iat": now.timestamp(),
+            "nbf": int(now.timestamp()),
+            "exp": expires,
             "iss": self.issuer,
             "aud": self.audience,
         }

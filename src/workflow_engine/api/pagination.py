@@ -1,0 +1,48 @@
+"""Keyset pagination: `limit` plus an opaque `cursor` that names the last item of the page."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from typing import Annotated, Any, Generic, TypeVar
+
+from fastapi import Query
+from pydantic import BaseModel, Field
+
+from workflow_engine.errors import InvalidInput
+
+T = TypeVar("T")
+
+MAX_LIMIT = 200
+
+Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT, description="Items per page.")]
+Cursor = Annotated[
+    str | None,
+    Query(max_length=512, description="`next_cursor` of the previous page."),
+]
+
+
+class Page(BaseModel, Generic[T]):
+    items: list[T]
+    next_cursor: str | None = Field(
+        description="Pass as `cursor` for the next page; null on the last page."
+    )
+
+
+def encode_cursor(key: dict[str, Any]) -> str:
+    return base64.urlsafe_b64encode(json.dumps(key).encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str | None, *fields: str) -> dict[str, Any] | None:
+    """The key a cursor names, or None for the first page; 422 for anything we did not issue."""
+    if cursor is None:
+        return None
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        key = json.loads(raw)
+    except (binascii.Error, ValueError):
+        raise InvalidInput("the cursor is not one this server issued") from None
+    if not isinstance(key, dict) or set(key) != set(fields):
+        raise InvalidInput("the cursor is not one this server issued")
+    return key
