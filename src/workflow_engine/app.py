@@ -11,7 +11,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import APIRouter, FastAPI
 
-from workflow_engine.api import auth, docs, health, users
+from workflow_engine.api import api_keys, auth, docs, health, users
 from workflow_engine.api.context import AppContext
 from workflow_engine.api.middleware import (
     BodySizeLimitMiddleware,
@@ -44,7 +44,13 @@ documents; every response carries an `X-Correlation-ID` header.
 
 #: The routers of the public API, in the order they are mounted. Fixed paths come before
 #: parameterised ones within each router.
-routers: tuple[APIRouter, ...] = (health.router, auth.router, users.router, docs.router)
+routers: tuple[APIRouter, ...] = (
+    health.router,
+    api_keys.router,  # before auth: its fixed paths must win over any parameterised ones
+    auth.router,
+    users.router,
+    docs.router,
+)
 
 
 def core_services(settings: Settings) -> ServiceBootstrapManagerBuilder:

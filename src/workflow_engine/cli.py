@@ -8,6 +8,7 @@ import json
 import os
 import sys
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, NoReturn, TypeVar
 
 import structlog
@@ -15,13 +16,16 @@ import typer
 from sqlalchemy.exc import DBAPIError
 
 from workflow_engine.auth.accounts import (
+    CLI_ORIGIN,
     DEFAULT_TENANT,
     bootstrap_admin,
     create_tenant,
     create_user,
 )
+from workflow_engine.auth.api_keys import ApiKey, create_api_key
 from workflow_engine.auth.passwords import HashParameters, Passwords
 from workflow_engine.auth.permissions import Role
+from workflow_engine.auth.store import find_tenant
 from workflow_engine.config import (
     ConfigError,
     Settings,
@@ -30,7 +34,7 @@ from workflow_engine.config import (
     load_settings,
 )
 from workflow_engine.db import Database
-from workflow_engine.errors import WorkflowEngineError
+from workflow_engine.errors import NotFound, WorkflowEngineError
 from workflow_engine.observability.logging import configure_logging
 from workflow_engine.version import __version__
 
@@ -50,6 +54,8 @@ tenants_app = typer.Typer(help="Manage tenants.", no_args_is_help=True)
 app.add_typer(tenants_app, name="tenants")
 users_app = typer.Typer(help="Manage users.", no_args_is_help=True)
 app.add_typer(users_app, name="users")
+api_keys_app = typer.Typer(help="Manage API keys.", no_args_is_help=True)
+app.add_typer(api_keys_app, name="api-keys")
 logger = structlog.get_logger("workflow_engine.cli")
 
 
@@ -286,6 +292,34 @@ def users_create(
         ),
     )
     typer.echo(f"created {user.role} {user.email} in tenant {tenant} ({user.id})")
+
+
+@api_keys_app.command("create")
+def api_keys_create(
+    tenant: Annotated[str, typer.Option(help="Tenant name.")],
+    role: Annotated[Role, typer.Option(help="admin, operator, viewer or service.")],
+    name: Annotated[str, typer.Option(help="What the key is for, e.g. crm-sync.")],
+    expires_in_days: Annotated[
+        int | None, typer.Option(min=1, max=3650, help="Expiry; never when absent.")
+    ] = None,
+) -> None:
+    """Issue an API key and print it (the only time it is shown)."""
+    settings = _settings()
+
+    async def create(db: Database) -> tuple[ApiKey, str]:
+        async with db.read() as conn:
+            found = await find_tenant(conn, tenant)
+        if found is None:
+            raise NotFound(f"no tenant named {tenant!r}")
+        expires = datetime.now(UTC) + timedelta(days=expires_in_days) if expires_in_days else None
+        return await create_api_key(
+            db, tenant_id=found.id, name=name, role=role, expires_at=expires, actor="cli",
+            origin=CLI_ORIGIN,
+        )  # fmt: skip
+
+    stored, key = _with_database(settings, create)
+    typer.echo(f"created {stored.role} API key {stored.name!r} ({stored.id}) in tenant {tenant}")
+    typer.echo(key)
 
 
 @config_app.command("show")

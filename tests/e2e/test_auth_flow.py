@@ -85,3 +85,22 @@ def test_production_bootstrap_admin_from_the_environment(server_factory: type[Se
     assert login.status_code == 200
     assert server.stop() == 0
     assert "a long and unusual passphrase" not in server.output()
+
+
+def test_cli_issues_an_api_key_the_server_accepts(
+    installed_bin: Path, server_factory: type[Server], tmp_path: Path
+) -> None:
+    server = server_factory().start()
+    env = dict(clean_environment(), DATA_DIR=str(tmp_path / "data"))
+    created = subprocess.run(
+        [str(installed_bin / "workflow-engine"), "api-keys", "create", "--tenant", "default",
+         "--role", "service", "--name", "ci-runner"],
+        capture_output=True, text=True, cwd=tmp_path, env=env,
+    )  # fmt: skip
+    assert created.returncode == 0, created.stderr
+    key = created.stdout.strip().splitlines()[-1]
+    me = httpx.get(f"{server.url}/api/v1/auth/me", headers={"X-API-Key": key})
+    assert me.status_code == 200
+    assert me.json()["name"] == "ci-runner"
+    assert server.stop() == 0
+    assert key not in server.output()

@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from workflow_engine.api.context import DatabaseDep
 from workflow_engine.api.security import AuthServiceDep, Origin, require
-from workflow_engine.auth import store
+from workflow_engine.auth import api_keys, store
 from workflow_engine.auth.passwords import MAX_LENGTH
 from workflow_engine.auth.permissions import Permission, Role
 from workflow_engine.auth.principal import Principal
@@ -136,12 +136,33 @@ async def logout(
     return Response(status_code=204)
 
 
-@router.get("/me", summary="The authenticated user")
+class CallerView(BaseModel):
+    kind: str = Field(description="`user`, or `api_key` for a machine.")
+    id: str
+    role: Role
+    tenant_id: str
+    email: str | None = Field(None, description="For users.")
+    name: str | None = Field(None, description="For API keys.")
+
+
+@router.get("/me", summary="The authenticated caller: a user or an API key")
 async def me(
     principal: Annotated[Principal, require(Permission.profile_read)], db: DatabaseDep
-) -> UserView:
+) -> CallerView:
     async with db.read() as conn:
-        user = await store.get_user(conn, principal.tenant_id, principal.user_id)
-    if user is None:
-        raise NotFound("the user no longer exists")
-    return _user_view(user)
+        if principal.is_user:
+            user = await store.get_user(conn, principal.tenant_id, principal.subject_id)
+            name, email = None, user.email if user else None
+        else:
+            key = await api_keys.get_api_key(conn, principal.tenant_id, principal.subject_id)
+            name, email = (key.name if key else None), None
+    if name is None and email is None:
+        raise NotFound("the caller no longer exists")
+    return CallerView(
+        kind=principal.kind,
+        id=str(principal.subject_id),
+        role=principal.role,
+        tenant_id=str(principal.tenant_id),
+        email=email,
+        name=name,
+    )

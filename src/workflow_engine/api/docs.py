@@ -119,8 +119,10 @@ def _build(app: FastAPI, title: str, description: str) -> dict[str, Any]:
 def _document_permission(operation: dict[str, Any]) -> dict[str, str]:
     """Say in words which permission (and so which roles) a secured operation needs."""
     requirements = operation.get("security") or []
-    scopes = [scope for requirement in requirements for scopes in requirement.values()
-              for scope in scopes]  # fmt: skip
+    scopes = list(dict.fromkeys(
+        scope for requirement in requirements for scopes in requirement.values()
+        for scope in scopes
+    ))  # fmt: skip
     if not scopes:
         return {}
     lines = []

@@ -15,7 +15,12 @@ from typing import Annotated, Any
 
 import structlog
 from fastapi import Depends, Request, Security
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer, SecurityScopes
+from fastapi.security import (
+    APIKeyHeader,
+    HTTPAuthorizationCredentials,
+    HTTPBearer,
+    SecurityScopes,
+)
 
 from workflow_engine.api.context import Context
 from workflow_engine.auth.audit import RequestOrigin
@@ -36,6 +41,14 @@ bearer = HTTPBearer(
 )
 
 
+api_key_header = APIKeyHeader(
+    name="X-API-Key",
+    auto_error=False,
+    scheme_name="apiKeyAuth",
+    description="An API key (`wek_...`); also accepted as `Authorization: Bearer <key>`.",
+)
+
+
 def get_auth_service(context: Context) -> AuthService:
     return context.service("auth", AuthServiceProvider).auth
 
@@ -47,13 +60,15 @@ async def _authorise(
     security_scopes: SecurityScopes,
     auth: AuthServiceDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+    api_key: Annotated[str | None, Depends(api_key_header)],
 ) -> Principal:
-    if credentials is None:
+    credential = credentials.credentials if credentials else api_key
+    if not credential:
         raise Unauthorized(
-            "authentication required: send Authorization: Bearer <access token>",
+            "authentication required: send Authorization: Bearer <access token or API key>",
             invalid_token=False,
         )
-    principal = await auth.authenticate(credentials.credentials)
+    principal = await auth.authenticate(credential)
     structlog.contextvars.bind_contextvars(
         tenant_id=str(principal.tenant_id), actor=principal.actor
     )

@@ -140,6 +140,7 @@ async def change_user(
     tenant_id: uuid.UUID,
     user_id: uuid.UUID,
     actor_id: uuid.UUID,
+    actor: str,
     role: Role | None,
     is_active: bool | None,
     origin: RequestOrigin,
@@ -180,7 +181,7 @@ async def change_user(
             aggregate_type=USERS_AGGREGATE,
             aggregate_id=str(user_id),
             event_type=event_type,
-            actor=f"user:{actor_id}",
+            actor=actor,
             origin=origin,
             data=changes,
         )

@@ -5,24 +5,39 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Literal
 
 from workflow_engine.auth.permissions import Permission, Role, allows
+
+PrincipalKind = Literal["user", "api_key"]
+
+
+@dataclass(frozen=True)
+class UserSession:
+    """The access token a user signed in with (API keys have none)."""
+
+    token_id: str
+    session_id: uuid.UUID  # the refresh-token family the token belongs to
+    expires_at: datetime
 
 
 @dataclass(frozen=True)
 class Principal:
     """An authenticated caller. The tenant comes from the credential, never from the request."""
 
-    user_id: uuid.UUID
+    kind: PrincipalKind
+    subject_id: uuid.UUID  # the user's id, or the API key's
     tenant_id: uuid.UUID
     role: Role
-    token_id: str
-    session_id: uuid.UUID
-    expires_at: datetime
+    session: UserSession | None = None
 
     @property
     def actor(self) -> str:
-        return f"user:{self.user_id}"
+        return f"{self.kind}:{self.subject_id}"
+
+    @property
+    def is_user(self) -> bool:
+        return self.kind == "user"
 
     def can(self, permission: Permission) -> bool:
         return allows(self.role, permission)

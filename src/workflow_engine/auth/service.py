@@ -7,9 +7,9 @@ Guarantees:
 - A refresh token is used at most once. Presenting a used (or revoked) one revokes its whole
   family — every token descended from the same login — and records a security event; the
   revocation commits even though the request is refused.
-- A logged-out access token, or any token of a deactivated user, is refused by every process
-  within `STANDING_TTL` (one second): each process caches what the database says about a
-  token for at most that long.
+- A logged-out access token, any token of a deactivated user, and a revoked API key are
+  refused by every process within `STANDING_TTL` (one second): each process caches what the
+  database says about a credential for at most that long.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from workflow_engine.auth import store
+from workflow_engine.auth import api_keys, store
 from workflow_engine.auth.audit import (
     AUDIT_AGGREGATE,
     SYSTEM_TENANT,
@@ -32,10 +32,10 @@ from workflow_engine.auth.audit import (
     record,
 )
 from workflow_engine.auth.passwords import Passwords
-from workflow_engine.auth.principal import Principal
+from workflow_engine.auth.principal import Principal, UserSession
 from workflow_engine.auth.tokens import InvalidTokenError, IssuedToken, TokenIssuer
 from workflow_engine.db import Database
-from workflow_engine.errors import Unauthorized
+from workflow_engine.errors import InvalidInput, Unauthorized
 
 STANDING_TTL = 1.0
 _STANDING_CACHE_LIMIT = 10_000
@@ -66,6 +66,7 @@ class AuthService:
         self.tokens = tokens
         self.refresh_lifetime = refresh_lifetime
         self._standing: dict[str, tuple[float, store.TokenStanding]] = {}
+        self._keys: dict[str, tuple[float, api_keys.ApiKey | None]] = {}
 
     # --- login --------------------------------------------------------------------------
 
@@ -180,30 +181,64 @@ class AuthService:
     # --- logout -------------------------------------------------------------------------
 
     async def logout(self, principal: Principal, origin: RequestOrigin) -> None:
+        session = principal.session
+        if session is None:
+            raise InvalidInput(
+                "an API key has no session to end; revoke it with DELETE /api/v1/auth/api-keys/{id}"
+            )
         async with self.db.transaction() as conn:
             await store.revoke_access_token(
                 conn,
-                jti=principal.token_id,
+                jti=session.token_id,
                 tenant_id=principal.tenant_id,
-                expires_at=principal.expires_at,
+                expires_at=session.expires_at,
             )
-            await store.revoke_refresh_family(conn, principal.session_id)
+            await store.revoke_refresh_family(conn, session.session_id)
             await record(
                 conn,
                 tenant_id=principal.tenant_id,
                 aggregate_type=USERS_AGGREGATE,
-                aggregate_id=str(principal.user_id),
+                aggregate_id=str(principal.subject_id),
                 event_type="LoggedOut",
                 actor=principal.actor,
                 origin=origin,
-                data={"session_id": str(principal.session_id)},
+                data={"session_id": str(session.session_id)},
             )
-        self._standing.pop(principal.token_id, None)
+        self._standing.pop(session.token_id, None)
 
     # --- every request ------------------------------------------------------------------
 
-    async def authenticate(self, token: str) -> Principal:
-        """The caller behind an access token, or `Unauthorized` with the reason."""
+    async def authenticate(self, credential: str) -> Principal:
+        """The caller behind an access token or API key, or `Unauthorized` with the reason."""
+        if api_keys.looks_like_api_key(credential):
+            return await self._authenticate_key(credential)
+        return await self._authenticate_token(credential)
+
+    async def _authenticate_key(self, key: str) -> Principal:
+        now = datetime.now(UTC)
+        cache_key = "key:" + store.token_digest(key)
+        cached = self._keys.get(cache_key)
+        if cached is not None and time.monotonic() - cached[0] < STANDING_TTL:
+            found = cached[1]
+        else:
+            async with self.db.read() as conn:
+                found = await api_keys.find_by_key(conn, key)
+            self._remember_key(cache_key, found)
+        if found is None or not found.usable_at(now):
+            raise Unauthorized("the API key is not valid, expired or revoked")
+        if found.last_used_at is None or now - found.last_used_at >= api_keys.LAST_USED_RESOLUTION:
+            async with self.db.transaction() as conn:
+                await api_keys.touch(conn, found, now)
+            self._keys.pop(cache_key, None)
+        return Principal(kind="api_key", subject_id=found.id, tenant_id=found.tenant_id,
+                         role=found.role)  # fmt: skip
+
+    def _remember_key(self, cache_key: str, found: api_keys.ApiKey | None) -> None:
+        if len(self._keys) >= _STANDING_CACHE_LIMIT:
+            self._keys.clear()
+        self._keys[cache_key] = (time.monotonic(), found)
+
+    async def _authenticate_token(self, token: str) -> Principal:
         try:
             claims = self.tokens.verify(token)
         except InvalidTokenError as exc:
@@ -217,12 +252,11 @@ class AuthService:
         if valid_after is not None and claims.issued_at < valid_after:
             raise Unauthorized("the token has been revoked")
         return Principal(
-            user_id=claims.user_id,
+            kind="user",
+            subject_id=claims.user_id,
             tenant_id=claims.tenant_id,
             role=claims.role,
-            token_id=claims.token_id,
-            session_id=claims.session_id,
-            expires_at=claims.expires_at,
+            session=UserSession(claims.token_id, claims.session_id, claims.expires_at),
         )
 
     async def _standing_of(

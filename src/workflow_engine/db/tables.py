@@ -102,3 +102,20 @@ revoked_tokens = Table(
     Column("expires_at", UTCDateTime(), nullable=False, index=True),
     Column("revoked_at", UTCDateTime(), nullable=False),
 )
+
+api_keys = Table(
+    "api_keys",
+    metadata,
+    Column("id", Uuid(), primary_key=True),
+    Column("tenant_id", Uuid(), ForeignKey("tenants.id"), nullable=False, index=True),
+    Column("name", String(100), nullable=False),
+    # Keys look like `wek_<prefix>_<secret>`: the prefix finds the row, the digest proves it.
+    Column("prefix", String(16), nullable=False, unique=True),
+    Column("key_hash", String(64), nullable=False),  # SHA-256 hex of the whole key
+    Column("role", String(20), nullable=False),
+    Column("created_by", String(64), nullable=False),  # the actor, e.g. `user:<id>` or `cli`
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("expires_at", UTCDateTime(), nullable=True),
+    Column("last_used_at", UTCDateTime(), nullable=True),
+    Column("revoked_at", UTCDateTime(), nullable=True),
+)
