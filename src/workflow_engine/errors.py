@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 
@@ -69,6 +70,17 @@ class Unauthorized(WorkflowEngineError):
 class Forbidden(WorkflowEngineError):
     status = 403
     title = "Forbidden"
+
+
+class TooManyRequests(WorkflowEngineError):
+    """Try again later; `retry_after` says when (seconds, possibly fractional)."""
+
+    status = 429
+    title = "Too Many Requests"
+
+    def __init__(self, detail: str, *, retry_after: float) -> None:
+        super().__init__(detail, headers={"Retry-After": str(max(1, math.ceil(retry_after)))})
+        self.retry_after = retry_after
 
 
 class ServiceUnavailable(WorkflowEngineError):

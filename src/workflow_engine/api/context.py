@@ -40,7 +40,7 @@ class AppContext:
         return service
 
 
-def get_context(request: Request) -> AppContext:
+async def get_context(request: Request) -> AppContext:
     context: AppContext = request.app.state.context
     return context
 
@@ -48,7 +48,7 @@ def get_context(request: Request) -> AppContext:
 Context = Annotated[AppContext, Depends(get_context)]
 
 
-def get_database(context: Context) -> Database:
+async def get_database(context: Context) -> Database:
     return context.service("database", DatabaseService).database
 
 

@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
-from workflow_engine.errors import WorkflowEngineError
+from workflow_engine.errors import TooManyRequests, WorkflowEngineError
 from workflow_engine.observability.correlation import current_correlation_id
 
 MEDIA_TYPE = "application/problem+json"
@@ -61,6 +61,9 @@ class Problem(BaseModel):
         None, description="Same as the X-Correlation-ID header; quote it in bug reports."
     )
     errors: list[FieldError] | None = Field(None, description="Per-field validation errors.")
+    retry_after: float | None = Field(
+        None, description="On 429: seconds until a retry may pass (`Retry-After` rounds it up)."
+    )
 
 
 _METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
@@ -86,6 +89,7 @@ def problem_response(
     slug: str | None = None,
     errors: list[dict[str, Any]] | None = None,
     headers: Mapping[str, str] | None = None,
+    extensions: Mapping[str, Any] | None = None,
 ) -> JSONResponse:
     title = title or _TITLES.get(status) or HTTPStatus(status).phrase
     body: dict[str, Any] = {
@@ -98,6 +102,7 @@ def problem_response(
     }
     if errors is not None:
         body["errors"] = errors
+    body.update(extensions or {})
     return JSONResponse(body, status_code=status, media_type=MEDIA_TYPE, headers=headers)
 
 
@@ -110,6 +115,9 @@ async def _domain_error(request: Request, exc: Exception) -> JSONResponse:
         instance=request.url.path,
         errors=exc.errors,
         headers=exc.headers,
+        extensions=(
+            {"retry_after": round(exc.retry_after, 3)} if isinstance(exc, TooManyRequests) else None
+        ),
     )
 
 

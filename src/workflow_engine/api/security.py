@@ -49,7 +49,7 @@ api_key_header = APIKeyHeader(
 )
 
 
-def get_auth_service(context: Context) -> AuthService:
+async def get_auth_service(context: Context) -> AuthService:
     return context.service("auth", AuthServiceProvider).auth
 
 
@@ -84,7 +84,7 @@ def require(permission: Permission) -> Any:
     return Security(_authorise, scopes=[permission.value])
 
 
-def request_origin(request: Request) -> RequestOrigin:
+async def request_origin(request: Request) -> RequestOrigin:
     client = request.client.host if request.client else None
     return RequestOrigin(client_address=client, correlation_id=current_correlation_id())
 

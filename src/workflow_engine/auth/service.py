@@ -3,7 +3,7 @@
 Guarantees:
 
 - A wrong password and an unknown email cost the same work (a dummy hash is checked) and get
-  the same answer.
+  the same answer, and both count towards the login backoff (`login_throttle`).
 - A refresh token is used at most once. Presenting a used (or revoked) one revokes its whole
   family — every token descended from the same login — and records a security event; the
   revocation commits even though the request is refused.
@@ -22,7 +22,7 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from workflow_engine.auth import api_keys, store
+from workflow_engine.auth import api_keys, login_throttle, store
 from workflow_engine.auth.audit import (
     AUDIT_AGGREGATE,
     SYSTEM_TENANT,
@@ -31,11 +31,12 @@ from workflow_engine.auth.audit import (
     login_subject,
     record,
 )
+from workflow_engine.auth.login_throttle import ThrottlePolicy
 from workflow_engine.auth.passwords import Passwords
 from workflow_engine.auth.principal import Principal, UserSession
 from workflow_engine.auth.tokens import InvalidTokenError, IssuedToken, TokenIssuer
 from workflow_engine.db import Database
-from workflow_engine.errors import InvalidInput, Unauthorized
+from workflow_engine.errors import InvalidInput, TooManyRequests, Unauthorized
 
 STANDING_TTL = 1.0
 _STANDING_CACHE_LIMIT = 10_000
@@ -60,8 +61,10 @@ class AuthService:
         tokens: TokenIssuer,
         *,
         refresh_lifetime: timedelta,
+        throttle: ThrottlePolicy,
     ) -> None:
         self.db = db
+        self.throttle = throttle
         self.passwords = passwords
         self.tokens = tokens
         self.refresh_lifetime = refresh_lifetime
@@ -73,7 +76,15 @@ class AuthService:
     async def login(self, email: str, password: str, origin: RequestOrigin) -> Session:
         email = store.normalise_email(email)
         async with self.db.read() as conn:
-            user = await store.find_user_by_email(conn, email)
+            wait = await login_throttle.wait_needed(
+                conn, email, origin.client_address, datetime.now(UTC)
+            )
+            user = None if wait else await store.find_user_by_email(conn, email)
+        if wait:
+            raise TooManyRequests(
+                "too many failed logins for this account; try again later",
+                retry_after=wait.total_seconds(),
+            )
         matched = await self.passwords.verify(user.password_hash if user else None, password)
         if user is None or not matched or not user.is_active:
             await self._record_login_failure(email, user, origin)
@@ -84,6 +95,7 @@ class AuthService:
             else None
         )
         async with self.db.transaction() as conn:
+            await login_throttle.record_success(conn, email, origin.client_address)
             if new_hash is not None:
                 await store.set_password_hash(conn, user.id, new_hash)
             session = await self._open_session(conn, user, uuid.uuid4())
@@ -103,6 +115,9 @@ class AuthService:
         self, email: str, user: store.User | None, origin: RequestOrigin
     ) -> None:
         async with self.db.transaction() as conn:
+            await login_throttle.record_failure(
+                conn, email, origin.client_address, datetime.now(UTC), self.throttle
+            )
             if user is None:
                 await record(
                     conn,

@@ -6,6 +6,7 @@ import shutil
 from datetime import timedelta
 from pathlib import Path
 
+from workflow_engine.auth.login_throttle import ThrottlePolicy
 from workflow_engine.auth.passwords import HashParameters, Passwords
 from workflow_engine.auth.service import AuthService
 from workflow_engine.auth.tokens import TokenIssuer
@@ -154,6 +155,14 @@ class AuthServiceProvider:
                 leeway=timedelta(seconds=settings.jwt_leeway),
             ),
             refresh_lifetime=timedelta(seconds=settings.jwt_refresh_expiration),
+            throttle=ThrottlePolicy(
+                after=settings.login_backoff_after,
+                base=timedelta(seconds=settings.login_backoff_base_seconds),
+                maximum=timedelta(seconds=settings.login_backoff_max_seconds),
+                account_limit=settings.login_account_failure_limit,
+                account_window=timedelta(seconds=settings.login_account_window_seconds),
+                account_lock=timedelta(seconds=settings.login_account_lock_seconds),
+            ),
         )
 
     async def stop(self) -> None:

@@ -98,6 +98,29 @@ class Settings(BaseSettings):
     )
     password_hash_parallelism: int = Field(4, ge=1, le=64, description="argon2id lanes.")
 
+    login_backoff_after: int = Field(
+        5,
+        ge=1,
+        le=1000,
+        description="Consecutive failed logins (one account, one address) "
+        "before that pair must wait.",
+    )
+    login_backoff_base_seconds: float = Field(
+        1.0, gt=0, le=3600, description="First wait; it doubles with each further failure."
+    )
+    login_backoff_max_seconds: float = Field(
+        900.0, gt=0, le=86400, description="Longest wait for one address."
+    )
+    login_account_failure_limit: int = Field(
+        50, ge=1, description="Failures on one account, from any address, that lock it for all."
+    )
+    login_account_window_seconds: float = Field(
+        3600.0, gt=0, description="Window in which those failures are counted."
+    )
+    login_account_lock_seconds: float = Field(
+        900.0, gt=0, le=86400, description="How long every address then waits."
+    )
+
     rate_limit_per_minute: int = Field(
         60, ge=1, description="Sustained requests per minute per principal."
     )

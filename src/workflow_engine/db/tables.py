@@ -119,3 +119,15 @@ api_keys = Table(
     Column("last_used_at", UTCDateTime(), nullable=True),
     Column("revoked_at", UTCDateTime(), nullable=True),
 )
+
+login_throttle = Table(
+    "login_throttle",
+    metadata,
+    # SHA-256 of the attempted email: the table never holds an address someone typed.
+    Column("subject", String(64), primary_key=True),
+    # The client's address, or `*` for the account-wide counter.
+    Column("client_address", String(64), primary_key=True),
+    Column("failures", Integer(), nullable=False),
+    Column("window_started_at", UTCDateTime(), nullable=False),
+    Column("blocked_until", UTCDateTime(), nullable=True),
+)
