@@ -21,7 +21,9 @@ async def test_health_is_cheap_and_public(client: httpx.AsyncClient) -> None:
     assert body["uptime_seconds"] >= 0
 
 
-async def test_detailed_health_lists_every_service(client: httpx.AsyncClient) -> None:
+async def test_detailed_health_lists_every_service(
+    client: httpx.AsyncClient, database_url: str
+) -> None:
     response = await client.get("/health/detailed")
     assert response.status_code == 200, response.text
     body = response.json()
@@ -31,6 +33,8 @@ async def test_detailed_health_lists_every_service(client: httpx.AsyncClient) ->
     assert all(s["status"] == "ok" for s in services.values())
     assert services["database"]["required"] is True
     assert services["data_dir"]["data"]["free_bytes"] > 0
+    on_postgres = database_url.startswith("postgresql")
+    assert services["database"]["data"]["row_level_security"] is on_postgres
     assert body["failing"] == []
 
 

@@ -93,7 +93,7 @@ async def list_api_keys(
         after = uuid.UUID(key["id"]) if key else None
     except (TypeError, ValueError):
         raise InvalidInput("the cursor is not one this server issued") from None
-    async with db.read() as conn:
+    async with db.tenant_read(admin.tenant_id) as conn:
         found = await api_keys.list_api_keys(conn, admin.tenant_id, after_id=after, limit=limit + 1)
     page, more = found[:limit], len(found) > limit
     next_cursor = encode_cursor({"id": str(page[-1].id)}) if more else None

@@ -149,7 +149,7 @@ class CallerView(BaseModel):
 async def me(
     principal: Annotated[Principal, require(Permission.profile_read)], db: DatabaseDep
 ) -> CallerView:
-    async with db.read() as conn:
+    async with db.tenant_read(principal.tenant_id) as conn:
         if principal.is_user:
             user = await store.get_user(conn, principal.tenant_id, principal.subject_id)
             name, email = None, user.email if user else None

@@ -77,7 +77,7 @@ async def list_users(
     admin: Admin, db: DatabaseDep, limit: Limit = 50, cursor: Cursor = None
 ) -> Page[UserDetail]:
     key = decode_cursor(cursor, "email")
-    async with db.read() as conn:
+    async with db.tenant_read(admin.tenant_id) as conn:
         found = await store.list_users(
             conn, admin.tenant_id, after_email=key["email"] if key else None, limit=limit + 1
         )
@@ -106,7 +106,7 @@ async def create_user(
 
 @router.get("/{user_id}", summary="A user of the caller's tenant")
 async def get_user(user_id: uuid.UUID, admin: Admin, db: DatabaseDep) -> UserDetail:
-    async with db.read() as conn:
+    async with db.tenant_read(admin.tenant_id) as conn:
         user = await store.get_user(conn, admin.tenant_id, user_id)
     if user is None:
         raise NotFound("no such user")

@@ -154,7 +154,7 @@ async def change_user(
     """
     if user_id == actor_id and (role not in (None, Role.admin) or is_active is False):
         raise Conflict("you cannot demote or deactivate yourself; ask another admin")
-    async with db.transaction() as conn:
+    async with db.tenant_transaction(tenant_id) as conn:
         user = await store.get_user(conn, tenant_id, user_id)
         if user is None:
             raise NotFound("no such user")
@@ -203,7 +203,7 @@ async def create_user_in_tenant(
 ) -> store.User:
     """The users API's create: the caller's tenant, and the password policy always applies."""
     email, password_hash, weak = await _prepare(passwords, email, password, False)
-    async with db.transaction() as conn:
+    async with db.tenant_transaction(tenant_id) as conn:
         tenant = await store.get_tenant(conn, tenant_id)
         if tenant is None:
             raise NotFound("no such tenant")

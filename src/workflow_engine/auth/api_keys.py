@@ -105,7 +105,7 @@ async def create_api_key(
         "created_at": datetime.now(UTC),
         "expires_at": expires_at,
     }
-    async with db.transaction() as conn:
+    async with db.tenant_transaction(tenant_id) as conn:
         await conn.execute(api_keys.insert().values(**row))
         await record(
             conn,
@@ -134,7 +134,7 @@ async def list_api_keys(
 async def revoke_api_key(
     db: Database, *, tenant_id: uuid.UUID, key_id: uuid.UUID, actor: str, origin: RequestOrigin
 ) -> None:
-    async with db.transaction() as conn:
+    async with db.tenant_transaction(tenant_id) as conn:
         key = await get_api_key(conn, tenant_id, key_id)
         if key is None:
             raise NotFound("no such API key")

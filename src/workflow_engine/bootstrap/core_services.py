@@ -6,6 +6,8 @@ import shutil
 from datetime import timedelta
 from pathlib import Path
 
+import structlog
+
 from workflow_engine.auth.login_throttle import ThrottlePolicy
 from workflow_engine.auth.passwords import HashParameters, Passwords
 from workflow_engine.auth.service import AuthService
@@ -15,6 +17,8 @@ from workflow_engine.config import Settings, development_jwt_secret
 from workflow_engine.db import Database
 from workflow_engine.db.migrate import head_revisions, pending_revisions
 from workflow_engine.events import EventStore
+
+logger = structlog.get_logger(__name__)
 
 HEALTH_PROBE_TIMEOUT = 2.0
 LOW_DISK_BYTES = 512 * 1024 * 1024
@@ -44,6 +48,12 @@ class DatabaseService:
         )
         # Fail at start, with the reason, rather than on the first request.
         await self._database.ping(timeout=settings.db_connection_timeout)
+        if not self._database.is_sqlite and not await self._database.detect_row_level_security():
+            logger.warning(
+                "row-level security is off: the database role workflow_engine_api is missing "
+                "(migrations need CREATEROLE to make it); tenant isolation rests on the "
+                "application's filters alone"
+            )
 
     async def stop(self) -> None:
         if self._database is not None:
@@ -58,7 +68,10 @@ class DatabaseService:
             return Health.down(f"no answer within {HEALTH_PROBE_TIMEOUT:g} s")
         except Exception as exc:
             return Health.down(f"unreachable: {type(exc).__name__}")
-        return Health.ok(backend=self.database.url.get_backend_name())
+        return Health.ok(
+            backend=self.database.url.get_backend_name(),
+            row_level_security=self.database.row_level_security,
+        )
 
 
 def pool_saturation(db: Database) -> Health | None:

@@ -11,16 +11,19 @@ from __future__ import annotations
 
 import asyncio
 import time
+import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import event, text
+from sqlalchemy import event, func, select, text
 from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 SQLITE_BUSY_TIMEOUT_MS = 5000
+# The role tenant-scoped transactions run as on PostgreSQL (created by migration 0005).
+TENANT_ROLE = "workflow_engine_api"
 _WRITE_OPTION = "workflow_engine_write"
 
 
@@ -37,6 +40,7 @@ class Database:
     ) -> None:
         self.url = url
         self.is_sqlite = url.get_backend_name() == "sqlite"
+        self.row_level_security = False
         self.engine = _create_engine(url, pool_size, pool_timeout, connect_timeout)
 
     @asynccontextmanager
@@ -53,6 +57,50 @@ class Database:
         async with self.engine.connect() as conn:
             await conn.execution_options(**{_WRITE_OPTION: True})
             yield conn
+
+    @asynccontextmanager
+    async def tenant_transaction(self, tenant_id: uuid.UUID) -> AsyncIterator[AsyncConnection]:
+        """A write transaction confined to one tenant: on PostgreSQL with row-level security,
+        the database itself hides every other tenant's rows, whatever the queries say."""
+        async with self.transaction() as conn:
+            await self._confine(conn, tenant_id)
+            yield conn
+
+    @asynccontextmanager
+    async def tenant_read(self, tenant_id: uuid.UUID) -> AsyncIterator[AsyncConnection]:
+        """A read-only transaction confined to one tenant (see `tenant_transaction`)."""
+        async with self.read() as conn:
+            await self._confine(conn, tenant_id)
+            yield conn
+
+    async def _confine(self, conn: AsyncConnection, tenant_id: uuid.UUID) -> None:
+        if not self.row_level_security:
+            return
+        # Both end with the transaction; SET takes no bind parameters, set_config does.
+        await conn.execute(text(f"SET LOCAL ROLE {TENANT_ROLE}"))
+        await conn.execute(select(func.set_config("app.tenant_id", str(tenant_id), True)))
+
+    async def detect_row_level_security(self) -> bool:
+        """Whether tenant transactions can run as the policy-bound role (migration 0005)."""
+        if self.is_sqlite:
+            return False
+        async with self.engine.connect() as conn:
+            exists = (
+                await conn.execute(
+                    text("SELECT 1 FROM pg_roles WHERE rolname = :role"), {"role": TENANT_ROLE}
+                )
+            ).first()
+            member = (
+                exists is not None
+                and (
+                    await conn.execute(
+                        text("SELECT pg_has_role(current_user, :role, 'MEMBER')"),
+                        {"role": TENANT_ROLE},
+                    )
+                ).scalar_one()
+            )
+        self.row_level_security = bool(member)
+        return self.row_level_security
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncConnection]:
