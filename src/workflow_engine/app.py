@@ -11,7 +11,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import APIRouter, FastAPI
 
-from workflow_engine.api import api_keys, auth, docs, health, users
+from workflow_engine.api import api_keys, auth, docs, health, jwks, users
 from workflow_engine.api.context import AppContext
 from workflow_engine.api.middleware import (
     BodySizeLimitMiddleware,
@@ -49,6 +49,7 @@ routers: tuple[APIRouter, ...] = (
     api_keys.router,  # before auth: its fixed paths must win over any parameterised ones
     auth.router,
     users.router,
+    jwks.router,
     docs.router,
 )
 

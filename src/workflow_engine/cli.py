@@ -25,7 +25,9 @@ from workflow_engine.auth.accounts import (
 from workflow_engine.auth.api_keys import ApiKey, create_api_key
 from workflow_engine.auth.passwords import HashParameters, Passwords
 from workflow_engine.auth.permissions import Role
+from workflow_engine.auth.signing_keys import SigningKeyError
 from workflow_engine.auth.store import find_tenant
+from workflow_engine.bootstrap.core_services import signing_key
 from workflow_engine.config import (
     ConfigError,
     Settings,
@@ -209,6 +211,11 @@ def serve(
             ]
         )
     # One-time start-up work happens here, before any process forks (DESIGN trap 2).
+    if settings.jwt_algorithm != "HS256":
+        try:
+            signing_key(settings)
+        except SigningKeyError as exc:
+            _fail([f"invalid configuration: JWT_PRIVATE_KEY_FILE: {exc}"])
     _require_database(settings)
     if settings.should_auto_migrate:
         _migrate(settings)

@@ -46,6 +46,13 @@ SAMPLES: dict[str, tuple[Any, str, Any, Any]] = {
     "jwt_secret": ("file-secret", "env-secret", "file-secret", "env-secret"),
     "jwt_expiration": (600, "900", 600, 900),
     "jwt_refresh_expiration": (86400, "172800", 86400, 172800),
+    "jwt_algorithm": ("ES256", "RS256", "ES256", "RS256"),
+    "jwt_private_key_file": (
+        "/keys/a.pem",
+        "/keys/b.pem",
+        Path("/keys/a.pem"),
+        Path("/keys/b.pem"),
+    ),
     "jwt_issuer": ("issuer-a", "issuer-b", "issuer-a", "issuer-b"),
     "jwt_audience": ("aud-a", "aud-b", "aud-a", "aud-b"),
     "jwt_leeway": (10, "20", 10, 20),
@@ -84,6 +91,7 @@ SAMPLES: dict[str, tuple[Any, str, Any, Any]] = {
 
 # Settings that are only valid together with another one.
 PARTNERS = {
+    "jwt_algorithm": {"JWT_PRIVATE_KEY_FILE": "/keys/k.pem"},
     "environment": {"JWT_SECRET": "s" * 32},
     "bootstrap_admin_email": {"BOOTSTRAP_ADMIN_PASSWORD": "pw"},
     "bootstrap_admin_password": {"BOOTSTRAP_ADMIN_EMAIL": "admin@example.com"},

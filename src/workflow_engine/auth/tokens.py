@@ -1,4 +1,4 @@
-"""Access tokens: short-lived JWTs, signed with JWT_SECRET (HS256).
+"""Access tokens: short-lived JWTs, signed with JWT_SECRET (HS256) or a key pair (RS256/ES256).
 
 Verification pins the algorithm, requires every claim, checks issuer and audience and allows a
 small clock skew. A token that passes is still checked against revocations by `AuthService`.
@@ -14,8 +14,8 @@ from datetime import UTC, datetime, timedelta
 import jwt
 
 from workflow_engine.auth.permissions import Role
+from workflow_engine.auth.signing_keys import SigningKey
 
-ALGORITHM = "HS256"
 REQUIRED_CLAIMS = ["sub", "tid", "role", "sid", "jti", "iat", "nbf", "exp", "iss", "aud"]
 
 
@@ -42,9 +42,15 @@ class IssuedToken:
 
 class TokenIssuer:
     def __init__(
-        self, secret: str, *, issuer: str, audience: str, lifetime: timedelta, leeway: timedelta
+        self,
+        key: SigningKey | str,
+        *,
+        issuer: str,
+        audience: str,
+        lifetime: timedelta,
+        leeway: timedelta,
     ) -> None:
-        self._secret = secret
+        self.key = SigningKey.hmac(key) if isinstance(key, str) else key
         self.issuer = issuer
         self.audience = audience
         self.lifetime = lifetime
@@ -78,14 +84,17 @@ class TokenIssuer:
             "iss": self.issuer,
             "aud": self.audience,
         }
-        return IssuedToken(jwt.encode(payload, self._secret, algorithm=ALGORITHM), claims)
+        headers = {"kid": self.key.kid} if self.key.kid else None
+        token = jwt.encode(payload, self.key.signing, algorithm=self.key.algorithm, headers=headers)
+        return IssuedToken(token, claims)
 
     def verify(self, token: str) -> AccessClaims:
         try:
+            # One algorithm, ours: `none` and HMAC-with-the-public-key confusions fail here.
             payload = jwt.decode(
                 token,
-                self._secret,
-                algorithms=[ALGORITHM],
+                self.key.verifying,
+                algorithms=[self.key.algorithm],
                 audience=self.audience,
                 issuer=self.issuer,
                 leeway=self.leeway,

@@ -11,6 +11,7 @@ import structlog
 from workflow_engine.auth.login_throttle import ThrottlePolicy
 from workflow_engine.auth.passwords import HashParameters, Passwords
 from workflow_engine.auth.service import AuthService
+from workflow_engine.auth.signing_keys import SigningKey, load_private_key
 from workflow_engine.auth.tokens import TokenIssuer
 from workflow_engine.bootstrap.lifecycle import Health
 from workflow_engine.config import Settings, development_jwt_secret
@@ -134,6 +135,14 @@ class DataDirectoryService:
         return Health.ok(path=path, free_bytes=usage.free)
 
 
+def signing_key(settings: Settings) -> SigningKey:
+    """The configured token key; raises SigningKeyError naming the file when it is unusable."""
+    if settings.jwt_algorithm != "HS256" and settings.jwt_private_key_file is not None:
+        return load_private_key(settings.jwt_algorithm, settings.jwt_private_key_file)
+    secret = settings.jwt_secret or development_jwt_secret(settings.data_dir)[0]
+    return SigningKey.hmac(secret.get_secret_value())
+
+
 class AuthServiceProvider:
     """Login, tokens and the per-request credential check."""
 
@@ -150,7 +159,6 @@ class AuthServiceProvider:
 
     async def start(self) -> None:
         settings = self._settings
-        secret = settings.jwt_secret or development_jwt_secret(settings.data_dir)[0]
         self._auth = AuthService(
             self._database.database,
             Passwords(
@@ -161,7 +169,7 @@ class AuthServiceProvider:
                 )
             ),
             TokenIssuer(
-                secret.get_secret_value(),
+                signing_key(settings),
                 issuer=settings.jwt_issuer,
                 audience=settings.jwt_audience,
                 lifetime=timedelta(seconds=settings.jwt_expiration),

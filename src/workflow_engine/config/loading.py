@@ -30,6 +30,8 @@ TOML_KEYS: dict[tuple[str, str], str] = {
     ("auth", "jwt_secret"): "jwt_secret",
     ("auth", "jwt_expiration"): "jwt_expiration",
     ("auth", "refresh_expiration"): "jwt_refresh_expiration",
+    ("auth", "algorithm"): "jwt_algorithm",
+    ("auth", "private_key_file"): "jwt_private_key_file",
     ("auth", "issuer"): "jwt_issuer",
     ("auth", "audience"): "jwt_audience",
     ("auth", "leeway"): "jwt_leeway",

@@ -77,6 +77,12 @@ class Settings(BaseSettings):
         604800, ge=60, description="Refresh-token lifetime in seconds."
     )
 
+    jwt_algorithm: Literal["HS256", "RS256", "ES256"] = Field(
+        "HS256", description="HS256 signs with JWT_SECRET; RS256/ES256 with JWT_PRIVATE_KEY_FILE."
+    )
+    jwt_private_key_file: Path | None = Field(
+        None, description="PEM private key for RS256 (RSA, 2048+ bits) or ES256 (P-256)."
+    )
     jwt_issuer: str = Field(
         "workflow-engine", min_length=1, description="`iss` claim of access tokens."
     )
@@ -199,8 +205,14 @@ class Settings(BaseSettings):
         return self
 
     @model_validator(mode="after")
+    def _check_signing_key(self) -> Settings:
+        if self.jwt_algorithm != "HS256" and self.jwt_private_key_file is None:
+            raise ValueError(f"JWT_ALGORITHM={self.jwt_algorithm} needs JWT_PRIVATE_KEY_FILE")
+        return self
+
+    @model_validator(mode="after")
     def _check_production_secret(self) -> Settings:
-        if self.environment != "production":
+        if self.environment != "production" or self.jwt_algorithm != "HS256":
             return self
         if self.jwt_secret is None:
             raise ValueError(
