@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
@@ -39,6 +39,35 @@ async def _admin(url: URL):  # type: ignore[no-untyped-def]
         database=url.database or "postgres",
         timeout=10,
     )
+
+
+async def create_database(base_url: str) -> str:
+    """A new, empty database on the server of `base_url`; returns its URL."""
+    base = make_url(base_url)
+    name = f"we_e2e_{uuid.uuid4().hex[:10]}"
+    admin = await _admin(base)
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await admin.close()
+    return base.set(database=name).render_as_string(hide_password=False)
+
+
+async def drop_database(url: str) -> None:
+    target = make_url(url)
+    admin = await _admin(target.set(database="postgres"))
+    try:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{target.database}" WITH (FORCE)')
+    finally:
+        await admin.close()
+
+
+@pytest.fixture
+def fresh_postgres_url() -> Iterator[str]:
+    """An empty PostgreSQL database of its own for one (process-level) test; dropped after."""
+    url = asyncio.run(create_database(require_postgres()))
+    yield url
+    asyncio.run(drop_database(url))
 
 
 @pytest.fixture(scope="session")

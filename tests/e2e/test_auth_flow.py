@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 import subprocess
+import time
 from pathlib import Path
 
 import httpx
@@ -104,3 +105,33 @@ def test_cli_issues_an_api_key_the_server_accepts(
     assert me.json()["name"] == "ci-runner"
     assert server.stop() == 0
     assert key not in server.output()
+
+
+def test_logout_is_refused_by_a_second_server_process(
+    server_factory: type[Server], fresh_postgres_url: str
+) -> None:
+    shared = {
+        "DATABASE_URL": fresh_postgres_url,
+        "JWT_SECRET": "shared-secret-of-at-least-32-bytes!!",
+    }
+    first = server_factory(env=shared).start()
+    second = server_factory(env=shared).start()
+    subprocess_env = dict(clean_environment(), **shared)
+    subprocess.run(
+        [str(Path(first.args[0]).parent / "workflow-engine"), "users", "create", "--email",
+         "ops@example.com", "--role", "operator", "--password-stdin"],
+        input="a long unusual passphrase\n", capture_output=True, text=True, check=True,
+        env=subprocess_env, cwd=first.cwd,
+    )  # fmt: skip
+    login = httpx.post(
+        f"{first.url}/api/v1/auth/login",
+        json={"email": "ops@example.com", "password": "a long unusual passphrase"},
+    )
+    token = login.json()["token"]
+    headers = {"Authorization": f"Bearer {token}"}
+    assert httpx.get(f"{second.url}/api/v1/auth/me", headers=headers).status_code == 200
+    assert httpx.post(f"{first.url}/api/v1/auth/logout", headers=headers).status_code == 204
+    time.sleep(1.1)  # each process trusts its view of a token for at most one second
+    assert httpx.get(f"{second.url}/api/v1/auth/me", headers=headers).status_code == 401
+    assert first.stop() == 0
+    assert second.stop() == 0

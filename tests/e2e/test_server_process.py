@@ -2,21 +2,17 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import re
 import signal
 import socket
 import subprocess
 import time
-import uuid
 from pathlib import Path
 
 import httpx
 import pytest
-from sqlalchemy.engine import make_url
 
-from tests.conftest import _admin, require_postgres
 from tests.e2e.conftest import Server, free_port, run_cli
 
 pytestmark = pytest.mark.e2e
@@ -198,21 +194,10 @@ def test_production_without_auto_migrate_reports_pending_migrations(
     assert server.stop() == 0
 
 
-async def _create_database(base_url: str) -> str:
-    base = make_url(base_url)
-    name = f"we_e2e_{uuid.uuid4().hex[:10]}"
-    admin = await _admin(base)
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await admin.close()
-    return base.set(database=name).render_as_string(hide_password=False)
-
-
 def test_postgresql_url_as_in_the_seed_migrates_and_serves_with_workers(
-    server_factory: type[Server],
+    server_factory: type[Server], fresh_postgres_url: str
 ) -> None:
-    url = asyncio.run(_create_database(require_postgres()))
+    url = fresh_postgres_url
     assert url.startswith("postgresql://")
     server = server_factory("serve", "--workers", "2", env={"DATABASE_URL": url}).start()
     detailed = httpx.get(f"{server.url}/health/detailed")

@@ -304,3 +304,22 @@ async def test_login_upgrades_a_hash_made_with_older_parameters(
                 await conn.execute(select(users.c.password_hash).where(users.c.email == email))
             ).scalar_one()
     assert ",t=2," in stored
+
+
+async def test_only_the_documented_routes_answer_without_credentials(
+    client: httpx.AsyncClient,
+) -> None:
+    spec = (await client.get("/api/v1/openapi.json")).json()
+    public = {
+        (method, path) for method, path, permission in _operations(spec) if permission is None
+    }
+    assert public == {
+        ("GET", "/health"),
+        ("GET", "/health/detailed"),
+        ("GET", "/api/v1/uptime"),
+        ("POST", "/api/v1/auth/login"),
+        ("POST", "/api/v1/auth/refresh"),
+        ("GET", "/.well-known/jwks.json"),
+        ("POST", "/api/v1/embedder/orders"),  # the test's own embedding router
+        ("GET", "/api/v1/embedder/crash"),
+    }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Annotated
 
 from fastapi import APIRouter, Response
@@ -100,8 +101,9 @@ def _token_response(session: Session) -> TokenResponse:
         token=access.token,
         access_token=access.token,
         refresh_token=session.refresh_token,
-        expires_in=round(lifetime.total_seconds()),
-        refresh_expires_in=max(0, round(refresh_lifetime.total_seconds())),
+        # `exp` is whole seconds after a fractional `iat`: round up to the configured lifetime.
+        expires_in=math.ceil(lifetime.total_seconds()),
+        refresh_expires_in=max(0, math.ceil(refresh_lifetime.total_seconds())),
         user=_user_view(session.user),
     )
 
