@@ -13,7 +13,7 @@ import structlog
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from workflow_engine.auth import store
-from workflow_engine.auth.audit import USERS_AGGREGATE, RequestOrigin, record
+from workflow_engine.auth.audit import RequestOrigin, record, record_user_event
 from workflow_engine.auth.passwords import Passwords, password_problems
 from workflow_engine.auth.permissions import Role
 from workflow_engine.db import Database
@@ -121,11 +121,10 @@ async def _add_user(
     user = await store.create_user(
         conn, tenant_id=tenant.id, email=email, password_hash=password_hash, role=role
     )
-    await record(
+    await record_user_event(
         conn,
         tenant_id=tenant.id,
-        aggregate_type=USERS_AGGREGATE,
-        aggregate_id=str(user.id),
+        user_id=user.id,
         event_type="UserCreated",
         actor=actor,
         origin=origin,
@@ -175,11 +174,10 @@ async def change_user(
             event_type = "UserDeactivated"
         elif changes.get("is_active") is True:
             event_type = "UserReactivated"
-        await record(
+        await record_user_event(
             conn,
             tenant_id=tenant_id,
-            aggregate_type=USERS_AGGREGATE,
-            aggregate_id=str(user_id),
+            user_id=user_id,
             event_type=event_type,
             actor=actor,
             origin=origin,

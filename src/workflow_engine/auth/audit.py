@@ -67,6 +67,29 @@ async def record(
     )
 
 
+async def record_user_event(
+    conn: AsyncConnection,
+    *,
+    tenant_id: uuid.UUID,
+    user_id: uuid.UUID,
+    event_type: str,
+    actor: str,
+    origin: RequestOrigin,
+    data: dict[str, Any] | None = None,
+) -> None:
+    """`record` for the common case: a fact about one user, on that user's aggregate."""
+    await record(
+        conn,
+        tenant_id=tenant_id,
+        aggregate_type=USERS_AGGREGATE,
+        aggregate_id=str(user_id),
+        event_type=event_type,
+        actor=actor,
+        origin=origin,
+        data=data,
+    )
+
+
 def login_subject(email: str) -> str:
     """An aggregate id for login attempts on an email that may not exist (hashed, not stored)."""
     return "login-" + hashlib.sha256(email.encode()).hexdigest()[:24]

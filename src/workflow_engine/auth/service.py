@@ -26,10 +26,10 @@ from workflow_engine.auth import api_keys, login_throttle, store
 from workflow_engine.auth.audit import (
     AUDIT_AGGREGATE,
     SYSTEM_TENANT,
-    USERS_AGGREGATE,
     RequestOrigin,
     login_subject,
     record,
+    record_user_event,
 )
 from workflow_engine.auth.login_throttle import ThrottlePolicy
 from workflow_engine.auth.passwords import Passwords
@@ -99,11 +99,10 @@ class AuthService:
             if new_hash is not None:
                 await store.set_password_hash(conn, user.id, new_hash)
             session = await self._open_session(conn, user, uuid.uuid4())
-            await record(
+            await record_user_event(
                 conn,
                 tenant_id=user.tenant_id,
-                aggregate_type=USERS_AGGREGATE,
-                aggregate_id=str(user.id),
+                user_id=user.id,
                 event_type="LoginSucceeded",
                 actor=f"user:{user.id}",
                 origin=origin,
@@ -130,11 +129,10 @@ class AuthService:
                     data={"reason": "unknown_email"},
                 )
                 return
-            await record(
+            await record_user_event(
                 conn,
                 tenant_id=user.tenant_id,
-                aggregate_type=USERS_AGGREGATE,
-                aggregate_id=str(user.id),
+                user_id=user.id,
                 event_type="LoginFailed",
                 actor="anonymous",
                 origin=origin,
@@ -176,11 +174,10 @@ class AuthService:
             if not await store.mark_refresh_token_used(conn, stored.id):
                 # Used before, or revoked: someone holds a copy. End the whole session.
                 await store.revoke_refresh_family(conn, stored.family_id)
-                await record(
+                await record_user_event(
                     conn,
                     tenant_id=user.tenant_id,
-                    aggregate_type=USERS_AGGREGATE,
-                    aggregate_id=str(user.id),
+                    user_id=user.id,
                     event_type="RefreshTokenReused",
                     actor="anonymous",
                     origin=origin,
@@ -209,11 +206,10 @@ class AuthService:
                 expires_at=session.expires_at,
             )
             await store.revoke_refresh_family(conn, session.session_id)
-            await record(
+            await record_user_event(
                 conn,
                 tenant_id=principal.tenant_id,
-                aggregate_type=USERS_AGGREGATE,
-                aggregate_id=str(principal.subject_id),
+                user_id=principal.subject_id,
                 event_type="LoggedOut",
                 actor=principal.actor,
                 origin=origin,
