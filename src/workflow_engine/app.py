@@ -12,6 +12,7 @@ from contextlib import asynccontextmanager
 from fastapi import APIRouter, FastAPI
 
 from workflow_engine.api import api_keys, auth, docs, health, jwks, users
+from workflow_engine.api.client_address import ClientAddresses
 from workflow_engine.api.context import AppContext
 from workflow_engine.api.middleware import (
     BodySizeLimitMiddleware,
@@ -21,6 +22,7 @@ from workflow_engine.api.middleware import (
     UnhandledErrorMiddleware,
 )
 from workflow_engine.api.problems import install_problem_handlers
+from workflow_engine.api.rate_limiting import RateLimitMiddleware
 from workflow_engine.bootstrap import ServiceBootstrapManager
 from workflow_engine.bootstrap.core_services import (
     AuthServiceProvider,
@@ -28,6 +30,7 @@ from workflow_engine.bootstrap.core_services import (
     DataDirectoryService,
     EventStoreService,
     MigrationsService,
+    RateLimiterService,
 )
 from workflow_engine.bootstrap.lifecycle import ServiceBootstrapManagerBuilder, ServiceSpec
 from workflow_engine.config import Settings
@@ -64,6 +67,7 @@ def core_services(settings: Settings) -> ServiceBootstrapManagerBuilder:
         .add_service("migrations", MigrationsService(database), depends_on=["database"])
         .add_service("events", EventStoreService(database), depends_on=["database"])
         .add_service("auth", AuthServiceProvider(settings, database), depends_on=["events"])
+        .add_service("rate_limiter", RateLimiterService(settings))
     )
 
 
@@ -74,7 +78,11 @@ def create_app(settings: Settings, *, services: Sequence[ServiceSpec] = ()) -> F
         builder.add_service(
             spec.name, spec.service, depends_on=spec.depends_on, required=spec.required
         )
-    context = AppContext(settings=settings, services=builder.build())
+    context = AppContext(
+        settings=settings,
+        services=builder.build(),
+        clients=ClientAddresses(settings.trusted_proxies),
+    )
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -107,7 +115,9 @@ def _add_middleware(app: FastAPI, context: AppContext) -> None:
     # Added innermost first: the last one added sees the request first.
     app.add_middleware(JsonContentTypeMiddleware)
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
-    # Inside CORS, so that a 500 carries the CORS headers and a browser can read it.
+    # Before the body is read: a throttled client's upload is never received.
+    app.add_middleware(RateLimitMiddleware, context=context)
+    # Inside CORS, so that a 500 (and a 429) carries the CORS headers and a browser can read it.
     app.add_middleware(UnhandledErrorMiddleware)
     if settings.cors_origins:
         app.add_middleware(

@@ -93,6 +93,13 @@ def _check_extras(settings: Settings) -> None:
                 "install the `database` extra (pip install '.[database]')"
             ]
         )
+    if settings.rate_limit_storage_url != "memory://" and importlib.util.find_spec("redis") is None:
+        _fail(
+            [
+                "RATE_LIMIT_STORAGE_URL is Redis but its client is missing: "
+                "install the `redis` extra (pip install '.[redis]')"
+            ]
+        )
     if settings.tracing_enabled and importlib.util.find_spec("opentelemetry.sdk") is None:
         logger.info("tracing is off: TRACING_ENABLED needs the `monitoring` extra installed")
 
@@ -203,6 +210,13 @@ def serve(
 ) -> None:
     """Run the API server until SIGTERM or SIGINT."""
     settings = _settings(host=host, port=port)
+    if workers > 1 and settings.rate_limit_storage_url == "memory://":
+        _fail(
+            [
+                f"--workers {workers} with RATE_LIMIT_STORAGE_URL=memory:// would give each "
+                "process its own limits (the real limit would multiply); use redis://..."
+            ]
+        )
     if workers > 1 and settings.is_sqlite:
         _fail(
             [

@@ -13,6 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.conftest import RedisServer
 from tests.e2e.conftest import Server, free_port, run_cli
 
 pytestmark = pytest.mark.e2e
@@ -96,9 +97,21 @@ def test_unreachable_database_is_one_line_and_exit_1(installed_bin: Path, tmp_pa
 
 
 def test_several_workers_are_refused_on_sqlite(installed_bin: Path, tmp_path: Path) -> None:
-    result = run_cli(installed_bin, "serve", "--workers", "2", cwd=tmp_path)
+    env = {"RATE_LIMIT_STORAGE_URL": "redis://127.0.0.1:1/0"}
+    result = run_cli(installed_bin, "serve", "--workers", "2", cwd=tmp_path, env=env)
     assert result.returncode == 2
     assert "--workers 2 needs PostgreSQL" in result.stderr
+
+
+def test_several_workers_are_refused_with_in_memory_rate_limits(
+    installed_bin: Path, tmp_path: Path
+) -> None:
+    env = {"DATABASE_URL": "postgresql://postgres@127.0.0.1:1/never"}
+    result = run_cli(installed_bin, "serve", "--workers", "3", cwd=tmp_path, env=env)
+    assert result.returncode == 2
+    assert "RATE_LIMIT_STORAGE_URL=memory:// would give each process its own limits" in (
+        result.stderr
+    )
 
 
 def test_config_show_masks_secrets_and_version_prints(installed_bin: Path, tmp_path: Path) -> None:
@@ -195,11 +208,12 @@ def test_production_without_auto_migrate_reports_pending_migrations(
 
 
 def test_postgresql_url_as_in_the_seed_migrates_and_serves_with_workers(
-    server_factory: type[Server], fresh_postgres_url: str
+    server_factory: type[Server], fresh_postgres_url: str, redis_server: RedisServer
 ) -> None:
     url = fresh_postgres_url
     assert url.startswith("postgresql://")
-    server = server_factory("serve", "--workers", "2", env={"DATABASE_URL": url}).start()
+    env = {"DATABASE_URL": url, "RATE_LIMIT_STORAGE_URL": redis_server.url}
+    server = server_factory("serve", "--workers", "2", env=env).start()
     detailed = httpx.get(f"{server.url}/health/detailed")
     assert detailed.status_code == 200, detailed.text
     services = {s["name"]: s for s in detailed.json()["services"]}

@@ -48,6 +48,15 @@ CHEAP_HASHING = {
     "PASSWORD_HASH_MEMORY_KIB": "1024",
     "PASSWORD_HASH_PARALLELISM": "1",
 }
+# Tests make hundreds of requests from one address in a second; the rate-limit tests set
+# their own limits.
+UNLIMITED = {
+    "RATE_LIMIT_PER_MINUTE": "1000000",
+    "RATE_LIMIT_BURST": "100000",
+    "RATE_LIMIT_TENANT_PER_MINUTE": "1000000",
+    "RATE_LIMIT_TENANT_BURST": "100000",
+    "RATE_LIMIT_ENDPOINTS": "{}",
+}
 
 
 def build_app(database_url: str, data_dir: Path, **env: str) -> FastAPI:
@@ -58,6 +67,7 @@ def build_app(database_url: str, data_dir: Path, **env: str) -> FastAPI:
             "LOG_LEVEL": "info",
             "JWT_SECRET": TEST_JWT_SECRET,
             **CHEAP_HASHING,
+            **UNLIMITED,
             **env,
         }
     )

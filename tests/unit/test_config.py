@@ -17,6 +17,7 @@ from workflow_engine.config import (
     effective_settings,
     load_settings,
 )
+from workflow_engine.config.settings import EndpointLimit
 
 README = Path(__file__).parents[2] / "README.md"
 
@@ -68,6 +69,27 @@ SAMPLES: dict[str, tuple[Any, str, Any, Any]] = {
     "login_account_window_seconds": (600, "1200", 600.0, 1200.0),
     "login_account_lock_seconds": (300, "450", 300.0, 450.0),
     "rate_limit_per_minute": (120, "240", 120, 240),
+    "rate_limit_tenant_per_minute": (300, "400", 300, 400),
+    "rate_limit_tenant_burst": (50, "60", 50, 60),
+    "rate_limit_endpoints": (
+        {"GET /x": {"requests_per_minute": 5, "burst_size": 2}},
+        '{"GET /y/{id}": {"requests_per_minute": 6, "burst_size": 3}}',
+        {"GET /x": EndpointLimit(requests_per_minute=5, burst_size=2)},
+        {"GET /y/{id}": EndpointLimit(requests_per_minute=6, burst_size=3)},
+    ),
+    "rate_limit_storage_url": (
+        "redis://a:6379/0",
+        "redis://b:6379/1",
+        "redis://a:6379/0",
+        "redis://b:6379/1",
+    ),
+    "rate_limit_fail_open": (False, "true", False, True),
+    "trusted_proxies": (
+        ["10.0.0.0/8"],
+        "192.168.0.0/16, 127.0.0.1",
+        ["10.0.0.0/8"],
+        ["192.168.0.0/16", "127.0.0.1"],
+    ),
     "rate_limit_burst": (20, "40", 20, 40),
     "metrics_enabled": (False, "true", False, True),
     "tracing_enabled": (False, "1", False, True),
@@ -104,6 +126,11 @@ def _value(settings: Settings, field: str) -> Any:
 
 
 def _toml(section: str, key: str, value: Any) -> str:
+    if isinstance(value, dict):  # nested tables: [section.key."name"]
+        return "".join(
+            f'[{section}.{key}."{name}"]\n' + "".join(f"{k} = {v}\n" for k, v in table.items())
+            for name, table in value.items()
+        )
     if isinstance(value, bool):
         rendered = "true" if value else "false"
     elif isinstance(value, str):

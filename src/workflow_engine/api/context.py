@@ -13,6 +13,7 @@ from typing import Annotated, TypeVar
 
 from fastapi import Depends, Request
 
+from workflow_engine.api.client_address import ClientAddresses
 from workflow_engine.bootstrap import ServiceBootstrapManager
 from workflow_engine.bootstrap.core_services import DatabaseService
 from workflow_engine.config import Settings
@@ -26,6 +27,7 @@ T = TypeVar("T")
 class AppContext:
     settings: Settings
     services: ServiceBootstrapManager
+    clients: ClientAddresses
     stats: RequestStats = field(default_factory=RequestStats)
     started_at: datetime = field(default_factory=lambda: datetime.now(UTC))
     started_monotonic: float = field(default_factory=time.monotonic)

@@ -23,6 +23,7 @@ from fastapi.security import (
 )
 
 from workflow_engine.api.context import Context
+from workflow_engine.api.rate_limiting import PRINCIPAL_STATE
 from workflow_engine.auth.audit import RequestOrigin
 from workflow_engine.auth.permissions import Permission
 from workflow_engine.auth.principal import Principal
@@ -57,6 +58,7 @@ AuthServiceDep = Annotated[AuthService, Depends(get_auth_service)]
 
 
 async def _authorise(
+    request: Request,
     security_scopes: SecurityScopes,
     auth: AuthServiceDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
@@ -68,7 +70,11 @@ async def _authorise(
             "authentication required: send Authorization: Bearer <access token or API key>",
             invalid_token=False,
         )
-    principal = await auth.authenticate(credential)
+    checked = getattr(request.state, PRINCIPAL_STATE, None)
+    if checked is not None and checked[0] == credential:
+        principal: Principal = checked[1]  # the rate limiter authenticated it moments ago
+    else:
+        principal = await auth.authenticate(credential)
     structlog.contextvars.bind_contextvars(
         tenant_id=str(principal.tenant_id), actor=principal.actor
     )
@@ -84,9 +90,11 @@ def require(permission: Permission) -> Any:
     return Security(_authorise, scopes=[permission.value])
 
 
-async def request_origin(request: Request) -> RequestOrigin:
-    client = request.client.host if request.client else None
-    return RequestOrigin(client_address=client, correlation_id=current_correlation_id())
+async def request_origin(request: Request, context: Context) -> RequestOrigin:
+    return RequestOrigin(
+        client_address=context.clients.of(request.scope),
+        correlation_id=current_correlation_id(),
+    )
 
 
 Origin = Annotated[RequestOrigin, Depends(request_origin)]

@@ -13,11 +13,15 @@ from workflow_engine.auth.passwords import HashParameters, Passwords
 from workflow_engine.auth.service import AuthService
 from workflow_engine.auth.signing_keys import SigningKey, load_private_key
 from workflow_engine.auth.tokens import TokenIssuer
-from workflow_engine.bootstrap.lifecycle import Health
+from workflow_engine.bootstrap.lifecycle import Health, HealthStatus
 from workflow_engine.config import Settings, development_jwt_secret
 from workflow_engine.db import Database
 from workflow_engine.db.migrate import head_revisions, pending_revisions
 from workflow_engine.events import EventStore
+from workflow_engine.ratelimit.gcra import Limit
+from workflow_engine.ratelimit.limiter import RateLimiter
+from workflow_engine.ratelimit.policy import RateLimitPolicy
+from workflow_engine.ratelimit.storage import MemoryStorage, RateLimitStorage, RedisStorage
 
 logger = structlog.get_logger(__name__)
 
@@ -191,6 +195,52 @@ class AuthServiceProvider:
 
     async def check_health(self) -> Health:
         return Health.ok()
+
+
+class RateLimiterService:
+    """The rate limiter, with its storage chosen once from RATE_LIMIT_STORAGE_URL."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._limiter: RateLimiter | None = None
+
+    @property
+    def limiter(self) -> RateLimiter:
+        if self._limiter is None:
+            raise RuntimeError("the rate limiter has not started")
+        return self._limiter
+
+    async def start(self) -> None:
+        settings = self._settings
+        storage: RateLimitStorage
+        if settings.rate_limit_storage_url == "memory://":
+            storage = MemoryStorage()
+        else:
+            storage = RedisStorage(settings.rate_limit_storage_url)
+        tenant = (
+            Limit(settings.rate_limit_tenant_per_minute, settings.rate_limit_tenant_burst)
+            if settings.rate_limit_tenant_per_minute
+            else None
+        )
+        policy = RateLimitPolicy(
+            Limit(settings.rate_limit_per_minute, settings.rate_limit_burst),
+            tenant=tenant,
+            endpoints={
+                name: Limit(rule.requests_per_minute, rule.burst_size)
+                for name, rule in settings.rate_limit_endpoints.items()
+            },
+        )
+        self._limiter = RateLimiter(policy, storage, fail_open=settings.rate_limit_fail_open)
+        health = await self._limiter.check_health()
+        if health.status is not HealthStatus.ok:
+            logger.warning("rate-limit storage unreachable at start", detail=health.detail)
+
+    async def stop(self) -> None:
+        if self._limiter is not None:
+            await self._limiter.storage.close()
+
+    async def check_health(self) -> Health:
+        return await self.limiter.check_health()
 
 
 class EventStoreService:

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pydantic import SecretStr, ValidationError
+from pydantic import ValidationError
 
 from workflow_engine.config.database_url import mask_url
 from workflow_engine.config.settings import Settings
@@ -48,6 +48,12 @@ TOML_KEYS: dict[tuple[str, str], str] = {
     ("auth", "login_account_lock_seconds"): "login_account_lock_seconds",
     ("rate_limiting", "requests_per_minute"): "rate_limit_per_minute",
     ("rate_limiting", "burst_size"): "rate_limit_burst",
+    ("rate_limiting", "tenant_requests_per_minute"): "rate_limit_tenant_per_minute",
+    ("rate_limiting", "tenant_burst_size"): "rate_limit_tenant_burst",
+    ("rate_limiting", "endpoints"): "rate_limit_endpoints",
+    ("rate_limiting", "storage_url"): "rate_limit_storage_url",
+    ("rate_limiting", "fail_open"): "rate_limit_fail_open",
+    ("server", "trusted_proxies"): "trusted_proxies",
     ("monitoring", "metrics_enabled"): "metrics_enabled",
     ("monitoring", "tracing_enabled"): "tracing_enabled",
     ("monitoring", "log_level"): "log_level",
@@ -169,16 +175,11 @@ def _describe(
 
 
 def effective_settings(settings: Settings) -> dict[str, Any]:
-    """Settings as the server uses them, secrets masked: what `config show` prints."""
-    shown: dict[str, Any] = {}
-    for name in Settings.model_fields:
-        value = getattr(settings, name)
-        if isinstance(value, SecretStr):
-            value = "**********"
-        elif isinstance(value, Path):
-            value = str(value)
-        shown[name.upper()] = value
+    """Settings as the server uses them, JSON-ready, secrets masked: what `config show` prints."""
+    # SecretStr fields dump as "**********" in JSON mode; URLs get their passwords hidden.
+    shown = {name.upper(): value for name, value in settings.model_dump(mode="json").items()}
     shown["DATABASE_URL"] = settings.effective_database_url.render_as_string(hide_password=True)
+    shown["RATE_LIMIT_STORAGE_URL"] = mask_url(settings.rate_limit_storage_url)
     shown["AUTO_MIGRATE"] = settings.should_auto_migrate
     shown["LOG_FORMAT"] = settings.effective_log_format
     return shown

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import ipaddress
+import json
 from pathlib import Path
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from sqlalchemy.engine import URL, make_url
 
@@ -18,6 +20,18 @@ LogFormat = Literal["auto", "json", "console"]
 
 MIN_PRODUCTION_SECRET_BYTES = 32
 SQLITE_FILE_NAME = "workflow-engine.db"
+
+
+_HTTP_METHODS = {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"}
+
+
+class EndpointLimit(BaseModel):
+    """A `[rate_limiting.endpoints."METHOD /path"]` table."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    requests_per_minute: int = Field(ge=1)
+    burst_size: int = Field(ge=1)
 
 
 class Settings(BaseSettings):
@@ -131,6 +145,28 @@ class Settings(BaseSettings):
         60, ge=1, description="Sustained requests per minute per principal."
     )
     rate_limit_burst: int = Field(10, ge=1, description="Requests allowed in a burst.")
+    rate_limit_tenant_per_minute: int | None = Field(
+        600, ge=1, description="Ceiling on the sum of a tenant's principals, per minute."
+    )
+    rate_limit_tenant_burst: int = Field(100, ge=1, description="The tenant ceiling's burst.")
+    rate_limit_endpoints: dict[str, EndpointLimit] = Field(
+        default_factory=lambda: {
+            "POST /api/v1/auth/login": EndpointLimit(requests_per_minute=10, burst_size=5)
+        },
+        description="Per-endpoint limits replacing the default, keyed `METHOD /path`.",
+    )
+    rate_limit_storage_url: str = Field(
+        "memory://",
+        description="`memory://` (this process only) or `redis://host:port/db` (shared).",
+    )
+    rate_limit_fail_open: bool = Field(
+        True,
+        description="Serve requests unchecked (true) or refuse them (false) when Redis is away.",
+    )
+    trusted_proxies: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Comma-separated proxy networks whose X-Forwarded-For is believed.",
+    )
 
     metrics_enabled: bool = Field(True, description="Serve Prometheus metrics at /metrics.")
     tracing_enabled: bool = Field(
@@ -144,6 +180,52 @@ class Settings(BaseSettings):
     notion_mcp_url: str | None = Field(None, description="Notion MCP server.")
     slack_mcp_url: str | None = Field(None, description="Slack MCP server.")
     helpscout_mcp_url: str | None = Field(None, description="HelpScout MCP server.")
+
+    @field_validator("rate_limit_endpoints", mode="before")
+    @classmethod
+    def _parse_endpoints(cls, value: object) -> object:
+        if isinstance(value, str):  # from the environment: JSON
+            try:
+                return json.loads(value)
+            except ValueError:
+                raise ValueError(
+                    'expected JSON like {"POST /api/v1/auth/login": '
+                    '{"requests_per_minute": 10, "burst_size": 5}}'
+                ) from None
+        return value
+
+    @field_validator("rate_limit_endpoints")
+    @classmethod
+    def _check_endpoint_names(cls, value: dict[str, EndpointLimit]) -> dict[str, EndpointLimit]:
+        for name in value:
+            method, _, path = name.partition(" ")
+            if method.upper() not in _HTTP_METHODS or not path.startswith("/"):
+                raise ValueError(f"{name!r} is not `METHOD /path`, e.g. `POST /api/v1/auth/login`")
+        return value
+
+    @field_validator("rate_limit_storage_url")
+    @classmethod
+    def _check_storage_url(cls, value: str) -> str:
+        if value != "memory://" and urlsplit(value).scheme not in ("redis", "rediss", "unix"):
+            raise ValueError("expected memory:// or redis://host:port/db")
+        return value
+
+    @field_validator("trusted_proxies", mode="before")
+    @classmethod
+    def _split_proxies(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [item.strip() for item in value.split(",") if item.strip()]
+        return value
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _check_proxies(cls, value: list[str]) -> list[str]:
+        for network in value:
+            try:
+                ipaddress.ip_network(network, strict=False)
+            except ValueError:
+                raise ValueError(f"{network!r} is not an address or network") from None
+        return value
 
     @field_validator("log_level", mode="before")
     @classmethod

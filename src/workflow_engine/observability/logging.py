@@ -23,6 +23,7 @@ _LEVELS = {
     "error": logging.ERROR,
     "critical": logging.CRITICAL,
 }
+_HANDLER_NAME = "workflow_engine"
 _SECRET_KEYS = ("password", "secret", "token", "authorization", "api_key", "cookie")
 
 
@@ -73,8 +74,11 @@ def configure_logging(level: str, fmt: str) -> None:
             processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
         )
     )
+    # Replace only the handler an earlier call installed: handlers that others attached to the
+    # root logger (an embedding application's, a test runner's) keep working.
+    handler.set_name(_HANDLER_NAME)
     root = logging.getLogger()
-    root.handlers[:] = [handler]
+    root.handlers[:] = [h for h in root.handlers if h.get_name() != _HANDLER_NAME] + [handler]
     root.setLevel(numeric_level)
     for name in ("uvicorn", "uvicorn.error"):
         logging.getLogger(name).handlers.clear()

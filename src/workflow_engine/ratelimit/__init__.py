@@ -1,0 +1,1 @@
+"""Rate limiting: token buckets (GCRA) per principal, per endpoint and per tenant."""
