@@ -11,7 +11,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import APIRouter, FastAPI
 
-from workflow_engine.api import api_keys, auth, docs, health, jwks, users
+from workflow_engine.api import api_keys, auth, docs, events, health, jwks, users
 from workflow_engine.api.client_address import ClientAddresses
 from workflow_engine.api.context import AppContext
 from workflow_engine.api.middleware import (
@@ -52,6 +52,7 @@ routers: tuple[APIRouter, ...] = (
     api_keys.router,  # before auth: its fixed paths must win over any parameterised ones
     auth.router,
     users.router,
+    events.router,
     jwks.router,
     docs.router,
 )

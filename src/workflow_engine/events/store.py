@@ -216,6 +216,38 @@ async def read_aggregate(
     return [RecordedEvent.from_row(row) for row in await conn.execute(stmt)]
 
 
+async def search_events(
+    conn: AsyncConnection,
+    tenant_id: uuid.UUID,
+    *,
+    event_type: str | None = None,
+    aggregate_type: str | None = None,
+    actor: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    after_position: int = 0,
+    limit: int = 100,
+) -> list[RecordedEvent]:
+    """The tenant's events matching every given filter, in position order (the audit view)."""
+    stmt = (
+        select(*_COLUMNS)
+        .where(events.c.tenant_id == tenant_id, events.c.position > after_position)
+        .order_by(events.c.position)
+        .limit(limit)
+    )
+    if event_type is not None:
+        stmt = stmt.where(events.c.event_type == event_type)
+    if aggregate_type is not None:
+        stmt = stmt.where(events.c.aggregate_type == aggregate_type)
+    if actor is not None:
+        stmt = stmt.where(events.c.metadata["actor"].as_string() == actor)
+    if since is not None:
+        stmt = stmt.where(events.c.recorded_at >= since)
+    if until is not None:
+        stmt = stmt.where(events.c.recorded_at < until)
+    return [RecordedEvent.from_row(row) for row in await conn.execute(stmt)]
+
+
 async def read_log(
     conn: AsyncConnection,
     *,

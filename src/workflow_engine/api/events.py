@@ -1,0 +1,190 @@
+"""Event sourcing over HTTP: `POST /events` (the seed's path), an aggregate's events, and the
+tenant's audit trail."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Path, Query, Response
+from pydantic import BaseModel, ConfigDict, Field
+
+from workflow_engine.api.context import DatabaseDep
+from workflow_engine.api.pagination import Cursor, Limit, Page, decode_cursor, encode_cursor
+from workflow_engine.api.security import Origin, require
+from workflow_engine.auth.permissions import Permission
+from workflow_engine.auth.principal import Principal
+from workflow_engine.errors import InvalidInput, NotFound
+from workflow_engine.events.client_events import append_client_event
+from workflow_engine.events.store import (
+    RecordedEvent,
+    current_version,
+    read_aggregate,
+    search_events,
+)
+
+router = APIRouter(tags=["events"])
+
+INT32_MAX = 2**31 - 1
+AGGREGATE_TYPE = r"^[a-z][a-z0-9_.-]{0,99}$"
+AGGREGATE_ID = r"^[A-Za-z0-9][A-Za-z0-9_.:@-]{0,199}$"
+EVENT_TYPE = r"^[A-Za-z][A-Za-z0-9_.:-]{0,199}$"
+
+
+class NewEventRequest(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "aggregate_type": "order",
+                    "aggregate_id": "order-1042",
+                    "event_type": "OrderPlaced",
+                    "data": {"items": 3, "total": "59.90"},
+                    "metadata": {"channel": "web"},
+                    "expected_version": 0,
+                }
+            ]
+        },
+    )
+
+    aggregate_type: str = Field(pattern=AGGREGATE_TYPE, description="Lower-case name.")
+    aggregate_id: str = Field(pattern=AGGREGATE_ID)
+    event_type: str = Field(pattern=EVENT_TYPE)
+    data: dict[str, Any]
+    metadata: dict[str, Any] | None = Field(
+        None,
+        description="Yours to use; `actor`, `client_address`, `correlation_id` and "
+        "`source` are set by the server.",
+    )
+    expected_version: int | None = Field(
+        None, ge=0, le=INT32_MAX,
+        description="The version you last saw (0: the aggregate must be new). A mismatch is 409.",
+    )  # fmt: skip
+
+
+class AppendedEvent(BaseModel):
+    event_id: uuid.UUID
+    aggregate_id: str
+    version: int
+    position: int
+    recorded_at: datetime
+
+
+class EventView(BaseModel):
+    event_id: uuid.UUID
+    position: int
+    aggregate_type: str
+    aggregate_id: str
+    version: int
+    event_type: str
+    schema_version: int
+    data: dict[str, Any]
+    metadata: dict[str, Any]
+    recorded_at: datetime
+
+
+def _view(event: RecordedEvent) -> EventView:
+    return EventView(
+        event_id=event.event_id,
+        position=event.position,
+        aggregate_type=event.aggregate_type,
+        aggregate_id=event.aggregate_id,
+        version=event.version,
+        event_type=event.event_type,
+        schema_version=event.schema_version,
+        data=event.data,
+        metadata=event.metadata,
+        recorded_at=event.recorded_at,
+    )
+
+
+@router.post(
+    "/events",
+    status_code=201,
+    summary="Append an event to one of your aggregates",
+    responses={409: {"description": "expected_version is not the aggregate's version"}},
+)
+async def append_event(
+    body: NewEventRequest,
+    principal: Annotated[Principal, require(Permission.events_append)],
+    db: DatabaseDep,
+    origin: Origin,
+    response: Response,
+) -> AppendedEvent:
+    recorded = await append_client_event(
+        db,
+        tenant_id=principal.tenant_id,
+        actor=principal.actor,
+        origin=origin,
+        aggregate_type=body.aggregate_type,
+        aggregate_id=body.aggregate_id,
+        event_type=body.event_type,
+        data=body.data,
+        metadata=body.metadata,
+        expected_version=body.expected_version,
+    )
+    response.headers["Location"] = f"/api/v1/events/{recorded.aggregate_id}"
+    return AppendedEvent(
+        event_id=recorded.event_id,
+        aggregate_id=recorded.aggregate_id,
+        version=recorded.version,
+        position=recorded.position,
+        recorded_at=recorded.recorded_at,
+    )
+
+
+@router.get("/api/v1/events", summary="The tenant's audit trail, filtered")
+async def audit_trail(
+    principal: Annotated[Principal, require(Permission.audit_read)],
+    db: DatabaseDep,
+    event_type: Annotated[str | None, Query(pattern=EVENT_TYPE)] = None,
+    aggregate_type: Annotated[str | None, Query(pattern=AGGREGATE_TYPE)] = None,
+    actor: Annotated[str | None, Query(max_length=100)] = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    after: Annotated[int, Query(ge=0, le=2**63 - 1, description="A position.")] = 0,
+    limit: Limit = 100,
+    cursor: Cursor = None,
+) -> Page[EventView]:
+    key = decode_cursor(cursor, "position")
+    start = _int(key["position"]) if key else after
+    if since and until and since >= until:
+        raise InvalidInput("`since` must be before `until`")
+    async with db.tenant_read(principal.tenant_id) as conn:
+        found = await search_events(
+            conn, principal.tenant_id, event_type=event_type, aggregate_type=aggregate_type,
+            actor=actor, since=since, until=until, after_position=start, limit=limit + 1,
+        )  # fmt: skip
+    page, more = found[:limit], len(found) > limit
+    next_cursor = encode_cursor({"position": page[-1].position}) if more else None
+    return Page[EventView](items=[_view(e) for e in page], next_cursor=next_cursor)
+
+
+@router.get("/api/v1/events/{aggregate_id}", summary="An aggregate's events, in order")
+async def aggregate_events(
+    aggregate_id: Annotated[str, Path(pattern=AGGREGATE_ID)],
+    principal: Annotated[Principal, require(Permission.events_read)],
+    db: DatabaseDep,
+    from_version: Annotated[int, Query(ge=1, le=INT32_MAX)] = 1,
+    limit: Limit = 100,
+    cursor: Cursor = None,
+) -> Page[EventView]:
+    key = decode_cursor(cursor, "version")
+    start = _int(key["version"]) + 1 if key else from_version
+    async with db.tenant_read(principal.tenant_id) as conn:
+        found = await read_aggregate(
+            conn, principal.tenant_id, aggregate_id, from_version=start, limit=limit + 1
+        )
+        if not found and await current_version(conn, principal.tenant_id, aggregate_id) == 0:
+            raise NotFound(f"no aggregate {aggregate_id!r}")
+    page, more = found[:limit], len(found) > limit
+    next_cursor = encode_cursor({"version": page[-1].version}) if more else None
+    return Page[EventView](items=[_view(e) for e in page], next_cursor=next_cursor)
+
+
+def _int(value: object) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= 2**63 - 1:
+        raise InvalidInput("the cursor is not one this server issued")
+    return value
