@@ -40,7 +40,19 @@ async def test_login_answers_in_the_seed_shape(accounts: Accounts) -> None:
     uuid.UUID(body["user"]["id"])
     uuid.UUID(body["user"]["tenant_id"])
     claims = jwt.decode(body["token"], options={"verify_signature": False})
-    assert set(claims) == {"sub", "tid", "role", "sid", "jti", "iat", "nbf", "exp", "iss", "aud"}
+    assert set(claims) == {
+        "sub",
+        "tid",
+        "role",
+        "sid",
+        "gen",
+        "jti",
+        "iat",
+        "nbf",
+        "exp",
+        "iss",
+        "aud",
+    }
 
 
 async def test_username_is_a_synonym_of_email(accounts: Accounts) -> None:
@@ -177,6 +189,7 @@ async def _attack_tokens(accounts: Accounts) -> dict[str, str]:
         tenant_id=uuid.UUID(claims["tid"]),
         role=Role.viewer,
         session_id=uuid.UUID(claims["sid"]),
+        generation=claims["gen"],
     )
     revoked = (await accounts.login(await accounts.user(Role.viewer)))["token"]
     await accounts.client.post("/api/v1/auth/logout", headers=bearer(revoked))
@@ -323,3 +336,40 @@ async def test_only_the_documented_routes_answer_without_credentials(
         ("POST", "/api/v1/embedder/orders"),  # the test's own embedding router
         ("GET", "/api/v1/embedder/crash"),
     }
+
+
+async def test_logout_ends_every_access_token_of_the_session(accounts: Accounts) -> None:
+    session = await accounts.login(await accounts.user(Role.viewer))
+    rotated = (
+        await accounts.client.post(
+            "/api/v1/auth/refresh", json={"refresh_token": session["refresh_token"]}
+        )
+    ).json()
+    await accounts.client.post("/api/v1/auth/logout", headers=bearer(rotated["token"]))
+    await asyncio.sleep(STANDING_TTL + 0.05)
+    older = await accounts.client.get("/api/v1/auth/me", headers=bearer(session["token"]))
+    assert older.status_code == 401  # issued earlier in the same session
+
+
+async def test_concurrent_logouts_with_one_token_never_fail(accounts: Accounts) -> None:
+    token = (await accounts.login(await accounts.user(Role.viewer)))["token"]
+    responses = await asyncio.gather(
+        *(accounts.client.post("/api/v1/auth/logout", headers=bearer(token)) for _ in range(5))
+    )
+    assert {r.status_code for r in responses} <= {204, 401}
+    assert 204 in {r.status_code for r in responses}
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b'{"email": "a\\u0000b@example.com", "password": "x"}',
+        b'{"email": "a@example.com", "password": "nul\\u0000"}',
+        b'{"username": "\\ud800@example.com", "password": "x"}',
+    ],
+)
+async def test_unstorable_text_in_a_login_is_422(client: httpx.AsyncClient, raw: bytes) -> None:
+    response = await client.post(
+        "/api/v1/auth/login", content=raw, headers={"content-type": "application/json"}
+    )
+    assert response.status_code == 422

@@ -101,3 +101,39 @@ async def test_unknown_emails_are_throttled_like_real_ones(throttled: FastAPI) -
         blocked = await _login(client, "nobody@example.com", "x")
         assert blocked.status_code == 429
         assert blocked.headers["content-type"] == "application/problem+json"
+
+
+@pytest.mark.parametrize(
+    "throttled",
+    [
+        {
+            "LOGIN_BACKOFF_BASE_SECONDS": "0.001",
+            "LOGIN_BACKOFF_MAX_SECONDS": "0.002",
+            "LOGIN_ACCOUNT_FAILURE_LIMIT": "1000",
+        }
+    ],
+    indirect=True,
+)
+async def test_the_backoff_keeps_counting_long_after_the_cap(throttled: FastAPI) -> None:
+    async with client_from(throttled, "10.0.0.7") as client:
+        email = await Accounts(throttled, client).user(Role.viewer)
+        statuses = []
+        for _ in range(70):
+            statuses.append((await _login(client, email, "wrong")).status_code)
+            await asyncio.sleep(0.003)  # past the capped wait
+        assert set(statuses) <= {401, 429}
+        assert statuses.count(401) >= 60
+
+
+@pytest.mark.parametrize(
+    "throttled",
+    [{"LOGIN_BACKOFF_BASE_SECONDS": "30", "LOGIN_BACKOFF_MAX_SECONDS": "60"}],
+    indirect=True,
+)
+async def test_parallel_attempts_cannot_slip_past_the_threshold(throttled: FastAPI) -> None:
+    async with client_from(throttled, "10.0.0.8") as client:
+        email = await Accounts(throttled, client).user(Role.viewer)
+        responses = await asyncio.gather(*(_login(client, email, "wrong") for _ in range(30)))
+    statuses = [r.status_code for r in responses]
+    assert statuses.count(401) == 3  # LOGIN_BACKOFF_AFTER: each attempt is counted first
+    assert statuses.count(429) == 27

@@ -77,7 +77,7 @@ async def test_writes_to_another_tenant_are_refused_or_touch_nothing(
         password_hash="x",
         role="admin",
         is_active=True,
-        tokens_valid_after=now,
+        token_generation=0,
         created_at=now,
         updated_at=now,
     )
@@ -95,3 +95,42 @@ async def test_writes_to_another_tenant_are_refused_or_touch_nothing(
             )
         ).scalar_one()
         assert count == 2
+
+
+async def test_every_tenant_table_has_a_policy_and_nothing_else_is_granted(
+    postgres_database: Database,
+) -> None:
+    """A new table with a tenant column and no policy would silently be open across tenants."""
+    async with postgres_database.read() as conn:
+        tenant_tables = set(
+            (
+                await conn.execute(
+                    text(
+                        "SELECT table_name FROM information_schema.columns "
+                        "WHERE column_name = 'tenant_id' AND table_schema = current_schema()"
+                    )
+                )
+            ).scalars()
+        ) | {"tenants"}
+        protected = set(
+            (
+                await conn.execute(
+                    text(
+                        "SELECT c.relname FROM pg_class c JOIN pg_policy p ON p.polrelid = c.oid "
+                        "WHERE c.relrowsecurity AND p.polname = 'tenant_isolation'"
+                    )
+                )
+            ).scalars()
+        )
+        granted = set(
+            (
+                await conn.execute(
+                    text(
+                        "SELECT DISTINCT table_name FROM information_schema.role_table_grants "
+                        "WHERE grantee = 'workflow_engine_api'"
+                    )
+                )
+            ).scalars()
+        )
+    assert tenant_tables <= protected, tenant_tables - protected
+    assert granted <= protected, granted - protected

@@ -6,6 +6,7 @@ import asyncio
 import uuid
 
 from tests.integration.conftest import Accounts
+from workflow_engine.api.pagination import encode_cursor
 from workflow_engine.auth.permissions import Role
 from workflow_engine.auth.service import STANDING_TTL
 
@@ -150,3 +151,40 @@ async def test_only_admins_manage_users(accounts: Accounts) -> None:
     token = await accounts.token(Role.operator)
     response = await accounts.client.get("/api/v1/users", headers=bearer(token))
     assert response.status_code == 403
+
+
+async def test_forged_cursors_are_422_not_500(accounts: Accounts) -> None:
+    _, token = await _admin(accounts)
+    for member in ([1], {"a": 1}, 5, "nul\u0000", None):
+        cursor = encode_cursor({"email": member})  # type: ignore[dict-item]
+        response = await accounts.client.get(
+            f"/api/v1/users?cursor={cursor}", headers=bearer(token)
+        )
+        assert response.status_code == 422, member
+    for member in (1, [], "not-a-uuid"):
+        cursor = encode_cursor({"id": member})  # type: ignore[dict-item]
+        response = await accounts.client.get(
+            f"/api/v1/auth/api-keys?cursor={cursor}", headers=bearer(token)
+        )
+        assert response.status_code == 422, member
+
+
+async def test_a_demoted_admins_api_keys_are_revoked(accounts: Accounts) -> None:
+    tenant, first_admin = await _admin(accounts)
+    second_email = await accounts.user(Role.admin, tenant)
+    second = await accounts.login(second_email)
+    key = (
+        await accounts.client.post(
+            "/api/v1/auth/api-keys",
+            headers=bearer(second["token"]),
+            json={"name": "ops", "role": "admin"},
+        )
+    ).json()["key"]
+    assert (await accounts.client.get("/api/v1/users", headers=bearer(key))).status_code == 200
+    await accounts.client.patch(
+        f"/api/v1/users/{second['user']['id']}",
+        headers=bearer(first_admin),
+        json={"role": "operator"},
+    )
+    await asyncio.sleep(STANDING_TTL + 0.05)
+    assert (await accounts.client.get("/api/v1/users", headers=bearer(key))).status_code == 401

@@ -88,7 +88,7 @@ async def create_api_key(
 async def list_api_keys(
     admin: Admin, db: DatabaseDep, limit: Limit = 50, cursor: Cursor = None
 ) -> Page[ApiKeyView]:
-    key = decode_cursor(cursor, "id")
+    key = decode_cursor(cursor, id=str)
     try:
         after = uuid.UUID(key["id"]) if key else None
     except (TypeError, ValueError):

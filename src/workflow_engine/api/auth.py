@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from workflow_engine.api.context import DatabaseDep
 from workflow_engine.api.security import AuthServiceDep, Origin, require
+from workflow_engine.api.validation import StorableText
 from workflow_engine.auth import api_keys, store
 from workflow_engine.auth.passwords import MAX_LENGTH
 from workflow_engine.auth.permissions import Permission, Role
@@ -26,11 +27,11 @@ class LoginRequest(BaseModel):
         json_schema_extra={"examples": [{"email": "user@example.com", "password": "password"}]},
     )
 
-    email: str | None = Field(None, min_length=3, max_length=320)
-    username: str | None = Field(
+    email: StorableText | None = Field(None, min_length=3, max_length=320)
+    username: StorableText | None = Field(
         None, min_length=3, max_length=320, description="Accepted as a synonym of `email`."
     )
-    password: str = Field(min_length=1, max_length=MAX_LENGTH)
+    password: StorableText = Field(min_length=1, max_length=MAX_LENGTH)
 
     @model_validator(mode="after")
     def _needs_a_name(self) -> LoginRequest:
@@ -46,7 +47,7 @@ class LoginRequest(BaseModel):
 class RefreshRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    refresh_token: str = Field(min_length=1, max_length=512)
+    refresh_token: StorableText = Field(min_length=1, max_length=512)
 
 
 class UserView(BaseModel):

@@ -141,15 +141,15 @@ async def audit_trail(
     db: DatabaseDep,
     event_type: Annotated[str | None, Query(pattern=EVENT_TYPE)] = None,
     aggregate_type: Annotated[str | None, Query(pattern=AGGREGATE_TYPE)] = None,
-    actor: Annotated[str | None, Query(max_length=100)] = None,
+    actor: Annotated[str | None, Query(pattern=r"^[A-Za-z0-9_.:@-]{1,100}$")] = None,
     since: datetime | None = None,
     until: datetime | None = None,
     after: Annotated[int, Query(ge=0, le=2**63 - 1, description="A position.")] = 0,
     limit: Limit = 100,
     cursor: Cursor = None,
 ) -> Page[EventView]:
-    key = decode_cursor(cursor, "position")
-    start = _int(key["position"]) if key else after
+    key = decode_cursor(cursor, position=int)
+    start = int(key["position"]) if key else after
     if since and until and since >= until:
         raise InvalidInput("`since` must be before `until`")
     async with db.tenant_read(principal.tenant_id) as conn:
@@ -171,8 +171,8 @@ async def aggregate_events(
     limit: Limit = 100,
     cursor: Cursor = None,
 ) -> Page[EventView]:
-    key = decode_cursor(cursor, "version")
-    start = _int(key["version"]) + 1 if key else from_version
+    key = decode_cursor(cursor, version=int)
+    start = int(key["version"]) + 1 if key else from_version
     async with db.tenant_read(principal.tenant_id) as conn:
         found = await read_aggregate(
             conn, principal.tenant_id, aggregate_id, from_version=start, limit=limit + 1
@@ -182,9 +182,3 @@ async def aggregate_events(
     page, more = found[:limit], len(found) > limit
     next_cursor = encode_cursor({"version": page[-1].version}) if more else None
     return Page[EventView](items=[_view(e) for e in page], next_cursor=next_cursor)
-
-
-def _int(value: object) -> int:
-    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= 2**63 - 1:
-        raise InvalidInput("the cursor is not one this server issued")
-    return value

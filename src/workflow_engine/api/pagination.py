@@ -10,6 +10,7 @@ from typing import Annotated, Any, Generic, TypeVar
 from fastapi import Query
 from pydantic import BaseModel, Field
 
+from workflow_engine.api.validation import is_storable_text
 from workflow_engine.errors import InvalidInput
 
 T = TypeVar("T")
@@ -34,15 +35,33 @@ def encode_cursor(key: dict[str, Any]) -> str:
     return base64.urlsafe_b64encode(json.dumps(key).encode()).decode().rstrip("=")
 
 
-def decode_cursor(cursor: str | None, *fields: str) -> dict[str, Any] | None:
-    """The key a cursor names, or None for the first page; 422 for anything we did not issue."""
+_INT64_MAX = 2**63 - 1
+
+
+def decode_cursor(cursor: str | None, **fields: type[int] | type[str]) -> dict[str, Any] | None:
+    """The key a cursor names, or None for the first page; 422 for anything we did not issue.
+
+    `fields` names each member and its type (`int` within int64, or `str` of storable text),
+    so a forged cursor can never carry a value the database would choke on.
+    """
     if cursor is None:
         return None
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
         key = json.loads(raw)
     except (binascii.Error, ValueError):
-        raise InvalidInput("the cursor is not one this server issued") from None
+        raise InvalidInput(_FOREIGN_CURSOR) from None
     if not isinstance(key, dict) or set(key) != set(fields):
-        raise InvalidInput("the cursor is not one this server issued")
+        raise InvalidInput(_FOREIGN_CURSOR)
+    for name, kind in fields.items():
+        value = key[name]
+        if kind is int:
+            valid = type(value) is int and 0 <= value <= _INT64_MAX
+        else:
+            valid = is_storable_text(value) and len(value) <= 512
+        if not valid:
+            raise InvalidInput(_FOREIGN_CURSOR)
     return key
+
+
+_FOREIGN_CURSOR = "the cursor is not one this server issued"

@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from workflow_engine.api.context import DatabaseDep
 from workflow_engine.api.pagination import Cursor, Limit, Page, decode_cursor, encode_cursor
 from workflow_engine.api.security import AuthServiceDep, Origin, require
+from workflow_engine.api.validation import StorableText
 from workflow_engine.auth import accounts, store
 from workflow_engine.auth.passwords import MAX_LENGTH
 from workflow_engine.auth.permissions import Permission, Role
@@ -45,9 +46,9 @@ class NewUser(BaseModel):
         },
     )
 
-    email: str = Field(min_length=3, max_length=320)
+    email: StorableText = Field(min_length=3, max_length=320)
     role: Role
-    password: str = Field(min_length=1, max_length=MAX_LENGTH)
+    password: StorableText = Field(min_length=1, max_length=MAX_LENGTH)
 
 
 class UserChange(BaseModel):
@@ -76,7 +77,7 @@ def _detail(user: store.User) -> UserDetail:
 async def list_users(
     admin: Admin, db: DatabaseDep, limit: Limit = 50, cursor: Cursor = None
 ) -> Page[UserDetail]:
-    key = decode_cursor(cursor, "email")
+    key = decode_cursor(cursor, email=str)
     async with db.tenant_read(admin.tenant_id) as conn:
         found = await store.list_users(
             conn, admin.tenant_id, after_email=key["email"] if key else None, limit=limit + 1

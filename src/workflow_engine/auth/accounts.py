@@ -12,7 +12,7 @@ from typing import Any
 import structlog
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from workflow_engine.auth import store
+from workflow_engine.auth import api_keys, store
 from workflow_engine.auth.audit import RequestOrigin, record, record_user_event
 from workflow_engine.auth.passwords import Passwords, password_problems
 from workflow_engine.auth.permissions import Role
@@ -169,6 +169,16 @@ async def change_user(
         )
         if is_active is False:
             await store.revoke_user_refresh_tokens(conn, user_id)
+        lost_admin = user.role is Role.admin and role not in (None, Role.admin)
+        if is_active is False or lost_admin:
+            await api_keys.revoke_keys_created_by(
+                conn,
+                tenant_id=tenant_id,
+                creator=f"user:{user_id}",
+                reason="creator deactivated" if is_active is False else "creator demoted",
+                actor=actor,
+                origin=origin,
+            )
         event_type = "UserChanged"
         if changes.get("is_active") is False:
             event_type = "UserDeactivated"

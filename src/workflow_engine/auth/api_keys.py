@@ -181,3 +181,42 @@ async def get_api_key(
         )
     ).first()
     return ApiKey.from_row(row) if row else None
+
+
+async def revoke_keys_created_by(
+    conn: AsyncConnection,
+    *,
+    tenant_id: uuid.UUID,
+    creator: str,
+    reason: str,
+    actor: str,
+    origin: RequestOrigin,
+) -> int:
+    """Revoke every live key `creator` issued (inside the caller's transaction).
+
+    A key must not outlive its creator's authority: when an admin is deactivated or loses the
+    admin role, the keys they issued go too."""
+    now = datetime.now(UTC)
+    rows = await conn.execute(
+        update(api_keys)
+        .where(
+            api_keys.c.tenant_id == tenant_id,
+            api_keys.c.created_by == creator,
+            api_keys.c.revoked_at.is_(None),
+        )
+        .values(revoked_at=now)
+        .returning(api_keys.c.id, api_keys.c.name)
+    )
+    revoked = rows.all()
+    for key_id, name in revoked:
+        await record(
+            conn,
+            tenant_id=tenant_id,
+            aggregate_type=AGGREGATE,
+            aggregate_id=str(key_id),
+            event_type="ApiKeyRevoked",
+            actor=actor,
+            origin=origin,
+            data={"name": name, "reason": reason},
+        )
+    return len(revoked)

@@ -6,8 +6,10 @@
 - ...until the account sees `account_limit` failures within `account_window`: then every
   address waits `account_lock`.
 
-Counters live in the database (one upsert per failure), so the limits hold however many server
-processes run. A refused attempt is not counted and costs no password hash.
+Counters live in the database (one atomic upsert per attempt), so the limits hold however many
+server processes run. An attempt is counted *before* its password is checked (`admit`), so
+parallel attempts cannot all pass a check made before any of them failed; a success takes its
+count back (`forgive`). A refused attempt is not counted and costs no password hash.
 """
 
 from __future__ import annotations
@@ -16,13 +18,16 @@ import hashlib
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import ColumnElement, case, delete, false, select, update
+from sqlalchemy import ColumnElement, case, delete, false, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from workflow_engine.db.tables import login_throttle
 
 ACCOUNT_WIDE = "*"
+# 2**40 base intervals exceed any sensible maximum; capping the exponent keeps the arithmetic
+# finite (an uncapped 2**n overflows timedelta after a few dozen failures).
+_MAX_EXPONENT = 40
 
 
 @dataclass(frozen=True)
@@ -35,6 +40,14 @@ class ThrottlePolicy:
     account_lock: timedelta = timedelta(minutes=15)
 
 
+class LoginThrottled(Exception):
+    """This client must wait before trying this account again."""
+
+    def __init__(self, wait: timedelta) -> None:
+        super().__init__(f"wait {wait.total_seconds():.3f} s")
+        self.wait = wait
+
+
 def subject_of(email: str) -> str:
     return hashlib.sha256(email.encode()).hexdigest()
 
@@ -43,51 +56,58 @@ def _address(client_address: str | None) -> str:
     return (client_address or "unknown")[:64]
 
 
-async def wait_needed(
-    conn: AsyncConnection, email: str, client_address: str | None, now: datetime
-) -> timedelta | None:
-    """How long this client must wait before trying this account again, if at all."""
-    rows = await conn.execute(
-        select(login_throttle.c.blocked_until).where(
-            login_throttle.c.subject == subject_of(email),
-            login_throttle.c.client_address.in_([_address(client_address), ACCOUNT_WIDE]),
-            login_throttle.c.blocked_until > now,
-        )
-    )
-    waits = [blocked_until - now for blocked_until in rows.scalars()]
-    return max(waits) if waits else None
-
-
-async def record_failure(
+async def admit(
     conn: AsyncConnection,
     email: str,
     client_address: str | None,
     now: datetime,
     policy: ThrottlePolicy,
 ) -> None:
-    subject = subject_of(email)
-    pair_failures = await _count(conn, subject, _address(client_address), now, window=None)
+    """Count this attempt as a failure before its password is checked, or refuse it.
+
+    Raises `LoginThrottled` when the pair or the account must wait. Run it in a write
+    transaction of its own: the refusal rolls the transaction back, so it is not counted.
+    """
+    subject, address = subject_of(email), _address(client_address)
+    pair_failures, pair_blocked = await _bump(conn, subject, address, now, window=None)
+    account_failures, account_blocked = await _bump(
+        conn, subject, ACCOUNT_WIDE, now, policy.account_window
+    )
+    waits = [until - now for until in (pair_blocked, account_blocked) if until and until > now]
+    if waits:
+        raise LoginThrottled(max(waits))
     if pair_failures >= policy.after:
-        delay = min(policy.base * 2 ** (pair_failures - policy.after), policy.maximum)
-        await _block(conn, subject, _address(client_address), now + delay)
-    account_failures = await _count(conn, subject, ACCOUNT_WIDE, now, policy.account_window)
+        exponent = min(pair_failures - policy.after, _MAX_EXPONENT)
+        await _block(conn, subject, address, now + min(policy.base * 2**exponent, policy.maximum))
     if account_failures >= policy.account_limit:
         await _block(conn, subject, ACCOUNT_WIDE, now + policy.account_lock)
 
 
-async def record_success(conn: AsyncConnection, email: str, client_address: str | None) -> None:
+async def forgive(conn: AsyncConnection, email: str, client_address: str | None) -> None:
+    """A success: the pair starts afresh, and the account takes back this attempt's count."""
+    subject = subject_of(email)
     await conn.execute(
         delete(login_throttle).where(
-            login_throttle.c.subject == subject_of(email),
+            login_throttle.c.subject == subject,
             login_throttle.c.client_address == _address(client_address),
         )
     )
+    await conn.execute(
+        update(login_throttle)
+        .where(
+            login_throttle.c.subject == subject,
+            login_throttle.c.client_address == ACCOUNT_WIDE,
+            login_throttle.c.failures > 0,
+        )
+        .values(failures=login_throttle.c.failures - 1)
+    )
 
 
-async def _count(
+async def _bump(
     conn: AsyncConnection, subject: str, address: str, now: datetime, window: timedelta | None
-) -> int:
-    """Add one failure atomically (an upsert); a counter whose window has passed restarts."""
+) -> tuple[int, datetime | None]:
+    """Add one to a counter atomically; a counter whose window has passed restarts.
+    Returns the new count and the block in force."""
     insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
     values = insert(login_throttle).values(
         subject=subject, client_address=address, failures=1, window_started_at=now
@@ -101,8 +121,10 @@ async def _count(
             "failures": case((expired, 1), else_=login_throttle.c.failures + 1),
             "window_started_at": case((expired, now), else_=login_throttle.c.window_started_at),
         },
-    ).returning(login_throttle.c.failures)
-    return int((await conn.execute(stmt)).scalar_one())
+    ).returning(login_throttle.c.failures, login_throttle.c.blocked_until)
+    row = (await conn.execute(stmt)).one()
+    blocked_until: datetime | None = row.blocked_until
+    return int(row.failures), blocked_until
 
 
 async def _block(conn: AsyncConnection, subject: str, address: str, until: datetime) -> None:

@@ -34,7 +34,12 @@ from workflow_engine.auth.audit import (
 from workflow_engine.auth.login_throttle import ThrottlePolicy
 from workflow_engine.auth.passwords import Passwords
 from workflow_engine.auth.principal import Principal, UserSession
-from workflow_engine.auth.tokens import InvalidTokenError, IssuedToken, TokenIssuer
+from workflow_engine.auth.tokens import (
+    AccessClaims,
+    InvalidTokenError,
+    IssuedToken,
+    TokenIssuer,
+)
 from workflow_engine.db import Database
 from workflow_engine.errors import InvalidInput, TooManyRequests, Unauthorized
 
@@ -75,16 +80,18 @@ class AuthService:
 
     async def login(self, email: str, password: str, origin: RequestOrigin) -> Session:
         email = store.normalise_email(email)
-        async with self.db.read() as conn:
-            wait = await login_throttle.wait_needed(
-                conn, email, origin.client_address, datetime.now(UTC)
-            )
-            user = None if wait else await store.find_user_by_email(conn, email)
-        if wait:
+        try:
+            async with self.db.transaction() as conn:
+                await login_throttle.admit(
+                    conn, email, origin.client_address, datetime.now(UTC), self.throttle
+                )
+        except login_throttle.LoginThrottled as exc:
             raise TooManyRequests(
                 "too many failed logins for this account; try again later",
-                retry_after=wait.total_seconds(),
-            )
+                retry_after=exc.wait.total_seconds(),
+            ) from None
+        async with self.db.read() as conn:
+            user = await store.find_user_by_email(conn, email)
         matched = await self.passwords.verify(user.password_hash if user else None, password)
         if user is None or not matched or not user.is_active:
             await self._record_login_failure(email, user, origin)
@@ -95,16 +102,22 @@ class AuthService:
             else None
         )
         async with self.db.transaction() as conn:
-            await login_throttle.record_success(conn, email, origin.client_address)
-            if new_hash is not None:
+            # Issue from the row as it is now, held until commit: a demotion or deactivation
+            # that raced with the password check either shows here or waits for this commit
+            # and then outdates the token's generation.
+            current = await store.lock_user(conn, user.id)
+            if current is None or not current.is_active:
+                raise Unauthorized(_BAD_CREDENTIALS)
+            await login_throttle.forgive(conn, email, origin.client_address)
+            if new_hash is not None and current.password_hash == user.password_hash:
                 await store.set_password_hash(conn, user.id, new_hash)
-            session = await self._open_session(conn, user, uuid.uuid4())
+            session = await self._open_session(conn, current, uuid.uuid4())
             await record_user_event(
                 conn,
-                tenant_id=user.tenant_id,
-                user_id=user.id,
+                tenant_id=current.tenant_id,
+                user_id=current.id,
                 event_type="LoginSucceeded",
-                actor=f"user:{user.id}",
+                actor=f"user:{current.id}",
                 origin=origin,
                 data={"session_id": str(session.access.claims.session_id)},
             )
@@ -114,9 +127,6 @@ class AuthService:
         self, email: str, user: store.User | None, origin: RequestOrigin
     ) -> None:
         async with self.db.transaction() as conn:
-            await login_throttle.record_failure(
-                conn, email, origin.client_address, datetime.now(UTC), self.throttle
-            )
             if user is None:
                 await record(
                     conn,
@@ -153,7 +163,11 @@ class AuthService:
             expires_at=refresh_expires_at,
         )
         access = self.tokens.issue(
-            user_id=user.id, tenant_id=user.tenant_id, role=user.role, session_id=family_id
+            user_id=user.id,
+            tenant_id=user.tenant_id,
+            role=user.role,
+            session_id=family_id,
+            generation=user.token_generation,
         )
         return Session(access, refresh_token, refresh_expires_at, user)
 
@@ -168,8 +182,8 @@ class AuthService:
                 raise Unauthorized("the refresh token is not valid")
             if stored.expires_at <= datetime.now(UTC):
                 raise Unauthorized("the refresh token has expired")
-            user = await store.get_user(conn, stored.tenant_id, stored.user_id)
-            if user is None or not user.is_active:
+            user = await store.lock_user(conn, stored.user_id)
+            if user is None or user.tenant_id != stored.tenant_id or not user.is_active:
                 raise Unauthorized("the refresh token is not valid")
             if not await store.mark_refresh_token_used(conn, stored.id):
                 # Used before, or revoked: someone holds a copy. End the whole session.
@@ -254,14 +268,13 @@ class AuthService:
             claims = self.tokens.verify(token)
         except InvalidTokenError as exc:
             raise Unauthorized(str(exc)) from None
-        standing = await self._standing_of(claims.token_id, claims.tenant_id, claims.user_id)
+        standing = await self._standing_of(claims)
         if standing.revoked:
             raise Unauthorized("the token has been revoked")
         if not standing.user_active:
             raise Unauthorized("the account is deactivated")
-        valid_after = standing.tokens_valid_after
-        if valid_after is not None and claims.issued_at < valid_after:
-            raise Unauthorized("the token has been revoked")
+        if claims.generation != standing.token_generation:
+            raise Unauthorized("the token has been revoked")  # role changed since it was issued
         return Principal(
             kind="user",
             subject_id=claims.user_id,
@@ -270,16 +283,19 @@ class AuthService:
             session=UserSession(claims.token_id, claims.session_id, claims.expires_at),
         )
 
-    async def _standing_of(
-        self, jti: str, tenant_id: uuid.UUID, user_id: uuid.UUID
-    ) -> store.TokenStanding:
+    async def _standing_of(self, claims: AccessClaims) -> store.TokenStanding:
+        jti = claims.token_id
         now = time.monotonic()
         cached = self._standing.get(jti)
         if cached is not None and now - cached[0] < STANDING_TTL:
             return cached[1]
         async with self.db.read() as conn:
             standing = await store.token_standing(
-                conn, jti=jti, tenant_id=tenant_id, user_id=user_id
+                conn,
+                jti=jti,
+                session_id=claims.session_id,
+                tenant_id=claims.tenant_id,
+                user_id=claims.user_id,
             )
         if len(self._standing) >= _STANDING_CACHE_LIMIT:
             self._standing.clear()  # bounded memory; the next second refills what is hot

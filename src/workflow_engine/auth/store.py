@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from sqlalchemy import Row, exists, func, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -36,7 +37,7 @@ class User:
     role: Role
     is_active: bool
     password_hash: str
-    tokens_valid_after: datetime
+    token_generation: int
     created_at: datetime
 
     @classmethod
@@ -49,7 +50,7 @@ class User:
             role=Role(m["role"]),
             is_active=m["is_active"],
             password_hash=m["password_hash"],
-            tokens_valid_after=m["tokens_valid_after"],
+            token_generation=m["token_generation"],
             created_at=m["created_at"],
         )
 
@@ -106,7 +107,7 @@ async def create_user(
         "password_hash": password_hash,
         "role": role.value,
         "is_active": True,
-        "tokens_valid_after": now,
+        "token_generation": 0,
         "created_at": now,
         "updated_at": now,
     }
@@ -122,7 +123,7 @@ async def create_user(
         role=role,
         is_active=True,
         password_hash=password_hash,
-        tokens_valid_after=now,
+        token_generation=0,
         created_at=now,
     )
 
@@ -139,6 +140,17 @@ async def get_user(conn: AsyncConnection, tenant_id: uuid.UUID, user_id: uuid.UU
             select(users).where(users.c.tenant_id == tenant_id, users.c.id == user_id)
         )
     ).first()
+    return User.from_row(row) if row else None
+
+
+async def lock_user(conn: AsyncConnection, user_id: uuid.UUID) -> User | None:
+    """Re-read a user inside a write transaction, holding it against concurrent changes until
+    commit (FOR SHARE on PostgreSQL; SQLite's write transaction already excludes writers), so
+    that a token issued here carries the role and generation that are current at commit."""
+    stmt = select(users).where(users.c.id == user_id)
+    if conn.dialect.name == "postgresql":
+        stmt = stmt.with_for_update(read=True)
+    row = (await conn.execute(stmt)).first()
     return User.from_row(row) if row else None
 
 
@@ -229,40 +241,50 @@ async def revoke_refresh_family(conn: AsyncConnection, family_id: uuid.UUID) -> 
 async def revoke_access_token(
     conn: AsyncConnection, *, jti: str, tenant_id: uuid.UUID, expires_at: datetime
 ) -> None:
-    already = await conn.execute(select(exists().where(revoked_tokens.c.jti == jti)))
-    if already.scalar_one():
-        return
+    insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
+    # Two logouts with one token at once: the second finds the row and does nothing.
     await conn.execute(
-        revoked_tokens.insert().values(
-            jti=jti, tenant_id=tenant_id, expires_at=expires_at, revoked_at=datetime.now(UTC)
-        )
+        insert(revoked_tokens)
+        .values(jti=jti, tenant_id=tenant_id, expires_at=expires_at, revoked_at=datetime.now(UTC))
+        .on_conflict_do_nothing(index_elements=[revoked_tokens.c.jti])
     )
 
 
 @dataclass(frozen=True)
 class TokenStanding:
-    """What the database says about an access token's subject right now."""
+    """What the database says about an access token right now."""
 
     user_active: bool
-    tokens_valid_after: datetime | None
-    revoked: bool
+    token_generation: int
+    revoked: bool  # the token itself was logged out, or its session was ended
 
 
 async def token_standing(
-    conn: AsyncConnection, *, jti: str, tenant_id: uuid.UUID, user_id: uuid.UUID
+    conn: AsyncConnection,
+    *,
+    jti: str,
+    session_id: uuid.UUID,
+    tenant_id: uuid.UUID,
+    user_id: uuid.UUID,
 ) -> TokenStanding:
+    token_revoked = exists().where(revoked_tokens.c.jti == jti)
+    # Logout and refresh-token reuse revoke the whole session (the refresh family): every
+    # access token issued in it goes with it, not only the one presented.
+    session_revoked = exists().where(
+        refresh_tokens.c.family_id == session_id, refresh_tokens.c.revoked_at.is_not(None)
+    )
     row = (
         await conn.execute(
             select(
                 users.c.is_active,
-                users.c.tokens_valid_after,
-                exists().where(revoked_tokens.c.jti == jti).label("revoked"),
+                users.c.token_generation,
+                (token_revoked | session_revoked).label("revoked"),
             ).where(users.c.id == user_id, users.c.tenant_id == tenant_id)
         )
     ).first()
     if row is None:
-        return TokenStanding(user_active=False, tokens_valid_after=None, revoked=True)
-    return TokenStanding(bool(row.is_active), row.tokens_valid_after, bool(row.revoked))
+        return TokenStanding(user_active=False, token_generation=-1, revoked=True)
+    return TokenStanding(bool(row.is_active), int(row.token_generation), bool(row.revoked))
 
 
 async def list_users(
@@ -284,14 +306,13 @@ async def update_user(
     is_active: bool | None = None,
     revoke_tokens: bool = False,
 ) -> None:
-    now = datetime.now(UTC)
-    values: dict[str, object] = {"updated_at": now}
+    values: dict[str, object] = {"updated_at": datetime.now(UTC)}
     if role is not None:
         values["role"] = role.value
     if is_active is not None:
         values["is_active"] = is_active
     if revoke_tokens:
-        values["tokens_valid_after"] = now
+        values["token_generation"] = users.c.token_generation + 1
     await conn.execute(
         update(users).where(users.c.tenant_id == tenant_id, users.c.id == user_id).values(values)
     )

@@ -16,7 +16,7 @@ import jwt
 from workflow_engine.auth.permissions import Role
 from workflow_engine.auth.signing_keys import SigningKey
 
-REQUIRED_CLAIMS = ["sub", "tid", "role", "sid", "jti", "iat", "nbf", "exp", "iss", "aud"]
+REQUIRED_CLAIMS = ["sub", "tid", "role", "sid", "gen", "jti", "iat", "nbf", "exp", "iss", "aud"]
 
 
 class InvalidTokenError(Exception):
@@ -29,6 +29,7 @@ class AccessClaims:
     tenant_id: uuid.UUID
     role: Role
     session_id: uuid.UUID  # the refresh-token family this token was issued with
+    generation: int  # the user's token generation when it was issued
     token_id: str
     issued_at: datetime
     expires_at: datetime
@@ -57,7 +58,13 @@ class TokenIssuer:
         self.leeway = leeway
 
     def issue(
-        self, *, user_id: uuid.UUID, tenant_id: uuid.UUID, role: Role, session_id: uuid.UUID
+        self,
+        *,
+        user_id: uuid.UUID,
+        tenant_id: uuid.UUID,
+        role: Role,
+        session_id: uuid.UUID,
+        generation: int,
     ) -> IssuedToken:
         now = datetime.now(UTC)
         expires = int((now + self.lifetime).timestamp())
@@ -66,6 +73,7 @@ class TokenIssuer:
             tenant_id=tenant_id,
             role=role,
             session_id=session_id,
+            generation=generation,
             token_id=secrets.token_urlsafe(16),
             issued_at=now,
             expires_at=datetime.fromtimestamp(expires, UTC),
@@ -75,9 +83,8 @@ class TokenIssuer:
             "tid": str(tenant_id),
             "role": role.value,
             "sid": str(session_id),
+            "gen": generation,
             "jti": claims.token_id,
-            # Sub-second `iat` (RFC 7519 allows it) so that a revocation "before now" can never
-            # spare a token issued earlier in the same second.
             "iat": now.timestamp(),
             "nbf": int(now.timestamp()),
             "exp": expires,
@@ -110,6 +117,7 @@ class TokenIssuer:
                 tenant_id=uuid.UUID(payload["tid"]),
                 role=Role(payload["role"]),
                 session_id=uuid.UUID(payload["sid"]),
+                generation=int(payload["gen"]),
                 token_id=str(payload["jti"]),
                 issued_at=datetime.fromtimestamp(payload["iat"], UTC),
                 expires_at=datetime.fromtimestamp(payload["exp"], UTC),

@@ -73,8 +73,9 @@ users = Table(
     Column("password_hash", String(255), nullable=False),
     Column("role", String(20), nullable=False),
     Column("is_active", Boolean(), nullable=False),
-    # Access tokens issued before this instant are refused (deactivation, password change).
-    Column("tokens_valid_after", UTCDateTime(), nullable=False),
+    # Access tokens carry the generation they were issued in; a role change or deactivation
+    # increments it, and tokens of earlier generations are refused.
+    Column("token_generation", Integer(), nullable=False, server_default="0"),
     Column("created_at", UTCDateTime(), nullable=False),
     Column("updated_at", UTCDateTime(), nullable=False),
 )

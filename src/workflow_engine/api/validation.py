@@ -1,0 +1,31 @@
+"""Input types that every database accepts: PostgreSQL refuses NUL characters and strings that
+are not valid UTF-8 (lone surrogates), which Python and SQLite let through (DESIGN trap 7)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import AfterValidator
+
+
+def storable_text(value: str) -> str:
+    if "\x00" in value:
+        raise ValueError("must not contain the NUL character")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError("must be valid Unicode text") from None
+    return value
+
+
+def is_storable_text(value: object) -> bool:
+    if not isinstance(value, str):
+        return False
+    try:
+        storable_text(value)
+    except ValueError:
+        return False
+    return True
+
+
+StorableText = Annotated[str, AfterValidator(storable_text)]
