@@ -15,9 +15,10 @@ from fastapi import Depends, Request
 
 from workflow_engine.api.client_address import ClientAddresses
 from workflow_engine.bootstrap import ServiceBootstrapManager
-from workflow_engine.bootstrap.core_services import DatabaseService
+from workflow_engine.bootstrap.core_services import DatabaseService, EventStoreService
 from workflow_engine.config import Settings
 from workflow_engine.db import Database
+from workflow_engine.events.notifier import LogNotifier
 from workflow_engine.observability.request_stats import RequestStats
 
 T = TypeVar("T")
@@ -55,3 +56,10 @@ async def get_database(context: Context) -> Database:
 
 
 DatabaseDep = Annotated[Database, Depends(get_database)]
+
+
+async def get_log_notifier(context: Context) -> LogNotifier:
+    return context.service("events", EventStoreService).notifier
+
+
+LogNotifierDep = Annotated[LogNotifier, Depends(get_log_notifier)]

@@ -7,19 +7,23 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Path, Query, Response
+import anyio
+from fastapi import APIRouter, Header, Path, Query, Response
 from pydantic import BaseModel, ConfigDict, Field
+from sse_starlette import EventSourceResponse
 
-from workflow_engine.api.context import DatabaseDep
+from workflow_engine.api.context import DatabaseDep, LogNotifierDep
 from workflow_engine.api.pagination import Cursor, Limit, Page, decode_cursor, encode_cursor
 from workflow_engine.api.security import Origin, require
 from workflow_engine.auth.permissions import Permission
 from workflow_engine.auth.principal import Principal
 from workflow_engine.errors import InvalidInput, NotFound
 from workflow_engine.events.client_events import append_client_event
+from workflow_engine.events.follower import LogFollower
 from workflow_engine.events.store import (
     RecordedEvent,
     current_version,
+    log_head,
     read_aggregate,
     search_events,
 )
@@ -160,6 +164,48 @@ async def audit_trail(
     page, more = found[:limit], len(found) > limit
     next_cursor = encode_cursor({"position": page[-1].position}) if more else None
     return Page[EventView](items=[_view(e) for e in page], next_cursor=next_cursor)
+
+
+@router.get(
+    "/api/v1/events/stream",
+    summary="Server-sent events: the tenant's events as they are appended",
+    response_class=EventSourceResponse,
+    responses={200: {"content": {"text/event-stream": {}}, "description": "An endless stream"}},
+)
+async def stream_events(
+    principal: Annotated[Principal, require(Permission.events_read)],
+    db: DatabaseDep,
+    notifier: LogNotifierDep,
+    after: Annotated[
+        int | None, Query(ge=0, le=2**63 - 1, description="Resume after this position.")
+    ] = None,
+    aggregate_id: Annotated[str | None, Query(pattern=AGGREGATE_ID)] = None,
+    aggregate_type: Annotated[str | None, Query(pattern=AGGREGATE_TYPE)] = None,
+    event_type_prefix: Annotated[str | None, Query(pattern=r"^[A-Za-z0-9_.:-]{1,200}$")] = None,
+    last_event_id: Annotated[
+        str | None, Header(alias="Last-Event-ID", pattern=r"^\d{1,19}$")
+    ] = None,
+) -> EventSourceResponse:
+    """Each message: `id` = the event's position, `event` = its type, `data` = the event as
+    JSON. Reconnecting with `Last-Event-ID` (or `?after=`) resumes exactly after that event,
+    however old. Without either, the stream starts at the present. A comment every 15 s keeps
+    idle connections open through proxies."""
+    if last_event_id is not None:
+        start = int(last_event_id)
+    elif after is not None:
+        start = after
+    else:
+        async with db.tenant_read(principal.tenant_id) as conn:
+            start = await log_head(conn)
+    follow = LogFollower(
+        db, notifier, principal.tenant_id, start,
+        aggregate_id=aggregate_id, aggregate_type=aggregate_type, type_prefix=event_type_prefix,
+    )  # fmt: skip
+    stop = anyio.Event()  # set by sse-starlette when the server begins to shut down
+    return EventSourceResponse(
+        follow.messages(stop), ping=15, send_timeout=30, shutdown_event=stop,
+        shutdown_grace_period=2,
+    )  # fmt: skip
 
 
 @router.get("/api/v1/events/{aggregate_id}", summary="An aggregate's events, in order")

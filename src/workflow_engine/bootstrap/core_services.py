@@ -18,6 +18,7 @@ from workflow_engine.config import Settings, development_jwt_secret
 from workflow_engine.db import Database
 from workflow_engine.db.migrate import head_revisions, pending_revisions
 from workflow_engine.events import EventStore
+from workflow_engine.events.notifier import LogNotifier
 from workflow_engine.ratelimit.gcra import Limit
 from workflow_engine.ratelimit.limiter import RateLimiter
 from workflow_engine.ratelimit.policy import RateLimitPolicy
@@ -249,6 +250,7 @@ class EventStoreService:
     def __init__(self, database: DatabaseService) -> None:
         self._database = database
         self._store: EventStore | None = None
+        self._notifier: LogNotifier | None = None
 
     @property
     def store(self) -> EventStore:
@@ -256,10 +258,20 @@ class EventStoreService:
             raise RuntimeError("the event store service has not started")
         return self._store
 
+    @property
+    def notifier(self) -> LogNotifier:
+        if self._notifier is None:
+            raise RuntimeError("the event store service has not started")
+        return self._notifier
+
     async def start(self) -> None:
         self._store = EventStore(self._database.database)
+        self._notifier = LogNotifier(self._database.database)
+        await self._notifier.start()
 
     async def stop(self) -> None:
+        if self._notifier is not None:
+            await self._notifier.stop()
         self._store = None
 
     async def check_health(self) -> Health:

@@ -33,6 +33,8 @@ from workflow_engine.db.tables import events
 from workflow_engine.errors import ConcurrencyConflict, Conflict
 from workflow_engine.events.storable import check_document, check_name
 
+# PostgreSQL channel that wakes log followers when an appending transaction commits.
+NOTIFY_CHANNEL = "workflow_engine_events"
 # How often an append without an expected version retries after losing a race.
 _MAX_UNCONDITIONAL_RETRIES = 5
 
@@ -190,6 +192,9 @@ async def _insert(
     async with conn.begin_nested():
         result = await conn.execute(events.insert().returning(*_COLUMNS), rows)
         stored = [RecordedEvent.from_row(row) for row in result]
+    if conn.dialect.name == "postgresql":
+        # Delivered at commit, and only then: followers never wake before the rows are visible.
+        await conn.execute(select(func.pg_notify(NOTIFY_CHANNEL, "")))
     return sorted(stored, key=lambda e: e.version)
 
 

@@ -1,0 +1,124 @@
+"""Wake-ups for log followers: "the log may have grown, read it again".
+
+A wake-up carries no events — followers always read from the database, so a missed or
+spurious wake-up costs latency, never correctness. Sources:
+
+- a poller that watches the highest position (every `POLL_INTERVAL`), which sees appends from
+  any process on SQLite and PostgreSQL alike;
+- on PostgreSQL, a dedicated LISTEN connection outside the pool (DESIGN trap 5) that wakes
+  followers as soon as an appending transaction commits (`append_events` sends the NOTIFY);
+  it reconnects after a database restart and wakes everyone once connected, since
+  notifications sent while it was away are lost.
+
+Followers also re-read after `FOLLOW_TIMEOUT` without any wake-up: an event below a late
+commit only becomes visible when the older transaction ends, which no append announces.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import Any
+
+import structlog
+
+from workflow_engine.db import Database
+from workflow_engine.events.store import NOTIFY_CHANNEL, last_position
+
+logger = structlog.get_logger(__name__)
+
+POLL_INTERVAL = 0.25
+FOLLOW_TIMEOUT = 1.0
+_RECONNECT_MAX = 10.0
+
+
+class LogNotifier:
+    def __init__(self, db: Database) -> None:
+        self._db = db
+        self._changed = asyncio.Condition()
+        self._generation = 0
+        self._tasks: list[asyncio.Task[None]] = []
+        self.listening = False
+
+    async def start(self) -> None:
+        self._tasks.append(asyncio.create_task(self._poll(), name="event-log-poller"))
+        if not self._db.is_sqlite:
+            self._tasks.append(asyncio.create_task(self._listen(), name="event-log-listener"))
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks.clear()
+
+    async def wake(self) -> None:
+        async with self._changed:
+            self._generation += 1
+            self._changed.notify_all()
+
+    async def wait(self, timeout: float = FOLLOW_TIMEOUT) -> None:
+        """Return on the next wake-up, or after `timeout` seconds, whichever comes first."""
+        async with self._changed:
+            seen = self._generation
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(
+                    self._changed.wait_for(lambda: self._generation != seen), timeout
+                )
+
+    async def _poll(self) -> None:
+        seen = -1
+        while True:
+            try:
+                async with self._db.read() as conn:
+                    head = await last_position(conn)
+                if head != seen:
+                    seen = head
+                    await self.wake()
+            except Exception as exc:  # the database is away: health reports it; keep trying
+                logger.debug("event log poll failed", error=type(exc).__name__)
+            await asyncio.sleep(POLL_INTERVAL)
+
+    async def _listen(self) -> None:
+        import asyncpg
+
+        url = self._db.url
+        delay = 0.5
+        while True:
+            connection: Any = None
+            try:
+                connection = await asyncpg.connect(
+                    host=url.host, port=url.port or 5432, user=url.username,
+                    password=url.password, database=url.database, timeout=10,
+                )  # fmt: skip
+                await connection.add_listener(NOTIFY_CHANNEL, self._notified)
+                self.listening = True
+                delay = 0.5
+                await self.wake()  # catch up: notifications sent while away are lost
+                await self._until_closed(connection)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                logger.warning("event log listener disconnected", error=type(exc).__name__)
+            finally:
+                self.listening = False
+                if connection is not None and not connection.is_closed():
+                    await connection.close()
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, _RECONNECT_MAX)
+
+    @staticmethod
+    async def _until_closed(connection: Any) -> None:
+        """Return when the connection is gone; a cheap query every few seconds notices a
+        connection that died without telling us (a restarted server, a dropped network)."""
+        closed = asyncio.Event()
+        connection.add_termination_listener(lambda _connection: closed.set())
+        while not closed.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(closed.wait(), 5.0)
+            if not closed.is_set():
+                await connection.execute("SELECT 1")
+
+    def _notified(self, *_args: object) -> None:
+        asyncio.get_running_loop().create_task(self.wake())
