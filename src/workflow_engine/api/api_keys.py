@@ -10,7 +10,7 @@ from fastapi import APIRouter, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from workflow_engine.api.context import DatabaseDep
-from workflow_engine.api.pagination import Cursor, Limit, Page, decode_cursor, encode_cursor
+from workflow_engine.api.pagination import Cursor, Limit, Page, decode_cursor, page_of
 from workflow_engine.api.security import Origin, require
 from workflow_engine.auth import api_keys
 from workflow_engine.auth.permissions import Permission, Role
@@ -95,9 +95,7 @@ async def list_api_keys(
         raise InvalidInput("the cursor is not one this server issued") from None
     async with db.tenant_read(admin.tenant_id) as conn:
         found = await api_keys.list_api_keys(conn, admin.tenant_id, after_id=after, limit=limit + 1)
-    page, more = found[:limit], len(found) > limit
-    next_cursor = encode_cursor({"id": str(page[-1].id)}) if more else None
-    return Page[ApiKeyView](items=[_view(k) for k in page], next_cursor=next_cursor)
+    return page_of(found, limit, _view, lambda key: {"id": str(key.id)})
 
 
 @router.delete("/{key_id}", status_code=204, summary="Revoke an API key")

@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from sse_starlette import EventSourceResponse
 
 from workflow_engine.api.context import DatabaseDep, LogNotifierDep
-from workflow_engine.api.pagination import Cursor, Limit, Page, decode_cursor, encode_cursor
+from workflow_engine.api.pagination import Cursor, Limit, Page, decode_cursor, page_of
 from workflow_engine.api.security import Origin, require
 from workflow_engine.auth.permissions import Permission
 from workflow_engine.auth.principal import Principal
@@ -90,18 +90,7 @@ class EventView(BaseModel):
 
 
 def _view(event: RecordedEvent) -> EventView:
-    return EventView(
-        event_id=event.event_id,
-        position=event.position,
-        aggregate_type=event.aggregate_type,
-        aggregate_id=event.aggregate_id,
-        version=event.version,
-        event_type=event.event_type,
-        schema_version=event.schema_version,
-        data=event.data,
-        metadata=event.metadata,
-        recorded_at=event.recorded_at,
-    )
+    return EventView.model_validate(event, from_attributes=True)
 
 
 @router.post(
@@ -161,9 +150,7 @@ async def audit_trail(
             conn, principal.tenant_id, event_type=event_type, aggregate_type=aggregate_type,
             actor=actor, since=since, until=until, after_position=start, limit=limit + 1,
         )  # fmt: skip
-    page, more = found[:limit], len(found) > limit
-    next_cursor = encode_cursor({"position": page[-1].position}) if more else None
-    return Page[EventView](items=[_view(e) for e in page], next_cursor=next_cursor)
+    return page_of(found, limit, _view, lambda event: {"position": event.position})
 
 
 @router.get(
@@ -225,6 +212,4 @@ async def aggregate_events(
         )
         if not found and await current_version(conn, principal.tenant_id, aggregate_id) == 0:
             raise NotFound(f"no aggregate {aggregate_id!r}")
-    page, more = found[:limit], len(found) > limit
-    next_cursor = encode_cursor({"version": page[-1].version}) if more else None
-    return Page[EventView](items=[_view(e) for e in page], next_cursor=next_cursor)
+    return page_of(found, limit, _view, lambda event: {"version": event.version})

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+from collections.abc import Callable, Sequence
 from typing import Annotated, Any, Generic, TypeVar
 
 from fastapi import Query
@@ -14,6 +15,7 @@ from workflow_engine.api.validation import is_storable_text
 from workflow_engine.errors import InvalidInput
 
 T = TypeVar("T")
+R = TypeVar("R")
 
 MAX_LIMIT = 200
 
@@ -65,3 +67,16 @@ def decode_cursor(cursor: str | None, **fields: type[int] | type[str]) -> dict[s
 
 
 _FOREIGN_CURSOR = "the cursor is not one this server issued"
+
+
+def page_of(
+    found: Sequence[R],
+    limit: int,
+    view: Callable[[R], T],
+    cursor_key: Callable[[R], dict[str, Any]],
+) -> Page[T]:
+    """The first `limit` rows as a page. Callers fetch `limit + 1` rows: the extra one only
+    says whether another page exists, and the cursor names the last row shown."""
+    shown = found[:limit]
+    next_cursor = encode_cursor(cursor_key(shown[-1])) if len(found) > limit else None
+    return Page[T](items=[view(row) for row in shown], next_cursor=next_cursor)

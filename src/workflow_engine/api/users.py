@@ -10,7 +10,7 @@ from fastapi import APIRouter, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from workflow_engine.api.context import DatabaseDep
-from workflow_engine.api.pagination import Cursor, Limit, Page, decode_cursor, encode_cursor
+from workflow_engine.api.pagination import Cursor, Limit, Page, decode_cursor, page_of
 from workflow_engine.api.security import AuthServiceDep, Origin, require
 from workflow_engine.api.validation import StorableText
 from workflow_engine.auth import accounts, store
@@ -82,9 +82,7 @@ async def list_users(
         found = await store.list_users(
             conn, admin.tenant_id, after_email=key["email"] if key else None, limit=limit + 1
         )
-    page, more = found[:limit], len(found) > limit
-    next_cursor = encode_cursor({"email": page[-1].email}) if more else None
-    return Page[UserDetail](items=[_detail(u) for u in page], next_cursor=next_cursor)
+    return page_of(found, limit, _detail, lambda user: {"email": user.email})
 
 
 @router.post("", status_code=201, summary="Create a user in the caller's tenant")
