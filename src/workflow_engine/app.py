@@ -34,6 +34,7 @@ from workflow_engine.bootstrap.core_services import (
 )
 from workflow_engine.bootstrap.lifecycle import ServiceBootstrapManagerBuilder, ServiceSpec
 from workflow_engine.config import Settings
+from workflow_engine.events.upcasting import Upcasters
 from workflow_engine.observability.access_log import AccessLogMiddleware
 from workflow_engine.observability.correlation import CorrelationIdMiddleware
 from workflow_engine.version import __version__
@@ -58,7 +59,9 @@ routers: tuple[APIRouter, ...] = (
 )
 
 
-def core_services(settings: Settings) -> ServiceBootstrapManagerBuilder:
+def core_services(
+    settings: Settings, upcasters: Upcasters | None = None
+) -> ServiceBootstrapManagerBuilder:
     """The services every server process runs, as a builder an embedder can extend."""
     database = DatabaseService(settings)
     return (
@@ -66,15 +69,21 @@ def core_services(settings: Settings) -> ServiceBootstrapManagerBuilder:
         .add_service("data_dir", DataDirectoryService(settings.data_dir), required=False)
         .add_service("database", database)
         .add_service("migrations", MigrationsService(database), depends_on=["database"])
-        .add_service("events", EventStoreService(database), depends_on=["database"])
+        .add_service("events", EventStoreService(database, upcasters), depends_on=["database"])
         .add_service("auth", AuthServiceProvider(settings, database), depends_on=["events"])
         .add_service("rate_limiter", RateLimiterService(settings))
     )
 
 
-def create_app(settings: Settings, *, services: Sequence[ServiceSpec] = ()) -> FastAPI:
-    """Build the application. `services` are added after the core ones (they may depend on them)."""
-    builder = core_services(settings)
+def create_app(
+    settings: Settings,
+    *,
+    services: Sequence[ServiceSpec] = (),
+    upcasters: Upcasters | None = None,
+) -> FastAPI:
+    """Build the application. `services` are added after the core ones (they may depend on
+    them); `upcasters` turn old event versions into current ones as they are read."""
+    builder = core_services(settings, upcasters)
     for spec in services:
         builder.add_service(
             spec.name, spec.service, depends_on=spec.depends_on, required=spec.required

@@ -20,6 +20,7 @@ from workflow_engine.auth.passwords import HashParameters, Passwords
 from workflow_engine.auth.permissions import Role
 from workflow_engine.bootstrap.core_services import DatabaseService
 from workflow_engine.db import Database
+from workflow_engine.events.upcasting import Upcasters
 from workflow_engine.observability.logging import configure_logging
 
 
@@ -59,7 +60,9 @@ UNLIMITED = {
 }
 
 
-def build_app(database_url: str, data_dir: Path, **env: str) -> FastAPI:
+def build_app(
+    database_url: str, data_dir: Path, upcasters: Upcasters | None = None, **env: str
+) -> FastAPI:
     settings, _ = load_settings(
         {
             "DATABASE_URL": database_url,
@@ -72,7 +75,7 @@ def build_app(database_url: str, data_dir: Path, **env: str) -> FastAPI:
         }
     )
     configure_logging(settings.log_level, "json")
-    app = create_app(settings)
+    app = create_app(settings, upcasters=upcasters)
     app.include_router(embedder_router)
     return app
 

@@ -18,6 +18,7 @@ from workflow_engine.bootstrap import ServiceBootstrapManager
 from workflow_engine.bootstrap.core_services import DatabaseService, EventStoreService
 from workflow_engine.config import Settings
 from workflow_engine.db import Database
+from workflow_engine.events import EventStore
 from workflow_engine.events.notifier import LogNotifier
 from workflow_engine.observability.request_stats import RequestStats
 
@@ -63,3 +64,10 @@ async def get_log_notifier(context: Context) -> LogNotifier:
 
 
 LogNotifierDep = Annotated[LogNotifier, Depends(get_log_notifier)]
+
+
+async def get_event_store(context: Context) -> EventStore:
+    return context.service("events", EventStoreService).store
+
+
+EventStoreDep = Annotated[EventStore, Depends(get_event_store)]

@@ -12,7 +12,7 @@ from fastapi import APIRouter, Header, Path, Query, Response
 from pydantic import BaseModel, ConfigDict, Field
 from sse_starlette import EventSourceResponse
 
-from workflow_engine.api.context import DatabaseDep, LogNotifierDep
+from workflow_engine.api.context import DatabaseDep, EventStoreDep, LogNotifierDep
 from workflow_engine.api.pagination import Cursor, Limit, Page, decode_cursor, page_of
 from workflow_engine.api.security import Origin, require
 from workflow_engine.auth.permissions import Permission
@@ -22,10 +22,6 @@ from workflow_engine.events.client_events import append_client_event
 from workflow_engine.events.follower import LogFollower
 from workflow_engine.events.store import (
     RecordedEvent,
-    current_version,
-    log_head,
-    read_aggregate,
-    search_events,
 )
 
 router = APIRouter(tags=["events"])
@@ -131,7 +127,7 @@ async def append_event(
 @router.get("/api/v1/events", summary="The tenant's audit trail, filtered")
 async def audit_trail(
     principal: Annotated[Principal, require(Permission.audit_read)],
-    db: DatabaseDep,
+    store: EventStoreDep,
     event_type: Annotated[str | None, Query(pattern=EVENT_TYPE)] = None,
     aggregate_type: Annotated[str | None, Query(pattern=AGGREGATE_TYPE)] = None,
     actor: Annotated[str | None, Query(pattern=r"^[A-Za-z0-9_.:@-]{1,100}$")] = None,
@@ -145,11 +141,10 @@ async def audit_trail(
     start = int(key["position"]) if key else after
     if since and until and since >= until:
         raise InvalidInput("`since` must be before `until`")
-    async with db.tenant_read(principal.tenant_id) as conn:
-        found = await search_events(
-            conn, principal.tenant_id, event_type=event_type, aggregate_type=aggregate_type,
-            actor=actor, since=since, until=until, after_position=start, limit=limit + 1,
-        )  # fmt: skip
+    found = await store.search(
+        principal.tenant_id, event_type=event_type, aggregate_type=aggregate_type, actor=actor,
+        since=since, until=until, after_position=start, limit=limit + 1,
+    )  # fmt: skip
     return page_of(found, limit, _view, lambda event: {"position": event.position})
 
 
@@ -161,7 +156,7 @@ async def audit_trail(
 )
 async def stream_events(
     principal: Annotated[Principal, require(Permission.events_read)],
-    db: DatabaseDep,
+    store: EventStoreDep,
     notifier: LogNotifierDep,
     after: Annotated[
         int | None, Query(ge=0, le=2**63 - 1, description="Resume after this position.")
@@ -182,10 +177,9 @@ async def stream_events(
     elif after is not None:
         start = after
     else:
-        async with db.tenant_read(principal.tenant_id) as conn:
-            start = await log_head(conn)
+        start = await store.log_head(principal.tenant_id)
     follow = LogFollower(
-        db, notifier, principal.tenant_id, start,
+        store, notifier, principal.tenant_id, start,
         aggregate_id=aggregate_id, aggregate_type=aggregate_type, type_prefix=event_type_prefix,
     )  # fmt: skip
     stop = anyio.Event()  # set by sse-starlette when the server begins to shut down
@@ -199,17 +193,16 @@ async def stream_events(
 async def aggregate_events(
     aggregate_id: Annotated[str, Path(pattern=AGGREGATE_ID)],
     principal: Annotated[Principal, require(Permission.events_read)],
-    db: DatabaseDep,
+    store: EventStoreDep,
     from_version: Annotated[int, Query(ge=1, le=INT32_MAX)] = 1,
     limit: Limit = 100,
     cursor: Cursor = None,
 ) -> Page[EventView]:
     key = decode_cursor(cursor, version=int)
     start = int(key["version"]) + 1 if key else from_version
-    async with db.tenant_read(principal.tenant_id) as conn:
-        found = await read_aggregate(
-            conn, principal.tenant_id, aggregate_id, from_version=start, limit=limit + 1
-        )
-        if not found and await current_version(conn, principal.tenant_id, aggregate_id) == 0:
-            raise NotFound(f"no aggregate {aggregate_id!r}")
+    found = await store.read_aggregate(
+        principal.tenant_id, aggregate_id, from_version=start, limit=limit + 1
+    )
+    if not found and not await store.aggregate_exists(principal.tenant_id, aggregate_id):
+        raise NotFound(f"no aggregate {aggregate_id!r}")
     return page_of(found, limit, _view, lambda event: {"version": event.version})

@@ -19,6 +19,7 @@ from workflow_engine.db import Database
 from workflow_engine.db.migrate import head_revisions, pending_revisions
 from workflow_engine.events import EventStore
 from workflow_engine.events.notifier import LogNotifier
+from workflow_engine.events.upcasting import Upcasters
 from workflow_engine.ratelimit.gcra import Limit
 from workflow_engine.ratelimit.limiter import RateLimiter
 from workflow_engine.ratelimit.policy import RateLimitPolicy
@@ -247,8 +248,9 @@ class RateLimiterService:
 class EventStoreService:
     """The event log, reachable by every later service."""
 
-    def __init__(self, database: DatabaseService) -> None:
+    def __init__(self, database: DatabaseService, upcasters: Upcasters | None = None) -> None:
         self._database = database
+        self._upcasters = upcasters or Upcasters()
         self._store: EventStore | None = None
         self._notifier: LogNotifier | None = None
 
@@ -265,7 +267,7 @@ class EventStoreService:
         return self._notifier
 
     async def start(self) -> None:
-        self._store = EventStore(self._database.database)
+        self._store = EventStore(self._database.database, self._upcasters)
         self._notifier = LogNotifier(self._database.database)
         await self._notifier.start()
 

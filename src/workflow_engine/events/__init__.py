@@ -1,7 +1,7 @@
 """The event log: the single source of truth every read model is folded from."""
 
+from workflow_engine.events.service import EventStore
 from workflow_engine.events.store import (
-    EventStore,
     NewEvent,
     RecordedEvent,
     append_events,

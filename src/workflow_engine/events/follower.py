@@ -13,9 +13,9 @@ from collections.abc import AsyncIterator
 import anyio
 from sse_starlette import ServerSentEvent
 
-from workflow_engine.db import Database
 from workflow_engine.events.notifier import FOLLOW_TIMEOUT, LogNotifier
-from workflow_engine.events.store import RecordedEvent, read_log
+from workflow_engine.events.service import EventStore
+from workflow_engine.events.store import RecordedEvent
 
 BATCH = 500
 
@@ -23,7 +23,7 @@ BATCH = 500
 class LogFollower:
     def __init__(
         self,
-        db: Database,
+        store: EventStore,
         notifier: LogNotifier,
         tenant_id: uuid.UUID,
         after: int,
@@ -32,7 +32,7 @@ class LogFollower:
         aggregate_type: str | None = None,
         type_prefix: str | None = None,
     ) -> None:
-        self._db = db
+        self._store = store
         self._notifier = notifier
         self._tenant_id = tenant_id
         self.cursor = after
@@ -51,10 +51,9 @@ class LogFollower:
         """Messages until `stop` is set (the server is shutting down): then the generator
         returns, and the response ends cleanly instead of being cut off."""
         while not stop.is_set():
-            async with self._db.tenant_read(self._tenant_id) as conn:
-                batch = await read_log(
-                    conn, after=self.cursor, limit=BATCH, tenant_id=self._tenant_id
-                )
+            batch = await self._store.read_log(
+                after=self.cursor, limit=BATCH, tenant_id=self._tenant_id
+            )
             for event in batch:
                 self.cursor = event.position
                 if self.wanted(event):

@@ -28,7 +28,6 @@ from sqlalchemy import BigInteger, Row, Text, cast, func, literal, select, tuple
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from workflow_engine.db import Database
 from workflow_engine.db.tables import events
 from workflow_engine.errors import ConcurrencyConflict, Conflict
 from workflow_engine.events.storable import check_document, check_name
@@ -322,60 +321,3 @@ async def last_position(conn: AsyncConnection) -> int:
     return int(
         (await conn.execute(select(func.coalesce(func.max(events.c.position), 0)))).scalar_one()
     )
-
-
-class EventStore:
-    """The event log as a service: the functions above, each in its own transaction.
-
-    Code that must update read models atomically with its events calls `append_events`
-    inside its own `db.transaction()` instead.
-    """
-
-    def __init__(self, db: Database) -> None:
-        self.db = db
-
-    async def append(
-        self,
-        *,
-        tenant_id: uuid.UUID,
-        aggregate_type: str,
-        aggregate_id: str,
-        new_events: Sequence[NewEvent],
-        expected_version: int | None,
-    ) -> list[RecordedEvent]:
-        async with self.db.transaction() as conn:
-            return await append_events(
-                conn,
-                tenant_id=tenant_id,
-                aggregate_type=aggregate_type,
-                aggregate_id=aggregate_id,
-                new_events=new_events,
-                expected_version=expected_version,
-            )
-
-    async def read_aggregate(
-        self,
-        tenant_id: uuid.UUID,
-        aggregate_id: str,
-        *,
-        from_version: int = 1,
-        limit: int | None = None,
-    ) -> list[RecordedEvent]:
-        async with self.db.read() as conn:
-            return await read_aggregate(
-                conn, tenant_id, aggregate_id, from_version=from_version, limit=limit
-            )
-
-    async def read_log(
-        self, *, after: int = 0, limit: int = 500, tenant_id: uuid.UUID | None = None
-    ) -> list[RecordedEvent]:
-        async with self.db.read() as conn:
-            return await read_log(conn, after=after, limit=limit, tenant_id=tenant_id)
-
-    async def last_position(self) -> int:
-        async with self.db.read() as conn:
-            return await last_position(conn)
-
-    async def log_head(self) -> int:
-        async with self.db.read() as conn:
-            return await log_head(conn)
