@@ -69,7 +69,11 @@ def core_services(
         .add_service("data_dir", DataDirectoryService(settings.data_dir), required=False)
         .add_service("database", database)
         .add_service("migrations", MigrationsService(database), depends_on=["database"])
-        .add_service("events", EventStoreService(database, upcasters), depends_on=["database"])
+        .add_service(
+            "events",
+            EventStoreService(database, upcasters, snapshot_every=settings.snapshot_every),
+            depends_on=["database"],
+        )
         .add_service("auth", AuthServiceProvider(settings, database), depends_on=["events"])
         .add_service("rate_limiter", RateLimiterService(settings))
     )

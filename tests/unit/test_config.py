@@ -68,6 +68,7 @@ SAMPLES: dict[str, tuple[Any, str, Any, Any]] = {
     "login_account_failure_limit": (20, "30", 20, 30),
     "login_account_window_seconds": (600, "1200", 600.0, 1200.0),
     "login_account_lock_seconds": (300, "450", 300.0, 450.0),
+    "snapshot_every": (50, "200", 50, 200),
     "rate_limit_per_minute": (120, "240", 120, 240),
     "rate_limit_tenant_per_minute": (300, "400", 300, 400),
     "rate_limit_tenant_burst": (50, "60", 50, 60),

@@ -248,8 +248,15 @@ class RateLimiterService:
 class EventStoreService:
     """The event log, reachable by every later service."""
 
-    def __init__(self, database: DatabaseService, upcasters: Upcasters | None = None) -> None:
+    def __init__(
+        self,
+        database: DatabaseService,
+        upcasters: Upcasters | None = None,
+        *,
+        snapshot_every: int = 100,
+    ) -> None:
         self._database = database
+        self._snapshot_every = snapshot_every
         self._upcasters = upcasters or Upcasters()
         self._store: EventStore | None = None
         self._notifier: LogNotifier | None = None
@@ -267,7 +274,9 @@ class EventStoreService:
         return self._notifier
 
     async def start(self) -> None:
-        self._store = EventStore(self._database.database, self._upcasters)
+        self._store = EventStore(
+            self._database.database, self._upcasters, snapshot_every=self._snapshot_every
+        )
         self._notifier = LogNotifier(self._database.database)
         await self._notifier.start()
 

@@ -141,6 +141,10 @@ class Settings(BaseSettings):
         900.0, gt=0, le=86400, description="How long every address then waits."
     )
 
+    snapshot_every: int = Field(
+        100, ge=1, le=1_000_000, description="Events folded before a new aggregate snapshot."
+    )
+
     rate_limit_per_minute: int = Field(
         60, ge=1, description="Sustained requests per minute per principal."
     )

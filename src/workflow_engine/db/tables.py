@@ -132,3 +132,16 @@ login_throttle = Table(
     Column("window_started_at", UTCDateTime(), nullable=False),
     Column("blocked_until", UTCDateTime(), nullable=True),
 )
+
+snapshots = Table(
+    "snapshots",
+    metadata,
+    Column("tenant_id", Uuid(), primary_key=True),
+    Column("aggregate_id", String(200), primary_key=True),
+    # Names the folded state's shape: a fold whose logic changes takes a new kind, so that
+    # snapshots of the old shape are ignored rather than misread.
+    Column("kind", String(100), primary_key=True),
+    Column("version", Integer(), nullable=False),
+    Column("state", JsonDocument, nullable=False),
+    Column("taken_at", UTCDateTime(), nullable=False),
+)

@@ -25,10 +25,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import BigInteger, Row, Text, cast, func, literal, select, tuple_
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from workflow_engine.db.tables import events
+from workflow_engine.db.tables import events, snapshots
 from workflow_engine.errors import ConcurrencyConflict, Conflict
 from workflow_engine.events.storable import check_document, check_name
 
@@ -321,3 +322,56 @@ async def last_position(conn: AsyncConnection) -> int:
     return int(
         (await conn.execute(select(func.coalesce(func.max(events.c.position), 0)))).scalar_one()
     )
+
+
+# --- snapshots ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    version: int
+    state: dict[str, Any]
+
+
+async def read_snapshot(
+    conn: AsyncConnection, tenant_id: uuid.UUID, aggregate_id: str, kind: str
+) -> Snapshot | None:
+    row = (
+        await conn.execute(
+            select(snapshots.c.version, snapshots.c.state).where(
+                snapshots.c.tenant_id == tenant_id,
+                snapshots.c.aggregate_id == aggregate_id,
+                snapshots.c.kind == kind,
+            )
+        )
+    ).first()
+    return Snapshot(row.version, row.state) if row else None
+
+
+async def save_snapshot(
+    conn: AsyncConnection,
+    tenant_id: uuid.UUID,
+    aggregate_id: str,
+    kind: str,
+    snapshot: Snapshot,
+) -> None:
+    """Keep the newer of the stored and the given snapshot (concurrent loaders may race)."""
+    check_document("state", snapshot.state)
+    insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
+    values = {
+        "tenant_id": tenant_id,
+        "aggregate_id": aggregate_id,
+        "kind": kind,
+        "version": snapshot.version,
+        "state": snapshot.state,
+        "taken_at": datetime.now(UTC),
+    }
+    stmt = insert(snapshots).values(**values)
+    await conn.execute(
+        stmt.on_conflict_do_update(
+            index_elements=[snapshots.c.tenant_id, snapshots.c.aggregate_id, snapshots.c.kind],
+            set_={"version": stmt.excluded.version, "state": stmt.excluded.state,
+                  "taken_at": stmt.excluded.taken_at},
+            where=snapshots.c.version < stmt.excluded.version,
+        )
+    )  # fmt: skip
