@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -181,3 +182,20 @@ async def test_event_data_has_its_own_size_limit(database_url: str, tmp_path: Pa
         )
     assert response.status_code == 422
     assert "the limit is 65536" in response.json()["detail"]
+
+
+async def test_concurrent_appenders_get_one_winner_per_version(accounts: Accounts) -> None:
+    token = await accounts.token(Role.operator)
+    client = accounts.client
+
+    async def append(expected: int, n: int) -> int:
+        response = await client.post(
+            "/events", headers=bearer(token), json=order_event(n, expected_version=expected)
+        )
+        return response.status_code
+
+    for version in range(3):
+        statuses = await asyncio.gather(*(append(version, n) for n in range(5)))
+        assert sorted(statuses) == [201, 409, 409, 409, 409], (version, statuses)
+    stored = (await client.get("/api/v1/events/order-1", headers=bearer(token))).json()["items"]
+    assert [e["version"] for e in stored] == [1, 2, 3]  # no gaps
