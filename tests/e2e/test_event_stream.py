@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
+import threading
+import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,6 +15,9 @@ import httpx
 import pytest
 
 from tests.e2e.conftest import Server, clean_environment
+from workflow_engine.config import to_async_url
+from workflow_engine.db import Database
+from workflow_engine.events import NewEvent, append_events
 
 pytestmark = pytest.mark.e2e
 
@@ -151,3 +158,64 @@ def test_shutdown_ends_open_streams_and_exits_0(
         for _ in stream.iter_lines():  # ends when the server closes the stream
             pass
     assert server.process.wait(15) == 0
+
+
+def test_the_stream_never_skips_an_event_committed_after_a_later_one(
+    installed_bin: Path, server_factory: type[Server], fresh_postgres_url: str
+) -> None:
+    """T1 takes a position and stays open; T2 (an API append) commits a later one. The live
+    stream must hold T2 back until T1 commits, then deliver both, T1 first."""
+    server = server_factory(env={**UNLIMITED, "DATABASE_URL": fresh_postgres_url}).start()
+    token = _operator_token(installed_bin, server)
+    headers = {"Authorization": f"Bearer {token}"}
+    tenant_id = uuid.UUID(
+        httpx.get(f"{server.url}/api/v1/auth/me", headers=headers).json()["tenant_id"]
+    )
+    received: list[dict[str, str]] = []
+
+    def listen() -> None:
+        with (
+            httpx.Client(base_url=server.url, headers=headers, timeout=30) as client,
+            client.stream("GET", "/api/v1/events/stream?aggregate_type=order") as stream,
+        ):
+            for message in _messages(stream):
+                received.append(message)
+                if len(received) == 2:
+                    return
+
+    listener = threading.Thread(target=listen, daemon=True)
+    listener.start()
+    time.sleep(1.0)  # the stream is open and at the head
+
+    async def hold_then_commit(commit: threading.Event) -> int:
+        db = Database(to_async_url(fresh_postgres_url), pool_size=1)
+        try:
+            async with db.write_connection() as conn:
+                transaction = await conn.begin()
+                [early] = await append_events(
+                    conn, tenant_id=tenant_id, aggregate_type="order", aggregate_id="slow",
+                    new_events=[NewEvent("ItemAdded", {"n": 1})], expected_version=0,
+                )  # fmt: skip
+                await asyncio.to_thread(commit.wait, 30)
+                await transaction.commit()
+            return early.position
+        finally:
+            await db.dispose()
+
+    commit = threading.Event()
+    holder_result: list[int] = []
+    holder = threading.Thread(
+        target=lambda: holder_result.append(asyncio.run(hold_then_commit(commit))), daemon=True
+    )
+    holder.start()
+    time.sleep(0.5)  # T1 holds its position
+    with httpx.Client(base_url=server.url, headers=headers, timeout=10) as client:
+        late = _append(client, 2, aggregate="fast")
+    time.sleep(2.0)
+    assert received == []  # T2 is committed, but T1 may still come before it
+    commit.set()
+    holder.join(10)
+    listener.join(10)
+    assert [int(m["id"]) for m in received] == [holder_result[0], late]
+    assert holder_result[0] < late
+    assert server.stop() == 0
