@@ -14,6 +14,7 @@ import secrets
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from sqlalchemy import Row, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -107,11 +108,10 @@ async def create_api_key(
     }
     async with db.tenant_transaction(tenant_id) as conn:
         await conn.execute(api_keys.insert().values(**row))
-        await record(
+        await _record_key_event(
             conn,
             tenant_id=tenant_id,
-            aggregate_type=AGGREGATE,
-            aggregate_id=str(row["id"]),
+            key_id=row["id"],
             event_type="ApiKeyCreated",
             actor=actor,
             origin=origin,
@@ -143,11 +143,10 @@ async def revoke_api_key(
         await conn.execute(
             update(api_keys).where(api_keys.c.id == key_id).values(revoked_at=datetime.now(UTC))
         )
-        await record(
+        await _record_key_event(
             conn,
             tenant_id=tenant_id,
-            aggregate_type=AGGREGATE,
-            aggregate_id=str(key_id),
+            key_id=key_id,
             event_type="ApiKeyRevoked",
             actor=actor,
             origin=origin,
@@ -209,14 +208,36 @@ async def revoke_keys_created_by(
     )
     revoked = rows.all()
     for key_id, name in revoked:
-        await record(
+        await _record_key_event(
             conn,
             tenant_id=tenant_id,
-            aggregate_type=AGGREGATE,
-            aggregate_id=str(key_id),
+            key_id=key_id,
             event_type="ApiKeyRevoked",
             actor=actor,
             origin=origin,
             data={"name": name, "reason": reason},
         )
     return len(revoked)
+
+
+async def _record_key_event(
+    conn: AsyncConnection,
+    *,
+    tenant_id: uuid.UUID,
+    key_id: object,
+    event_type: str,
+    actor: str,
+    origin: RequestOrigin,
+    data: dict[str, Any],
+) -> None:
+    """An audit fact about one key, on that key's aggregate."""
+    await record(
+        conn,
+        tenant_id=tenant_id,
+        aggregate_type=AGGREGATE,
+        aggregate_id=str(key_id),
+        event_type=event_type,
+        actor=actor,
+        origin=origin,
+        data=data,
+    )
