@@ -11,7 +11,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import APIRouter, FastAPI
 
-from workflow_engine.api import api_keys, auth, docs, events, health, jwks, users
+from workflow_engine.api import aggregates, api_keys, auth, docs, events, health, jwks, users
 from workflow_engine.api.client_address import ClientAddresses
 from workflow_engine.api.context import AppContext
 from workflow_engine.api.middleware import (
@@ -54,6 +54,7 @@ routers: tuple[APIRouter, ...] = (
     auth.router,
     users.router,
     events.router,
+    aggregates.router,
     jwks.router,
     docs.router,
 )

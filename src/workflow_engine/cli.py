@@ -37,6 +37,8 @@ from workflow_engine.config import (
 )
 from workflow_engine.db import Database
 from workflow_engine.errors import NotFound, WorkflowEngineError
+from workflow_engine.events import projections
+from workflow_engine.events.projections import ReplayResult, replay
 from workflow_engine.observability.logging import configure_logging
 from workflow_engine.version import __version__
 
@@ -58,6 +60,8 @@ users_app = typer.Typer(help="Manage users.", no_args_is_help=True)
 app.add_typer(users_app, name="users")
 api_keys_app = typer.Typer(help="Manage API keys.", no_args_is_help=True)
 app.add_typer(api_keys_app, name="api-keys")
+events_app = typer.Typer(help="Work with the event log and its read models.", no_args_is_help=True)
+app.add_typer(events_app, name="events")
 logger = structlog.get_logger("workflow_engine.cli")
 
 
@@ -145,6 +149,21 @@ def _with_database(settings: Settings, work: Callable[[Database], Awaitable[T]])
         return asyncio.run(run())
     except WorkflowEngineError as exc:
         _fail([exc.detail], status=1)
+
+
+def _administer(settings: Settings, work: Callable[[Database], Awaitable[T]]) -> T:
+    """An administrative command's database work: the database reachable and migrated first
+    (as `serve` does, unless AUTO_MIGRATE=false), every failure one line."""
+    _require_database(settings)
+    if settings.should_auto_migrate:
+        _migrate(settings)
+    try:
+        return _with_database(settings, work)
+    except DBAPIError as exc:
+        _fail(
+            [f"database error: {_reason(exc)} (is it migrated? `workflow-engine migrate`)"],
+            status=1,
+        )
 
 
 def _bootstrap_admin(settings: Settings) -> None:
@@ -270,7 +289,7 @@ def migrate() -> None:
 def tenants_create(name: Annotated[str, typer.Argument(help="A unique tenant name.")]) -> None:
     """Create a tenant."""
     settings = _settings()
-    tenant = _with_database(settings, lambda db: create_tenant(db, name))
+    tenant = _administer(settings, lambda db: create_tenant(db, name))
     typer.echo(f"created tenant {tenant.name} ({tenant.id})")
 
 
@@ -300,7 +319,7 @@ def users_create(
         _fail(["no terminal to prompt for the password: pipe it with --password-stdin"])
     if not password:
         _fail(["the password is empty"])
-    user = _with_database(
+    user = _administer(
         settings,
         lambda db: create_user(
             db,
@@ -338,7 +357,7 @@ def api_keys_create(
             origin=CLI_ORIGIN,
         )  # fmt: skip
 
-    stored, key = _with_database(settings, create)
+    stored, key = _administer(settings, create)
     typer.echo(f"created {stored.role} API key {stored.name!r} ({stored.id}) in tenant {tenant}")
     typer.echo(key)
 
@@ -369,3 +388,31 @@ def main() -> None:
 
 if __name__ == "__main__":  # pragma: no cover
     main()
+
+
+@events_app.command("replay")
+def events_replay(
+    projection: Annotated[
+        str | None, typer.Option(help="Rebuild only this read model (default: all of them).")
+    ] = None,
+) -> None:
+    """Rebuild read models from the event log. Readers keep the old model until each rebuild
+    commits; appends that touch it wait for it."""
+    settings = _settings()
+    try:
+        chosen = (
+            list(projections.registry)
+            if projection is None
+            else [projections.registry.get(projection)]
+        )
+    except KeyError as exc:
+        _fail([str(exc.args[0])])
+
+    async def rebuild(db: Database) -> list[ReplayResult]:
+        return [result for p in chosen if (result := await replay(db, p)) is not None]
+
+    for result in _administer(settings, rebuild):
+        typer.echo(
+            f"rebuilt {result.projection}: {result.events_folded} events folded, "
+            f"up to position {result.position}, in {result.seconds:.2f} s"
+        )

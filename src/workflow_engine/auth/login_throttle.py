@@ -19,10 +19,10 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import ColumnElement, case, delete, false, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from workflow_engine.db.tables import login_throttle
+from workflow_engine.db.upsert import upsert
 
 ACCOUNT_WIDE = "*"
 # 2**40 base intervals exceed any sensible maximum; capping the exponent keeps the arithmetic
@@ -108,8 +108,7 @@ async def _bump(
 ) -> tuple[int, datetime | None]:
     """Add one to a counter atomically; a counter whose window has passed restarts.
     Returns the new count and the block in force."""
-    insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
-    values = insert(login_throttle).values(
+    values = upsert(conn, login_throttle).values(
         subject=subject, client_address=address, failures=1, window_started_at=now
     )
     expired: ColumnElement[bool] = (

@@ -13,12 +13,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from sqlalchemy import Row, exists, func, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from workflow_engine.auth.permissions import Role
 from workflow_engine.db.tables import refresh_tokens, revoked_tokens, tenants, users
+from workflow_engine.db.upsert import upsert
 from workflow_engine.errors import Conflict
 
 
@@ -241,10 +241,9 @@ async def revoke_refresh_family(conn: AsyncConnection, family_id: uuid.UUID) -> 
 async def revoke_access_token(
     conn: AsyncConnection, *, jti: str, tenant_id: uuid.UUID, expires_at: datetime
 ) -> None:
-    insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
     # Two logouts with one token at once: the second finds the row and does nothing.
     await conn.execute(
-        insert(revoked_tokens)
+        upsert(conn, revoked_tokens)
         .values(jti=jti, tenant_id=tenant_id, expires_at=expires_at, revoked_at=datetime.now(UTC))
         .on_conflict_do_nothing(index_elements=[revoked_tokens.c.jti])
     )

@@ -17,8 +17,9 @@ from workflow_engine.bootstrap.lifecycle import Health, HealthStatus
 from workflow_engine.config import Settings, development_jwt_secret
 from workflow_engine.db import Database
 from workflow_engine.db.migrate import head_revisions, pending_revisions
-from workflow_engine.events import EventStore
+from workflow_engine.events import EventStore, projections
 from workflow_engine.events.notifier import LogNotifier
+from workflow_engine.events.projections import catch_up
 from workflow_engine.events.upcasting import Upcasters
 from workflow_engine.ratelimit.gcra import Limit
 from workflow_engine.ratelimit.limiter import RateLimiter
@@ -277,8 +278,24 @@ class EventStoreService:
         self._store = EventStore(
             self._database.database, self._upcasters, snapshot_every=self._snapshot_every
         )
+        await self._rebuild_stale_read_models()
         self._notifier = LogNotifier(self._database.database)
         await self._notifier.start()
+
+    async def _rebuild_stale_read_models(self) -> None:
+        db = self._database.database
+        async with db.read() as conn:
+            pending = await pending_revisions(conn, db.url, head_revisions(db.url))
+        if pending:  # AUTO_MIGRATE=false on an old schema: /health/detailed says so
+            logger.warning("read models not checked: the schema is not migrated")
+            return
+        for result in await catch_up(db, projections.registry, self._upcasters):
+            logger.info(
+                "rebuilt a read model from the event log",
+                projection=result.projection,
+                events_folded=result.events_folded,
+                seconds=round(result.seconds, 3),
+            )
 
     async def stop(self) -> None:
         if self._notifier is not None:

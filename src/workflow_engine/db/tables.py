@@ -145,3 +145,31 @@ snapshots = Table(
     Column("state", JsonDocument, nullable=False),
     Column("taken_at", UTCDateTime(), nullable=False),
 )
+
+# --- read models folded by projections (events/projections.py) -------------------------------
+
+projection_checkpoints = Table(
+    "projection_checkpoints",
+    metadata,
+    Column("name", String(100), primary_key=True),
+    # The projection's fold version the read model was last rebuilt with.
+    Column("version", Integer(), nullable=False),
+    # The last event, by position, folded by that rebuild (0 for an empty log).
+    Column("position", BigInteger(), nullable=False),
+    Column("events_folded", BigInteger(), nullable=False),
+    Column("rebuilt_at", UTCDateTime(), nullable=False),
+)
+
+aggregates = Table(
+    "aggregates",
+    metadata,
+    Column("tenant_id", Uuid(), primary_key=True),
+    Column("aggregate_id", String(200), primary_key=True),
+    Column("aggregate_type", String(100), nullable=False),
+    Column("version", Integer(), nullable=False),
+    Column("last_event_type", String(200), nullable=False),
+    Column("last_position", BigInteger(), nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("updated_at", UTCDateTime(), nullable=False),
+    Index(None, "tenant_id", "aggregate_type", "aggregate_id"),
+)

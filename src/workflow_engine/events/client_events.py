@@ -15,7 +15,8 @@ from typing import Any
 from workflow_engine.auth.audit import RequestOrigin
 from workflow_engine.db import Database
 from workflow_engine.errors import Forbidden, InvalidInput
-from workflow_engine.events.store import NewEvent, RecordedEvent, append_events
+from workflow_engine.events.append import append_events
+from workflow_engine.events.store import NewEvent, RecordedEvent
 
 # Aggregate types the server writes; a client may neither append to nor imitate them.
 SYSTEM_AGGREGATE_TYPES = frozenset(

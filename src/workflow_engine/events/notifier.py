@@ -6,7 +6,7 @@ spurious wake-up costs latency, never correctness. Sources:
 - a poller that watches the highest position (every `POLL_INTERVAL`), which sees appends from
   any process on SQLite and PostgreSQL alike;
 - on PostgreSQL, a dedicated LISTEN connection outside the pool (DESIGN trap 5) that wakes
-  followers as soon as an appending transaction commits (`append_events` sends the NOTIFY);
+  followers as soon as an appending transaction commits (`insert_events` sends the NOTIFY);
   it reconnects after a database restart and wakes everyone once connected, since
   notifications sent while it was away are lost.
 

@@ -8,11 +8,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from workflow_engine.db import Database
+from workflow_engine.events.append import append_events
+from workflow_engine.events.catalogue import AggregateSummary, list_aggregates
 from workflow_engine.events.store import (
     NewEvent,
     RecordedEvent,
     Snapshot,
-    append_events,
     current_version,
     last_position,
     log_head,
@@ -111,6 +112,20 @@ class EventStore:
         async with self.db.tenant_read(tenant_id) as conn:
             found = await search_events(conn, tenant_id, **filters)
         return [self.upcasters.apply(event) for event in found]
+
+    async def list_aggregates(
+        self,
+        tenant_id: uuid.UUID,
+        *,
+        aggregate_type: str | None = None,
+        after_id: str | None = None,
+        limit: int = 100,
+    ) -> list[AggregateSummary]:
+        """The tenant's aggregates from the catalogue read model, in id order."""
+        async with self.db.tenant_read(tenant_id) as conn:
+            return await list_aggregates(
+                conn, tenant_id, aggregate_type=aggregate_type, after_id=after_id, limit=limit
+            )
 
     async def log_head(self, tenant_id: uuid.UUID | None = None) -> int:
         reading = self.db.tenant_read(tenant_id) if tenant_id else self.db.read()

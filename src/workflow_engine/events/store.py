@@ -2,8 +2,9 @@
 
 Guarantees:
 
-- `append_events` writes all of its events or none, inside the caller's transaction, so read
-  models updated in that transaction commit with them. It checks the expected version and a
+- `insert_events` writes all of its events or none, inside the caller's transaction, so read
+  models updated in that transaction commit with them (`events.append.append_events` folds
+  them into the registered projections; call that, not this). It checks the expected version and a
   unique (tenant, aggregate, version) constraint backs the check: of two concurrent appenders
   for one version exactly one wins, the other gets `ConcurrencyConflict`. Nothing is overwritten.
 - `read_log` returns events in log order and never skips one. On PostgreSQL a sequence value is
@@ -25,11 +26,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import BigInteger, Row, Text, cast, func, literal, select, tuple_
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from workflow_engine.db.tables import events, snapshots
+from workflow_engine.db.upsert import upsert
 from workflow_engine.errors import ConcurrencyConflict, Conflict
 from workflow_engine.events.storable import check_document, check_name
 
@@ -105,7 +106,7 @@ async def current_version(conn: AsyncConnection, tenant_id: uuid.UUID, aggregate
     return int((await conn.execute(stmt)).scalar_one())
 
 
-async def append_events(
+async def insert_events(
     conn: AsyncConnection,
     *,
     tenant_id: uuid.UUID,
@@ -259,12 +260,16 @@ async def read_log(
     after: int = 0,
     limit: int = 500,
     tenant_id: uuid.UUID | None = None,
+    settled: bool = True,
 ) -> list[RecordedEvent]:
     """Up to `limit` events that follow position `after` in log order (see the module doc).
 
     Call again with the last returned position to follow the log; an empty answer means
     "nothing committed yet beyond the horizon", never "the events were skipped". A position
     that holds no event (0, or a gap) counts as the nearest event below it.
+
+    `settled=False` drops the horizon and reads every committed event: only for a reader that
+    has already made every writer it cares about wait (a projection rebuild).
     """
     cursor_txid, cursor_position = await _cursor(conn, after)
     stmt = (
@@ -273,7 +278,7 @@ async def read_log(
         .order_by(events.c.txid, events.c.position)
         .limit(limit)
     )
-    if conn.dialect.name == "postgresql":
+    if settled and conn.dialect.name == "postgresql":
         stmt = stmt.where(events.c.txid < _visible_horizon())
     if tenant_id is not None:
         stmt = stmt.where(events.c.tenant_id == tenant_id)
@@ -357,7 +362,6 @@ async def save_snapshot(
 ) -> None:
     """Keep the newer of the stored and the given snapshot (concurrent loaders may race)."""
     check_document("state", snapshot.state)
-    insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
     values = {
         "tenant_id": tenant_id,
         "aggregate_id": aggregate_id,
@@ -366,7 +370,7 @@ async def save_snapshot(
         "state": snapshot.state,
         "taken_at": datetime.now(UTC),
     }
-    stmt = insert(snapshots).values(**values)
+    stmt = upsert(conn, snapshots).values(**values)
     await conn.execute(
         stmt.on_conflict_do_update(
             index_elements=[snapshots.c.tenant_id, snapshots.c.aggregate_id, snapshots.c.kind],

@@ -1,0 +1,94 @@
+"""The catalogue of aggregates: one row per aggregate with its type, version and last event.
+
+A read model folded from the log (the first projection), behind `GET /api/v1/aggregates`.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from workflow_engine.db.tables import aggregates
+from workflow_engine.db.upsert import upsert
+from workflow_engine.events.projections import Projection, registry
+from workflow_engine.events.store import RecordedEvent
+
+
+class AggregateCatalogue(Projection):
+    name = "aggregates"
+    version = 1
+    tables = (aggregates,)
+
+    async def apply(self, conn: AsyncConnection, event: RecordedEvent) -> None:
+        stmt = upsert(conn, aggregates).values(
+            tenant_id=event.tenant_id,
+            aggregate_id=event.aggregate_id,
+            aggregate_type=event.aggregate_type,
+            version=event.version,
+            last_event_type=event.event_type,
+            last_position=event.position,
+            created_at=event.recorded_at,
+            updated_at=event.recorded_at,
+        )
+        excluded = stmt.excluded
+        await conn.execute(
+            stmt.on_conflict_do_update(
+                index_elements=[aggregates.c.tenant_id, aggregates.c.aggregate_id],
+                set_={
+                    "version": excluded.version,
+                    "last_event_type": excluded.last_event_type,
+                    "last_position": excluded.last_position,
+                    "updated_at": excluded.updated_at,
+                },
+                # Versions only grow: folding an older event again changes nothing.
+                where=aggregates.c.version < excluded.version,
+            )
+        )
+
+
+registry.register(AggregateCatalogue())
+
+
+@dataclass(frozen=True)
+class AggregateSummary:
+    aggregate_type: str
+    aggregate_id: str
+    version: int
+    last_event_type: str
+    last_position: int
+    created_at: datetime
+    updated_at: datetime
+
+
+async def list_aggregates(
+    conn: AsyncConnection,
+    tenant_id: uuid.UUID,
+    *,
+    aggregate_type: str | None = None,
+    after_id: str | None = None,
+    limit: int = 100,
+) -> list[AggregateSummary]:
+    """The tenant's aggregates in id order, optionally of one type, after `after_id`."""
+    stmt = (
+        select(
+            aggregates.c.aggregate_type,
+            aggregates.c.aggregate_id,
+            aggregates.c.version,
+            aggregates.c.last_event_type,
+            aggregates.c.last_position,
+            aggregates.c.created_at,
+            aggregates.c.updated_at,
+        )
+        .where(aggregates.c.tenant_id == tenant_id)
+        .order_by(aggregates.c.aggregate_id)
+        .limit(limit)
+    )
+    if aggregate_type is not None:
+        stmt = stmt.where(aggregates.c.aggregate_type == aggregate_type)
+    if after_id is not None:
+        stmt = stmt.where(aggregates.c.aggregate_id > after_id)
+    return [AggregateSummary(**row._mapping) for row in await conn.execute(stmt)]
