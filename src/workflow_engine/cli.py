@@ -200,7 +200,7 @@ def _migrate(settings: Settings) -> None:
 
     url = settings.effective_database_url
     try:
-        upgrade(url)
+        upgrade(url, event_partitions=settings.event_partitions)
     except Exception as exc:  # a database that is down or refuses us: say why, in one line
         _fail([f"migration failed on {url.render_as_string()}: {_reason(exc)}"], status=1)
 

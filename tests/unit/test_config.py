@@ -69,6 +69,7 @@ SAMPLES: dict[str, tuple[Any, str, Any, Any]] = {
     "login_account_window_seconds": (600, "1200", 600.0, 1200.0),
     "login_account_lock_seconds": (300, "450", 300.0, 450.0),
     "snapshot_every": (50, "200", 50, 200),
+    "event_partitions": (4, "8", 4, 8),
     "rate_limit_per_minute": (120, "240", 120, 240),
     "rate_limit_tenant_per_minute": (300, "400", 300, 400),
     "rate_limit_tenant_burst": (50, "60", 50, 60),
@@ -118,6 +119,7 @@ PARTNERS = {
     "environment": {"JWT_SECRET": "s" * 32},
     "bootstrap_admin_email": {"BOOTSTRAP_ADMIN_PASSWORD": "pw"},
     "bootstrap_admin_password": {"BOOTSTRAP_ADMIN_EMAIL": "admin@example.com"},
+    "event_partitions": {"DATABASE_URL": "postgresql://localhost/workflow_db"},
 }
 
 
@@ -248,6 +250,7 @@ helpscout_mcp_url = "http://localhost:8001"
         ({"LOG_LEVEL": "loud"}, r"^LOG_LEVEL='loud': Input should be 'trace', 'debug'"),
         ({"CORS_ORIGINS": "nope"}, r"^CORS_ORIGINS='nope': 'nope' is not an origin"),
         ({"SLACK_MCP_URL": "ftp://x"}, r"^SLACK_MCP_URL='ftp://x': expected an http"),
+        ({"EVENT_PARTITIONS": "4"}, r"^EVENT_PARTITIONS=4 needs PostgreSQL"),
     ],
 )
 def test_bad_values_are_named_one_line_each(environ: dict[str, str], expected: str) -> None:

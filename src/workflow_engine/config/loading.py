@@ -55,6 +55,7 @@ TOML_KEYS: dict[tuple[str, str], str] = {
     ("rate_limiting", "fail_open"): "rate_limit_fail_open",
     ("server", "trusted_proxies"): "trusted_proxies",
     ("events", "snapshot_every"): "snapshot_every",
+    ("events", "partitions"): "event_partitions",
     ("monitoring", "metrics_enabled"): "metrics_enabled",
     ("monitoring", "tracing_enabled"): "tracing_enabled",
     ("monitoring", "log_level"): "log_level",

@@ -144,6 +144,12 @@ class Settings(BaseSettings):
     snapshot_every: int = Field(
         100, ge=1, le=1_000_000, description="Events folded before a new aggregate snapshot."
     )
+    event_partitions: int = Field(
+        1,
+        ge=1,
+        le=64,
+        description="Hash partitions of the events table by tenant (PostgreSQL; 1: none).",
+    )
 
     rate_limit_per_minute: int = Field(
         60, ge=1, description="Sustained requests per minute per principal."
@@ -287,6 +293,14 @@ class Settings(BaseSettings):
         if (self.bootstrap_admin_email is None) != (self.bootstrap_admin_password is None):
             raise ValueError(
                 "BOOTSTRAP_ADMIN_EMAIL and BOOTSTRAP_ADMIN_PASSWORD must be set together"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _check_event_partitions(self) -> Settings:
+        if self.event_partitions > 1 and self.is_sqlite:
+            raise ValueError(
+                f"EVENT_PARTITIONS={self.event_partitions} needs PostgreSQL (DATABASE_URL)"
             )
         return self
 

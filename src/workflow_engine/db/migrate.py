@@ -19,18 +19,20 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from workflow_engine.db.database import ensure_sqlite_directory
 
 
-def alembic_config(url: URL) -> Config:
+def alembic_config(url: URL, event_partitions: int | None = None) -> Config:
     config = Config()
     config.set_main_option("script_location", str(files("workflow_engine.db") / "migrations"))
     # Passed as an object, not a string: a password with `%` would break ini interpolation.
     config.attributes["url"] = url
+    config.attributes["event_partitions"] = event_partitions
     return config
 
 
-def upgrade(url: URL, revision: str = "head") -> None:
-    """Apply migrations up to `revision`. Idempotent; safe to run on every start."""
+def upgrade(url: URL, revision: str = "head", *, event_partitions: int | None = None) -> None:
+    """Apply migrations up to `revision`, then bring `events` to `event_partitions` hash
+    partitions (PostgreSQL; None leaves the layout as it is). Idempotent; safe on every start."""
     ensure_sqlite_directory(url)
-    command.upgrade(alembic_config(url), revision)
+    command.upgrade(alembic_config(url, event_partitions), revision)
 
 
 def head_revisions(url: URL) -> set[str]:

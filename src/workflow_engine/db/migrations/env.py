@@ -9,6 +9,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import NullPool
 
+from workflow_engine.db.partitioning import apply_event_partitions
 from workflow_engine.db.tables import metadata
 
 config = context.config
@@ -23,6 +24,10 @@ def _run(connection: Connection) -> None:
     )
     with context.begin_transaction():
         context.run_migrations()
+        # Not a revision: the layout follows EVENT_PARTITIONS whenever it changes.
+        partitions = config.attributes.get("event_partitions")
+        if partitions is not None:
+            apply_event_partitions(connection, partitions)
 
 
 async def _run_async() -> None:
