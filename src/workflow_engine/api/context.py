@@ -19,7 +19,7 @@ from workflow_engine.bootstrap.core_services import DatabaseService, EventStoreS
 from workflow_engine.config import Settings
 from workflow_engine.db import Database
 from workflow_engine.events import EventStore
-from workflow_engine.events.notifier import LogNotifier
+from workflow_engine.events.tail import LogTail
 from workflow_engine.observability.request_stats import RequestStats
 
 T = TypeVar("T")
@@ -59,11 +59,11 @@ async def get_database(context: Context) -> Database:
 DatabaseDep = Annotated[Database, Depends(get_database)]
 
 
-async def get_log_notifier(context: Context) -> LogNotifier:
-    return context.service("events", EventStoreService).notifier
+async def get_log_tail(context: Context) -> LogTail:
+    return context.service("events", EventStoreService).tail
 
 
-LogNotifierDep = Annotated[LogNotifier, Depends(get_log_notifier)]
+LogTailDep = Annotated[LogTail, Depends(get_log_tail)]
 
 
 async def get_event_store(context: Context) -> EventStore:

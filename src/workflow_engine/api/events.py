@@ -12,7 +12,7 @@ from fastapi import APIRouter, Header, Path, Query, Response
 from pydantic import BaseModel, ConfigDict, Field
 from sse_starlette import EventSourceResponse
 
-from workflow_engine.api.context import DatabaseDep, EventStoreDep, LogNotifierDep
+from workflow_engine.api.context import DatabaseDep, EventStoreDep, LogTailDep
 from workflow_engine.api.pagination import Cursor, Limit, Page, decode_cursor, page_of
 from workflow_engine.api.security import Origin, require
 from workflow_engine.auth.permissions import Permission
@@ -157,7 +157,7 @@ async def audit_trail(
 async def stream_events(
     principal: Annotated[Principal, require(Permission.events_read)],
     store: EventStoreDep,
-    notifier: LogNotifierDep,
+    tail: LogTailDep,
     after: Annotated[
         int | None, Query(ge=0, le=2**63 - 1, description="Resume after this position.")
     ] = None,
@@ -172,14 +172,9 @@ async def stream_events(
     JSON. Reconnecting with `Last-Event-ID` (or `?after=`) resumes exactly after that event,
     however old. Without either, the stream starts at the present. A comment every 15 s keeps
     idle connections open through proxies."""
-    if last_event_id is not None:
-        start = int(last_event_id)
-    elif after is not None:
-        start = after
-    else:
-        start = await store.log_head(principal.tenant_id)
+    start = int(last_event_id) if last_event_id is not None else after
     follow = LogFollower(
-        store, notifier, principal.tenant_id, start,
+        store, tail, principal.tenant_id, start,
         aggregate_id=aggregate_id, aggregate_type=aggregate_type, type_prefix=event_type_prefix,
     )  # fmt: skip
     stop = anyio.Event()  # set by sse-starlette when the server begins to shut down

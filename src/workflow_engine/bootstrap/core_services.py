@@ -20,6 +20,7 @@ from workflow_engine.db.migrate import head_revisions, pending_revisions
 from workflow_engine.events import EventStore, projections
 from workflow_engine.events.notifier import LogNotifier
 from workflow_engine.events.projections import catch_up
+from workflow_engine.events.tail import LogTail
 from workflow_engine.events.upcasting import Upcasters
 from workflow_engine.ratelimit.gcra import Limit
 from workflow_engine.ratelimit.limiter import RateLimiter
@@ -261,6 +262,7 @@ class EventStoreService:
         self._upcasters = upcasters or Upcasters()
         self._store: EventStore | None = None
         self._notifier: LogNotifier | None = None
+        self._tail: LogTail | None = None
 
     @property
     def store(self) -> EventStore:
@@ -269,10 +271,10 @@ class EventStoreService:
         return self._store
 
     @property
-    def notifier(self) -> LogNotifier:
-        if self._notifier is None:
+    def tail(self) -> LogTail:
+        if self._tail is None:
             raise RuntimeError("the event store service has not started")
-        return self._notifier
+        return self._tail
 
     async def start(self) -> None:
         self._store = EventStore(
@@ -281,6 +283,8 @@ class EventStoreService:
         await self._rebuild_stale_read_models()
         self._notifier = LogNotifier(self._database.database)
         await self._notifier.start()
+        self._tail = LogTail(self._store, self._notifier)
+        await self._tail.start()
 
     async def _rebuild_stale_read_models(self) -> None:
         db = self._database.database
@@ -298,6 +302,8 @@ class EventStoreService:
             )
 
     async def stop(self) -> None:
+        if self._tail is not None:
+            await self._tail.stop()
         if self._notifier is not None:
             await self._notifier.stop()
         self._store = None

@@ -1,7 +1,11 @@
-"""Following the log for one subscriber: read, deliver, wait for a wake-up, read again.
+"""Following the log for one subscriber, without gaps or duplicates, at the subscriber's pace.
 
-Each follower reads the database itself from its own cursor, so a slow consumer holds no
-buffer and delays nobody: it simply reads further behind, and catches up at its own pace.
+A follower caught up with the shared tail (`events/tail.py`) takes its next events from the
+tail's window; one that is behind it reads the database from its own cursor, in batches, until
+it reaches the window. Either way it holds at most one batch: a slow consumer delays nobody
+and grows no buffer, it just falls behind the window and catches up from the database.
+
+Cursors are log keys (see `store.py`); clients see positions, the `id` of each message.
 """
 
 from __future__ import annotations
@@ -13,9 +17,9 @@ from collections.abc import AsyncIterator
 import anyio
 from sse_starlette import ServerSentEvent
 
-from workflow_engine.events.notifier import FOLLOW_TIMEOUT, LogNotifier
 from workflow_engine.events.service import EventStore
-from workflow_engine.events.store import RecordedEvent
+from workflow_engine.events.store import LogKey, RecordedEvent
+from workflow_engine.events.tail import LogTail
 
 BATCH = 500
 
@@ -24,25 +28,27 @@ class LogFollower:
     def __init__(
         self,
         store: EventStore,
-        notifier: LogNotifier,
+        tail: LogTail,
         tenant_id: uuid.UUID,
-        after: int,
+        after: int | None,
         *,
         aggregate_id: str | None = None,
         aggregate_type: str | None = None,
         type_prefix: str | None = None,
     ) -> None:
+        """`after` is the position to resume after; None starts at the present."""
         self._store = store
-        self._notifier = notifier
+        self._tail = tail
         self._tenant_id = tenant_id
-        self.cursor = after
+        self._after = after
         self._aggregate_id = aggregate_id
         self._aggregate_type = aggregate_type
         self._type_prefix = type_prefix
 
     def wanted(self, event: RecordedEvent) -> bool:
         return (
-            (self._aggregate_id is None or event.aggregate_id == self._aggregate_id)
+            event.tenant_id == self._tenant_id  # the tail holds every tenant's events
+            and (self._aggregate_id is None or event.aggregate_id == self._aggregate_id)
             and (self._aggregate_type is None or event.aggregate_type == self._aggregate_type)
             and (self._type_prefix is None or event.event_type.startswith(self._type_prefix))
         )
@@ -50,27 +56,54 @@ class LogFollower:
     async def messages(self, stop: anyio.Event) -> AsyncIterator[ServerSentEvent]:
         """Messages until `stop` is set (the server is shutting down): then the generator
         returns, and the response ends cleanly instead of being cut off."""
+        if self._after is not None:
+            key = await self._store.log_key(self._tenant_id, self._after)
+        else:
+            key = self._tail.end or await self._store.log_head(self._tenant_id)
         while not stop.is_set():
-            batch = await self._store.read_log(
-                after=self.cursor, limit=BATCH, tenant_id=self._tenant_id
-            )
-            for event in batch:
-                self.cursor = event.position
+            seen = self._tail.generation
+            recent = self._tail.since(key)
+            if recent is None:  # behind the window: catch up from the database
+                settled = self._tail.end  # taken before the read, see `_caught_up`
+                batch = await self._store.read_log(
+                    after=key, limit=BATCH, tenant_id=self._tenant_id
+                )
+                for event in batch:
+                    key = event.key
+                    if self.wanted(event):
+                        yield _message(event)
+                if len(batch) < BATCH:
+                    key = _caught_up(key, settled)
+                continue
+            for event in recent:
+                key = event.key
                 if self.wanted(event):
-                    yield ServerSentEvent(
-                        id=str(event.position), event=event.event_type, data=_json(event)
-                    )
-            if len(batch) < BATCH:  # caught up: wait for the log to grow, or for shutdown
-                with anyio.move_on_after(FOLLOW_TIMEOUT):
-                    async with anyio.create_task_group() as waiting:
+                    yield _message(event)
+            if not recent:
+                await _wait_unless_stopped(self._tail, seen, stop)
 
-                        async def on_stop() -> None:
-                            await stop.wait()
-                            waiting.cancel_scope.cancel()
 
-                        waiting.start_soon(on_stop)
-                        await self._notifier.wait()
-                        waiting.cancel_scope.cancel()
+def _caught_up(key: LogKey, settled: LogKey | None) -> LogKey:
+    """After a database read that returned everything the tenant had beyond `key`, the
+    follower may skip to `settled` (the tail's end before the read): every event up to it was
+    committed before the read began, so the read saw every one of them that it wanted."""
+    return key if settled is None else max(key, settled)
+
+
+async def _wait_unless_stopped(tail: LogTail, seen: int, stop: anyio.Event) -> None:
+    async with anyio.create_task_group() as waiting:
+
+        async def on_stop() -> None:
+            await stop.wait()
+            waiting.cancel_scope.cancel()
+
+        waiting.start_soon(on_stop)
+        await tail.wait(seen)
+        waiting.cancel_scope.cancel()
+
+
+def _message(event: RecordedEvent) -> ServerSentEvent:
+    return ServerSentEvent(id=str(event.position), event=event.event_type, data=_json(event))
 
 
 def _json(event: RecordedEvent) -> str:

@@ -11,12 +11,14 @@ from workflow_engine.db import Database
 from workflow_engine.events.append import append_events
 from workflow_engine.events.catalogue import AggregateSummary, list_aggregates
 from workflow_engine.events.store import (
+    LogKey,
     NewEvent,
     RecordedEvent,
     Snapshot,
     current_version,
     last_position,
     log_head,
+    log_key,
     read_aggregate,
     read_log,
     read_snapshot,
@@ -99,9 +101,10 @@ class EventStore:
             return await current_version(conn, tenant_id, aggregate_id) > 0
 
     async def read_log(
-        self, *, after: int = 0, limit: int = 500, tenant_id: uuid.UUID | None = None
+        self, *, after: int | LogKey = 0, limit: int = 500, tenant_id: uuid.UUID | None = None
     ) -> list[RecordedEvent]:
-        """Follow the log; confined to `tenant_id` when given (system-wide otherwise)."""
+        """Follow the log from a position or key; confined to `tenant_id` when given
+        (system-wide otherwise)."""
         reading = self.db.tenant_read(tenant_id) if tenant_id else self.db.read()
         async with reading as conn:
             found = await read_log(conn, after=after, limit=limit, tenant_id=tenant_id)
@@ -127,10 +130,15 @@ class EventStore:
                 conn, tenant_id, aggregate_type=aggregate_type, after_id=after_id, limit=limit
             )
 
-    async def log_head(self, tenant_id: uuid.UUID | None = None) -> int:
+    async def log_head(self, tenant_id: uuid.UUID | None = None) -> LogKey:
         reading = self.db.tenant_read(tenant_id) if tenant_id else self.db.read()
         async with reading as conn:
             return await log_head(conn)
+
+    async def log_key(self, tenant_id: uuid.UUID, position: int) -> LogKey:
+        """Where a client's position (an SSE id) lies in log order, as the tenant sees it."""
+        async with self.db.tenant_read(tenant_id) as conn:
+            return await log_key(conn, position)
 
     async def last_position(self) -> int:
         async with self.db.read() as conn:

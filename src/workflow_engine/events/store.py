@@ -39,6 +39,10 @@ NOTIFY_CHANNEL = "workflow_engine_events"
 # How often an append without an expected version retries after losing a race.
 _MAX_UNCONDITIONAL_RETRIES = 5
 
+LogKey = tuple[int, int]
+"""An event's place in log order: (writing transaction id, position); txid is 0 on SQLite."""
+LOG_START: LogKey = (-1, 0)
+
 
 @dataclass(frozen=True)
 class NewEvent:
@@ -65,6 +69,11 @@ class RecordedEvent:
     data: dict[str, Any]
     metadata: dict[str, Any]
     recorded_at: datetime
+    txid: int = 0
+
+    @property
+    def key(self) -> LogKey:
+        return (self.txid, self.position)
 
     @classmethod
     def from_row(cls, row: Row[Any, *tuple[Any, ...]]) -> RecordedEvent:
@@ -80,6 +89,7 @@ class RecordedEvent:
             data=row.data,
             metadata=row.metadata,
             recorded_at=row.recorded_at,
+            txid=row.txid,
         )
 
 
@@ -95,6 +105,7 @@ _COLUMNS = (
     events.c.data,
     events.c.metadata,
     events.c.recorded_at,
+    events.c.txid,
 )
 
 
@@ -257,24 +268,28 @@ async def search_events(
 async def read_log(
     conn: AsyncConnection,
     *,
-    after: int = 0,
+    after: int | LogKey = 0,
     limit: int = 500,
     tenant_id: uuid.UUID | None = None,
     settled: bool = True,
 ) -> list[RecordedEvent]:
-    """Up to `limit` events that follow position `after` in log order (see the module doc).
+    """Up to `limit` events that follow `after` in log order (see the module doc).
 
-    Call again with the last returned position to follow the log; an empty answer means
-    "nothing committed yet beyond the horizon", never "the events were skipped". A position
-    that holds no event (0, or a gap) counts as the nearest event below it.
+    `after` is a position (what clients hold) or an event's `key`. Call again with the last
+    returned event's position or key to follow the log; an empty answer means "nothing
+    committed yet beyond the horizon", never "the events were skipped". A position that holds
+    no event (0, or a gap) counts as the nearest event below it.
 
     `settled=False` drops the horizon and reads every committed event: only for a reader that
     has already made every writer it cares about wait (a projection rebuild).
     """
-    cursor_txid, cursor_position = await _cursor(conn, after)
+    cursor_txid, cursor_position = after if isinstance(after, tuple) else await log_key(conn, after)
     stmt = (
         select(*_COLUMNS)
-        .where(tuple_(events.c.txid, events.c.position) > tuple_(cursor_txid, cursor_position))
+        .where(
+            tuple_(events.c.txid, events.c.position)
+            > tuple_(literal(cursor_txid), literal(cursor_position))
+        )
         .order_by(events.c.txid, events.c.position)
         .limit(limit)
     )
@@ -285,20 +300,21 @@ async def read_log(
     return [RecordedEvent.from_row(row) for row in await conn.execute(stmt)]
 
 
-async def _cursor(conn: AsyncConnection, after: int) -> tuple[Any, Any]:
-    if after <= 0:
-        return literal(-1), literal(0)
+async def log_key(conn: AsyncConnection, position: int) -> LogKey:
+    """The key of the event at `position`, or of the nearest one below it (`LOG_START` if none)."""
+    if position <= 0:
+        return LOG_START
     row = (
         await conn.execute(
             select(events.c.txid, events.c.position)
-            .where(events.c.position <= after)
+            .where(events.c.position <= position)
             .order_by(events.c.position.desc())
             .limit(1)
         )
     ).first()
     if row is None:
-        return literal(-1), literal(0)
-    return literal(row.txid), literal(row.position)
+        return LOG_START
+    return int(row.txid), int(row.position)
 
 
 def _visible_horizon() -> Any:
@@ -307,19 +323,21 @@ def _visible_horizon() -> Any:
     return cast(cast(xmin, Text()), BigInteger())
 
 
-async def log_head(conn: AsyncConnection) -> int:
+async def log_head(conn: AsyncConnection) -> LogKey:
     """A cursor for following the log "from now on": the last event, in log order, below the
-    horizon of transactions still in flight (0 for an empty log).
+    horizon of transactions still in flight (`LOG_START` for an empty log).
 
     Use this rather than the highest position (or a position `append_events` returned) as a
     starting point: a transaction that took a lower position may still commit, and following
     from a higher position would pass over it for good.
     """
-    stmt = select(events.c.position).order_by(events.c.txid.desc(), events.c.position.desc())
+    stmt = select(events.c.txid, events.c.position).order_by(
+        events.c.txid.desc(), events.c.position.desc()
+    )
     if conn.dialect.name == "postgresql":
         stmt = stmt.where(events.c.txid < _visible_horizon())
-    position = (await conn.execute(stmt.limit(1))).scalar_one_or_none()
-    return int(position or 0)
+    row = (await conn.execute(stmt.limit(1))).first()
+    return (int(row.txid), int(row.position)) if row else LOG_START
 
 
 async def last_position(conn: AsyncConnection) -> int:

@@ -1,0 +1,107 @@
+"""The tail of the log, read once per process and shared by every live follower.
+
+One task reads the whole log (every tenant) from where it last stopped whenever the notifier
+wakes it (an append committed, or a second passed), and keeps the latest events in a window
+of bounded size. Followers that are caught up take their next events from the window — no
+query of their own — and followers that fell behind it (a slow consumer, a client resuming
+from an old position) read the database from their own cursor until they reach it. So a
+thousand idle subscribers cost one query per wake-up, not a thousand, and memory is bounded
+by the window whatever the consumers do.
+
+The window holds a contiguous run of the log: every event whose key lies in
+(`start`, `end`], in log order. Tenant filtering is the follower's job; the tail reads with
+the server's own connection, not a tenant-confined one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from bisect import bisect_right
+
+import structlog
+
+from workflow_engine.events.notifier import FOLLOW_TIMEOUT, LogNotifier
+from workflow_engine.events.service import EventStore
+from workflow_engine.events.store import LogKey, RecordedEvent
+
+logger = structlog.get_logger(__name__)
+
+READ_BATCH = 500
+WINDOW = 10_000
+
+
+class LogTail:
+    def __init__(self, store: EventStore, notifier: LogNotifier, *, window: int = WINDOW) -> None:
+        self._store = store
+        self._notifier = notifier
+        self._window = window
+        self._events: list[RecordedEvent] = []
+        self._keys: list[LogKey] = []
+        self._start: LogKey | None = None
+        self._changed = asyncio.Condition()
+        self.generation = 0
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="event-log-tail")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    @property
+    def end(self) -> LogKey | None:
+        """The last event the tail has read (everything up to it is settled for good); None
+        until the tail has found the log's head (the database may be away at start)."""
+        return self._keys[-1] if self._keys else self._start
+
+    def since(self, key: LogKey) -> list[RecordedEvent] | None:
+        """The window's events after `key`, or None when `key` is older than the window (the
+        caller must read the database to catch up)."""
+        if self._start is None or key < self._start:
+            return None
+        return self._events[bisect_right(self._keys, key) :]
+
+    async def wait(self, seen: int, timeout: float = FOLLOW_TIMEOUT) -> None:
+        """Return once `generation` differs from `seen`, or after `timeout` seconds."""
+        async with self._changed:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(
+                    self._changed.wait_for(lambda: self.generation != seen), timeout
+                )
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                if self._start is None:
+                    self._start = await self._store.log_head()
+                await self._read_to_horizon()
+            except Exception as exc:  # the database is away: health reports it; keep trying
+                logger.debug("event log tail read failed", error=type(exc).__name__)
+            await self._notifier.wait()
+
+    async def _read_to_horizon(self) -> None:
+        while (end := self.end) is not None:
+            batch = await self._store.read_log(after=end, limit=READ_BATCH)
+            if batch:
+                self._events.extend(batch)
+                self._keys.extend(event.key for event in batch)
+                self._trim()
+                async with self._changed:
+                    self.generation += 1
+                    self._changed.notify_all()
+            if len(batch) < READ_BATCH:
+                return
+
+    def _trim(self) -> None:
+        # Trim in chunks (down to the window when twice over it): slicing is O(n).
+        if len(self._events) <= 2 * self._window:
+            return
+        dropped = len(self._events) - self._window
+        self._start = self._keys[dropped - 1]
+        del self._events[:dropped]
+        del self._keys[:dropped]
