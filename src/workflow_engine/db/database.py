@@ -10,9 +10,10 @@ pooled connection on PostgreSQL (trap 12).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,12 @@ SQLITE_BUSY_TIMEOUT_MS = 5000
 # The role tenant-scoped transactions run as on PostgreSQL (created by migration 0005).
 TENANT_ROLE = "workflow_engine_api"
 _WRITE_OPTION = "workflow_engine_write"
+_COMMIT_MARKS = "workflow_engine_commit_marks"
+
+
+def mark_commit(conn: AsyncConnection, kind: str) -> None:
+    """Note that this transaction did `kind` of work, for `Database.on_commit` listeners."""
+    conn.info.setdefault(_COMMIT_MARKS, set()).add(kind)
 
 
 class Database:
@@ -42,19 +49,41 @@ class Database:
         self.is_sqlite = url.get_backend_name() == "sqlite"
         self.row_level_security = False
         self.engine = _create_engine(url, pool_size, pool_timeout, connect_timeout)
+        self._commit_listeners: dict[str, list[Callable[[], None]]] = {}
+        # SQLite has one writer at a time. Queueing this process's writers here (first come,
+        # first served, holding no pooled connection) leaves SQLite's busy timeout only the
+        # other processes to arbitrate: its retry loop is unfair, and under a burst of
+        # writers some would starve past the timeout and fail with "database is locked".
+        self._write_turn: asyncio.Lock | contextlib.nullcontext[None] = (
+            asyncio.Lock() if self.is_sqlite else contextlib.nullcontext()
+        )
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncConnection]:
-        """A write transaction: committed when the block ends, rolled back if it raises."""
-        async with self.write_connection() as conn, conn.begin():
-            yield conn
+        """A write transaction: committed when the block ends, rolled back if it raises.
+        Listeners of what it `mark_commit`-ed are called once it has committed."""
+        async with self.write_connection() as conn:
+            conn.info.pop(_COMMIT_MARKS, None)  # left by a rolled-back transaction
+            async with conn.begin():
+                yield conn
+            for kind in conn.info.pop(_COMMIT_MARKS, ()):
+                for listener in self._commit_listeners.get(kind, ()):
+                    listener()
+
+    def on_commit(self, kind: str, listener: Callable[[], None]) -> None:
+        """Call `listener` after each commit of a transaction in this process that marked
+        `kind` (an in-process signal: other processes learn of it their own way)."""
+        self._commit_listeners.setdefault(kind, []).append(listener)
+
+    def remove_commit_listener(self, kind: str, listener: Callable[[], None]) -> None:
+        self._commit_listeners.get(kind, []).remove(listener)
 
     @asynccontextmanager
     async def write_connection(self) -> AsyncIterator[AsyncConnection]:
         """A connection whose transactions are write transactions; the caller begins and ends
         them (for the rare code that must hold one open across steps, like tests of
         concurrency). Prefer `transaction()`."""
-        async with self.engine.connect() as conn:
+        async with self._write_turn, self.engine.connect() as conn:
             await conn.execution_options(**{_WRITE_OPTION: True})
             yield conn
 

@@ -22,6 +22,7 @@ class AggregateCatalogue(Projection):
     name = "aggregates"
     version = 1
     tables = (aggregates,)
+    reads_before_writing = False  # one upsert per event
 
     async def apply(self, conn: AsyncConnection, event: RecordedEvent) -> None:
         stmt = upsert(conn, aggregates).values(

@@ -3,6 +3,7 @@
 A wake-up carries no events — followers always read from the database, so a missed or
 spurious wake-up costs latency, never correctness. Sources:
 
+- in this process, the database's commit listener for transactions that appended;
 - a poller that watches the highest position (every `POLL_INTERVAL`), which sees appends from
   any process on SQLite and PostgreSQL alike;
 - on PostgreSQL, a dedicated LISTEN connection outside the pool (DESIGN trap 5) that wakes
@@ -23,7 +24,7 @@ from typing import Any
 import structlog
 
 from workflow_engine.db import Database
-from workflow_engine.events.store import NOTIFY_CHANNEL, last_position
+from workflow_engine.events.store import APPENDED, NOTIFY_CHANNEL, last_position
 
 logger = structlog.get_logger(__name__)
 
@@ -35,17 +36,19 @@ _RECONNECT_MAX = 10.0
 class LogNotifier:
     def __init__(self, db: Database) -> None:
         self._db = db
-        self._changed = asyncio.Condition()
-        self._generation = 0
+        # Replaced at every wake-up; an Event (unlike a Condition) is safe to cancel a wait on.
+        self._woken = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self.listening = False
 
     async def start(self) -> None:
+        self._db.on_commit(APPENDED, self.wake)
         self._tasks.append(asyncio.create_task(self._poll(), name="event-log-poller"))
         if not self._db.is_sqlite:
             self._tasks.append(asyncio.create_task(self._listen(), name="event-log-listener"))
 
     async def stop(self) -> None:
+        self._db.remove_commit_listener(APPENDED, self.wake)
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
@@ -53,19 +56,14 @@ class LogNotifier:
                 await task
         self._tasks.clear()
 
-    async def wake(self) -> None:
-        async with self._changed:
-            self._generation += 1
-            self._changed.notify_all()
+    def wake(self) -> None:
+        woken, self._woken = self._woken, asyncio.Event()
+        woken.set()
 
     async def wait(self, timeout: float = FOLLOW_TIMEOUT) -> None:
         """Return on the next wake-up, or after `timeout` seconds, whichever comes first."""
-        async with self._changed:
-            seen = self._generation
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(
-                    self._changed.wait_for(lambda: self._generation != seen), timeout
-                )
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._woken.wait(), timeout)
 
     async def _poll(self) -> None:
         seen = -1
@@ -75,7 +73,7 @@ class LogNotifier:
                     head = await last_position(conn)
                 if head != seen:
                     seen = head
-                    await self.wake()
+                    self.wake()
             except Exception as exc:  # the database is away: health reports it; keep trying
                 logger.debug("event log poll failed", error=type(exc).__name__)
             await asyncio.sleep(POLL_INTERVAL)
@@ -95,7 +93,7 @@ class LogNotifier:
                 await connection.add_listener(NOTIFY_CHANNEL, self._notified)
                 self.listening = True
                 delay = 0.5
-                await self.wake()  # catch up: notifications sent while away are lost
+                self.wake()  # catch up: notifications sent while away are lost
                 await self._until_closed(connection)
             except asyncio.CancelledError:
                 raise
@@ -121,4 +119,4 @@ class LogNotifier:
                 await connection.execute("SELECT 1")
 
     def _notified(self, *_args: object) -> None:
-        asyncio.get_running_loop().create_task(self.wake())
+        self.wake()

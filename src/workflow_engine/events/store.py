@@ -29,6 +29,7 @@ from sqlalchemy import BigInteger, Row, Text, cast, func, literal, select, tuple
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from workflow_engine.db.database import mark_commit
 from workflow_engine.db.tables import events, snapshots
 from workflow_engine.db.upsert import upsert
 from workflow_engine.errors import ConcurrencyConflict, Conflict
@@ -36,6 +37,8 @@ from workflow_engine.events.storable import check_document, check_name
 
 # PostgreSQL channel that wakes log followers when an appending transaction commits.
 NOTIFY_CHANNEL = "workflow_engine_events"
+# What `insert_events` marks its transaction with (`Database.on_commit`).
+APPENDED = "events.appended"
 # How often an append without an expected version retries after losing a race.
 _MAX_UNCONDITIONAL_RETRIES = 5
 
@@ -204,8 +207,10 @@ async def _insert(
     async with conn.begin_nested():
         result = await conn.execute(events.insert().returning(*_COLUMNS), rows)
         stored = [RecordedEvent.from_row(row) for row in result]
+    # Followers wake once this commits: in this process through the database's commit
+    # listeners; in others through NOTIFY, which PostgreSQL delivers at commit and only then.
+    mark_commit(conn, APPENDED)
     if conn.dialect.name == "postgresql":
-        # Delivered at commit, and only then: followers never wake before the rows are visible.
         await conn.execute(select(func.pg_notify(NOTIFY_CHANNEL, "")))
     return sorted(stored, key=lambda e: e.version)
 

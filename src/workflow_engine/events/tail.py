@@ -39,7 +39,8 @@ class LogTail:
         self._events: list[RecordedEvent] = []
         self._keys: list[LogKey] = []
         self._start: LogKey | None = None
-        self._changed = asyncio.Condition()
+        # Replaced at every change; an Event (unlike a Condition) is safe to cancel a wait on.
+        self._changed = asyncio.Event()
         self.generation = 0
         self._task: asyncio.Task[None] | None = None
 
@@ -68,11 +69,10 @@ class LogTail:
 
     async def wait(self, seen: int, timeout: float = FOLLOW_TIMEOUT) -> None:
         """Return once `generation` differs from `seen`, or after `timeout` seconds."""
-        async with self._changed:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(
-                    self._changed.wait_for(lambda: self.generation != seen), timeout
-                )
+        if self.generation != seen:
+            return
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._changed.wait(), timeout)
 
     async def _run(self) -> None:
         while True:
@@ -91,9 +91,9 @@ class LogTail:
                 self._events.extend(batch)
                 self._keys.extend(event.key for event in batch)
                 self._trim()
-                async with self._changed:
-                    self.generation += 1
-                    self._changed.notify_all()
+                self.generation += 1
+                changed, self._changed = self._changed, asyncio.Event()
+                changed.set()
             if len(batch) < READ_BATCH:
                 return
 
