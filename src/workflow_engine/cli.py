@@ -382,14 +382,6 @@ def version() -> None:
     typer.echo(__version__)
 
 
-def main() -> None:
-    app(prog_name="workflow-engine")
-
-
-if __name__ == "__main__":  # pragma: no cover
-    main()
-
-
 @events_app.command("replay")
 def events_replay(
     projection: Annotated[
@@ -397,7 +389,9 @@ def events_replay(
     ] = None,
 ) -> None:
     """Rebuild read models from the event log. Readers keep the old model until each rebuild
-    commits; appends that touch it wait for it."""
+    commits; appends of events it folds wait for it (so run it when writes are few). Events are
+    read as stored: upcasters registered in Python (`create_app(upcasters=...)`) are not
+    applied here; an embedder that has them calls `events.projections.replay` with them."""
     settings = _settings()
     try:
         chosen = (
@@ -416,3 +410,11 @@ def events_replay(
             f"rebuilt {result.projection}: {result.events_folded} events folded, "
             f"up to position {result.position}, in {result.seconds:.2f} s"
         )
+
+
+def main() -> None:
+    app(prog_name="workflow-engine")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

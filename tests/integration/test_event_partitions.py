@@ -41,6 +41,34 @@ async def _layout(db: Database) -> tuple[str, list[str]]:
         return str(kind), list(partitions)
 
 
+async def _access(db: Database) -> dict[str, Any]:
+    async with db.read() as conn:
+        grants = await conn.execute(
+            text(
+                "SELECT grantee, privilege_type FROM information_schema.role_table_grants "
+                "WHERE table_name = 'events' AND grantee <> current_user ORDER BY 1, 2"
+            )
+        )
+        by_role: dict[str, list[str]] = {}
+        for grantee, privilege in grants:
+            by_role.setdefault(grantee, []).append(privilege)
+        switches = (
+            await conn.execute(
+                text(
+                    "SELECT relrowsecurity, relforcerowsecurity FROM pg_class "
+                    "WHERE oid = 'events'::regclass"
+                )
+            )
+        ).one()
+        policies = await conn.execute(
+            text(
+                "SELECT policyname, cmd, roles::text[], qual, with_check FROM pg_policies "
+                "WHERE tablename = 'events'"
+            )
+        )
+        return {"grants": by_role, "rls": tuple(switches), "policies": [tuple(p) for p in policies]}
+
+
 async def _keys(db: Database) -> dict[str, str]:
     async with db.read() as conn:
         rows = await conn.execute(
@@ -145,8 +173,15 @@ async def test_migrate_converts_between_layouts_keeping_every_event(
 ) -> None:
     await _migrate(fresh_postgres_url, 1)
     db = Database(to_async_url(fresh_postgres_url))
+    reader = f"we_reporting_{uuid.uuid4().hex[:8]}"  # an operator's own role and grant
+    async with db.transaction() as conn:
+        await conn.execute(text(f"CREATE ROLE {reader} NOLOGIN"))
+        await conn.execute(text(f"GRANT SELECT ON events TO {reader}"))
     try:
         assert await _layout(db) == ("r", [])
+        access_before = await _access(db)
+        assert access_before["grants"][reader] == ["SELECT"]
+        assert access_before["grants"]["workflow_engine_api"] == ["INSERT", "SELECT"]
         store = EventStore(db)
         tenants = [uuid.uuid4() for _ in range(5)]
         for index, tenant in enumerate(tenants):
@@ -157,6 +192,7 @@ async def test_migrate_converts_between_layouts_keeping_every_event(
         await db.dispose()  # cached statements named the old table
         assert (await _layout(db))[0] == "p"
         assert await _all_rows(db) == before  # positions, txids and payloads kept
+        assert await _access(db) == access_before  # grants, RLS switches, policies
         assert await _keys(db) == {
             "pk_events": 'PRIMARY KEY (tenant_id, "position")',
             "uq_events_tenant_id_event_id": "UNIQUE (tenant_id, event_id)",
@@ -174,10 +210,14 @@ async def test_migrate_converts_between_layouts_keeping_every_event(
         await db.dispose()
         assert await _layout(db) == ("r", [])
         assert await _all_rows(db) == after_append
+        assert await _access(db) == access_before
         assert await _keys(db) == {
             "pk_events": 'PRIMARY KEY ("position")',
             "uq_events_event_id": "UNIQUE (event_id)",
             "uq_events_tenant_id_aggregate_id_version": "UNIQUE (tenant_id, aggregate_id, version)",
         }
     finally:
+        async with db.transaction() as conn:
+            await conn.execute(text(f"REVOKE ALL ON events FROM {reader}"))
+            await conn.execute(text(f"DROP ROLE {reader}"))
         await db.dispose()

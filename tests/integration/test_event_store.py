@@ -374,3 +374,16 @@ async def test_following_from_the_head_never_misses_an_older_transaction(
         await transaction_1.commit()
     followed = await store.read_log(after=head, tenant_id=tenant_id)
     assert [e.event_id for e in followed] == [early.event_id, late.event_id]
+
+
+async def test_a_nested_write_on_sqlite_fails_at_once_instead_of_waiting_forever(
+    database: Database, tenant_id: uuid.UUID
+) -> None:
+    if not database.is_sqlite:
+        pytest.skip("PostgreSQL has row locks, not one writer: nesting is allowed there")
+    async with database.transaction():
+        with pytest.raises(RuntimeError, match="already open in this task"):
+            async with database.transaction():
+                pass
+    async with database.transaction() as conn:  # the guard was released
+        await conn.execute(text("SELECT 1"))

@@ -199,3 +199,15 @@ async def test_concurrent_appenders_get_one_winner_per_version(accounts: Account
         assert sorted(statuses) == [201, 409, 409, 409, 409], (version, statuses)
     stored = (await client.get("/api/v1/events/order-1", headers=bearer(token))).json()["items"]
     assert [e["version"] for e in stored] == [1, 2, 3]  # no gaps
+
+
+async def test_a_stream_resumed_beyond_any_position_is_422(
+    client: httpx.AsyncClient, accounts: Accounts
+) -> None:
+    headers = {
+        "Authorization": f"Bearer {await accounts.token(Role.viewer)}",
+        "Last-Event-ID": str(2**63),  # 19 digits, one past the largest position
+    }
+    response = await client.get("/api/v1/events/stream", headers=headers)
+    assert response.status_code == 422
+    assert response.headers["content-type"].startswith("application/problem+json")

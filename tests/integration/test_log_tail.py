@@ -4,6 +4,7 @@ window catches up from the database without a gap or a duplicate."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
@@ -62,6 +63,7 @@ async def test_a_slow_follower_falls_behind_the_window_and_misses_nothing(
     database: Database, tail: LogTail, tenant_id: uuid.UUID
 ) -> None:
     store = EventStore(database)
+    neighbour = uuid.uuid4()  # another tenant writing in between: the window fills with theirs
     reader = Reader(LogFollower(store, tail, tenant_id, 0))
     await _append(store, tenant_id, 0, 3)
     first = await reader.take(3)
@@ -69,11 +71,13 @@ async def test_a_slow_follower_falls_behind_the_window_and_misses_nothing(
     # Forty events while the reader does not read: the five-event window moves far past it.
     for n in range(3, 43):
         await _append(store, tenant_id, n, 1)
+        await _append(store, neighbour, n, 2)
     [last_read] = [e for e in await store.read_log(tenant_id=tenant_id) if e.position == first[-1]]
     async with asyncio.timeout(10):
         while tail.since(last_read.key) is not None:  # until the window has moved past it
             await tail.wait(tail.generation)
     rest = await reader.take(40)
+    await _append(store, neighbour, 43, 20)  # quiet for us: the reader must still rejoin
     await _append(store, tenant_id, 43, 2)
     live = await reader.take(2)
     await reader.close()
@@ -116,5 +120,7 @@ async def test_caught_up_followers_read_from_the_tail_not_the_database(
     await asyncio.sleep(0.5)
     assert not watching.done()  # another tenant's follower saw none of it
     watching.cancel()
-    for reader in ours:
+    with contextlib.suppress(asyncio.CancelledError):
+        await watching
+    for reader in [*ours, theirs]:
         await reader.close()

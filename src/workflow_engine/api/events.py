@@ -27,6 +27,7 @@ from workflow_engine.events.store import (
 router = APIRouter(tags=["events"])
 
 INT32_MAX = 2**31 - 1
+INT64_MAX = 2**63 - 1
 AGGREGATE_TYPE = r"^[a-z][a-z0-9_.-]{0,99}$"
 AGGREGATE_ID = r"^[A-Za-z0-9][A-Za-z0-9_.:@-]{0,199}$"
 EVENT_TYPE = r"^[A-Za-z][A-Za-z0-9_.:-]{0,199}$"
@@ -133,7 +134,7 @@ async def audit_trail(
     actor: Annotated[str | None, Query(pattern=r"^[A-Za-z0-9_.:@-]{1,100}$")] = None,
     since: datetime | None = None,
     until: datetime | None = None,
-    after: Annotated[int, Query(ge=0, le=2**63 - 1, description="A position.")] = 0,
+    after: Annotated[int, Query(ge=0, le=INT64_MAX, description="A position.")] = 0,
     limit: Limit = 100,
     cursor: Cursor = None,
 ) -> Page[EventView]:
@@ -159,7 +160,7 @@ async def stream_events(
     store: EventStoreDep,
     tail: LogTailDep,
     after: Annotated[
-        int | None, Query(ge=0, le=2**63 - 1, description="Resume after this position.")
+        int | None, Query(ge=0, le=INT64_MAX, description="Resume after this position.")
     ] = None,
     aggregate_id: Annotated[str | None, Query(pattern=AGGREGATE_ID)] = None,
     aggregate_type: Annotated[str | None, Query(pattern=AGGREGATE_TYPE)] = None,
@@ -173,6 +174,8 @@ async def stream_events(
     however old. Without either, the stream starts at the present. A comment every 15 s keeps
     idle connections open through proxies."""
     start = int(last_event_id) if last_event_id is not None else after
+    if start is not None and start > INT64_MAX:
+        raise InvalidInput("Last-Event-ID is beyond any position")
     follow = LogFollower(
         store, tail, principal.tenant_id, start,
         aggregate_id=aggregate_id, aggregate_type=aggregate_type, type_prefix=event_type_prefix,

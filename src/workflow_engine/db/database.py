@@ -15,6 +15,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,9 @@ SQLITE_BUSY_TIMEOUT_MS = 5000
 TENANT_ROLE = "workflow_engine_api"
 _WRITE_OPTION = "workflow_engine_write"
 _COMMIT_MARKS = "workflow_engine_commit_marks"
+# The task holding a write connection. Tasks it starts inherit the value, but they are other
+# tasks: they may wait for the writer to finish, it is only the writer itself that may not.
+_WRITER: ContextVar[asyncio.Task[Any] | None] = ContextVar("workflow_engine_writer", default=None)
 
 
 def mark_commit(conn: AsyncConnection, kind: str) -> None:
@@ -83,9 +87,17 @@ class Database:
         """A connection whose transactions are write transactions; the caller begins and ends
         them (for the rare code that must hold one open across steps, like tests of
         concurrency). Prefer `transaction()`."""
-        async with self._write_turn, self.engine.connect() as conn:
-            await conn.execution_options(**{_WRITE_OPTION: True})
-            yield conn
+        task = asyncio.current_task()
+        if self.is_sqlite and task is not None and _WRITER.get() is task:
+            # The lock is not re-entrant: waiting for it here would wait forever.
+            raise RuntimeError("a write transaction is already open in this task (SQLite)")
+        token = _WRITER.set(task)
+        try:
+            async with self._write_turn, self.engine.connect() as conn:
+                await conn.execution_options(**{_WRITE_OPTION: True})
+                yield conn
+        finally:
+            _WRITER.reset(token)
 
     @asynccontextmanager
     async def tenant_transaction(self, tenant_id: uuid.UUID) -> AsyncIterator[AsyncConnection]:

@@ -4,7 +4,10 @@
 transaction: a plain table (1) or N hash partitions of `tenant_id`. Converting copies every row
 into a table of the new layout under an ACCESS EXCLUSIVE lock, keeping positions, transaction
 ids and the position sequence, so the log reads exactly as before; it is a maintenance-window
-operation on a large log, and a no-op when the layout already matches.
+operation on a large log, and a no-op when the layout already matches (checked again under
+the lock, so concurrent `migrate`s convert once). Defaults, storage and statistics settings,
+comments, grants (to any role), the row-level security switches and every policy carry over;
+indexes an operator added by hand do not (ours are rebuilt), and the table is analysed after.
 
 Partitioned, every key includes the partition key: (tenant_id, position) is the primary key and
 event ids are unique per tenant (they are random UUIDs; the sequence keeps positions unique
@@ -18,9 +21,6 @@ from sqlalchemy import text
 from sqlalchemy.engine import Connection
 
 logger = structlog.get_logger(__name__)
-
-API_ROLE = "workflow_engine_api"
-_CURRENT_TENANT = "NULLIF(current_setting('app.tenant_id', true), '')::uuid"
 
 _PLAIN_KEYS = (
     "ALTER TABLE events ADD CONSTRAINT pk_events PRIMARY KEY (position)",
@@ -62,6 +62,8 @@ def apply_event_partitions(conn: Connection, wanted: int) -> bool:
         return False
     conn.execute(text("LOCK TABLE events IN ACCESS EXCLUSIVE MODE"))
     current = event_partitions(conn)
+    if current == wanted:  # another process converted it while we waited for the lock
+        return False
     rows = conn.execute(text("SELECT count(*) FROM events")).scalar_one()
     logger.warning(
         "converting the events table to a new layout",
@@ -74,9 +76,12 @@ def apply_event_partitions(conn: Connection, wanted: int) -> bool:
         raise RuntimeError("events.position has no sequence; the schema is not ours")
     # Keep the sequence: dropping the old table would otherwise drop it with it.
     conn.execute(text(f"ALTER SEQUENCE {sequence} OWNED BY NONE"))
+    access = _access_rules(conn)
     conn.execute(text("ALTER TABLE events RENAME TO events_previous"))
     layout = " PARTITION BY HASH (tenant_id)" if wanted > 1 else ""
-    conn.execute(text(f"CREATE TABLE events (LIKE events_previous INCLUDING DEFAULTS){layout}"))
+    # Not INCLUDING INDEXES/CONSTRAINTS: the keys differ between layouts (made below).
+    copied = "INCLUDING DEFAULTS INCLUDING STORAGE INCLUDING COMMENTS INCLUDING STATISTICS"
+    conn.execute(text(f"CREATE TABLE events (LIKE events_previous {copied}){layout}"))
     for remainder in range(wanted if wanted > 1 else 0):
         # Names carry the modulus, so a new layout never collides with the old partitions.
         conn.execute(
@@ -90,20 +95,53 @@ def apply_event_partitions(conn: Connection, wanted: int) -> bool:
     conn.execute(text(f"ALTER SEQUENCE {sequence} OWNED BY events.position"))
     for statement in (*(_PARTITIONED_KEYS if wanted > 1 else _PLAIN_KEYS), *_COMMON_KEYS):
         conn.execute(text(statement))
-    _confine_to_tenants(conn)
+    for statement in access:
+        conn.execute(text(statement))
+    conn.execute(text("ANALYZE events"))
     return True
 
 
-def _confine_to_tenants(conn: Connection) -> None:
-    """The grants and row-level policy migrations 0005 and 0009 gave the old table."""
-    role = conn.execute(text("SELECT 1 FROM pg_roles WHERE rolname = :r"), {"r": API_ROLE})
-    if role.first() is None:
-        return  # row-level security is off for this database (no role): nothing to restore
-    conn.execute(text(f"GRANT SELECT, INSERT ON events TO {API_ROLE}"))  # append-only
-    conn.execute(text("ALTER TABLE events ENABLE ROW LEVEL SECURITY"))
-    conn.execute(
+def _access_rules(conn: Connection) -> list[str]:
+    """Statements that give the rebuilt table the old one's grants, row-level security switches
+    and policies (whatever they are: those of our migrations and any an operator added)."""
+    statements = []
+    grants = conn.execute(
         text(
-            f"CREATE POLICY tenant_isolation ON events TO {API_ROLE} "
-            f"USING (tenant_id = {_CURRENT_TENANT}) WITH CHECK (tenant_id = {_CURRENT_TENANT})"
+            "SELECT grantee, string_agg(privilege_type, ', ') FROM "
+            "information_schema.role_table_grants WHERE table_name = 'events' "
+            "AND table_schema = current_schema() AND grantee <> current_user GROUP BY grantee"
         )
     )
+    for grantee, privileges in grants:
+        statements.append(f"GRANT {privileges} ON events TO {_quote(grantee)}")
+    enabled, forced = conn.execute(
+        text(
+            "SELECT relrowsecurity, relforcerowsecurity FROM pg_class "
+            "WHERE oid = to_regclass('events')"
+        )
+    ).one()
+    if enabled:
+        statements.append("ALTER TABLE events ENABLE ROW LEVEL SECURITY")
+    if forced:
+        statements.append("ALTER TABLE events FORCE ROW LEVEL SECURITY")
+    policies = conn.execute(
+        text(
+            "SELECT policyname, permissive, cmd, roles::text[], qual, with_check FROM pg_policies "
+            "WHERE tablename = 'events' AND schemaname = current_schema()"
+        )
+    )
+    for name, permissive, command, roles, using, check in policies:
+        targets = ", ".join(role if role == "public" else _quote(role) for role in roles)
+        statement = (
+            f"CREATE POLICY {_quote(name)} ON events AS {permissive} FOR {command} TO {targets}"
+        )
+        if using is not None:
+            statement += f" USING ({using})"
+        if check is not None:
+            statement += f" WITH CHECK ({check})"
+        statements.append(statement)
+    return statements
+
+
+def _quote(identifier: str) -> str:
+    return '"' + identifier.replace('"', '""') + '"'

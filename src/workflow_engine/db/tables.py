@@ -154,7 +154,7 @@ projection_checkpoints = Table(
     Column("name", String(100), primary_key=True),
     # The projection's fold version the read model was last rebuilt with.
     Column("version", Integer(), nullable=False),
-    # The last event, by position, folded by that rebuild (0 for an empty log).
+    # The highest position among the events that rebuild read (0 for an empty log).
     Column("position", BigInteger(), nullable=False),
     Column("events_folded", BigInteger(), nullable=False),
     Column("rebuilt_at", UTCDateTime(), nullable=False),

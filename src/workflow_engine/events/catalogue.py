@@ -9,7 +9,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import case, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from workflow_engine.db.tables import aggregates
@@ -36,17 +36,21 @@ class AggregateCatalogue(Projection):
             updated_at=event.recorded_at,
         )
         excluded = stmt.excluded
+        # Events may arrive out of version order in a rebuild (see projections): the latest
+        # version decides the "last" fields, the earliest event the creation time.
+        newer = aggregates.c.version < excluded.version
+        latest = {
+            name: case((newer, getattr(excluded, name)), else_=getattr(aggregates.c, name))
+            for name in ("version", "last_event_type", "last_position", "updated_at")
+        }
+        earliest = case(
+            (excluded.created_at < aggregates.c.created_at, excluded.created_at),
+            else_=aggregates.c.created_at,
+        )
         await conn.execute(
             stmt.on_conflict_do_update(
                 index_elements=[aggregates.c.tenant_id, aggregates.c.aggregate_id],
-                set_={
-                    "version": excluded.version,
-                    "last_event_type": excluded.last_event_type,
-                    "last_position": excluded.last_position,
-                    "updated_at": excluded.updated_at,
-                },
-                # Versions only grow: folding an older event again changes nothing.
-                where=aggregates.c.version < excluded.version,
+                set_={**latest, "created_at": earliest},
             )
         )
 

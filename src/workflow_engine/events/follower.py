@@ -72,8 +72,11 @@ class LogFollower:
                     key = event.key
                     if self.wanted(event):
                         yield _message(event)
-                if len(batch) < BATCH:
-                    key = _caught_up(key, settled)
+                if len(batch) == BATCH:
+                    continue
+                if settled is None:  # the tail has not found the log yet: poll politely
+                    await _wait_unless_stopped(self._tail, seen, stop)
+                key = _caught_up(key, settled)
                 continue
             for event in recent:
                 key = event.key

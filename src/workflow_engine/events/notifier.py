@@ -24,6 +24,7 @@ from typing import Any
 import structlog
 
 from workflow_engine.db import Database
+from workflow_engine.events.signal import Signal
 from workflow_engine.events.store import APPENDED, NOTIFY_CHANNEL, last_position
 
 logger = structlog.get_logger(__name__)
@@ -36,18 +37,21 @@ _RECONNECT_MAX = 10.0
 class LogNotifier:
     def __init__(self, db: Database) -> None:
         self._db = db
-        # Replaced at every wake-up; an Event (unlike a Condition) is safe to cancel a wait on.
-        self._woken = asyncio.Event()
+        self._woken = Signal()
         self._tasks: list[asyncio.Task[None]] = []
         self.listening = False
 
     async def start(self) -> None:
+        if self._tasks:
+            return
         self._db.on_commit(APPENDED, self.wake)
         self._tasks.append(asyncio.create_task(self._poll(), name="event-log-poller"))
         if not self._db.is_sqlite:
             self._tasks.append(asyncio.create_task(self._listen(), name="event-log-listener"))
 
     async def stop(self) -> None:
+        if not self._tasks:
+            return
         self._db.remove_commit_listener(APPENDED, self.wake)
         for task in self._tasks:
             task.cancel()
@@ -56,14 +60,17 @@ class LogNotifier:
                 await task
         self._tasks.clear()
 
-    def wake(self) -> None:
-        woken, self._woken = self._woken, asyncio.Event()
-        woken.set()
+    @property
+    def generation(self) -> int:
+        return self._woken.generation
 
-    async def wait(self, timeout: float = FOLLOW_TIMEOUT) -> None:
-        """Return on the next wake-up, or after `timeout` seconds, whichever comes first."""
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._woken.wait(), timeout)
+    def wake(self) -> None:
+        self._woken.fire()
+
+    async def wait(self, seen: int, timeout: float = FOLLOW_TIMEOUT) -> None:
+        """Return once a wake-up came after the caller read `generation` (`seen`), or after
+        `timeout` seconds, whichever comes first."""
+        await self._woken.wait(seen, timeout)
 
     async def _poll(self) -> None:
         seen = -1

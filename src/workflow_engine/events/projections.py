@@ -17,9 +17,16 @@ Guarantees:
 
 - **Inline.** `append_events` folds what it wrote into every registered projection inside the
   appending transaction: a read model never shows an event that did not commit, and never
-  misses one that did. Events of one aggregate are folded in version order; events of
-  different aggregates appended concurrently may be folded in either order, so a fold must not
-  depend on their relative order.
+  misses one that did. Inline, the events of one aggregate are folded in version order.
+- **Order.** A rebuild folds in log order, (transaction id, position): on PostgreSQL a later
+  version of an aggregate can sit before an earlier one there (its transaction started
+  first), and events of different aggregates appended concurrently may come in either order.
+  A fold must therefore give the same result in any order — compare versions, as the
+  catalogue does, rather than trust arrival.
+- **Privileges.** Appends made for a tenant request run as the tenant role on PostgreSQL
+  (row-level security), and so do their folds: a projection's tables are tenant tables — give
+  them a `tenant_id`, the role's grants and the tenant policy in the migration that creates
+  them, as 0008 does for the catalogue.
 - **Rebuild.** `replay` empties a projection's tables and folds the whole log again in one
   transaction. On PostgreSQL it holds an EXCLUSIVE lock on those tables: readers keep seeing
   the old model until the rebuild commits, and appenders of events the projection wants wait
@@ -52,7 +59,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from workflow_engine.db import Database
 from workflow_engine.db.tables import projection_checkpoints
 from workflow_engine.db.upsert import upsert
-from workflow_engine.events.store import RecordedEvent, read_log
+from workflow_engine.events.store import LOG_START, LogKey, RecordedEvent, read_log
 from workflow_engine.events.upcasting import Upcasters
 
 _REPLAY_BATCH = 1000
@@ -180,12 +187,14 @@ async def replay(
         for table in reversed(projection.tables):
             await conn.execute(delete(table))
         folded = position = 0
-        while batch := await read_log(conn, after=position, limit=_REPLAY_BATCH, settled=False):
+        cursor: LogKey = LOG_START
+        while batch := await read_log(conn, after=cursor, limit=_REPLAY_BATCH, settled=False):
             for event in batch:
                 if projection.wants(event):
                     await projection.apply(conn, upcasters.apply(event))
                     folded += 1
-            position = batch[-1].position
+            cursor = batch[-1].key
+            position = max(position, batch[-1].position)
         await _save_checkpoint(conn, projection, position, folded)
     return ReplayResult(projection.name, folded, position, time.perf_counter() - started)
 
@@ -232,7 +241,7 @@ async def _save_checkpoint(
 async def _lock(conn: AsyncConnection, projection: Projection, mode: str) -> None:
     """PostgreSQL table locks that order inline folds against rebuilds (SQLite needs none:
     its write transactions already exclude each other)."""
-    if conn.dialect.name != "postgresql":
+    if conn.dialect.name != "postgresql" or not projection.tables:
         return
     names = ", ".join(conn.dialect.identifier_preparer.format_table(t) for t in projection.tables)
     await conn.execute(text(f"LOCK TABLE {names} IN {mode} MODE"))

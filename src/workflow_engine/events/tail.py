@@ -6,7 +6,8 @@ of bounded size. Followers that are caught up take their next events from the wi
 query of their own — and followers that fell behind it (a slow consumer, a client resuming
 from an old position) read the database from their own cursor until they reach it. So a
 thousand idle subscribers cost one query per wake-up, not a thousand, and memory is bounded
-by the window whatever the consumers do.
+by the window (in events and in bytes) whatever the consumers do: a follower takes at most
+one batch from it at a time.
 
 The window holds a contiguous run of the log: every event whose key lies in
 (`start`, `end`], in log order. Tenant filtering is the follower's job; the tail reads with
@@ -17,32 +18,47 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 from bisect import bisect_right
 
 import structlog
 
 from workflow_engine.events.notifier import FOLLOW_TIMEOUT, LogNotifier
 from workflow_engine.events.service import EventStore
+from workflow_engine.events.signal import Signal
 from workflow_engine.events.store import LogKey, RecordedEvent
 
 logger = structlog.get_logger(__name__)
 
 READ_BATCH = 500
-WINDOW = 10_000
+WINDOW_EVENTS = 10_000
+WINDOW_BYTES = 16 * 1024 * 1024
 
 
 class LogTail:
-    def __init__(self, store: EventStore, notifier: LogNotifier, *, window: int = WINDOW) -> None:
+    def __init__(
+        self,
+        store: EventStore,
+        notifier: LogNotifier,
+        *,
+        window: int = WINDOW_EVENTS,
+        window_bytes: int = WINDOW_BYTES,
+    ) -> None:
         self._store = store
         self._notifier = notifier
         self._window = window
+        self._window_bytes = window_bytes
         self._events: list[RecordedEvent] = []
         self._keys: list[LogKey] = []
+        self._sizes: list[int] = []
+        self._bytes = 0
         self._start: LogKey | None = None
-        # Replaced at every change; an Event (unlike a Condition) is safe to cancel a wait on.
-        self._changed = asyncio.Event()
-        self.generation = 0
+        self._changed = Signal()
         self._task: asyncio.Task[None] | None = None
+
+    @property
+    def generation(self) -> int:
+        return self._changed.generation
 
     async def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="event-log-tail")
@@ -60,29 +76,29 @@ class LogTail:
         until the tail has found the log's head (the database may be away at start)."""
         return self._keys[-1] if self._keys else self._start
 
-    def since(self, key: LogKey) -> list[RecordedEvent] | None:
-        """The window's events after `key`, or None when `key` is older than the window (the
-        caller must read the database to catch up)."""
+    def since(self, key: LogKey, limit: int = READ_BATCH) -> list[RecordedEvent] | None:
+        """Up to `limit` of the window's events after `key`, or None when `key` is older than
+        the window (the caller must read the database to catch up)."""
         if self._start is None or key < self._start:
             return None
-        return self._events[bisect_right(self._keys, key) :]
+        first = bisect_right(self._keys, key)
+        return self._events[first : first + limit]
 
     async def wait(self, seen: int, timeout: float = FOLLOW_TIMEOUT) -> None:
         """Return once `generation` differs from `seen`, or after `timeout` seconds."""
-        if self.generation != seen:
-            return
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._changed.wait(), timeout)
+        await self._changed.wait(seen, timeout)
 
     async def _run(self) -> None:
         while True:
+            # Taken before reading: a commit announced during the read is not slept through.
+            seen = self._notifier.generation
             try:
                 if self._start is None:
                     self._start = await self._store.log_head()
                 await self._read_to_horizon()
             except Exception as exc:  # the database is away: health reports it; keep trying
                 logger.debug("event log tail read failed", error=type(exc).__name__)
-            await self._notifier.wait()
+            await self._notifier.wait(seen)
 
     async def _read_to_horizon(self) -> None:
         while (end := self.end) is not None:
@@ -90,18 +106,32 @@ class LogTail:
             if batch:
                 self._events.extend(batch)
                 self._keys.extend(event.key for event in batch)
+                sizes = [_size(event) for event in batch]
+                self._sizes.extend(sizes)
+                self._bytes += sum(sizes)
                 self._trim()
-                self.generation += 1
-                changed, self._changed = self._changed, asyncio.Event()
-                changed.set()
+                self._changed.fire()
             if len(batch) < READ_BATCH:
                 return
 
     def _trim(self) -> None:
-        # Trim in chunks (down to the window when twice over it): slicing is O(n).
-        if len(self._events) <= 2 * self._window:
+        if len(self._events) <= self._window and self._bytes <= self._window_bytes:
             return
-        dropped = len(self._events) - self._window
+        # Down to three quarters of both limits at once: slicing is O(n), so trim in chunks.
+        dropped, freed = 0, 0
+        while (
+            len(self._events) - dropped > self._window * 3 // 4
+            or self._bytes - freed > self._window_bytes * 3 // 4
+        ) and dropped < len(self._events) - 1:
+            freed += self._sizes[dropped]
+            dropped += 1
         self._start = self._keys[dropped - 1]
         del self._events[:dropped]
         del self._keys[:dropped]
+        del self._sizes[:dropped]
+        self._bytes -= freed
+
+
+def _size(event: RecordedEvent) -> int:
+    """Roughly what the event holds in memory: its documents' JSON size plus a fixed part."""
+    return 256 + len(json.dumps(event.data)) + len(json.dumps(event.metadata))
