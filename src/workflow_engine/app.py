@@ -8,10 +8,21 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import APIRouter, FastAPI
 
-from workflow_engine.api import aggregates, api_keys, auth, docs, events, health, jwks, users
+from workflow_engine.api import (
+    aggregates,
+    api_keys,
+    auth,
+    docs,
+    events,
+    health,
+    jwks,
+    users,
+    workflows,
+)
 from workflow_engine.api.client_address import ClientAddresses
 from workflow_engine.api.context import AppContext
 from workflow_engine.api.middleware import (
@@ -32,8 +43,10 @@ from workflow_engine.bootstrap.core_services import (
     MigrationsService,
     RateLimiterService,
 )
+from workflow_engine.bootstrap.engine_services import WorkflowCatalogService
 from workflow_engine.bootstrap.lifecycle import ServiceBootstrapManagerBuilder, ServiceSpec
 from workflow_engine.config import Settings
+from workflow_engine.engine.definitions import WorkflowDefinition
 from workflow_engine.events.upcasting import Upcasters
 from workflow_engine.observability.access_log import AccessLogMiddleware
 from workflow_engine.observability.correlation import CorrelationIdMiddleware
@@ -55,13 +68,16 @@ routers: tuple[APIRouter, ...] = (
     users.router,
     events.router,
     aggregates.router,
+    workflows.router,
     jwks.router,
     docs.router,
 )
 
 
 def core_services(
-    settings: Settings, upcasters: Upcasters | None = None
+    settings: Settings,
+    upcasters: Upcasters | None = None,
+    workflows: Sequence[WorkflowDefinition | dict[str, Any]] = (),
 ) -> ServiceBootstrapManagerBuilder:
     """The services every server process runs, as a builder an embedder can extend."""
     database = DatabaseService(settings)
@@ -77,6 +93,7 @@ def core_services(
         )
         .add_service("auth", AuthServiceProvider(settings, database), depends_on=["events"])
         .add_service("rate_limiter", RateLimiterService(settings))
+        .add_service("workflows", WorkflowCatalogService(settings, workflows))
     )
 
 
@@ -85,10 +102,12 @@ def create_app(
     *,
     services: Sequence[ServiceSpec] = (),
     upcasters: Upcasters | None = None,
+    workflows: Sequence[WorkflowDefinition | dict[str, Any]] = (),
 ) -> FastAPI:
     """Build the application. `services` are added after the core ones (they may depend on
-    them); `upcasters` turn old event versions into current ones as they are read."""
-    builder = core_services(settings, upcasters)
+    them); `upcasters` turn old event versions into current ones as they are read;
+    `workflows` are definitions registered next to the templates and `WORKFLOWS_DIR`."""
+    builder = core_services(settings, upcasters, workflows)
     for spec in services:
         builder.add_service(
             spec.name, spec.service, depends_on=spec.depends_on, required=spec.required

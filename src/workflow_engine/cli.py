@@ -15,6 +15,7 @@ import structlog
 import typer
 from sqlalchemy.exc import DBAPIError
 
+from workflow_engine import nodes
 from workflow_engine.auth.accounts import (
     CLI_ORIGIN,
     DEFAULT_TENANT,
@@ -36,9 +37,12 @@ from workflow_engine.config import (
     load_settings,
 )
 from workflow_engine.db import Database
+from workflow_engine.engine.catalog import build_catalog
+from workflow_engine.engine.definitions import InvalidDefinition
 from workflow_engine.errors import NotFound, WorkflowEngineError
 from workflow_engine.events import projections
 from workflow_engine.events.projections import ReplayResult, replay
+from workflow_engine.nodes.registry import import_node_modules
 from workflow_engine.observability.logging import configure_logging
 from workflow_engine.version import __version__
 
@@ -106,6 +110,18 @@ def _check_extras(settings: Settings) -> None:
         )
     if settings.tracing_enabled and importlib.util.find_spec("opentelemetry.sdk") is None:
         logger.info("tracing is off: TRACING_ENABLED needs the `monitoring` extra installed")
+
+
+def _check_workflows(settings: Settings) -> None:
+    """Node modules and definitions, checked before serving: every problem, one line each."""
+    try:
+        build_catalog(
+            nodes.registry, node_modules=settings.node_modules, workflows_dir=settings.workflows_dir
+        )
+    except InvalidDefinition as exc:
+        _fail([f"invalid workflow definition: {problem}" for problem in exc.problems])
+    except ImportError as exc:
+        _fail([str(exc)])
 
 
 def _require_database(settings: Settings) -> None:
@@ -249,6 +265,7 @@ def serve(
             signing_key(settings)
         except SigningKeyError as exc:
             _fail([f"invalid configuration: JWT_PRIVATE_KEY_FILE: {exc}"])
+    _check_workflows(settings)
     _require_database(settings)
     if settings.should_auto_migrate:
         _migrate(settings)
@@ -393,6 +410,8 @@ def events_replay(
     read as stored: upcasters registered in Python (`create_app(upcasters=...)`) are not
     applied here; an embedder that has them calls `events.projections.replay` with them."""
     settings = _settings()
+    # Projections registered by the server's NODE_MODULES are known here too.
+    import_node_modules(settings.node_modules)
     try:
         chosen = (
             list(projections.registry)

@@ -61,3 +61,24 @@ def test_basic_server_setup_example_serves_its_own_router(
     assert httpx.get(f"{server.url}/api/v1/orders/count").json() == {"orders": 0}
     assert httpx.get(f"{server.url}/health/detailed").status_code == 200
     assert server.stop() == 0
+
+
+def test_node_module_example_lets_definitions_use_its_node(
+    server_factory: type[Server], tmp_path: Path
+) -> None:
+    modules = tmp_path / "modules"
+    modules.mkdir()
+    (modules / "acme_nodes.py").write_text(readme_example("node-module"))
+    flows = tmp_path / "flows"
+    flows.mkdir()
+    (flows / "lookup.yaml").write_text(
+        "name: customer_lookup\nsteps:\n  - id: find\n    uses: crm.lookup\n"
+        "    with: {email: '{{ input.email }}'}\n"
+    )
+    server = server_factory(env={
+        "PYTHONPATH": str(modules), "NODE_MODULES": "acme_nodes", "WORKFLOWS_DIR": str(flows),
+    })  # fmt: skip
+    server.start()  # a definition using crm.lookup is valid only once the module registered it
+    detailed = httpx.get(f"{server.url}/health/detailed", timeout=5).json()
+    workflows = {s["name"]: s for s in detailed["services"]}["workflows"]
+    assert workflows["data"] == {"workflows": 2}  # order_summary and customer_lookup

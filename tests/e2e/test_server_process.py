@@ -220,3 +220,30 @@ def test_postgresql_url_as_in_the_seed_migrates_and_serves_with_workers(
     assert services["database"]["data"]["backend"] == "postgresql"
     assert services["migrations"]["status"] == "ok"
     assert server.stop() == 0, server.output()
+
+
+def test_broken_workflow_definitions_stop_serve_with_one_line_each(
+    installed_bin: Path, tmp_path: Path
+) -> None:
+    flows = tmp_path / "flows"
+    flows.mkdir()
+    (flows / "a.yaml").write_text(
+        "name: a\nsteps:\n  - id: one\n    uses: crm.lookup\n"
+        "  - id: two\n    uses: transform\n    needs: [ghost]\n"
+    )
+    result = run_cli(installed_bin, "serve", cwd=tmp_path, env={"WORKFLOWS_DIR": str(flows)})
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 2, result.stderr
+    assert lines[0].endswith("a.yaml: step 'one': uses: unknown node type 'crm.lookup'")
+    assert lines[1].endswith("a.yaml: step 'two': needs: unknown step 'ghost'")
+    assert "Traceback" not in result.stderr + result.stdout
+
+
+def test_a_node_module_that_does_not_import_stops_serve(
+    installed_bin: Path, tmp_path: Path
+) -> None:
+    result = run_cli(installed_bin, "serve", cwd=tmp_path, env={"NODE_MODULES": "acme.missing"})
+    assert result.returncode == 2
+    assert "NODE_MODULES: cannot import 'acme.missing'" in result.stderr
+    assert "Traceback" not in result.stderr + result.stdout

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -61,7 +61,11 @@ UNLIMITED = {
 
 
 def build_app(
-    database_url: str, data_dir: Path, upcasters: Upcasters | None = None, **env: str
+    database_url: str,
+    data_dir: Path,
+    upcasters: Upcasters | None = None,
+    workflows: Sequence[dict[str, Any]] = (),
+    **env: str,
 ) -> FastAPI:
     settings, _ = load_settings(
         {
@@ -75,7 +79,7 @@ def build_app(
         }
     )
     configure_logging(settings.log_level, "json")
-    app = create_app(settings, upcasters=upcasters)
+    app = create_app(settings, upcasters=upcasters, workflows=workflows)
     app.include_router(embedder_router)
     return app
 

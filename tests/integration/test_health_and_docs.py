@@ -29,7 +29,15 @@ async def test_detailed_health_lists_every_service(
     body = response.json()
     assert body["status"] == "ok"
     services = {s["name"]: s for s in body["services"]}
-    assert set(services) == {"data_dir", "database", "migrations", "events", "auth", "rate_limiter"}
+    assert set(services) == {
+        "data_dir",
+        "database",
+        "migrations",
+        "events",
+        "auth",
+        "rate_limiter",
+        "workflows",
+    }
     assert all(s["status"] == "ok" for s in services.values())
     assert services["database"]["required"] is True
     assert services["data_dir"]["data"]["free_bytes"] > 0

@@ -70,6 +70,13 @@ SAMPLES: dict[str, tuple[Any, str, Any, Any]] = {
     "login_account_lock_seconds": (300, "450", 300.0, 450.0),
     "snapshot_every": (50, "200", 50, 200),
     "event_partitions": (4, "8", 4, 8),
+    "workflows_dir": ("/srv/flows", "/srv/other", Path("/srv/flows"), Path("/srv/other")),
+    "node_modules": (
+        ["acme.nodes"],
+        "acme.crm, acme.billing",
+        ["acme.nodes"],
+        ["acme.crm", "acme.billing"],
+    ),
     "rate_limit_per_minute": (120, "240", 120, 240),
     "rate_limit_tenant_per_minute": (300, "400", 300, 400),
     "rate_limit_tenant_burst": (50, "60", 50, 60),
@@ -251,6 +258,7 @@ helpscout_mcp_url = "http://localhost:8001"
         ({"CORS_ORIGINS": "nope"}, r"^CORS_ORIGINS='nope': 'nope' is not an origin"),
         ({"SLACK_MCP_URL": "ftp://x"}, r"^SLACK_MCP_URL='ftp://x': expected an http"),
         ({"EVENT_PARTITIONS": "4"}, r"^EVENT_PARTITIONS=4 needs PostgreSQL"),
+        ({"NODE_MODULES": "acme.crm, 9bad"}, r"^NODE_MODULES='acme.crm, 9bad': '9bad' is not a"),
     ],
 )
 def test_bad_values_are_named_one_line_each(environ: dict[str, str], expected: str) -> None:

@@ -16,8 +16,10 @@ from fastapi import Depends, Request
 from workflow_engine.api.client_address import ClientAddresses
 from workflow_engine.bootstrap import ServiceBootstrapManager
 from workflow_engine.bootstrap.core_services import DatabaseService, EventStoreService
+from workflow_engine.bootstrap.engine_services import WorkflowCatalogService
 from workflow_engine.config import Settings
 from workflow_engine.db import Database
+from workflow_engine.engine.catalog import DefinitionCatalog
 from workflow_engine.events import EventStore
 from workflow_engine.events.tail import LogTail
 from workflow_engine.observability.request_stats import RequestStats
@@ -71,3 +73,10 @@ async def get_event_store(context: Context) -> EventStore:
 
 
 EventStoreDep = Annotated[EventStore, Depends(get_event_store)]
+
+
+async def get_catalog(context: Context) -> DefinitionCatalog:
+    return context.service("workflows", WorkflowCatalogService).catalog
+
+
+CatalogDep = Annotated[DefinitionCatalog, Depends(get_catalog)]

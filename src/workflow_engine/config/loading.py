@@ -56,6 +56,8 @@ TOML_KEYS: dict[tuple[str, str], str] = {
     ("server", "trusted_proxies"): "trusted_proxies",
     ("events", "snapshot_every"): "snapshot_every",
     ("events", "partitions"): "event_partitions",
+    ("workflows", "dir"): "workflows_dir",
+    ("workflows", "node_modules"): "node_modules",
     ("monitoring", "metrics_enabled"): "metrics_enabled",
     ("monitoring", "tracing_enabled"): "tracing_enabled",
     ("monitoring", "log_level"): "log_level",

@@ -144,6 +144,13 @@ class Settings(BaseSettings):
     snapshot_every: int = Field(
         100, ge=1, le=1_000_000, description="Events folded before a new aggregate snapshot."
     )
+    workflows_dir: Path | None = Field(
+        None, description="A directory of workflow definitions (*.yaml, *.yml, *.json)."
+    )
+    node_modules: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Python modules imported at start whose @node functions add node types.",
+    )
     event_partitions: int = Field(
         1,
         ge=1,
@@ -250,12 +257,20 @@ class Settings(BaseSettings):
     def _lower(cls, value: object) -> object:
         return value.strip().lower() if isinstance(value, str) else value
 
-    @field_validator("cors_origins", mode="before")
+    @field_validator("cors_origins", "node_modules", mode="before")
     @classmethod
-    def _split_origins(cls, value: object) -> object:
+    def _split_commas(cls, value: object) -> object:
         if isinstance(value, str):
-            return [origin.strip() for origin in value.split(",") if origin.strip()]
+            return [item.strip() for item in value.split(",") if item.strip()]
         return value
+
+    @field_validator("node_modules")
+    @classmethod
+    def _check_modules(cls, modules: list[str]) -> list[str]:
+        for module in modules:
+            if not all(part.isidentifier() for part in module.split(".")):
+                raise ValueError(f"{module!r} is not a module name")
+        return modules
 
     @field_validator("cors_origins")
     @classmethod

@@ -1,0 +1,80 @@
+"""The workflow API, on the seed's paths: the templates a server can run."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Path, Query
+from pydantic import BaseModel, Field
+
+from workflow_engine.api.context import CatalogDep
+from workflow_engine.api.security import require
+from workflow_engine.auth.permissions import Permission
+from workflow_engine.auth.principal import Principal
+from workflow_engine.engine.catalog import DefinitionCatalog
+from workflow_engine.engine.definitions import NAME_PATTERN, WorkflowDefinition
+
+router = APIRouter(tags=["workflows"])
+
+
+class TemplateStep(BaseModel):
+    id: str
+    uses: str
+    needs: list[str]
+    condition: str | None = Field(None, alias="if", serialization_alias="if")
+
+
+class Template(BaseModel):
+    name: str
+    version: int
+    versions: list[int] = Field(description="Every version this server can run.")
+    description: str
+    input_schema: dict[str, Any]
+    example_input: Any = Field(None, description="The schema's first example, if it has one.")
+    steps: list[TemplateStep] = Field(description="Enough to draw the graph: ids, uses, needs.")
+
+
+class TemplateList(BaseModel):
+    items: list[Template]
+
+
+def _template(catalog: DefinitionCatalog, definition: WorkflowDefinition) -> Template:
+    examples = definition.input_schema.get("examples") or [None]
+    return Template(
+        name=definition.name,
+        version=definition.version,
+        versions=catalog.versions(definition.name),
+        description=definition.description,
+        input_schema=definition.input_schema,
+        example_input=examples[0],
+        steps=[
+            TemplateStep(id=step.id, uses=step.uses, needs=step.needs, **{"if": step.if_})
+            for step in definition.steps
+        ],
+    )
+
+
+@router.get(
+    "/api/v1/workflows/templates",
+    summary="The workflows this server can run (latest version of each)",
+    response_model_by_alias=True,
+)
+async def list_templates(
+    _principal: Annotated[Principal, require(Permission.workflows_read)],
+    catalog: CatalogDep,
+) -> TemplateList:
+    return TemplateList(items=[_template(catalog, d) for d in catalog.latest()])
+
+
+@router.get(
+    "/api/v1/workflows/templates/{name}",
+    summary="One workflow's definition: input schema with example, steps and their needs",
+    response_model_by_alias=True,
+)
+async def get_template(
+    name: Annotated[str, Path(pattern=NAME_PATTERN)],
+    _principal: Annotated[Principal, require(Permission.workflows_read)],
+    catalog: CatalogDep,
+    version: Annotated[int | None, Query(ge=1, le=1_000_000)] = None,
+) -> Template:
+    return _template(catalog, catalog.get(name, version))

@@ -1,0 +1,122 @@
+"""Node types: the Python functions steps run, registered by name.
+
+    from workflow_engine.nodes import NodeContext, node
+
+    @node("crm.lookup")
+    async def lookup(ctx: NodeContext, *, email: str) -> dict:
+        ctx.log.info("looking up", email=email)
+        return {"customer": ...}
+
+A node receives the step's evaluated `with` arguments as keyword arguments and returns a JSON
+value, the step's output. It raises `StepError` (retryable) or `FatalStepError` (never
+retried) to fail with a message of its own; any other exception fails the attempt as
+retryable, with the exception's class as the error class.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import inspect
+import uuid
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+NodeFunction = Callable[..., Awaitable[Any]]
+
+
+class StepError(Exception):
+    """A step attempt failed; retried if its retry policy allows. `error_class` names the kind
+    of failure for `retry.retry_on` (the exception's class name by default)."""
+
+    retryable = True
+
+    def __init__(self, message: str, *, error_class: str | None = None) -> None:
+        super().__init__(message)
+        self.error_class = error_class or type(self).__name__
+
+
+class FatalStepError(StepError):
+    """A failure no retry can fix (bad arguments, a refused request): the step fails at once."""
+
+    retryable = False
+
+
+class RunLogger(Protocol):
+    def debug(self, message: str, **fields: Any) -> None: ...
+    def info(self, message: str, **fields: Any) -> None: ...
+    def warning(self, message: str, **fields: Any) -> None: ...
+    def error(self, message: str, **fields: Any) -> None: ...
+
+
+@dataclass
+class NodeContext:
+    """What a node knows of the run it works for."""
+
+    run_id: uuid.UUID
+    tenant_id: uuid.UUID
+    workflow_name: str
+    step_id: str
+    attempt: int
+    log: RunLogger
+    # Set when the run is cancelled; the worker also cancels the node's task within a second.
+    cancelled: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+class NodeRegistry:
+    def __init__(self) -> None:
+        self._nodes: dict[str, NodeFunction] = {}
+
+    def register(self, name: str, function: NodeFunction) -> NodeFunction:
+        if not inspect.iscoroutinefunction(function):
+            raise TypeError(f"node {name!r} must be an async function")
+        if name in self._nodes and self._nodes[name] is not function:
+            raise ValueError(f"a node type named {name!r} is already registered")
+        self._nodes[name] = function
+        return function
+
+    def unregister(self, name: str) -> None:
+        self._nodes.pop(name, None)
+
+    @contextmanager
+    def registered(self, name: str, function: NodeFunction) -> Iterator[NodeFunction]:
+        """Register for the duration of a block (tests)."""
+        self.register(name, function)
+        try:
+            yield function
+        finally:
+            self.unregister(name)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._nodes
+
+    def get(self, name: str) -> NodeFunction:
+        return self._nodes[name]
+
+    def names(self) -> list[str]:
+        return sorted(self._nodes)
+
+
+registry = NodeRegistry()
+"""The process's node types: the core ones, and those of `NODE_MODULES`."""
+
+
+def node(name: str) -> Callable[[NodeFunction], NodeFunction]:
+    """Register the decorated async function as node type `name`."""
+
+    def decorate(function: NodeFunction) -> NodeFunction:
+        return registry.register(name, function)
+
+    return decorate
+
+
+def import_node_modules(modules: list[str]) -> None:
+    """Import each module (their `@node` decorators register them). A module that cannot be
+    imported raises ImportError naming it."""
+    for module in modules:
+        try:
+            importlib.import_module(module)
+        except ImportError as exc:
+            raise ImportError(f"NODE_MODULES: cannot import {module!r}: {exc}") from exc
