@@ -20,6 +20,7 @@ from workflow_engine.api import (
     events,
     health,
     jwks,
+    runs,
     users,
     workflows,
 )
@@ -43,7 +44,7 @@ from workflow_engine.bootstrap.core_services import (
     MigrationsService,
     RateLimiterService,
 )
-from workflow_engine.bootstrap.engine_services import WorkflowCatalogService
+from workflow_engine.bootstrap.engine_services import WorkerService, WorkflowCatalogService
 from workflow_engine.bootstrap.lifecycle import ServiceBootstrapManagerBuilder, ServiceSpec
 from workflow_engine.config import Settings
 from workflow_engine.engine.definitions import WorkflowDefinition
@@ -69,6 +70,7 @@ routers: tuple[APIRouter, ...] = (
     events.router,
     aggregates.router,
     workflows.router,
+    runs.router,
     jwks.router,
     docs.router,
 )
@@ -81,7 +83,7 @@ def core_services(
 ) -> ServiceBootstrapManagerBuilder:
     """The services every server process runs, as a builder an embedder can extend."""
     database = DatabaseService(settings)
-    return (
+    builder = (
         ServiceBootstrapManager.builder()
         .add_service("data_dir", DataDirectoryService(settings.data_dir), required=False)
         .add_service("database", database)
@@ -95,6 +97,9 @@ def core_services(
         .add_service("rate_limiter", RateLimiterService(settings))
         .add_service("workflows", WorkflowCatalogService(settings, workflows))
     )
+    if settings.worker_enabled:
+        builder.add_service("worker", WorkerService(settings, database), depends_on=["events"])
+    return builder
 
 
 def create_app(

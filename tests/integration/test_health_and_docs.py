@@ -37,6 +37,7 @@ async def test_detailed_health_lists_every_service(
         "auth",
         "rate_limiter",
         "workflows",
+        "worker",
     }
     assert all(s["status"] == "ok" for s in services.values())
     assert services["database"]["required"] is True

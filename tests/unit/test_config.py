@@ -70,6 +70,8 @@ SAMPLES: dict[str, tuple[Any, str, Any, Any]] = {
     "login_account_lock_seconds": (300, "450", 300.0, 450.0),
     "snapshot_every": (50, "200", 50, 200),
     "event_partitions": (4, "8", 4, 8),
+    "worker_enabled": (False, "true", False, True),
+    "worker_concurrency": (4, "8", 4, 8),
     "workflows_dir": ("/srv/flows", "/srv/other", Path("/srv/flows"), Path("/srv/other")),
     "node_modules": (
         ["acme.nodes"],

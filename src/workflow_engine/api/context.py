@@ -20,6 +20,7 @@ from workflow_engine.bootstrap.engine_services import WorkflowCatalogService
 from workflow_engine.config import Settings
 from workflow_engine.db import Database
 from workflow_engine.engine.catalog import DefinitionCatalog
+from workflow_engine.engine.runs import RunService
 from workflow_engine.events import EventStore
 from workflow_engine.events.tail import LogTail
 from workflow_engine.observability.request_stats import RequestStats
@@ -80,3 +81,10 @@ async def get_catalog(context: Context) -> DefinitionCatalog:
 
 
 CatalogDep = Annotated[DefinitionCatalog, Depends(get_catalog)]
+
+
+async def get_runs(database: DatabaseDep, catalog: CatalogDep) -> RunService:
+    return RunService(database, catalog)
+
+
+RunsDep = Annotated[RunService, Depends(get_runs)]

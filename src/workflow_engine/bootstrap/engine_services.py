@@ -1,14 +1,16 @@
-"""The workflow engine's services: the definition catalog (and, next, the worker)."""
+"""The workflow engine's services: the definition catalog and the embedded worker."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from typing import Any
 
+from workflow_engine.bootstrap.core_services import DatabaseService
 from workflow_engine.bootstrap.lifecycle import Health
 from workflow_engine.config import Settings
 from workflow_engine.engine.catalog import DefinitionCatalog, build_catalog
 from workflow_engine.engine.definitions import WorkflowDefinition
+from workflow_engine.engine.worker import Worker, WorkerOptions
 from workflow_engine.nodes import registry
 
 
@@ -43,3 +45,27 @@ class WorkflowCatalogService:
 
     async def check_health(self) -> Health:
         return Health.ok(workflows=len(self.catalog.names()))
+
+
+class WorkerService:
+    """The embedded worker (`WORKER_ENABLED`): claims and runs steps in the server process."""
+
+    def __init__(self, settings: Settings, database: DatabaseService) -> None:
+        self._settings = settings
+        self._database = database
+        self._worker: Worker | None = None
+
+    async def start(self) -> None:
+        options = WorkerOptions(concurrency=self._settings.worker_concurrency)
+        self._worker = Worker(self._database.database, registry, options)
+        await self._worker.start()
+
+    async def stop(self) -> None:
+        if self._worker is not None:
+            await self._worker.stop(grace=self._settings.shutdown_timeout)
+            self._worker = None
+
+    async def check_health(self) -> Health:
+        if self._worker is None:
+            return Health.down("not running")
+        return Health.ok(owner=self._worker.owner, running=self._worker.running)

@@ -58,6 +58,8 @@ TOML_KEYS: dict[tuple[str, str], str] = {
     ("events", "partitions"): "event_partitions",
     ("workflows", "dir"): "workflows_dir",
     ("workflows", "node_modules"): "node_modules",
+    ("worker", "enabled"): "worker_enabled",
+    ("worker", "concurrency"): "worker_concurrency",
     ("monitoring", "metrics_enabled"): "metrics_enabled",
     ("monitoring", "tracing_enabled"): "tracing_enabled",
     ("monitoring", "log_level"): "log_level",

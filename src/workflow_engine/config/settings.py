@@ -151,6 +151,12 @@ class Settings(BaseSettings):
         default_factory=list,
         description="Python modules imported at start whose @node functions add node types.",
     )
+    worker_enabled: bool = Field(
+        True, description="Run a worker inside each server process (off: standalone workers)."
+    )
+    worker_concurrency: int = Field(
+        16, ge=1, le=256, description="Steps one worker runs at once (no connection held)."
+    )
     event_partitions: int = Field(
         1,
         ge=1,

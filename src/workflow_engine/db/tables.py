@@ -173,3 +173,71 @@ aggregates = Table(
     Column("updated_at", UTCDateTime(), nullable=False),
     Index(None, "tenant_id", "aggregate_type", "aggregate_id"),
 )
+
+# --- workflow runs (engine/) ------------------------------------------------------------------
+
+workflow_runs = Table(
+    "workflow_runs",
+    metadata,
+    Column("id", Uuid(), primary_key=True),
+    Column("tenant_id", Uuid(), nullable=False),
+    Column("workflow_name", String(64), nullable=False),
+    Column("workflow_version", Integer(), nullable=False),
+    Column("status", String(20), nullable=False),
+    Column("input", JsonDocument, nullable=False),
+    Column("output", JsonDocument, nullable=True),
+    Column("error", JsonDocument, nullable=True),
+    # The definition the run started with: what pins it to its version.
+    Column("definition", JsonDocument, nullable=False),
+    Column("steps_total", Integer(), nullable=False),
+    Column("steps_done", Integer(), nullable=False),
+    Column("correlation_id", String(128), nullable=True),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("started_at", UTCDateTime(), nullable=True),
+    Column("finished_at", UTCDateTime(), nullable=True),
+    Column("updated_at", UTCDateTime(), nullable=False),
+)
+
+step_runs = Table(
+    "step_runs",
+    metadata,
+    Column("run_id", Uuid(), primary_key=True),
+    Column("step_id", String(64), primary_key=True),
+    Column("tenant_id", Uuid(), nullable=False),
+    Column("position", Integer(), nullable=False),
+    Column("uses", String(100), nullable=False),
+    Column("status", String(20), nullable=False),
+    Column("attempts", Integer(), nullable=False),
+    Column("output", JsonDocument, nullable=True),
+    Column("error", JsonDocument, nullable=True),
+    Column("next_attempt_at", UTCDateTime(), nullable=True),
+    Column("started_at", UTCDateTime(), nullable=True),
+    Column("finished_at", UTCDateTime(), nullable=True),
+)
+
+idempotency_keys = Table(
+    "idempotency_keys",
+    metadata,
+    Column("tenant_id", Uuid(), primary_key=True),
+    Column("key", String(255), primary_key=True),
+    Column("request_hash", String(64), nullable=False),  # SHA-256 of canonical JSON
+    Column("run_id", Uuid(), nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+)
+
+tasks = Table(
+    "tasks",
+    metadata,
+    Column("id", Uuid(), primary_key=True),
+    Column("tenant_id", Uuid(), nullable=False),
+    Column("run_id", Uuid(), nullable=False),
+    Column("step_id", String(64), nullable=False),
+    Column("attempt", Integer(), nullable=False),
+    Column("available_at", UTCDateTime(), nullable=False),
+    Column("lease_owner", String(100), nullable=True),
+    Column("lease_expires_at", UTCDateTime(), nullable=True),
+    Column("priority", Integer(), nullable=False),
+    Column("correlation_id", String(128), nullable=True),
+    Column("trace_context", JsonDocument, nullable=True),
+    Column("created_at", UTCDateTime(), nullable=False),
+)

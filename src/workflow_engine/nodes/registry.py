@@ -19,12 +19,12 @@ import asyncio
 import importlib
 import inspect
 import uuid
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-NodeFunction = Callable[..., Awaitable[Any]]
+NodeFunction = Callable[..., Coroutine[Any, Any, Any]]
 
 
 class StepError(Exception):

@@ -1,0 +1,262 @@
+"""Workflow runs over HTTP, on the seed's paths: trigger, status, results, cancel, and a list."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Header, Query, Response, status
+from pydantic import BaseModel, ConfigDict, Field
+
+from workflow_engine.api.context import RunsDep
+from workflow_engine.api.pagination import Cursor, Limit, Page, decode_cursor, encode_cursor
+from workflow_engine.api.security import Origin, require
+from workflow_engine.auth.permissions import Permission
+from workflow_engine.auth.principal import Principal
+from workflow_engine.engine import runs
+from workflow_engine.engine.definitions import NAME_PATTERN
+from workflow_engine.engine.runs import RunRecord
+from workflow_engine.errors import Conflict, InvalidInput
+
+router = APIRouter(tags=["workflows"])
+
+RUN_STATUSES = "^(queued|running|waiting|completed|failed|cancelling|cancelled)$"
+IDEMPOTENCY_KEY = r"^[\x21-\x7e]{1,255}$"  # visible ASCII, as Stripe's keys
+
+
+class TriggerRequest(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "workflow_name": "order_summary",
+                    "data": {"customer": "Ada Lovelace",
+                             "items": [{"name": "Manual", "amount": 12.5}]},
+                }
+            ]
+        },
+    )  # fmt: skip
+
+    workflow_name: str = Field(pattern=NAME_PATTERN)
+    data: dict[str, Any] = Field(default_factory=dict, description="Checked against the schema.")
+    version: int | None = Field(None, ge=1, le=1_000_000, description="Latest when absent.")
+    idempotency_key: str | None = Field(
+        None, pattern=IDEMPOTENCY_KEY, description="Or the `Idempotency-Key` header."
+    )
+
+
+class RunLinks(BaseModel):
+    status: str
+    results: str
+    logs: str
+    cancel: str
+    events: str
+
+
+class TriggeredRun(BaseModel):
+    workflow_id: uuid.UUID
+    workflow_name: str
+    version: int
+    status: str
+    created_at: datetime
+    links: RunLinks
+
+
+class StepStatus(BaseModel):
+    id: str
+    uses: str
+    status: str
+    attempts: int
+    started_at: datetime | None
+    finished_at: datetime | None
+    duration_ms: float | None
+    next_attempt_at: datetime | None
+    error: Any
+
+
+class Progress(BaseModel):
+    completed: int
+    total: int
+
+
+class RunStatus(BaseModel):
+    workflow_id: uuid.UUID
+    workflow_name: str
+    version: int
+    status: str
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    progress: Progress
+    steps: list[StepStatus]
+    error: Any
+    links: RunLinks
+
+
+class RunResults(BaseModel):
+    workflow_id: uuid.UUID
+    status: str
+    output: Any = Field(description="The workflow's `output`, when completed.")
+    error: Any = Field(None, description="Why it failed or was cancelled, with the step.")
+
+
+class RunSummary(BaseModel):
+    workflow_id: uuid.UUID
+    workflow_name: str
+    version: int
+    status: str
+    created_at: datetime
+    finished_at: datetime | None
+    progress: Progress
+
+
+def _links(run_id: uuid.UUID) -> RunLinks:
+    base = f"/api/v1/workflows/{run_id}"
+    return RunLinks(
+        status=f"{base}/status", results=f"{base}/results", logs=f"{base}/logs",
+        cancel=f"{base}/cancel", events=f"/api/v1/events/{run_id}",
+    )  # fmt: skip
+
+
+def _summary(run: RunRecord) -> RunSummary:
+    return RunSummary(
+        workflow_id=run.id, workflow_name=run.workflow_name, version=run.workflow_version,
+        status=run.status, created_at=run.created_at, finished_at=run.finished_at,
+        progress=_progress(run),
+    )  # fmt: skip
+
+
+def _progress(run: RunRecord) -> Progress:
+    return Progress(completed=run.steps_done, total=run.steps_total)
+
+
+@router.post(
+    "/api/v1/workflows/trigger",
+    status_code=status.HTTP_202_ACCEPTED,
+    summary="Start a workflow run",
+)
+async def trigger(
+    body: TriggerRequest,
+    principal: Annotated[Principal, require(Permission.workflows_run)],
+    service: RunsDep,
+    origin: Origin,
+    response: Response,
+    idempotency_key: Annotated[
+        str | None, Header(alias="Idempotency-Key", pattern=IDEMPOTENCY_KEY)
+    ] = None,
+) -> TriggeredRun:
+    """Accepted runs are queued at once; follow `links.status`, or the run's events. The same
+    `Idempotency-Key` with the same body returns the first run (`Idempotent-Replayed: true`);
+    with another body it is a 422."""
+    if idempotency_key and body.idempotency_key and idempotency_key != body.idempotency_key:
+        raise InvalidInput("the Idempotency-Key header and `idempotency_key` differ")
+    run, created = await service.trigger(
+        principal.tenant_id, body.workflow_name, body.data, version=body.version,
+        idempotency_key=idempotency_key or body.idempotency_key,
+        origin=runs.Origin(principal.actor, origin.correlation_id),
+    )  # fmt: skip
+    if not created:
+        response.headers["Idempotent-Replayed"] = "true"
+    return TriggeredRun(
+        workflow_id=run.id, workflow_name=run.workflow_name, version=run.workflow_version,
+        status=run.status, created_at=run.created_at, links=_links(run.id),
+    )  # fmt: skip
+
+
+@router.get("/api/v1/workflows", summary="Runs, newest first, filtered")
+async def list_runs(
+    principal: Annotated[Principal, require(Permission.workflows_read)],
+    service: RunsDep,
+    status_is: Annotated[str | None, Query(alias="status", pattern=RUN_STATUSES)] = None,
+    workflow_name: Annotated[str | None, Query(pattern=NAME_PATTERN)] = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    limit: Limit = 50,
+    cursor: Cursor = None,
+) -> Page[RunSummary]:
+    key = decode_cursor(cursor, created_at=str, id=str)
+    before = None
+    if key is not None:
+        try:
+            before = (datetime.fromisoformat(key["created_at"]), uuid.UUID(key["id"]))
+        except ValueError:
+            raise InvalidInput("the cursor is not one this server issued") from None
+    found = await service.list(
+        principal.tenant_id, status=status_is, workflow_name=workflow_name, since=since,
+        until=until, before=before, limit=limit + 1,
+    )  # fmt: skip
+    shown = found[:limit]
+    next_cursor = (
+        encode_cursor({"created_at": shown[-1].created_at.isoformat(), "id": str(shown[-1].id)})
+        if len(found) > limit
+        else None
+    )
+    return Page[RunSummary](
+        items=[_summary(run) for run in shown],
+        next_cursor=next_cursor,
+    )
+
+
+@router.get("/api/v1/workflows/{workflow_id}/status", summary="A run's status and its steps")
+async def run_status(
+    workflow_id: uuid.UUID,
+    principal: Annotated[Principal, require(Permission.workflows_read)],
+    service: RunsDep,
+) -> RunStatus:
+    run = await service.get(principal.tenant_id, workflow_id)
+    return RunStatus(
+        workflow_id=run.id, workflow_name=run.workflow_name, version=run.workflow_version,
+        status=run.status, created_at=run.created_at, started_at=run.started_at,
+        finished_at=run.finished_at, progress=_progress(run), error=run.error,
+        links=_links(run.id),
+        steps=[
+            StepStatus(
+                id=step.step_id, uses=step.uses, status=step.status, attempts=step.attempts,
+                started_at=step.started_at, finished_at=step.finished_at,
+                duration_ms=_duration(step.started_at, step.finished_at),
+                next_attempt_at=step.next_attempt_at, error=step.error,
+            )
+            for step in run.steps
+        ],
+    )  # fmt: skip
+
+
+@router.get("/api/v1/workflows/{workflow_id}/results", summary="A finished run's output")
+async def run_results(
+    workflow_id: uuid.UUID,
+    principal: Annotated[Principal, require(Permission.workflows_read)],
+    service: RunsDep,
+) -> RunResults:
+    """200 with the output when completed, or with the error (and failing step) when failed
+    or cancelled; 409 while the run has not finished."""
+    run = await service.get(principal.tenant_id, workflow_id)
+    if run.status not in ("completed", "failed", "cancelled"):
+        raise Conflict(f"run {run.id} has not finished: it is {run.status}")
+    return RunResults(workflow_id=run.id, status=run.status, output=run.output, error=run.error)
+
+
+@router.post(
+    "/api/v1/workflows/{workflow_id}/cancel",
+    status_code=status.HTTP_202_ACCEPTED,
+    summary="Cancel a run",
+)
+async def cancel_run(
+    workflow_id: uuid.UUID,
+    principal: Annotated[Principal, require(Permission.workflows_run)],
+    service: RunsDep,
+    origin: Origin,
+) -> RunSummary:
+    """Steps not started never start; running steps are interrupted within about a second;
+    the run ends `cancelled`. Cancelling again is harmless; a finished run is a 409."""
+    run = await service.cancel(
+        principal.tenant_id, workflow_id, runs.Origin(principal.actor, origin.correlation_id)
+    )
+    return _summary(run)
+
+
+def _duration(started: datetime | None, finished: datetime | None) -> float | None:
+    if started is None or finished is None:
+        return None
+    return round((finished - started).total_seconds() * 1000, 3)

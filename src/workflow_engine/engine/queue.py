@@ -1,0 +1,189 @@
+"""The task queue: every statement on `tasks` lives here.
+
+A task is one attempt of one step (or a run-level job: `:finish` evaluates a finished run's
+output, `:deadline` enforces its timeout). Guarantees:
+
+- **Claims** are atomic: on PostgreSQL `FOR UPDATE SKIP LOCKED` lets claimers pass over each
+  other's rows; on SQLite, where that clause does not exist (DESIGN trap 1), one
+  `UPDATE ... RETURNING` over a subquery claims, and writers are serialised anyway.
+- **Leases** are compared with the database's clock on PostgreSQL (trap 8; every worker
+  machine agrees on it), with the one process's clock on SQLite. An expired lease makes the
+  task claimable again.
+- **Finishing** deletes the task only while the caller still holds its lease, inside the
+  transaction that records the outcome: a worker that lost its lease records nothing, so a
+  step's outcome is recorded exactly once even though the step may run more than once.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import and_, delete, func, literal, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.sql.elements import ColumnElement
+
+from workflow_engine.db.database import mark_commit
+from workflow_engine.db.tables import tasks
+from workflow_engine.db.types import UTCDateTime
+from workflow_engine.db.upsert import upsert
+
+FINISH = ":finish"
+DEADLINE = ":deadline"
+# What a transaction that made tasks ready marks itself with (`Database.on_commit`), and the
+# PostgreSQL channel that tells other processes' workers.
+TASKS_READY = "tasks.ready"
+NOTIFY_CHANNEL = "workflow_engine_tasks"
+
+
+@dataclass(frozen=True)
+class NewTask:
+    tenant_id: uuid.UUID
+    run_id: uuid.UUID
+    step_id: str
+    attempt: int = 1
+    available_at: datetime | None = None  # None: now
+    priority: int = 0
+    correlation_id: str | None = None
+
+
+@dataclass(frozen=True)
+class Task:
+    id: uuid.UUID
+    tenant_id: uuid.UUID
+    run_id: uuid.UUID
+    step_id: str
+    attempt: int
+    lease_owner: str
+    correlation_id: str | None
+
+
+def now(conn: AsyncConnection) -> ColumnElement[Any]:
+    """The clock leases are measured by (see the module doc)."""
+    if conn.dialect.name == "postgresql":
+        return func.clock_timestamp()
+    return literal(datetime.now(UTC), UTCDateTime())
+
+
+async def enqueue(conn: AsyncConnection, new_tasks: Sequence[NewTask]) -> None:
+    """Add tasks; one already queued for the same step and attempt is left as it is."""
+    if not new_tasks:
+        return
+    created = datetime.now(UTC)
+    stmt = upsert(conn, tasks).values(
+        [
+            {
+                "id": uuid.uuid4(),
+                "tenant_id": task.tenant_id,
+                "run_id": task.run_id,
+                "step_id": task.step_id,
+                "attempt": task.attempt,
+                "available_at": task.available_at or created,
+                "priority": task.priority,
+                "correlation_id": task.correlation_id,
+                "created_at": created,
+            }
+            for task in new_tasks
+        ]
+    )
+    await conn.execute(
+        stmt.on_conflict_do_nothing(
+            index_elements=[tasks.c.run_id, tasks.c.step_id, tasks.c.attempt]
+        )
+    )
+    mark_commit(conn, TASKS_READY)
+    if conn.dialect.name == "postgresql":
+        await conn.execute(select(func.pg_notify(NOTIFY_CHANNEL, "")))
+
+
+def _claimable(conn: AsyncConnection) -> ColumnElement[bool]:
+    moment = now(conn)
+    return and_(
+        tasks.c.available_at <= moment,
+        or_(tasks.c.lease_expires_at.is_(None), tasks.c.lease_expires_at < moment),
+    )
+
+
+async def claim(conn: AsyncConnection, owner: str, limit: int, lease: timedelta) -> list[Task]:
+    """Lease up to `limit` ready tasks to `owner`, highest priority and oldest first."""
+    candidates = (
+        select(tasks.c.id)
+        .where(_claimable(conn))
+        .order_by(tasks.c.priority.desc(), tasks.c.available_at)
+        .limit(limit)
+    )
+    if conn.dialect.name == "postgresql":
+        candidates = candidates.with_for_update(skip_locked=True)
+    expires = now(conn) + lease if conn.dialect.name == "postgresql" else _in(lease)
+    result = await conn.execute(
+        update(tasks)
+        .where(tasks.c.id.in_(candidates.scalar_subquery()))
+        .values(lease_owner=owner, lease_expires_at=expires)
+        .returning(
+            tasks.c.id,
+            tasks.c.tenant_id,
+            tasks.c.run_id,
+            tasks.c.step_id,
+            tasks.c.attempt,
+            tasks.c.lease_owner,
+            tasks.c.correlation_id,
+        )
+    )
+    return [Task(**row._mapping) for row in result]
+
+
+async def renew(conn: AsyncConnection, task_id: uuid.UUID, owner: str, lease: timedelta) -> bool:
+    """Extend a lease the caller still holds; False when it was lost (expired and taken)."""
+    expires = now(conn) + lease if conn.dialect.name == "postgresql" else _in(lease)
+    result = await conn.execute(
+        update(tasks)
+        .where(tasks.c.id == task_id, tasks.c.lease_owner == owner)
+        .values(lease_expires_at=expires)
+    )
+    return result.rowcount == 1
+
+
+async def finish(conn: AsyncConnection, task_id: uuid.UUID, owner: str) -> bool:
+    """Remove a task the caller still holds; False (nothing removed) when its lease was lost."""
+    result = await conn.execute(
+        delete(tasks).where(tasks.c.id == task_id, tasks.c.lease_owner == owner)
+    )
+    return result.rowcount == 1
+
+
+async def release(conn: AsyncConnection, task_id: uuid.UUID, owner: str) -> None:
+    """Give a task back unfinished (a worker shutting down): claimable again at once."""
+    await conn.execute(
+        update(tasks)
+        .where(tasks.c.id == task_id, tasks.c.lease_owner == owner)
+        .values(lease_owner=None, lease_expires_at=None)
+    )
+    mark_commit(conn, TASKS_READY)
+
+
+async def drop_waiting(conn: AsyncConnection, run_id: uuid.UUID) -> list[str]:
+    """Delete a run's tasks no worker holds (a cancelled or failed run); returns their steps."""
+    result = await conn.execute(
+        delete(tasks)
+        .where(tasks.c.run_id == run_id, tasks.c.lease_owner.is_(None))
+        .returning(tasks.c.step_id)
+    )
+    return [row.step_id for row in result]
+
+
+async def next_available(conn: AsyncConnection) -> datetime | None:
+    """When the earliest task not yet claimable becomes so (to sleep until then)."""
+    found = await conn.execute(
+        select(tasks.c.available_at)
+        .where(tasks.c.lease_owner.is_(None))
+        .order_by(tasks.c.available_at)
+        .limit(1)
+    )
+    return found.scalar_one_or_none()
+
+
+def _in(delta: timedelta) -> ColumnElement[Any]:
+    return literal(datetime.now(UTC) + delta, UTCDateTime())

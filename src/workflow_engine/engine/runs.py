@@ -1,0 +1,369 @@
+"""Runs as the API sees them: trigger, read, list, cancel. The worker does the rest.
+
+A trigger is one transaction: the idempotency key (when given), `WorkflowTriggered` on the
+new run's aggregate (folded into `workflow_runs`/`step_runs`), and the tasks of the steps that
+need nothing. The run carries the whole definition it started with, so changing or removing a
+definition later never affects it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from jsonschema import Draft202012Validator
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from workflow_engine.db import Database
+from workflow_engine.db.database import mark_commit
+from workflow_engine.db.tables import idempotency_keys, step_runs, tasks, workflow_runs
+from workflow_engine.engine import queue
+from workflow_engine.engine.catalog import DefinitionCatalog
+from workflow_engine.engine.definitions import WorkflowDefinition
+from workflow_engine.engine.run_projection import RUN_AGGREGATE, RUN_FINISHED
+from workflow_engine.errors import Conflict, InvalidInput, NotFound
+from workflow_engine.events.append import append_events
+from workflow_engine.events.store import NewEvent
+
+# What a transaction that asked for a cancel marks itself with: in-process workers re-check
+# their running steps at once instead of at their next heartbeat.
+RUN_CANCELLED = "runs.cancelled"
+MAX_ERRORS = 20
+
+
+@dataclass(frozen=True)
+class StepRecord:
+    step_id: str
+    uses: str
+    status: str
+    attempts: int
+    output: Any
+    error: Any
+    next_attempt_at: datetime | None
+    started_at: datetime | None
+    finished_at: datetime | None
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    id: uuid.UUID
+    tenant_id: uuid.UUID
+    workflow_name: str
+    workflow_version: int
+    status: str
+    input: Any
+    output: Any
+    error: Any
+    definition: dict[str, Any]
+    steps_total: int
+    steps_done: int
+    correlation_id: str | None
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    updated_at: datetime
+    steps: tuple[StepRecord, ...] = ()
+
+
+@dataclass(frozen=True)
+class Origin:
+    actor: str
+    correlation_id: str | None
+    source: str = "api"
+
+    def metadata(self) -> dict[str, Any]:
+        return {"actor": self.actor, "correlation_id": self.correlation_id, "source": self.source}
+
+
+class RunService:
+    def __init__(self, db: Database, catalog: DefinitionCatalog) -> None:
+        self.db = db
+        self.catalog = catalog
+
+    async def trigger(
+        self,
+        tenant_id: uuid.UUID,
+        workflow_name: str,
+        data: Any,
+        *,
+        version: int | None,
+        idempotency_key: str | None,
+        origin: Origin,
+    ) -> tuple[RunRecord, bool]:
+        """Start a run; returns it and whether it is new (False: the key's earlier run)."""
+        definition = self.catalog.get(workflow_name, version)
+        check_input(definition, data)
+        request_hash = _request_hash(workflow_name, version, data)
+        run_id = uuid.uuid4()
+        async with self.db.tenant_transaction(tenant_id) as conn:
+            if idempotency_key is not None:
+                earlier = await _claim_key(conn, tenant_id, idempotency_key, request_hash, run_id)
+                if earlier is not None:
+                    return await _read_run(conn, tenant_id, earlier), False
+            await start_run(conn, tenant_id, run_id, definition, data, origin)
+            run = await _read_run(conn, tenant_id, run_id)
+        return run, True
+
+    async def get(self, tenant_id: uuid.UUID, run_id: uuid.UUID) -> RunRecord:
+        async with self.db.tenant_read(tenant_id) as conn:
+            return await _read_run(conn, tenant_id, run_id)
+
+    async def list(
+        self,
+        tenant_id: uuid.UUID,
+        *,
+        status: str | None = None,
+        workflow_name: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        before: tuple[datetime, uuid.UUID] | None = None,
+        limit: int = 50,
+    ) -> list[RunRecord]:
+        """Newest first; `before` is the (created_at, id) of the last run of the previous page."""
+        run = workflow_runs.c
+        stmt = (
+            select(workflow_runs)
+            .where(run.tenant_id == tenant_id)
+            .order_by(run.created_at.desc(), run.id.desc())
+            .limit(limit)
+        )
+        if status is not None:
+            stmt = stmt.where(run.status == status)
+        if workflow_name is not None:
+            stmt = stmt.where(run.workflow_name == workflow_name)
+        if since is not None:
+            stmt = stmt.where(run.created_at >= since)
+        if until is not None:
+            stmt = stmt.where(run.created_at < until)
+        if before is not None:
+            created, last_id = before
+            stmt = stmt.where(
+                (run.created_at < created) | ((run.created_at == created) & (run.id < last_id))
+            )
+        async with self.db.tenant_read(tenant_id) as conn:
+            return [RunRecord(**row._mapping) for row in await conn.execute(stmt)]
+
+    async def cancel(self, tenant_id: uuid.UUID, run_id: uuid.UUID, origin: Origin) -> RunRecord:
+        """Ask a run to stop: steps not started never start, running ones are interrupted by
+        their worker, and the run ends `cancelled`. Idempotent; 409 once the run finished."""
+        async with self.db.tenant_transaction(tenant_id) as conn:
+            run = await lock_run(conn, tenant_id, run_id)
+            if run.status in RUN_FINISHED and run.status != "cancelled":
+                raise Conflict(f"run {run_id} already finished: {run.status}")
+            if run.status in ("cancelling", "cancelled"):
+                return await _read_run(conn, tenant_id, run_id)
+            meta = origin.metadata()
+            events = [NewEvent("WorkflowCancelRequested", {}, meta)]
+            await queue.drop_waiting(conn, run_id)
+            for step in await _steps(conn, run_id):
+                if step.status in ("pending", "scheduled"):
+                    events.append(NewEvent("StepCancelled", {"step_id": step.step_id}, meta))
+            if not await _has_leased_steps(conn, run_id):
+                events.append(NewEvent("WorkflowCancelled", {}, meta))
+            await append_run_events(conn, tenant_id, run_id, events)
+            mark_commit(conn, RUN_CANCELLED)
+            return await _read_run(conn, tenant_id, run_id)
+
+
+def check_input(definition: WorkflowDefinition, data: Any) -> None:
+    """422 with one entry per problem when `data` does not match the input schema."""
+    validator = Draft202012Validator(definition.input_schema)
+    problems = sorted(validator.iter_errors(data), key=lambda error: list(error.absolute_path))
+    if not problems:
+        return
+    errors = [
+        {
+            "loc": ["body", "data", *error.absolute_path],
+            "msg": error.message,
+            "type": f"schema.{error.validator}",
+        }
+        for error in problems[:MAX_ERRORS]
+    ]
+    raise InvalidInput(
+        f"`data` does not match the input schema of {definition.name} version {definition.version}",
+        errors=errors,
+    )
+
+
+async def start_run(
+    conn: AsyncConnection,
+    tenant_id: uuid.UUID,
+    run_id: uuid.UUID,
+    definition: WorkflowDefinition,
+    data: Any,
+    origin: Origin,
+) -> None:
+    document = definition.document()
+    await append_run_events(
+        conn, tenant_id, run_id,
+        [NewEvent("WorkflowTriggered", {"definition": document, "input": data},
+                  origin.metadata())],
+        expected_version=0,
+    )  # fmt: skip
+    first = [
+        queue.NewTask(tenant_id, run_id, step.id, correlation_id=origin.correlation_id)
+        for step in definition.steps
+        if not step.needs
+    ]
+    if definition.timeout is not None:
+        deadline = datetime.now(UTC) + timedelta(seconds=definition.timeout)
+        first.append(
+            queue.NewTask(tenant_id, run_id, queue.DEADLINE, available_at=deadline, priority=1)
+        )
+    await queue.enqueue(conn, first)
+
+
+async def append_run_events(
+    conn: AsyncConnection,
+    tenant_id: uuid.UUID,
+    run_id: uuid.UUID,
+    events: list[NewEvent],
+    *,
+    expected_version: int | None = None,
+) -> None:
+    await append_events(
+        conn,
+        tenant_id=tenant_id,
+        aggregate_type=RUN_AGGREGATE,
+        aggregate_id=str(run_id),
+        new_events=events,
+        expected_version=expected_version,
+    )
+
+
+async def lock_run(conn: AsyncConnection, tenant_id: uuid.UUID, run_id: uuid.UUID) -> RunRecord:
+    """The run, locked until the transaction ends (PostgreSQL; SQLite serialises writers):
+    every transaction that changes a run's course goes through here, one at a time, so two
+    steps finishing together cannot both miss that their join became ready."""
+    row = (
+        await conn.execute(
+            select(workflow_runs)
+            .where(workflow_runs.c.id == run_id, workflow_runs.c.tenant_id == tenant_id)
+            .with_for_update()
+        )
+    ).first()
+    if row is None:
+        raise NotFound(f"no run {run_id}")
+    return RunRecord(**row._mapping)
+
+
+async def read_run_unconfined(conn: AsyncConnection, run_id: uuid.UUID) -> RunRecord | None:
+    """For the worker (cross-tenant machinery): the run and its steps, or None."""
+    row = (await conn.execute(select(workflow_runs).where(workflow_runs.c.id == run_id))).first()
+    if row is None:
+        return None
+    run = RunRecord(**row._mapping)
+    return _with_steps(run, await _steps(conn, run_id))
+
+
+async def _read_run(conn: AsyncConnection, tenant_id: uuid.UUID, run_id: uuid.UUID) -> RunRecord:
+    row = (
+        await conn.execute(
+            select(workflow_runs).where(
+                workflow_runs.c.id == run_id, workflow_runs.c.tenant_id == tenant_id
+            )
+        )
+    ).first()
+    if row is None:
+        raise NotFound(f"no run {run_id}")
+    return _with_steps(RunRecord(**row._mapping), await _steps(conn, run_id))
+
+
+def _with_steps(run: RunRecord, steps: list[StepRecord]) -> RunRecord:
+    return RunRecord(**{**run.__dict__, "steps": tuple(steps)})
+
+
+async def _steps(conn: AsyncConnection, run_id: uuid.UUID) -> list[StepRecord]:
+    step = step_runs.c
+    rows = await conn.execute(
+        select(
+            step.step_id, step.uses, step.status, step.attempts, step.output, step.error,
+            step.next_attempt_at, step.started_at, step.finished_at,
+        )
+        .where(step.run_id == run_id)
+        .order_by(step.position)
+    )  # fmt: skip
+    return [StepRecord(**row._mapping) for row in rows]
+
+
+async def _has_leased_steps(conn: AsyncConnection, run_id: uuid.UUID) -> bool:
+    count = await conn.execute(
+        select(func.count()).where(
+            tasks.c.run_id == run_id,
+            tasks.c.lease_owner.is_not(None),
+            tasks.c.step_id.not_in((queue.FINISH, queue.DEADLINE)),
+        )
+    )
+    return int(count.scalar_one()) > 0
+
+
+async def _claim_key(
+    conn: AsyncConnection,
+    tenant_id: uuid.UUID,
+    key: str,
+    request_hash: str,
+    run_id: uuid.UUID,
+) -> uuid.UUID | None:
+    """Record `key` for the new run; or return the run an earlier request with the same key
+    and body started (422 if the body differs)."""
+    try:
+        async with conn.begin_nested():
+            await conn.execute(
+                idempotency_keys.insert().values(
+                    tenant_id=tenant_id,
+                    key=key,
+                    request_hash=request_hash,
+                    run_id=run_id,
+                    created_at=datetime.now(UTC),
+                )
+            )
+        return None
+    except IntegrityError:
+        pass
+    row = (
+        await conn.execute(
+            select(idempotency_keys.c.request_hash, idempotency_keys.c.run_id).where(
+                idempotency_keys.c.tenant_id == tenant_id, idempotency_keys.c.key == key
+            )
+        )
+    ).one()
+    if row.request_hash != request_hash:
+        raise InvalidInput(
+            "this Idempotency-Key was used with a different request; use a new key",
+            errors=[{"loc": ["header", "Idempotency-Key"], "msg": "reused with another body",
+                     "type": "idempotency.mismatch"}],
+        )  # fmt: skip
+    return uuid.UUID(str(row.run_id))
+
+
+def _request_hash(name: str, version: int | None, data: Any) -> str:
+    """SHA-256 of the request in canonical JSON (sorted keys, no spaces): key order and
+    whitespace never make two equal requests differ (JSONB reorders keys: trap 7)."""
+    canonical = json.dumps(
+        {"workflow_name": name, "version": version, "data": data},
+        sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False,
+    )  # fmt: skip
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def run_context(run: RunRecord) -> Mapping[str, Any]:
+    """What expressions see: `input`, `steps.<id>.output` (and `.status`), and `run`."""
+    return {
+        "input": run.input,
+        "steps": {
+            step.step_id: {"output": step.output, "status": step.status} for step in run.steps
+        },
+        "run": {
+            "id": str(run.id),
+            "workflow": run.workflow_name,
+            "version": run.workflow_version,
+            "created_at": run.created_at.isoformat(),
+        },
+    }

@@ -1,0 +1,497 @@
+"""The worker: claims tasks, runs steps, records their outcomes and moves runs along.
+
+For each claimed step task:
+
+1. Read the run (no transaction held): skip the step if a step it needs was skipped or its
+   `if` is false; evaluate its arguments (in a thread, under the expression deadline).
+2. One transaction: lock the run, check it is still active and the lease still ours, append
+   `StepStarted`.
+3. Run the node with no database session held (DESIGN trap 12), under the step's timeout,
+   while a heartbeat renews the lease and watches the run: a lost lease, a cancel or a failed
+   run interrupts the node (its coroutine is cancelled).
+4. One transaction: lock the run, delete the task only if the lease is still ours (a worker
+   that lost it records nothing), append the outcome, schedule a retry with backoff or the
+   steps that became ready, and when every step has finished, the run's `:finish` task.
+
+Steps are at-least-once (a worker that dies mid-step leaves a lease that expires, and another
+worker runs the step again); their recorded outcome is exactly-once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import random
+import socket
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import structlog
+from sqlalchemy import delete, select
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from workflow_engine.db import Database
+from workflow_engine.db.tables import tasks, workflow_runs
+from workflow_engine.engine import expressions, queue
+from workflow_engine.engine.definitions import RetryPolicy, StepDefinition, WorkflowDefinition
+from workflow_engine.engine.run_projection import RUN_ACTIVE
+from workflow_engine.engine.runs import (
+    RUN_CANCELLED,
+    RunRecord,
+    append_run_events,
+    lock_run,
+    read_run_unconfined,
+    run_context,
+)
+from workflow_engine.events.signal import Signal
+from workflow_engine.events.storable import check_document
+from workflow_engine.events.store import NewEvent
+from workflow_engine.nodes.registry import FatalStepError, NodeContext, NodeRegistry, StepError
+
+logger = structlog.get_logger(__name__)
+
+STEP_OK = ("completed", "skipped")
+
+
+@dataclass(frozen=True)
+class WorkerOptions:
+    concurrency: int = 16
+    lease: timedelta = timedelta(seconds=30)
+    heartbeat: float = 0.5  # seconds between lease renewals and cancel checks
+    poll: float = 1.0  # the safety net when no wake-up comes
+    expression_timeout: float = expressions.DEFAULT_TIMEOUT
+
+
+@dataclass(frozen=True)
+class Outcome:
+    kind: str  # completed | failed | cancelled | lost | released
+    output: Any = None
+    error: dict[str, Any] | None = None
+    retryable: bool = False
+    duration_ms: float = 0.0
+
+
+class Worker:
+    def __init__(
+        self, db: Database, nodes: NodeRegistry, options: WorkerOptions | None = None
+    ) -> None:
+        self.db = db
+        self.nodes = nodes
+        self.options = options or WorkerOptions()
+        self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+        self._wake = Signal()
+        self._cancel_check = Signal()
+        self._active: dict[uuid.UUID, asyncio.Task[None]] = {}
+        self._stopping = asyncio.Event()
+        self._loop_task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        self.db.on_commit(queue.TASKS_READY, self._wake.fire)
+        self.db.on_commit(RUN_CANCELLED, self._cancel_check.fire)
+        self._loop_task = asyncio.create_task(self._claim_loop(), name="worker-claims")
+
+    async def stop(self, grace: float = 10.0) -> None:
+        """Stop claiming; let running steps finish within `grace`, then interrupt the rest and
+        give their tasks back so another worker takes them at once."""
+        self._stopping.set()
+        self._wake.fire()
+        if self._loop_task is not None:
+            await self._loop_task
+        if self._active:
+            await asyncio.wait(list(self._active.values()), timeout=grace)
+        for running in list(self._active.values()):
+            running.cancel()
+        if self._active:
+            await asyncio.wait(list(self._active.values()), timeout=5)
+        self.db.remove_commit_listener(queue.TASKS_READY, self._wake.fire)
+        self.db.remove_commit_listener(RUN_CANCELLED, self._cancel_check.fire)
+
+    @property
+    def running(self) -> int:
+        return len(self._active)
+
+    def wake(self) -> None:
+        """Tasks may be ready (another process's NOTIFY)."""
+        self._wake.fire()
+
+    # --- claiming ------------------------------------------------------------------------
+
+    async def _claim_loop(self) -> None:
+        while not self._stopping.is_set():
+            seen = self._wake.generation
+            free = self.options.concurrency - len(self._active)
+            claimed: list[queue.Task] = []
+            wait = self.options.poll
+            if free > 0:
+                try:
+                    async with self.db.transaction() as conn:
+                        claimed = await queue.claim(conn, self.owner, free, self.options.lease)
+                        upcoming = await queue.next_available(conn)
+                    if upcoming is not None:
+                        until = (upcoming - datetime.now(UTC)).total_seconds()
+                        wait = max(0.0, min(wait, until))
+                except Exception as exc:  # the database is away: health says so; retry
+                    logger.warning("claiming tasks failed", error=type(exc).__name__)
+            for task in claimed:
+                self._active[task.id] = asyncio.create_task(
+                    self._run_task(task), name=f"task-{task.step_id}"
+                )
+            if claimed and len(claimed) == free:
+                continue  # perhaps more are ready
+            if not claimed:
+                await self._wake.wait(seen, wait)
+            else:
+                await self._wake.wait(self._wake.generation, wait)
+
+    async def _run_task(self, task: queue.Task) -> None:
+        log = logger.bind(run_id=str(task.run_id), step=task.step_id, attempt=task.attempt,
+                          correlation_id=task.correlation_id)  # fmt: skip
+        try:
+            if task.step_id == queue.FINISH:
+                await self._finish_run(task)
+            elif task.step_id == queue.DEADLINE:
+                await self._deadline(task)
+            else:
+                await self._run_step(task, log)
+        except asyncio.CancelledError:
+            await self._release(task)
+        except Exception:
+            # The lease will expire and another claim retries the task.
+            log.exception("task failed unexpectedly; it will be retried when its lease expires")
+        finally:
+            self._active.pop(task.id, None)
+            self._wake.fire()
+
+    async def _release(self, task: queue.Task) -> None:
+        with contextlib.suppress(Exception):
+            async with self.db.transaction() as conn:
+                await queue.release(conn, task.id, self.owner)
+
+    # --- a step ----------------------------------------------------------------------------
+
+    async def _run_step(self, task: queue.Task, log: Any) -> None:
+        async with self.db.read() as conn:
+            run = await read_run_unconfined(conn, task.run_id)
+        if run is None:
+            await self._drop(task)
+            return
+        definition = WorkflowDefinition.model_validate(run.definition)
+        step = definition.step(task.step_id)
+        if run.status not in RUN_ACTIVE:
+            await self._record(task, Outcome("cancelled"))
+            return
+        skip_reason = self._skip_reason(run, step)
+        context = run_context(run)
+        arguments: dict[str, Any] = {}
+        if skip_reason is None:
+            try:
+                if step.if_ is not None and not await asyncio.to_thread(
+                    expressions.evaluate_condition, step.if_, context,
+                    timeout=self.options.expression_timeout,
+                ):  # fmt: skip
+                    skip_reason = f"`if` is false: {step.if_}"
+                else:
+                    arguments = await asyncio.to_thread(
+                        expressions.evaluate, step.with_, context,
+                        timeout=self.options.expression_timeout,
+                    )  # fmt: skip
+            except expressions.ExpressionError as exc:
+                await self._record(task, _failure("expression", str(exc), retryable=False))
+                return
+        if skip_reason is not None:
+            await self._record(task, Outcome("skipped", error={"reason": skip_reason}))
+            return
+        if not await self._start(task):
+            return
+        outcome = await self._call(task, run, step, arguments, log)
+        await self._record(task, outcome)
+
+    @staticmethod
+    def _skip_reason(run: RunRecord, step: StepDefinition) -> str | None:
+        statuses = {s.step_id: s.status for s in run.steps}
+        if step.run_if_needs_skipped:
+            return None
+        for need in step.needs:
+            if statuses.get(need) in ("skipped", "cancelled"):
+                return f"it needs {need!r}, which was {statuses[need]}"
+        return None
+
+    async def _start(self, task: queue.Task) -> bool:
+        async with self.db.transaction() as conn:
+            run = await lock_run(conn, task.tenant_id, task.run_id)
+            if run.status not in RUN_ACTIVE:
+                return True  # the node will not run: the outcome records it as cancelled
+            if not await queue.renew(conn, task.id, self.owner, self.options.lease):
+                return False  # the lease was lost: another worker has this task now
+            await append_run_events(
+                conn, task.tenant_id, task.run_id,
+                [NewEvent("StepStarted", {"step_id": task.step_id, "attempt": task.attempt,
+                                          "worker": self.owner}, self._meta(task))],
+            )  # fmt: skip
+        return True
+
+    async def _call(
+        self,
+        task: queue.Task,
+        run: RunRecord,
+        step: StepDefinition,
+        arguments: dict[str, Any],
+        log: Any,
+    ) -> Outcome:
+        if step.uses not in self.nodes:
+            return _failure("unknown_node", f"node type {step.uses!r} is not loaded here", False)
+        context = NodeContext(
+            run_id=run.id, tenant_id=run.tenant_id, workflow_name=run.workflow_name,
+            step_id=step.id, attempt=task.attempt, log=log,
+        )  # fmt: skip
+        function = self.nodes.get(step.uses)
+        node = asyncio.create_task(function(context, **arguments), name=f"node-{step.uses}")
+        interrupted: list[str] = []
+        watcher = asyncio.create_task(self._watch(task, node, context, interrupted))
+        started = time.perf_counter()
+        try:
+            async with asyncio.timeout(step.timeout):
+                output = await node
+        except TimeoutError:
+            return _failure("timeout", f"the step took longer than {step.timeout:g} s", True)
+        except asyncio.CancelledError:
+            if not interrupted:
+                node.cancel()
+                raise  # the worker itself is stopping
+            return Outcome("lost" if interrupted[0] == "lost" else "cancelled")
+        except FatalStepError as exc:
+            return _failure(exc.error_class, str(exc), False)
+        except StepError as exc:
+            return _failure(exc.error_class, str(exc), True)
+        except Exception as exc:
+            return _failure(type(exc).__name__, str(exc) or type(exc).__name__, True)
+        finally:
+            watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watcher
+        elapsed = (time.perf_counter() - started) * 1000
+        try:
+            check_document("output", output if isinstance(output, dict) else {"v": output})
+        except Exception as exc:
+            return _failure("invalid_output", f"the node's output cannot be stored: {exc}", False)
+        return Outcome("completed", output=output, duration_ms=round(elapsed, 3))
+
+    async def _watch(
+        self,
+        task: queue.Task,
+        node: asyncio.Task[Any],
+        context: NodeContext,
+        interrupted: list[str],
+    ) -> None:
+        """Renew the lease and watch the run while the node runs; interrupt the node when the
+        lease is lost or the run stops (cancelled, failed, timed out)."""
+        while not node.done():
+            seen = self._cancel_check.generation
+            await self._cancel_check.wait(seen, self.options.heartbeat)
+            try:
+                async with self.db.transaction() as conn:
+                    held = await queue.renew(conn, task.id, self.owner, self.options.lease)
+                    status = (
+                        await conn.execute(
+                            select(workflow_runs.c.status).where(workflow_runs.c.id == task.run_id)
+                        )
+                    ).scalar_one_or_none()
+            except Exception as exc:  # keep the node running; the lease has slack
+                logger.warning("heartbeat failed", error=type(exc).__name__)
+                continue
+            if not held or status not in RUN_ACTIVE:
+                interrupted.append("lost" if not held else "cancelled")
+                context.cancelled.set()
+                node.cancel()
+                return
+
+    # --- outcomes ------------------------------------------------------------------------
+
+    async def _record(self, task: queue.Task, outcome: Outcome) -> None:
+        if outcome.kind == "lost":
+            return
+        async with self.db.transaction() as conn:
+            run = await lock_run(conn, task.tenant_id, task.run_id)
+            if not await queue.finish(conn, task.id, self.owner):
+                return  # lost the lease: whoever holds it now records the outcome
+            definition = WorkflowDefinition.model_validate(run.definition)
+            step = definition.step(task.step_id)
+            meta = self._meta(task)
+            base = {"step_id": step.id, "attempt": task.attempt}
+            events: list[NewEvent] = []
+            if outcome.kind == "completed":
+                events.append(
+                    NewEvent(
+                        "StepCompleted",
+                        {**base, "output": outcome.output, "duration_ms": outcome.duration_ms},
+                        meta,
+                    )
+                )
+            elif outcome.kind == "skipped":
+                events.append(NewEvent("StepSkipped", {**base, **(outcome.error or {})}, meta))
+            elif outcome.kind == "cancelled" or run.status not in RUN_ACTIVE:
+                events.append(NewEvent("StepCancelled", base, meta))
+            else:
+                retry_at = _retry_at(step.retry, task.attempt, outcome)
+                failed: dict[str, Any] = {**base, "error": outcome.error}
+                if retry_at is not None:
+                    failed["retry_at"] = retry_at.isoformat()
+                    await queue.enqueue(
+                        conn,
+                        [
+                            queue.NewTask(
+                                task.tenant_id,
+                                task.run_id,
+                                step.id,
+                                attempt=task.attempt + 1,
+                                available_at=retry_at,
+                                correlation_id=task.correlation_id,
+                            )
+                        ],
+                    )
+                events.append(NewEvent("StepFailed", failed, meta))
+            await append_run_events(conn, task.tenant_id, task.run_id, events)
+            await self._advance(conn, task, definition)
+
+    async def _advance(
+        self, conn: AsyncConnection, task: queue.Task, definition: WorkflowDefinition
+    ) -> None:
+        """After an outcome: fail, cancel or finish the run, or enqueue what became ready."""
+        run = await read_run_unconfined(conn, task.run_id)
+        assert run is not None
+        meta = self._meta(task)
+        statuses = {s.step_id: s.status for s in run.steps}
+        leased = await _leased_steps(conn, task.run_id)
+        if run.status == "cancelling":
+            if not leased:
+                await append_run_events(conn, task.tenant_id, task.run_id,
+                                        [NewEvent("WorkflowCancelled", {}, meta)])  # fmt: skip
+            return
+        if run.status not in RUN_ACTIVE:
+            return
+        fatal = next(
+            (s for s in definition.steps
+             if statuses[s.id] == "failed" and not s.continue_on_error),
+            None,
+        )  # fmt: skip
+        if fatal is not None:
+            failed_step = next(s for s in run.steps if s.step_id == fatal.id)
+            await self._fail_run(conn, task, run, {
+                "step_id": fatal.id, **(failed_step.error or {})})  # fmt: skip
+            return
+        done = {s.id for s in definition.steps if _finished_ok(s, statuses[s.id])}
+        ready = [
+            queue.NewTask(task.tenant_id, task.run_id, s.id, correlation_id=task.correlation_id)
+            for s in definition.steps
+            if statuses[s.id] == "pending" and all(need in done for need in s.needs)
+        ]
+        await queue.enqueue(conn, ready)
+        if all(status in ("completed", "failed", "skipped", "cancelled")
+               for status in statuses.values()):  # fmt: skip
+            await queue.enqueue(conn, [queue.NewTask(
+                task.tenant_id, task.run_id, queue.FINISH, correlation_id=task.correlation_id,
+                priority=1)])  # fmt: skip
+
+    async def _fail_run(
+        self, conn: AsyncConnection, task: queue.Task, run: RunRecord, error: dict[str, Any]
+    ) -> None:
+        meta = self._meta(task)
+        await queue.drop_waiting(conn, run.id)
+        events = [
+            NewEvent("StepCancelled", {"step_id": s.step_id}, meta)
+            for s in run.steps
+            if s.status in ("pending", "scheduled")
+        ]
+        events.append(NewEvent("WorkflowFailed", {"error": error}, meta))
+        await append_run_events(conn, task.tenant_id, task.run_id, events)
+
+    async def _finish_run(self, task: queue.Task) -> None:
+        async with self.db.read() as conn:
+            run = await read_run_unconfined(conn, task.run_id)
+        if run is None or run.status not in RUN_ACTIVE:
+            await self._drop(task)
+            return
+        definition = WorkflowDefinition.model_validate(run.definition)
+        error: dict[str, Any] | None = None
+        output: Any = None
+        try:
+            output = await asyncio.to_thread(
+                expressions.evaluate, definition.output, run_context(run),
+                timeout=self.options.expression_timeout,
+            )  # fmt: skip
+        except expressions.ExpressionError as exc:
+            error = {"class": "expression", "message": f"output: {exc}", "retryable": False}
+        async with self.db.transaction() as conn:
+            run = await lock_run(conn, task.tenant_id, task.run_id)
+            if not await queue.finish(conn, task.id, self.owner) or run.status not in RUN_ACTIVE:
+                return
+            await conn.execute(
+                delete(tasks).where(tasks.c.run_id == run.id, tasks.c.step_id == queue.DEADLINE)
+            )
+            event = (
+                NewEvent("WorkflowFailed", {"error": error}, self._meta(task))
+                if error is not None
+                else NewEvent("WorkflowCompleted", {"output": output}, self._meta(task))
+            )
+            await append_run_events(conn, task.tenant_id, task.run_id, [event])
+
+    async def _deadline(self, task: queue.Task) -> None:
+        async with self.db.transaction() as conn:
+            run = await lock_run(conn, task.tenant_id, task.run_id)
+            if not await queue.finish(conn, task.id, self.owner) or run.status not in RUN_ACTIVE:
+                return
+            timeout = WorkflowDefinition.model_validate(run.definition).timeout
+            run = await read_run_unconfined(conn, task.run_id) or run
+            await self._fail_run(conn, task, run, {
+                "class": "timeout", "message": f"the run took longer than {timeout:g} s",
+                "retryable": False})  # fmt: skip
+
+    async def _drop(self, task: queue.Task) -> None:
+        async with self.db.transaction() as conn:
+            await queue.finish(conn, task.id, self.owner)
+
+    def _meta(self, task: queue.Task) -> dict[str, Any]:
+        return {"actor": f"worker:{self.owner}", "correlation_id": task.correlation_id,
+                "source": "worker"}  # fmt: skip
+
+
+def _finished_ok(step: StepDefinition, status: str) -> bool:
+    return (
+        status in STEP_OK
+        or (status == "failed" and step.continue_on_error)
+        or (status == "cancelled")
+    )
+
+
+def _failure(error_class: str, message: str, retryable: bool) -> Outcome:
+    return Outcome(
+        "failed",
+        error={"class": error_class, "message": message[:2000], "retryable": retryable},
+        retryable=retryable,
+    )
+
+
+def _retry_at(policy: RetryPolicy | None, attempt: int, outcome: Outcome) -> datetime | None:
+    if policy is None or not outcome.retryable or attempt >= policy.max_attempts:
+        return None
+    error_class = (outcome.error or {}).get("class")
+    if policy.retry_on is not None and error_class not in policy.retry_on:
+        return None
+    delay = min(policy.initial_delay * policy.backoff ** (attempt - 1), policy.max_delay)
+    delay *= 1 + random.uniform(-policy.jitter, policy.jitter)
+    return datetime.now(UTC) + timedelta(seconds=max(0.0, delay))
+
+
+async def _leased_steps(conn: AsyncConnection, run_id: uuid.UUID) -> list[str]:
+    rows = await conn.execute(
+        select(tasks.c.step_id).where(
+            tasks.c.run_id == run_id,
+            tasks.c.lease_owner.is_not(None),
+            tasks.c.step_id.not_in((queue.FINISH, queue.DEADLINE)),
+        )
+    )
+    return [row.step_id for row in rows]

@@ -1,0 +1,346 @@
+"""Runs end to end through the HTTP API and the embedded worker, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from collections.abc import AsyncIterator
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.integration.conftest import Accounts, build_app, running
+from workflow_engine.auth.permissions import Role
+from workflow_engine.nodes import FatalStepError, NodeContext, StepError, node
+
+INTERRUPTED: list[str] = []  # steps whose node coroutine was cancelled
+
+
+@node("test.echo")
+async def echo(ctx: NodeContext, **values: Any) -> dict[str, Any]:
+    return {"values": values, "attempt": ctx.attempt}
+
+
+@node("test.flaky")
+async def flaky(ctx: NodeContext, *, fail_times: int, fatal: bool = False) -> dict[str, Any]:
+    if fatal:
+        raise FatalStepError("this cannot work")
+    if ctx.attempt <= fail_times:
+        raise StepError(f"attempt {ctx.attempt} failed", error_class="upstream_unavailable")
+    return {"succeeded_on": ctx.attempt}
+
+
+@node("test.slow")
+async def slow(ctx: NodeContext, *, seconds: float) -> dict[str, Any]:
+    try:
+        await asyncio.sleep(seconds)
+    except asyncio.CancelledError:
+        INTERRUPTED.append(f"{ctx.run_id}/{ctx.step_id}")
+        raise
+    return {"slept": seconds}
+
+
+def _flow(name: str, steps: list[dict[str, Any]], **extra: Any) -> dict[str, Any]:
+    return {"name": name, "steps": steps, **extra}
+
+
+WORKFLOWS = [
+    _flow("fan", [
+        {"id": "start", "uses": "test.echo", "with": {"n": "{{ input.n }}"}},
+        {"id": "left", "uses": "test.echo", "needs": ["start"],
+         "with": {"twice": "{{ steps.start.output['values'].n * 2 }}"}},
+        {"id": "right", "uses": "test.echo", "needs": ["start"], "if": "input.n > 10"},
+        {"id": "join", "uses": "test.echo", "needs": ["left", "right"]},
+        {"id": "join_anyway", "uses": "test.echo", "needs": ["left", "right"],
+         "run_if_needs_skipped": True, "with": {"left": "{{ steps.left.output['values'] }}"}},
+    ], output={"left": "{{ steps.left.output['values'].twice }}",
+               "right": "{{ steps.right.status }}"}),
+    _flow("retrying", [
+        {"id": "call", "uses": "test.flaky", "with": {"fail_times": "{{ input.fail_times }}"},
+         "retry": {"max_attempts": 3, "initial_delay": 0.2, "backoff": 2, "jitter": 0}},
+    ], output="{{ steps.call.output }}"),
+    _flow("fatal", [
+        {"id": "call", "uses": "test.flaky", "with": {"fail_times": 0, "fatal": True},
+         "retry": {"max_attempts": 5, "initial_delay": 0.1}},
+        {"id": "after", "uses": "test.echo", "needs": ["call"]},
+    ]),
+    _flow("tolerant", [
+        {"id": "call", "uses": "test.flaky", "with": {"fail_times": 9}, "continue_on_error": True},
+        {"id": "after", "uses": "test.echo", "needs": ["call"]},
+    ]),
+    _flow("sleepy", [
+        {"id": "nap", "uses": "test.slow", "with": {"seconds": "{{ input.seconds }}"},
+         "timeout": 30},
+        {"id": "after", "uses": "test.echo", "needs": ["nap"]},
+    ]),
+    _flow("step_timeout", [
+        {"id": "nap", "uses": "test.slow", "with": {"seconds": 5}, "timeout": 0.3},
+    ]),
+    _flow("run_timeout", [
+        {"id": "nap", "uses": "test.slow", "with": {"seconds": 10}},
+    ], timeout=0.5),
+    _flow("strings", [
+        {"id": "keep", "uses": "test.echo", "with": {"id": "{{ input.ticket_id }}",
+                                                    "label": "ticket {{ input.ticket_id }}"}},
+    ], input_schema={"type": "object", "required": ["ticket_id"],
+                     "properties": {"ticket_id": {"type": "string", "pattern": "^[0-9]+$"}}},
+       output="{{ steps.keep.output['values'] }}"),
+    _flow("pinned", [{"id": "old_step", "uses": "test.echo"}], version=1),
+    _flow("pinned", [{"id": "new_step", "uses": "test.echo"}], version=2),
+]  # fmt: skip
+
+
+@pytest.fixture
+async def api(database_url: str, tmp_path: Path) -> AsyncIterator[tuple[httpx.AsyncClient, dict]]:
+    app = build_app(database_url, tmp_path, workflows=WORKFLOWS)
+    async with running(app) as client:
+        token = await Accounts(app, client).token(Role.operator)
+        yield client, {"Authorization": f"Bearer {token}"}
+
+
+async def _trigger(
+    client: httpx.AsyncClient, headers: dict[str, str], name: str, data: Any = None, **body: Any
+) -> dict[str, Any]:
+    response = await client.post(
+        "/api/v1/workflows/trigger", headers=headers,
+        json={"workflow_name": name, "data": data or {}, **body},
+    )  # fmt: skip
+    assert response.status_code == 202, response.text
+    return dict(response.json())
+
+
+async def _finished(
+    client: httpx.AsyncClient, headers: dict[str, str], run_id: str, timeout: float = 15
+) -> dict[str, Any]:
+    async with asyncio.timeout(timeout):
+        while True:
+            status = await client.get(f"/api/v1/workflows/{run_id}/status", headers=headers)
+            body = dict(status.json())
+            if body["status"] in ("completed", "failed", "cancelled"):
+                return body
+            await asyncio.sleep(0.05)
+
+
+async def _until_step(
+    client: httpx.AsyncClient, headers: dict[str, str], run_id: str, step: str, status: str
+) -> None:
+    async with asyncio.timeout(15):
+        while True:
+            body = (await client.get(f"/api/v1/workflows/{run_id}/status", headers=headers)).json()
+            if {s["id"]: s["status"] for s in body["steps"]}[step] == status:
+                return
+            await asyncio.sleep(0.05)
+
+
+def _steps(status: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {step["id"]: step for step in status["steps"]}
+
+
+async def test_the_built_in_template_runs_to_its_output(api: tuple[Any, Any]) -> None:
+    client, headers = api
+    example = {
+        "customer": "Ada Lovelace",
+        "items": [
+            {"name": "Analytical engine manual", "amount": 12.5},
+            {"name": "Cards", "amount": 7},
+        ],
+    }
+    run = await _trigger(client, headers, "order_summary", example)
+    assert run["status"] == "queued"
+    assert run["links"]["results"] == f"/api/v1/workflows/{run['workflow_id']}/results"
+    status = await _finished(client, headers, run["workflow_id"])
+    assert status["status"] == "completed", status
+    assert status["progress"] == {"completed": 2, "total": 2}
+    results = await client.get(run["links"]["results"], headers=headers)
+    assert results.json()["output"] == {
+        "summary": "Ada Lovelace: 2 item(s), total 19.50", "total": 19.5,
+        "items": ["Analytical engine manual", "Cards"],
+    }  # fmt: skip
+    history = await client.get(run["links"]["events"], headers=headers)
+    types = [e["event_type"] for e in history.json()["items"]]
+    assert types[0] == "WorkflowTriggered"
+    assert types[-1] == "WorkflowCompleted"
+    assert types.count("StepStarted") == types.count("StepCompleted") == 2
+
+
+async def test_fan_out_fan_in_with_a_false_if(api: tuple[Any, Any]) -> None:
+    client, headers = api
+    run = await _trigger(client, headers, "fan", {"n": 3})
+    status = await _finished(client, headers, run["workflow_id"])
+    steps = _steps(status)
+    assert status["status"] == "completed"
+    assert {k: v["status"] for k, v in steps.items()} == {
+        "start": "completed", "left": "completed", "right": "skipped", "join": "skipped",
+        "join_anyway": "completed",
+    }  # fmt: skip
+    results = (await client.get(run["links"]["results"], headers=headers)).json()
+    assert results["output"] == {"left": 6, "right": "skipped"}
+
+
+async def test_retries_back_off_then_succeed(api: tuple[Any, Any]) -> None:
+    client, headers = api
+    run = await _trigger(client, headers, "retrying", {"fail_times": 2})
+    status = await _finished(client, headers, run["workflow_id"])
+    assert status["status"] == "completed", status
+    assert _steps(status)["call"]["attempts"] == 3
+    history = (await client.get(run["links"]["events"], headers=headers)).json()["items"]
+    starts = [datetime.fromisoformat(e["recorded_at"]) for e in history
+              if e["event_type"] == "StepStarted"]  # fmt: skip
+    failures = [e["data"] for e in history if e["event_type"] == "StepFailed"]
+    assert [f["error"]["class"] for f in failures] == ["upstream_unavailable"] * 2
+    gaps = [(later - earlier).total_seconds() for earlier, later in itertools.pairwise(starts)]
+    assert gaps[0] >= 0.2  # initial_delay
+    assert gaps[1] >= 0.4  # doubled
+    results = (await client.get(run["links"]["results"], headers=headers)).json()
+    assert results["output"] == {"succeeded_on": 3}
+
+
+async def test_exhausted_and_fatal_failures_fail_the_run(api: tuple[Any, Any]) -> None:
+    client, headers = api
+    exhausted = await _trigger(client, headers, "retrying", {"fail_times": 5})
+    status = await _finished(client, headers, exhausted["workflow_id"])
+    assert status["status"] == "failed"
+    assert _steps(status)["call"]["attempts"] == 3
+    assert status["error"]["step_id"] == "call"
+
+    fatal = await _trigger(client, headers, "fatal")
+    status = await _finished(client, headers, fatal["workflow_id"])
+    steps = _steps(status)
+    assert (status["status"], steps["call"]["attempts"]) == ("failed", 1)  # never retried
+    assert steps["call"]["error"]["message"] == "this cannot work"
+    assert steps["after"]["status"] == "cancelled"
+    results = (await client.get(fatal["links"]["results"], headers=headers)).json()
+    assert results["error"] == {"step_id": "call", "class": "FatalStepError",
+                                "message": "this cannot work", "retryable": False}  # fmt: skip
+
+
+async def test_continue_on_error_lets_dependants_run(api: tuple[Any, Any]) -> None:
+    client, headers = api
+    run = await _trigger(client, headers, "tolerant")
+    status = await _finished(client, headers, run["workflow_id"])
+    steps = _steps(status)
+    assert status["status"] == "completed"
+    assert (steps["call"]["status"], steps["after"]["status"]) == ("failed", "completed")
+
+
+async def test_step_and_run_timeouts(api: tuple[Any, Any]) -> None:
+    client, headers = api
+    step = await _trigger(client, headers, "step_timeout")
+    status = await _finished(client, headers, step["workflow_id"])
+    assert status["status"] == "failed"
+    assert _steps(status)["nap"]["error"]["class"] == "timeout"
+
+    whole = await _trigger(client, headers, "run_timeout")
+    status = await _finished(client, headers, whole["workflow_id"])
+    assert status["status"] == "failed"
+    assert status["error"]["class"] == "timeout"
+    async with asyncio.timeout(5):  # the running step is interrupted, not left running
+        while _steps(status)["nap"]["status"] != "cancelled":
+            await asyncio.sleep(0.05)
+            status = (await client.get(whole["links"]["status"], headers=headers)).json()
+
+
+async def test_cancel_interrupts_a_running_step(api: tuple[Any, Any]) -> None:
+    client, headers = api
+    run = await _trigger(client, headers, "sleepy", {"seconds": 30})
+    await _until_step(client, headers, run["workflow_id"], "nap", "running")
+    early = await client.get(run["links"]["results"], headers=headers)
+    assert early.status_code == 409
+    assert "running" in early.json()["detail"]
+
+    cancelled = await client.post(run["links"]["cancel"], headers=headers)
+    assert cancelled.status_code == 202
+    assert cancelled.json()["status"] in ("cancelling", "cancelled")
+    status = await _finished(client, headers, run["workflow_id"], timeout=5)
+    steps = _steps(status)
+    assert status["status"] == "cancelled"
+    assert (steps["nap"]["status"], steps["after"]["status"]) == ("cancelled", "cancelled")
+    assert f"{run['workflow_id']}/nap" in INTERRUPTED
+    again = await client.post(run["links"]["cancel"], headers=headers)
+    assert again.status_code == 202  # idempotent
+
+    done = await _trigger(client, headers, "fan", {"n": 1})
+    await _finished(client, headers, done["workflow_id"])
+    too_late = await client.post(done["links"]["cancel"], headers=headers)
+    assert too_late.status_code == 409
+
+
+async def test_idempotency_keys(api: tuple[Any, Any]) -> None:
+    client, headers = api
+    keyed = {**headers, "Idempotency-Key": "order-42"}
+    first = await client.post("/api/v1/workflows/trigger", headers=keyed,
+                              json={"workflow_name": "fan", "data": {"n": 1}})  # fmt: skip
+    second = await client.post("/api/v1/workflows/trigger", headers=keyed,
+                               json={"data": {"n": 1}, "workflow_name": "fan"})  # fmt: skip
+    assert first.status_code == second.status_code == 202
+    assert second.json()["workflow_id"] == first.json()["workflow_id"]
+    assert second.headers["Idempotent-Replayed"] == "true"
+    other_body = await client.post("/api/v1/workflows/trigger", headers=keyed,
+                                   json={"workflow_name": "fan", "data": {"n": 2}})  # fmt: skip
+    assert other_body.status_code == 422
+    assert other_body.json()["errors"][0]["loc"] == ["header", "Idempotency-Key"]
+    listed = await client.get("/api/v1/workflows", params={"workflow_name": "fan"},
+                              headers=headers)  # fmt: skip
+    assert [r["workflow_id"] for r in listed.json()["items"]] == [first.json()["workflow_id"]]
+
+
+async def test_bad_triggers_are_precise_4xx(api: tuple[Any, Any]) -> None:
+    client, headers = api
+    unknown = await client.post("/api/v1/workflows/trigger", headers=headers,
+                                json={"workflow_name": "nope", "data": {}})  # fmt: skip
+    assert unknown.status_code == 404
+    assert "available: fan, fatal" in unknown.json()["detail"]
+    wrong_type = {"workflow_name": "strings", "data": {"ticket_id": 12}}
+    invalid = await client.post("/api/v1/workflows/trigger", headers=headers, json=wrong_type)
+    assert invalid.status_code == 422
+    assert invalid.json()["errors"] == [{"loc": ["body", "data", "ticket_id"],
+                                         "msg": "12 is not of type 'string'",
+                                         "type": "schema.type"}]  # fmt: skip
+    missing = await client.post("/api/v1/workflows/trigger", headers=headers,
+                                json={"workflow_name": "strings", "data": {}})  # fmt: skip
+    assert missing.json()["errors"][0]["msg"] == "'ticket_id' is a required property"
+    nul = await client.post("/api/v1/workflows/trigger", headers=headers,
+                            json={"workflow_name": "fan", "data": {"n": "a\u0000b"}})  # fmt: skip
+    assert nul.status_code == 422
+    not_found = await client.get(
+        "/api/v1/workflows/00000000-0000-4000-8000-000000000000/status", headers=headers
+    )
+    assert not_found.status_code == 404
+
+
+async def test_a_string_of_digits_stays_a_string(api: tuple[Any, Any]) -> None:
+    client, headers = api
+    run = await _trigger(client, headers, "strings", {"ticket_id": "12345"})
+    await _finished(client, headers, run["workflow_id"])
+    output = (await client.get(run["links"]["results"], headers=headers)).json()["output"]
+    assert output == {"id": "12345", "label": "ticket 12345"}
+
+
+async def test_runs_are_pinned_to_their_version(api: tuple[Any, Any]) -> None:
+    client, headers = api
+    old = await _trigger(client, headers, "pinned", version=1)
+    new = await _trigger(client, headers, "pinned")
+    assert (old["version"], new["version"]) == (1, 2)
+    old_status = await _finished(client, headers, old["workflow_id"])
+    new_status = await _finished(client, headers, new["workflow_id"])
+    assert list(_steps(old_status)) == ["old_step"]
+    assert list(_steps(new_status)) == ["new_step"]
+
+
+async def test_other_tenants_runs_are_not_found(
+    database_url: str, tmp_path: Path, api: tuple[Any, Any]
+) -> None:
+    client, headers = api
+    run = await _trigger(client, headers, "fan", {"n": 1})
+    app = build_app(database_url, tmp_path / "other", WORKER_ENABLED="false")
+    async with running(app) as other:
+        stranger = {"Authorization": f"Bearer {await Accounts(app, other).token(Role.admin)}"}
+        for path in ("status", "results"):
+            response = await other.get(f"/api/v1/workflows/{run['workflow_id']}/{path}",
+                                       headers=stranger)  # fmt: skip
+            assert response.status_code == 404
+        cancel = await other.post(run["links"]["cancel"], headers=stranger)
+        assert cancel.status_code == 404
