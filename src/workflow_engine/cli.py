@@ -295,6 +295,23 @@ def serve(
 
 
 @app.command()
+def worker(
+    concurrency: Annotated[
+        int | None, typer.Option(min=1, max=256, help="Steps run at once (WORKER_CONCURRENCY).")
+    ] = None,
+) -> None:
+    """Run a standalone worker on the server's database until SIGTERM or SIGINT."""
+    settings = _settings(worker_concurrency=concurrency)
+    _check_workflows(settings)  # imports NODE_MODULES: the node types this worker can run
+    _require_database(settings)
+    if settings.should_auto_migrate:
+        _migrate(settings)
+    from workflow_engine.worker_process import run_worker
+
+    raise typer.Exit(asyncio.run(run_worker(settings)))
+
+
+@app.command()
 def migrate() -> None:
     """Apply pending database migrations (safe to repeat)."""
     settings = _settings()

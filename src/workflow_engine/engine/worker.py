@@ -35,6 +35,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from workflow_engine.db import Database
+from workflow_engine.db.listener import listen
 from workflow_engine.db.tables import tasks, workflow_runs
 from workflow_engine.engine import expressions, queue
 from workflow_engine.engine.definitions import RetryPolicy, StepDefinition, WorkflowDefinition
@@ -88,11 +89,16 @@ class Worker:
         self._active: dict[uuid.UUID, asyncio.Task[None]] = {}
         self._stopping = asyncio.Event()
         self._loop_task: asyncio.Task[None] | None = None
+        self._listener: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         self.db.on_commit(queue.TASKS_READY, self._wake.fire)
         self.db.on_commit(RUN_CANCELLED, self._cancel_check.fire)
         self._loop_task = asyncio.create_task(self._claim_loop(), name="worker-claims")
+        if not self.db.is_sqlite:  # tasks enqueued by other processes wake us at their commit
+            self._listener = asyncio.create_task(
+                listen(self.db, queue.NOTIFY_CHANNEL, self._wake.fire), name="worker-listener"
+            )
 
     async def stop(self, grace: float = 10.0) -> None:
         """Stop claiming; let running steps finish within `grace`, then interrupt the rest and
@@ -109,6 +115,10 @@ class Worker:
             await asyncio.wait(list(self._active.values()), timeout=5)
         self.db.remove_commit_listener(queue.TASKS_READY, self._wake.fire)
         self.db.remove_commit_listener(RUN_CANCELLED, self._cancel_check.fire)
+        if self._listener is not None:
+            self._listener.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._listener
 
     @property
     def running(self) -> int:

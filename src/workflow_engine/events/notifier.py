@@ -19,11 +19,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from typing import Any
 
 import structlog
 
 from workflow_engine.db import Database
+from workflow_engine.db.listener import Listening, listen
 from workflow_engine.events.signal import Signal
 from workflow_engine.events.store import APPENDED, NOTIFY_CHANNEL, last_position
 
@@ -31,7 +31,6 @@ logger = structlog.get_logger(__name__)
 
 POLL_INTERVAL = 0.25
 FOLLOW_TIMEOUT = 1.0
-_RECONNECT_MAX = 10.0
 
 
 class LogNotifier:
@@ -39,7 +38,11 @@ class LogNotifier:
         self._db = db
         self._woken = Signal()
         self._tasks: list[asyncio.Task[None]] = []
-        self.listening = False
+        self._listening = Listening()
+
+    @property
+    def listening(self) -> bool:
+        return self._listening.connected
 
     async def start(self) -> None:
         if self._tasks:
@@ -47,7 +50,8 @@ class LogNotifier:
         self._db.on_commit(APPENDED, self.wake)
         self._tasks.append(asyncio.create_task(self._poll(), name="event-log-poller"))
         if not self._db.is_sqlite:
-            self._tasks.append(asyncio.create_task(self._listen(), name="event-log-listener"))
+            listening = listen(self._db, NOTIFY_CHANNEL, self.wake, self._listening)
+            self._tasks.append(asyncio.create_task(listening, name="event-log-listener"))
 
     async def stop(self) -> None:
         if not self._tasks:
@@ -84,46 +88,3 @@ class LogNotifier:
             except Exception as exc:  # the database is away: health reports it; keep trying
                 logger.debug("event log poll failed", error=type(exc).__name__)
             await asyncio.sleep(POLL_INTERVAL)
-
-    async def _listen(self) -> None:
-        import asyncpg
-
-        url = self._db.url
-        delay = 0.5
-        while True:
-            connection: Any = None
-            try:
-                connection = await asyncpg.connect(
-                    host=url.host, port=url.port or 5432, user=url.username,
-                    password=url.password, database=url.database, timeout=10,
-                )  # fmt: skip
-                await connection.add_listener(NOTIFY_CHANNEL, self._notified)
-                self.listening = True
-                delay = 0.5
-                self.wake()  # catch up: notifications sent while away are lost
-                await self._until_closed(connection)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                logger.warning("event log listener disconnected", error=type(exc).__name__)
-            finally:
-                self.listening = False
-                if connection is not None and not connection.is_closed():
-                    await connection.close()
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, _RECONNECT_MAX)
-
-    @staticmethod
-    async def _until_closed(connection: Any) -> None:
-        """Return when the connection is gone; a cheap query every few seconds notices a
-        connection that died without telling us (a restarted server, a dropped network)."""
-        closed = asyncio.Event()
-        connection.add_termination_listener(lambda _connection: closed.set())
-        while not closed.is_set():
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(closed.wait(), 5.0)
-            if not closed.is_set():
-                await connection.execute("SELECT 1")
-
-    def _notified(self, *_args: object) -> None:
-        self.wake()

@@ -1,0 +1,44 @@
+"""`workflow-engine worker`: a worker process of its own on the server's database.
+
+It imports `NODE_MODULES`, claims and runs steps like the embedded worker, and on SIGTERM or
+SIGINT stops claiming, lets running steps finish within `SHUTDOWN_TIMEOUT`, gives back what is
+still running (another worker takes it at once) and exits 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+
+import structlog
+
+from workflow_engine.config import Settings
+from workflow_engine.db import Database
+from workflow_engine.engine.worker import Worker, WorkerOptions
+from workflow_engine.nodes import registry
+
+logger = structlog.get_logger(__name__)
+
+
+async def run_worker(settings: Settings) -> int:
+    db = Database(
+        settings.effective_database_url,
+        pool_size=settings.db_max_connections,
+        pool_timeout=settings.db_connection_timeout,
+        connect_timeout=settings.db_connection_timeout,
+    )
+    worker = Worker(db, registry, WorkerOptions(concurrency=settings.worker_concurrency))
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    await worker.start()
+    logger.info("worker started", owner=worker.owner, concurrency=settings.worker_concurrency)
+    try:
+        await stop.wait()
+        logger.info("worker stopping", running=worker.running)
+        await worker.stop(grace=settings.shutdown_timeout)
+    finally:
+        await db.dispose()
+    logger.info("worker stopped")
+    return 0
