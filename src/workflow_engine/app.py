@@ -98,7 +98,12 @@ def core_services(
         .add_service("workflows", WorkflowCatalogService(settings, workflows))
     )
     if settings.worker_enabled:
-        builder.add_service("worker", WorkerService(settings, database), depends_on=["events"])
+        # After the catalog: it imports NODE_MODULES, the node types the worker runs.
+        builder.add_service(
+            "worker",
+            WorkerService(settings, database),
+            depends_on=["events", "migrations", "workflows"],
+        )
     return builder
 
 

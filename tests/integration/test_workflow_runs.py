@@ -88,6 +88,14 @@ WORKFLOWS = [
     ], input_schema={"type": "object", "required": ["ticket_id"],
                      "properties": {"ticket_id": {"type": "string", "pattern": "^[0-9]+$"}}},
        output="{{ steps.keep.output['values'] }}"),
+    _flow("backoff", [
+        {"id": "call", "uses": "test.flaky", "with": {"fail_times": 9},
+         "retry": {"max_attempts": 5, "initial_delay": 30, "jitter": 0}},
+    ]),
+    _flow("bad_arguments", [
+        {"id": "nap", "uses": "test.slow", "with": {"seconds": 1, "unexpected": True},
+         "retry": {"max_attempts": 3, "initial_delay": 0.1}},
+    ]),
     _flow("pinned", [{"id": "old_step", "uses": "test.echo"}], version=1),
     _flow("pinned", [{"id": "new_step", "uses": "test.echo"}], version=2),
 ]  # fmt: skip
@@ -135,6 +143,24 @@ async def _until_step(
             await asyncio.sleep(0.05)
 
 
+async def _one_outcome_per_attempt(
+    client: httpx.AsyncClient, headers: dict[str, str], run_id: str
+) -> None:
+    """The event log holds at most one outcome for each step attempt, and each step ends once."""
+    events = (await client.get(f"/api/v1/events/{run_id}", headers=headers,
+                               params={"limit": 200})).json()["items"]  # fmt: skip
+    outcomes = [
+        (e["data"]["step_id"], e["data"].get("attempt"))
+        for e in events
+        if e["event_type"] in ("StepCompleted", "StepFailed", "StepSkipped", "StepCancelled")
+    ]
+    assert len(outcomes) == len(set(outcomes)), outcomes
+    finals = [e["data"]["step_id"] for e in events
+              if e["event_type"] in ("StepCompleted", "StepSkipped", "StepCancelled")
+              or (e["event_type"] == "StepFailed" and "retry_at" not in e["data"])]  # fmt: skip
+    assert len(finals) == len(set(finals)), finals
+
+
 def _steps(status: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return {step["id"]: step for step in status["steps"]}
 
@@ -178,6 +204,7 @@ async def test_fan_out_fan_in_with_a_false_if(api: tuple[Any, Any]) -> None:
     }  # fmt: skip
     results = (await client.get(run["links"]["results"], headers=headers)).json()
     assert results["output"] == {"left": 6, "right": "skipped"}
+    await _one_outcome_per_attempt(client, headers, run["workflow_id"])
 
 
 async def test_retries_back_off_then_succeed(api: tuple[Any, Any]) -> None:
@@ -259,6 +286,7 @@ async def test_cancel_interrupts_a_running_step(api: tuple[Any, Any]) -> None:
     assert status["status"] == "cancelled"
     assert (steps["nap"]["status"], steps["after"]["status"]) == ("cancelled", "cancelled")
     assert f"{run['workflow_id']}/nap" in INTERRUPTED
+    await _one_outcome_per_attempt(client, headers, run["workflow_id"])
     again = await client.post(run["links"]["cancel"], headers=headers)
     assert again.status_code == 202  # idempotent
 
@@ -292,7 +320,7 @@ async def test_bad_triggers_are_precise_4xx(api: tuple[Any, Any]) -> None:
     unknown = await client.post("/api/v1/workflows/trigger", headers=headers,
                                 json={"workflow_name": "nope", "data": {}})  # fmt: skip
     assert unknown.status_code == 404
-    assert "available: fan, fatal" in unknown.json()["detail"]
+    assert "available: backoff, bad_arguments, fan, fatal" in unknown.json()["detail"]
     wrong_type = {"workflow_name": "strings", "data": {"ticket_id": 12}}
     invalid = await client.post("/api/v1/workflows/trigger", headers=headers, json=wrong_type)
     assert invalid.status_code == 422
@@ -344,3 +372,78 @@ async def test_other_tenants_runs_are_not_found(
             assert response.status_code == 404
         cancel = await other.post(run["links"]["cancel"], headers=stranger)
         assert cancel.status_code == 404
+
+
+async def test_cancel_during_a_retry_backoff_settles_the_waiting_step(
+    api: tuple[Any, Any],
+) -> None:
+    client, headers = api
+    run = await _trigger(client, headers, "backoff")
+    await _until_step(client, headers, run["workflow_id"], "call", "scheduled")
+    cancelled = await client.post(run["links"]["cancel"], headers=headers)
+    assert cancelled.json()["status"] == "cancelled"  # nothing running: cancelled at once
+    status = await _finished(client, headers, run["workflow_id"])
+    step = _steps(status)["call"]
+    assert (status["status"], step["status"], step["attempts"]) == ("cancelled", "cancelled", 1)
+    assert status["progress"] == {"completed": 1, "total": 1}
+    results = (await client.get(run["links"]["results"], headers=headers)).json()
+    assert results["error"]["class"] == "cancelled"
+    await _one_outcome_per_attempt(client, headers, run["workflow_id"])
+
+
+async def test_arguments_a_node_does_not_take_fail_the_step_without_retry(
+    api: tuple[Any, Any],
+) -> None:
+    client, headers = api
+    run = await _trigger(client, headers, "bad_arguments")
+    status = await _finished(client, headers, run["workflow_id"])
+    step = _steps(status)["nap"]
+    assert (status["status"], step["attempts"]) == ("failed", 1)
+    assert step["error"]["class"] == "bad_arguments"
+    assert "unexpected" in step["error"]["message"]
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        '{"workflow_name": "fan", "data": {"n": NaN}}',
+        '{"workflow_name": "fan", "data": {"n": "\\ud800"}}',
+        '{"workflow_name": "fan", "data": {"n": 1e999}}',
+    ],
+)
+async def test_data_no_database_can_store_is_422(api: tuple[Any, Any], raw: str) -> None:
+    client, headers = api
+    response = await client.post(
+        "/api/v1/workflows/trigger", content=raw,
+        headers={**headers, "Content-Type": "application/json"},
+    )  # fmt: skip
+    assert response.status_code == 422, response.text
+
+
+@pytest.mark.parametrize("since", ["2026-01-01T00:00:00", "0001-01-01T00:00:00+01:00", "yesterday"])
+async def test_list_filters_need_an_aware_representable_time(
+    api: tuple[Any, Any], since: str
+) -> None:
+    client, headers = api
+    response = await client.get("/api/v1/workflows", params={"since": since}, headers=headers)
+    assert response.status_code == 422, response.text
+    audit = await client.get("/api/v1/events", params={"since": since}, headers=headers)
+    assert audit.status_code in (403, 422)  # operators may not read the audit trail at all
+
+
+async def test_the_list_filters_and_pages(api: tuple[Any, Any]) -> None:
+    client, headers = api
+    ids = [(await _trigger(client, headers, "strings", {"ticket_id": str(n)}))["workflow_id"]
+           for n in range(3)]  # fmt: skip
+    for run_id in ids:
+        await _finished(client, headers, run_id)
+    first = await client.get("/api/v1/workflows", headers=headers,
+                             params={"workflow_name": "strings", "limit": 2})  # fmt: skip
+    second = await client.get("/api/v1/workflows", headers=headers, params={
+        "workflow_name": "strings", "limit": 2, "cursor": first.json()["next_cursor"]})  # fmt: skip
+    listed = [r["workflow_id"] for r in first.json()["items"] + second.json()["items"]]
+    assert listed == list(reversed(ids))  # newest first, each once
+    assert second.json()["next_cursor"] is None
+    only_completed = {"status": "completed", "workflow_name": "strings"}
+    completed = await client.get("/api/v1/workflows", headers=headers, params=only_completed)
+    assert len(completed.json()["items"]) == 3

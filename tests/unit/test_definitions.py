@@ -111,6 +111,23 @@ def test_schema_problems_name_the_schema_and_its_examples() -> None:
     ]
 
 
+def test_references_that_do_not_resolve_are_problems() -> None:
+    schema = {
+        "type": "object",
+        "$defs": {"id": {"type": "string"}},
+        "properties": {"a": {"$ref": "#/$defs/id"}, "b": {"$ref": "#/$defs/missing"},
+                       "c": {"$ref": "https://example.com/schema.json"}},
+        "examples": [{"a": "x"}],
+    }  # fmt: skip
+    problems = _problems(_definition(input_schema=schema))
+    assert problems == [
+        "flows/example.yaml: input_schema: $ref '#/$defs/missing' does not resolve within "
+        "the schema",
+        "flows/example.yaml: input_schema: $ref 'https://example.com/schema.json' does not "
+        "resolve within the schema",
+    ]
+
+
 def test_every_problem_is_reported_at_once() -> None:
     problems = _problems(
         _definition(

@@ -69,6 +69,7 @@ def test_conditions_with_or_without_braces(condition: str, expected: bool) -> No
         ("{{ ().__class__.__bases__ }}", "is unsafe"),
         ("{{ input.keys() }}", "no attribute 'keys'"),  # JSON keys only, no dict methods
         ("{{ input.count / 0 }}", "division by zero"),
+        ("{{ '%(zz)s' % input }}", "no key 'zz'"),  # any error is the expression's
     ],
 )
 def test_failures_and_limits_are_expression_errors(value: str, message: str) -> None:

@@ -15,6 +15,7 @@ from sse_starlette import EventSourceResponse
 from workflow_engine.api.context import DatabaseDep, EventStoreDep, LogTailDep
 from workflow_engine.api.pagination import Cursor, Limit, Page, decode_cursor, page_of
 from workflow_engine.api.security import Origin, require
+from workflow_engine.api.validation import Moment
 from workflow_engine.auth.permissions import Permission
 from workflow_engine.auth.principal import Principal
 from workflow_engine.errors import InvalidInput, NotFound
@@ -132,8 +133,8 @@ async def audit_trail(
     event_type: Annotated[str | None, Query(pattern=EVENT_TYPE)] = None,
     aggregate_type: Annotated[str | None, Query(pattern=AGGREGATE_TYPE)] = None,
     actor: Annotated[str | None, Query(pattern=r"^[A-Za-z0-9_.:@-]{1,100}$")] = None,
-    since: datetime | None = None,
-    until: datetime | None = None,
+    since: Moment | None = None,
+    until: Moment | None = None,
     after: Annotated[int, Query(ge=0, le=INT64_MAX, description="A position.")] = 0,
     limit: Limit = 100,
     cursor: Cursor = None,

@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from workflow_engine.api.context import RunsDep
 from workflow_engine.api.pagination import Cursor, Limit, Page, decode_cursor, encode_cursor
 from workflow_engine.api.security import Origin, require
+from workflow_engine.api.validation import Moment, utc_moment
 from workflow_engine.auth.permissions import Permission
 from workflow_engine.auth.principal import Principal
 from workflow_engine.engine import runs
@@ -171,8 +172,8 @@ async def list_runs(
     service: RunsDep,
     status_is: Annotated[str | None, Query(alias="status", pattern=RUN_STATUSES)] = None,
     workflow_name: Annotated[str | None, Query(pattern=NAME_PATTERN)] = None,
-    since: datetime | None = None,
-    until: datetime | None = None,
+    since: Moment | None = None,
+    until: Moment | None = None,
     limit: Limit = 50,
     cursor: Cursor = None,
 ) -> Page[RunSummary]:
@@ -180,7 +181,10 @@ async def list_runs(
     before = None
     if key is not None:
         try:
-            before = (datetime.fromisoformat(key["created_at"]), uuid.UUID(key["id"]))
+            created = datetime.fromisoformat(key["created_at"])
+            before = (utc_moment(created), uuid.UUID(key["id"]))
+            if created.tzinfo is None:
+                raise ValueError("naive")
         except ValueError:
             raise InvalidInput("the cursor is not one this server issued") from None
     found = await service.list(

@@ -3,9 +3,10 @@ are not valid UTF-8 (lone surrogates), which Python and SQLite let through (DESI
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Annotated
 
-from pydantic import AfterValidator
+from pydantic import AfterValidator, AwareDatetime
 
 
 def storable_text(value: str) -> str:
@@ -29,3 +30,15 @@ def is_storable_text(value: object) -> bool:
 
 
 StorableText = Annotated[str, AfterValidator(storable_text)]
+
+
+def utc_moment(value: datetime) -> datetime:
+    """An aware moment in UTC; one UTC cannot hold (year 1 east of Greenwich) is refused."""
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:
+        raise ValueError("is outside the range of dates this server stores") from None
+
+
+# A point in time from a client: with its UTC offset (a naive time is ambiguous), stored as UTC.
+Moment = Annotated[AwareDatetime, AfterValidator(utc_moment)]

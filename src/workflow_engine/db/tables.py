@@ -240,4 +240,7 @@ tasks = Table(
     Column("correlation_id", String(128), nullable=True),
     Column("trace_context", JsonDocument, nullable=True),
     Column("created_at", UTCDateTime(), nullable=False),
+    # How many times the task was claimed: a task whose worker keeps failing unexpectedly
+    # (not the step: the machinery) is failed after `queue.MAX_CLAIMS` instead of looping.
+    Column("claims", Integer(), nullable=False, server_default="0"),
 )

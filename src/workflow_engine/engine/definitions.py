@@ -19,12 +19,16 @@ import yaml
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from referencing import Registry
+from referencing.exceptions import Unresolvable
+from referencing.jsonschema import DRAFT202012
 
 from workflow_engine.engine import expressions
 
 NAME_PATTERN = r"^[a-z][a-z0-9_]{0,63}$"
 STEP_ID_PATTERN = r"^[a-z][a-z0-9_]{0,63}$"
 MAX_STEPS = 200
+_SCHEMA_URI = "urn:workflow-engine:input-schema"
 
 
 class RetryPolicy(BaseModel):
@@ -162,11 +166,42 @@ def validate(
     except SchemaError as exc:
         problem(None, "input_schema", exc.message)
     else:
+        unresolved = _unresolvable_refs(definition.input_schema)
+        for ref in unresolved:
+            problem(None, "input_schema", f"$ref {ref!r} does not resolve within the schema")
         validator = Draft202012Validator(definition.input_schema)
         for index, example in enumerate(definition.input_schema.get("examples", [])):
+            if unresolved:
+                break
             for error in validator.iter_errors(example):
                 problem(None, f"input_schema.examples[{index}]", error.message)
     return problems
+
+
+def _unresolvable_refs(schema: dict[str, Any]) -> list[str]:
+    """Every `$ref` that does not resolve inside the schema itself: nothing is fetched, so a
+    remote or dangling reference would fail only when some input reaches it."""
+    resolver = (
+        Registry()
+        .with_resource(_SCHEMA_URI, DRAFT202012.create_resource(schema))
+        .resolver(_SCHEMA_URI)
+    )
+    unresolved = []
+    for ref in _refs(schema):
+        try:
+            resolver.lookup(ref)
+        except Unresolvable:
+            unresolved.append(ref)
+    return unresolved
+
+
+def _refs(value: Any) -> list[str]:
+    if isinstance(value, dict):
+        found = [value["$ref"]] if isinstance(value.get("$ref"), str) else []
+        return found + [ref for member in value.values() for ref in _refs(member)]
+    if isinstance(value, list):
+        return [ref for member in value for ref in _refs(member)]
+    return []
 
 
 def _check_expressions(

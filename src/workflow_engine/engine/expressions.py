@@ -26,7 +26,7 @@ from collections.abc import Mapping
 from types import FrameType
 from typing import Any
 
-from jinja2 import StrictUndefined, TemplateSyntaxError, Undefined, UndefinedError, nodes
+from jinja2 import StrictUndefined, TemplateSyntaxError, Undefined, nodes
 from jinja2.exceptions import SecurityError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
@@ -140,7 +140,10 @@ def evaluate(value: Any, context: Mapping[str, Any], *, timeout: float = DEFAULT
     Runs synchronously under a deadline: call it from a worker thread when the caller must
     stay responsive (`asyncio.to_thread`).
     """
-    result = _with_deadline(lambda: _evaluate(value, context), timeout)
+    if any("{%" in text for text in _strings(value)):
+        result = _with_deadline(lambda: _evaluate(value, context), timeout)
+    else:  # no statements, so no loops: the size caps bound the work, and tracing is costly
+        result = _evaluate(value, context)
     _check_size(result)
     return result
 
@@ -148,8 +151,8 @@ def evaluate(value: Any, context: Mapping[str, Any], *, timeout: float = DEFAULT
 def evaluate_condition(
     condition: str, context: Mapping[str, Any], *, timeout: float = DEFAULT_TIMEOUT
 ) -> bool:
-    compiled = _parse_condition(condition)
-    return bool(_with_deadline(lambda: _call(compiled, context), timeout))
+    compiled = _parse_condition(condition)  # one expression, no loops: no deadline needed
+    return bool(_call(compiled, context, source=condition))
 
 
 def _strings(value: Any) -> list[str]:
@@ -195,8 +198,8 @@ def _evaluate(value: Any, context: Mapping[str, Any]) -> Any:
         if hasattr(compiled, "render"):
             try:
                 rendered = compiled.render(context)
-            except (UndefinedError, SecurityError, TypeError, ValueError, ArithmeticError) as exc:
-                raise ExpressionError(f"{value!r}: {exc}") from None
+            except Exception as exc:  # whatever the template does wrong is the template's error
+                raise ExpressionError(f"{value!r}: {_describe(exc)}") from None
             if len(rendered) > MAX_OUTPUT_CHARS:
                 raise ExpressionError(f"{value!r}: the result is larger than allowed")
             return rendered
@@ -211,8 +214,9 @@ def _evaluate(value: Any, context: Mapping[str, Any]) -> Any:
 def _call(compiled: Any, context: Mapping[str, Any], source: str = "") -> Any:
     try:
         result = compiled(**context)
-    except (UndefinedError, SecurityError, TypeError, ValueError, ArithmeticError) as exc:
-        raise ExpressionError(f"{source!r}: {exc}" if source else str(exc)) from None
+    except Exception as exc:  # whatever the expression does wrong is the expression's error
+        message = _describe(exc)
+        raise ExpressionError(f"{source!r}: {message}" if source else message) from None
     if isinstance(result, Undefined):
         raise ExpressionError(f"{source!r} is undefined" if source else "undefined value")
     return result
@@ -227,6 +231,12 @@ def _check_size(result: Any) -> None:
         raise ExpressionError("the result is larger than allowed")
     if isinstance(result, float) and not math.isfinite(result):
         raise ExpressionError("the result is not a finite number")
+
+
+def _describe(exc: Exception) -> str:
+    if isinstance(exc, KeyError):
+        return f"no key {exc.args[0]!r}" if exc.args else "missing key"
+    return str(exc) or type(exc).__name__
 
 
 class _Deadline(BaseException):

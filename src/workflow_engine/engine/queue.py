@@ -37,6 +37,8 @@ DEADLINE = ":deadline"
 # PostgreSQL channel that tells other processes' workers.
 TASKS_READY = "tasks.ready"
 NOTIFY_CHANNEL = "workflow_engine_tasks"
+# Claims after which a task whose handling keeps failing unexpectedly is failed for good.
+MAX_CLAIMS = 5
 
 
 @dataclass(frozen=True)
@@ -59,6 +61,7 @@ class Task:
     attempt: int
     lease_owner: str
     correlation_id: str | None
+    claims: int
 
 
 def now(conn: AsyncConnection) -> ColumnElement[Any]:
@@ -121,7 +124,7 @@ async def claim(conn: AsyncConnection, owner: str, limit: int, lease: timedelta)
     result = await conn.execute(
         update(tasks)
         .where(tasks.c.id.in_(candidates.scalar_subquery()))
-        .values(lease_owner=owner, lease_expires_at=expires)
+        .values(lease_owner=owner, lease_expires_at=expires, claims=tasks.c.claims + 1)
         .returning(
             tasks.c.id,
             tasks.c.tenant_id,
@@ -130,6 +133,7 @@ async def claim(conn: AsyncConnection, owner: str, limit: int, lease: timedelta)
             tasks.c.attempt,
             tasks.c.lease_owner,
             tasks.c.correlation_id,
+            tasks.c.claims,
         )
     )
     return [Task(**row._mapping) for row in result]

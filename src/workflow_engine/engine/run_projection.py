@@ -116,7 +116,18 @@ async def _step_skipped(conn: AsyncConnection, event: RecordedEvent) -> None:
 
 
 async def _step_cancelled(conn: AsyncConnection, event: RecordedEvent) -> None:
-    await _finish_step(conn, event, {"status": "cancelled"})
+    # Whatever attempt it was at: a cancel settles any step that has not finished.
+    step = step_runs.c
+    await conn.execute(
+        update(step_runs)
+        .where(
+            step.run_id == _run_id(event),
+            step.step_id == event.data["step_id"],
+            step.status.not_in(STEP_FINISHED),
+        )
+        .values(status="cancelled", finished_at=event.recorded_at, next_attempt_at=None)
+    )
+    await _count_done(conn, event)
 
 
 async def _finish_step(conn: AsyncConnection, event: RecordedEvent, values: dict[str, Any]) -> None:

@@ -17,7 +17,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from jsonschema import Draft202012Validator
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -27,9 +27,10 @@ from workflow_engine.db.tables import idempotency_keys, step_runs, tasks, workfl
 from workflow_engine.engine import queue
 from workflow_engine.engine.catalog import DefinitionCatalog
 from workflow_engine.engine.definitions import WorkflowDefinition
-from workflow_engine.engine.run_projection import RUN_AGGREGATE, RUN_FINISHED
+from workflow_engine.engine.run_projection import RUN_AGGREGATE, RUN_FINISHED, STEP_FINISHED
 from workflow_engine.errors import Conflict, InvalidInput, NotFound
 from workflow_engine.events.append import append_events
+from workflow_engine.events.storable import check_document
 from workflow_engine.events.store import NewEvent
 
 # What a transaction that asked for a cancel marks itself with: in-process workers re-check
@@ -99,6 +100,7 @@ class RunService:
     ) -> tuple[RunRecord, bool]:
         """Start a run; returns it and whether it is new (False: the key's earlier run)."""
         definition = self.catalog.get(workflow_name, version)
+        check_document("data", data)  # before hashing: NaN or a lone surrogate cannot be hashed
         check_input(definition, data)
         request_hash = _request_hash(workflow_name, version, data)
         run_id = uuid.uuid4()
@@ -160,13 +162,12 @@ class RunService:
             if run.status in ("cancelling", "cancelled"):
                 return await _read_run(conn, tenant_id, run_id)
             meta = origin.metadata()
+            full = _with_steps(run, await _steps(conn, run_id))
             events = [NewEvent("WorkflowCancelRequested", {}, meta)]
-            await queue.drop_waiting(conn, run_id)
-            for step in await _steps(conn, run_id):
-                if step.status in ("pending", "scheduled"):
-                    events.append(NewEvent("StepCancelled", {"step_id": step.step_id}, meta))
+            events += await stop_idle_steps(conn, full, meta)
             if not await _has_leased_steps(conn, run_id):
-                events.append(NewEvent("WorkflowCancelled", {}, meta))
+                error = {"class": "cancelled", "message": f"cancelled by {origin.actor}"}
+                events.append(NewEvent("WorkflowCancelled", {"error": error}, meta))
             await append_run_events(conn, tenant_id, run_id, events)
             mark_commit(conn, RUN_CANCELLED)
             return await _read_run(conn, tenant_id, run_id)
@@ -218,6 +219,21 @@ async def start_run(
             queue.NewTask(tenant_id, run_id, queue.DEADLINE, available_at=deadline, priority=1)
         )
     await queue.enqueue(conn, first)
+
+
+async def stop_idle_steps(
+    conn: AsyncConnection, run: RunRecord, meta: dict[str, Any]
+) -> list[NewEvent]:
+    """Drop the run's unclaimed tasks and return `StepCancelled` for every unfinished step no
+    worker holds (pending, waiting for a retry, or handed back by a stopping worker). Steps a
+    worker holds are settled by that worker, which finds the run stopped."""
+    await queue.drop_waiting(conn, run.id)
+    held = set(await leased_step_ids(conn, run.id))
+    return [
+        NewEvent("StepCancelled", {"step_id": step.step_id}, meta)
+        for step in run.steps
+        if step.status not in STEP_FINISHED and step.step_id not in held
+    ]
 
 
 async def append_run_events(
@@ -294,14 +310,18 @@ async def _steps(conn: AsyncConnection, run_id: uuid.UUID) -> list[StepRecord]:
 
 
 async def _has_leased_steps(conn: AsyncConnection, run_id: uuid.UUID) -> bool:
-    count = await conn.execute(
-        select(func.count()).where(
+    return bool(await leased_step_ids(conn, run_id))
+
+
+async def leased_step_ids(conn: AsyncConnection, run_id: uuid.UUID) -> list[str]:
+    rows = await conn.execute(
+        select(tasks.c.step_id).where(
             tasks.c.run_id == run_id,
             tasks.c.lease_owner.is_not(None),
             tasks.c.step_id.not_in((queue.FINISH, queue.DEADLINE)),
         )
     )
-    return int(count.scalar_one()) > 0
+    return [row.step_id for row in rows]
 
 
 async def _claim_key(

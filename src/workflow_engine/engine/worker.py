@@ -36,17 +36,19 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from workflow_engine.db import Database
 from workflow_engine.db.listener import listen
-from workflow_engine.db.tables import tasks, workflow_runs
+from workflow_engine.db.tables import step_runs, tasks, workflow_runs
 from workflow_engine.engine import expressions, queue
 from workflow_engine.engine.definitions import RetryPolicy, StepDefinition, WorkflowDefinition
-from workflow_engine.engine.run_projection import RUN_ACTIVE
+from workflow_engine.engine.run_projection import RUN_ACTIVE, STEP_FINISHED
 from workflow_engine.engine.runs import (
     RUN_CANCELLED,
     RunRecord,
     append_run_events,
+    leased_step_ids,
     lock_run,
     read_run_unconfined,
     run_context,
+    stop_idle_steps,
 )
 from workflow_engine.events.signal import Signal
 from workflow_engine.events.storable import check_document
@@ -161,7 +163,9 @@ class Worker:
         log = logger.bind(run_id=str(task.run_id), step=task.step_id, attempt=task.attempt,
                           correlation_id=task.correlation_id)  # fmt: skip
         try:
-            if task.step_id == queue.FINISH:
+            if task.claims > queue.MAX_CLAIMS:
+                await self._give_up(task)
+            elif task.step_id == queue.FINISH:
                 await self._finish_run(task)
             elif task.step_id == queue.DEADLINE:
                 await self._deadline(task)
@@ -215,7 +219,11 @@ class Worker:
         if skip_reason is not None:
             await self._record(task, Outcome("skipped", error={"reason": skip_reason}))
             return
-        if not await self._start(task):
+        started = await self._start(task)
+        if started == "lost":
+            return
+        if started == "inactive":  # cancelled or failed meanwhile: the node never runs
+            await self._record(task, Outcome("cancelled"))
             return
         outcome = await self._call(task, run, step, arguments, log)
         await self._record(task, outcome)
@@ -230,19 +238,21 @@ class Worker:
                 return f"it needs {need!r}, which was {statuses[need]}"
         return None
 
-    async def _start(self, task: queue.Task) -> bool:
+    async def _start(self, task: queue.Task) -> str:
+        """ "started", "inactive" (the run stopped: do not run the node) or "lost" (another
+        worker holds the task now: do nothing)."""
         async with self.db.transaction() as conn:
             run = await lock_run(conn, task.tenant_id, task.run_id)
             if run.status not in RUN_ACTIVE:
-                return True  # the node will not run: the outcome records it as cancelled
+                return "inactive"
             if not await queue.renew(conn, task.id, self.owner, self.options.lease):
-                return False  # the lease was lost: another worker has this task now
+                return "lost"
             await append_run_events(
                 conn, task.tenant_id, task.run_id,
                 [NewEvent("StepStarted", {"step_id": task.step_id, "attempt": task.attempt,
                                           "worker": self.owner}, self._meta(task))],
             )  # fmt: skip
-        return True
+        return "started"
 
     async def _call(
         self,
@@ -259,7 +269,11 @@ class Worker:
             step_id=step.id, attempt=task.attempt, log=log,
         )  # fmt: skip
         function = self.nodes.get(step.uses)
-        node = asyncio.create_task(function(context, **arguments), name=f"node-{step.uses}")
+        try:
+            coroutine = function(context, **arguments)
+        except TypeError as exc:  # arguments the node does not take, or lacks
+            return _failure("bad_arguments", f"{step.uses}: {exc}", False)
+        node = asyncio.create_task(coroutine, name=f"node-{step.uses}")
         interrupted: list[str] = []
         watcher = asyncio.create_task(self._watch(task, node, context, interrupted))
         started = time.perf_counter()
@@ -333,7 +347,10 @@ class Worker:
             meta = self._meta(task)
             base = {"step_id": step.id, "attempt": task.attempt}
             events: list[NewEvent] = []
-            if outcome.kind == "completed":
+            current = await _step_status(conn, task.run_id, step.id)
+            if current in STEP_FINISHED:
+                pass  # already settled (the run was cancelled while the task waited)
+            elif outcome.kind == "completed":
                 events.append(
                     NewEvent(
                         "StepCompleted",
@@ -375,11 +392,12 @@ class Worker:
         assert run is not None
         meta = self._meta(task)
         statuses = {s.step_id: s.status for s in run.steps}
-        leased = await _leased_steps(conn, task.run_id)
+        leased = await leased_step_ids(conn, task.run_id)
         if run.status == "cancelling":
             if not leased:
-                await append_run_events(conn, task.tenant_id, task.run_id,
-                                        [NewEvent("WorkflowCancelled", {}, meta)])  # fmt: skip
+                error = {"class": "cancelled", "message": "cancelled on request"}
+                cancelled = NewEvent("WorkflowCancelled", {"error": error}, meta)
+                await append_run_events(conn, task.tenant_id, task.run_id, [cancelled])
             return
         if run.status not in RUN_ACTIVE:
             return
@@ -410,14 +428,24 @@ class Worker:
         self, conn: AsyncConnection, task: queue.Task, run: RunRecord, error: dict[str, Any]
     ) -> None:
         meta = self._meta(task)
-        await queue.drop_waiting(conn, run.id)
-        events = [
-            NewEvent("StepCancelled", {"step_id": s.step_id}, meta)
-            for s in run.steps
-            if s.status in ("pending", "scheduled")
-        ]
+        events = await stop_idle_steps(conn, run, meta)
         events.append(NewEvent("WorkflowFailed", {"error": error}, meta))
         await append_run_events(conn, task.tenant_id, task.run_id, events)
+
+    async def _give_up(self, task: queue.Task) -> None:
+        """The task's handling failed unexpectedly `MAX_CLAIMS` times (logged each time): fail
+        the step, or for a run-level task the run, rather than retry forever."""
+        message = f"the engine failed to handle this task {queue.MAX_CLAIMS} times; see the logs"
+        if task.step_id not in (queue.FINISH, queue.DEADLINE):
+            await self._record(task, _failure("internal", message, False))
+            return
+        async with self.db.transaction() as conn:
+            run = await lock_run(conn, task.tenant_id, task.run_id)
+            if not await queue.finish(conn, task.id, self.owner) or run.status not in RUN_ACTIVE:
+                return
+            full = await read_run_unconfined(conn, task.run_id) or run
+            error = {"class": "internal", "message": message, "retryable": False}
+            await self._fail_run(conn, task, full, error)
 
     async def _finish_run(self, task: queue.Task) -> None:
         async with self.db.read() as conn:
@@ -480,9 +508,15 @@ def _finished_ok(step: StepDefinition, status: str) -> bool:
 def _failure(error_class: str, message: str, retryable: bool) -> Outcome:
     return Outcome(
         "failed",
-        error={"class": error_class, "message": message[:2000], "retryable": retryable},
+        error={"class": _storable(error_class)[:100], "message": _storable(message)[:2000],
+               "retryable": retryable},
         retryable=retryable,
-    )
+    )  # fmt: skip
+
+
+def _storable(text: str) -> str:
+    """Text any database stores: no NUL, no lone surrogates (node messages are arbitrary)."""
+    return text.replace("\x00", "").encode("utf-8", "replace").decode("utf-8")
 
 
 def _retry_at(policy: RetryPolicy | None, attempt: int, outcome: Outcome) -> datetime | None:
@@ -496,12 +530,10 @@ def _retry_at(policy: RetryPolicy | None, attempt: int, outcome: Outcome) -> dat
     return datetime.now(UTC) + timedelta(seconds=max(0.0, delay))
 
 
-async def _leased_steps(conn: AsyncConnection, run_id: uuid.UUID) -> list[str]:
-    rows = await conn.execute(
-        select(tasks.c.step_id).where(
-            tasks.c.run_id == run_id,
-            tasks.c.lease_owner.is_not(None),
-            tasks.c.step_id.not_in((queue.FINISH, queue.DEADLINE)),
+async def _step_status(conn: AsyncConnection, run_id: uuid.UUID, step_id: str) -> str | None:
+    found = await conn.execute(
+        select(step_runs.c.status).where(
+            step_runs.c.run_id == run_id, step_runs.c.step_id == step_id
         )
     )
-    return [row.step_id for row in rows]
+    return found.scalar_one_or_none()

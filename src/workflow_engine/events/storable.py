@@ -36,6 +36,8 @@ def _check(value: Any, path: str, depth: int) -> None:
     if isinstance(value, str):
         if "\x00" in value:
             raise InvalidInput(f"{path} contains the NUL character (\\u0000)")
+        if not _encodable(value):
+            raise InvalidInput(f"{path} contains a lone surrogate, which is not valid Unicode")
     elif isinstance(value, float):
         if not math.isfinite(value):
             raise InvalidInput(f"{path} is {value}, which JSON cannot store")
@@ -50,3 +52,11 @@ def _check(value: Any, path: str, depth: int) -> None:
             _check(item, f"{path}[{index}]", depth + 1)
     elif value is not None and not isinstance(value, bool | int):
         raise InvalidInput(f"{path} holds a {type(value).__name__}, which is not JSON")
+
+
+def _encodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
