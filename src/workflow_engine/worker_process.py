@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+from datetime import timedelta
 
 import structlog
 
@@ -27,7 +28,14 @@ async def run_worker(settings: Settings) -> int:
         pool_timeout=settings.db_connection_timeout,
         connect_timeout=settings.db_connection_timeout,
     )
-    worker = Worker(db, registry, WorkerOptions(concurrency=settings.worker_concurrency))
+    worker = Worker(
+        db,
+        registry,
+        WorkerOptions(
+            concurrency=settings.worker_concurrency,
+            lease=timedelta(seconds=settings.worker_lease_seconds),
+        ),
+    )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):

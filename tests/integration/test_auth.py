@@ -231,7 +231,10 @@ async def test_every_route_answers_as_the_permission_matrix_says(
         for method, operation in item.items()
         if "text/event-stream" in operation["responses"].get("200", {}).get("content", {})
     }
-    assert streaming == {("GET", "/api/v1/events/stream")}
+    assert streaming == {
+        ("GET", "/api/v1/events/stream"),
+        ("GET", "/api/v1/workflows/{workflow_id}/logs"),  # with follow=true
+    }
     secured = [op for op in operations if op[2] is not None]
     assert secured, "no secured routes found in the spec"
     attacks = await _attack_tokens(accounts)

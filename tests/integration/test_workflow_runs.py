@@ -11,9 +11,13 @@ from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy import text
 
 from tests.integration.conftest import Accounts, build_app, running
 from workflow_engine.auth.permissions import Role
+from workflow_engine.config.database_url import to_async_url
+from workflow_engine.db import Database
+from workflow_engine.events.projections import registry, replay
 from workflow_engine.nodes import FatalStepError, NodeContext, StepError, node
 
 INTERRUPTED: list[str] = []  # steps whose node coroutine was cancelled
@@ -31,6 +35,14 @@ async def flaky(ctx: NodeContext, *, fail_times: int, fatal: bool = False) -> di
     if ctx.attempt <= fail_times:
         raise StepError(f"attempt {ctx.attempt} failed", error_class="upstream_unavailable")
     return {"succeeded_on": ctx.attempt}
+
+
+@node("test.chatty")
+async def chatty(ctx: NodeContext, *, lines: int) -> dict[str, Any]:
+    for n in range(lines):
+        ctx.log.info(f"line {n}", n=n, at=datetime(2026, 1, 1))  # fields need not be JSON
+    ctx.log.warning("careful", token_count=float("nan"))  # nor even storable
+    return {"lines": lines}
 
 
 @node("test.slow")
@@ -96,6 +108,7 @@ WORKFLOWS = [
         {"id": "nap", "uses": "test.slow", "with": {"seconds": 1, "unexpected": True},
          "retry": {"max_attempts": 3, "initial_delay": 0.1}},
     ]),
+    _flow("chatty", [{"id": "talk", "uses": "test.chatty", "with": {"lines": 3}}]),
     _flow("pinned", [{"id": "old_step", "uses": "test.echo"}], version=1),
     _flow("pinned", [{"id": "new_step", "uses": "test.echo"}], version=2),
 ]  # fmt: skip
@@ -320,7 +333,7 @@ async def test_bad_triggers_are_precise_4xx(api: tuple[Any, Any]) -> None:
     unknown = await client.post("/api/v1/workflows/trigger", headers=headers,
                                 json={"workflow_name": "nope", "data": {}})  # fmt: skip
     assert unknown.status_code == 404
-    assert "available: backoff, bad_arguments, fan, fatal" in unknown.json()["detail"]
+    assert "available: backoff, bad_arguments, chatty, fan, fatal" in unknown.json()["detail"]
     wrong_type = {"workflow_name": "strings", "data": {"ticket_id": 12}}
     invalid = await client.post("/api/v1/workflows/trigger", headers=headers, json=wrong_type)
     assert invalid.status_code == 422
@@ -447,3 +460,74 @@ async def test_the_list_filters_and_pages(api: tuple[Any, Any]) -> None:
     only_completed = {"status": "completed", "workflow_name": "strings"}
     completed = await client.get("/api/v1/workflows", headers=headers, params=only_completed)
     assert len(completed.json()["items"]) == 3
+
+
+async def test_logs_list_lifecycle_and_node_entries_in_order_with_stable_ids(
+    api: tuple[Any, Any], database_url: str
+) -> None:
+    client, headers = api
+    run = await _trigger(client, headers, "chatty")
+    await _finished(client, headers, run["workflow_id"])
+    page = await client.get(run["links"]["logs"], headers=headers, params={"limit": 3})
+    assert page.status_code == 200, page.text
+    rest = await client.get(run["links"]["logs"], headers=headers,
+                            params={"after": page.json()["next_cursor"]})  # fmt: skip
+    entries = page.json()["items"] + rest.json()["items"]
+    assert [(e["level"], e["message"]) for e in entries] == [
+        ("info", "run of chatty version 1 queued"),
+        ("info", "step talk started (attempt 1)"),
+        ("info", "line 0"), ("info", "line 1"), ("info", "line 2"),
+        ("warning", "careful"),
+        ("info", "step talk completed"),
+        ("info", "run completed"),
+    ]  # fmt: skip
+    assert entries[2]["fields"] == {"n": 0, "at": "2026-01-01 00:00:00"}
+    assert entries[5]["fields"] == {"unstorable": "the fields held a value JSON cannot carry"}
+    assert (entries[2]["step"], entries[2]["attempt"]) == ("talk", 1)
+    assert len({e["id"] for e in entries}) == len(entries)
+    bad = await client.get(run["links"]["logs"], headers=headers, params={"after": "x.1"})
+    assert bad.status_code == 422
+
+
+async def test_run_read_models_rebuild_row_for_row(api: tuple[Any, Any], database_url: str) -> None:
+    client, headers = api
+    for name, data in [("fan", {"n": 20}), ("chatty", {}), ("retrying", {"fail_times": 1})]:
+        run = await _trigger(client, headers, name, data)
+        await _finished(client, headers, run["workflow_id"])
+    db = Database(to_async_url(database_url))
+    try:
+        before = await _read_models(db)
+        assert all(before.values())
+        for name in ("workflow_runs", "run_logs"):
+            await replay(db, registry.get(name))
+        assert await _read_models(db) == before
+    finally:
+        await db.dispose()
+
+
+async def _read_models(db: Database) -> dict[str, list[tuple[Any, ...]]]:
+    keys = {"workflow_runs": "id", "step_runs": "run_id, step_id",
+            "run_logs": "run_id, position, entry"}  # fmt: skip
+    async with db.read() as conn:
+        models = {}
+        for table, order in keys.items():
+            rows = await conn.execute(text(f"SELECT * FROM {table} ORDER BY {order}"))
+            models[table] = [tuple(row) for row in rows]
+        return models
+
+
+async def test_a_hundred_concurrent_triggers_are_all_accepted_and_run(
+    api: tuple[Any, Any],
+) -> None:
+    """On SQLite this is the "database is locked" test: one writer at a time, none refused."""
+    client, headers = api
+
+    async def trigger(n: int) -> httpx.Response:
+        return await client.post("/api/v1/workflows/trigger", headers=headers,
+                                 json={"workflow_name": "fan", "data": {"n": n}})  # fmt: skip
+
+    responses = await asyncio.gather(*(trigger(n) for n in range(100)))
+    assert [r.status_code for r in responses] == [202] * 100
+    for response in responses:
+        status = await _finished(client, headers, response.json()["workflow_id"], timeout=60)
+        assert status["status"] == "completed", status

@@ -72,6 +72,7 @@ SAMPLES: dict[str, tuple[Any, str, Any, Any]] = {
     "event_partitions": (4, "8", 4, 8),
     "worker_enabled": (False, "true", False, True),
     "worker_concurrency": (4, "8", 4, 8),
+    "worker_lease_seconds": (5, "2.5", 5.0, 2.5),
     "workflows_dir": ("/srv/flows", "/srv/other", Path("/srv/flows"), Path("/srv/other")),
     "node_modules": (
         ["acme.nodes"],

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import AsyncIterator
 from datetime import datetime
 from typing import Annotated, Any
 
+import anyio
 from fastapi import APIRouter, Header, Query, Response, status
 from pydantic import BaseModel, ConfigDict, Field
+from sse_starlette import EventSourceResponse, ServerSentEvent
 
-from workflow_engine.api.context import RunsDep
+from workflow_engine.api.context import LogTailDep, RunsDep
 from workflow_engine.api.pagination import Cursor, Limit, Page, decode_cursor, encode_cursor
 from workflow_engine.api.security import Origin, require
 from workflow_engine.api.validation import Moment, utc_moment
@@ -17,8 +20,11 @@ from workflow_engine.auth.permissions import Permission
 from workflow_engine.auth.principal import Principal
 from workflow_engine.engine import runs
 from workflow_engine.engine.definitions import NAME_PATTERN
-from workflow_engine.engine.runs import RunRecord
+from workflow_engine.engine.run_logs import LogEntry
+from workflow_engine.engine.runs import RunRecord, RunService
 from workflow_engine.errors import Conflict, InvalidInput
+from workflow_engine.events.notifier import FOLLOW_TIMEOUT
+from workflow_engine.events.tail import LogTail
 
 router = APIRouter(tags=["workflows"])
 
@@ -187,7 +193,7 @@ async def list_runs(
                 raise ValueError("naive")
         except ValueError:
             raise InvalidInput("the cursor is not one this server issued") from None
-    found = await service.list(
+    found = await service.list_runs(
         principal.tenant_id, status=status_is, workflow_name=workflow_name, since=since,
         until=until, before=before, limit=limit + 1,
     )  # fmt: skip
@@ -258,6 +264,90 @@ async def cancel_run(
         principal.tenant_id, workflow_id, runs.Origin(principal.actor, origin.correlation_id)
     )
     return _summary(run)
+
+
+class LogEntryView(BaseModel):
+    id: str = Field(description="Stable: `<event position>.<index>`; resume after it.")
+    time: datetime
+    level: str
+    step: str | None
+    attempt: int | None
+    message: str
+    fields: dict[str, Any]
+
+
+def _entry(entry: LogEntry) -> LogEntryView:
+    return LogEntryView(
+        id=entry.id, time=entry.logged_at, level=entry.level, step=entry.step_id,
+        attempt=entry.attempt, message=entry.message, fields=entry.fields,
+    )  # fmt: skip
+
+
+def _entry_id(value: str | None, name: str) -> tuple[int, int] | None:
+    if value is None:
+        return None
+    position, _, index = value.partition(".")
+    if not (position.isdigit() and index.isdigit()) or int(position) > 2**63 - 1:
+        raise InvalidInput(f"{name} must be a log entry id such as 42.0")
+    return int(position), int(index)
+
+
+@router.get(
+    "/api/v1/workflows/{workflow_id}/logs",
+    summary="A run's log: its nodes' entries and its lifecycle, in order",
+    responses={200: {"content": {"text/event-stream": {}},
+                     "description": "A page, or with `follow=true` a stream"}},
+)  # fmt: skip
+async def run_logs(
+    workflow_id: uuid.UUID,
+    principal: Annotated[Principal, require(Permission.workflows_read)],
+    service: RunsDep,
+    tail: LogTailDep,
+    after: Annotated[str | None, Query(max_length=40, description="An entry id.")] = None,
+    limit: Limit = 100,
+    follow: bool = False,
+    last_event_id: Annotated[str | None, Header(alias="Last-Event-ID", max_length=40)] = None,
+) -> Any:
+    """Entries with stable ids, oldest first. `follow=true` streams them as server-sent events
+    (`id` = entry id, `event` = level) until the run ends, resuming after `Last-Event-ID`."""
+    start = _entry_id(last_event_id, "Last-Event-ID") or _entry_id(after, "after")
+    run, first = await service.logs(principal.tenant_id, workflow_id, after=start, limit=limit)
+    if not follow:
+        return Page[LogEntryView](
+            items=[_entry(e) for e in first[:limit]],
+            next_cursor=first[-1].id if len(first) == limit else None,
+        )
+    stop = anyio.Event()
+    messages = follow_log(service, tail, principal.tenant_id, run.id, start, stop)
+    return EventSourceResponse(
+        messages, ping=15, send_timeout=30, shutdown_event=stop, shutdown_grace_period=2
+    )
+
+
+async def follow_log(
+    service: RunService,
+    tail: LogTail,
+    tenant_id: uuid.UUID,
+    run_id: uuid.UUID,
+    after: tuple[int, int] | None,
+    stop: anyio.Event,
+) -> AsyncIterator[ServerSentEvent]:
+    """Entries as they are written, until the run has ended and its last entry was sent.
+    The tail only says when to look again; the entries come from the read model."""
+    while not stop.is_set():
+        seen = tail.generation
+        run, entries = await service.logs(tenant_id, run_id, after=after, limit=500)
+        for entry in entries:
+            after = (entry.position, entry.entry)
+            yield ServerSentEvent(
+                id=entry.id, event=entry.level, data=_entry(entry).model_dump_json()
+            )
+        if len(entries) == 500:
+            continue
+        if run.status in ("completed", "failed", "cancelled"):
+            return
+        with anyio.move_on_after(FOLLOW_TIMEOUT):
+            await tail.wait(seen)
 
 
 def _duration(started: datetime | None, finished: datetime | None) -> float | None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import timedelta
 from typing import Any
 
 from workflow_engine.bootstrap.core_services import DatabaseService
@@ -56,7 +57,10 @@ class WorkerService:
         self._worker: Worker | None = None
 
     async def start(self) -> None:
-        options = WorkerOptions(concurrency=self._settings.worker_concurrency)
+        options = WorkerOptions(
+            concurrency=self._settings.worker_concurrency,
+            lease=timedelta(seconds=self._settings.worker_lease_seconds),
+        )
         self._worker = Worker(self._database.database, registry, options)
         await self._worker.start()
 

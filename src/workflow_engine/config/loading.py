@@ -60,6 +60,7 @@ TOML_KEYS: dict[tuple[str, str], str] = {
     ("workflows", "node_modules"): "node_modules",
     ("worker", "enabled"): "worker_enabled",
     ("worker", "concurrency"): "worker_concurrency",
+    ("worker", "lease_seconds"): "worker_lease_seconds",
     ("monitoring", "metrics_enabled"): "metrics_enabled",
     ("monitoring", "tracing_enabled"): "tracing_enabled",
     ("monitoring", "log_level"): "log_level",

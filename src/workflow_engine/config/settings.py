@@ -157,6 +157,9 @@ class Settings(BaseSettings):
     worker_concurrency: int = Field(
         16, ge=1, le=256, description="Steps one worker runs at once (no connection held)."
     )
+    worker_lease_seconds: float = Field(
+        30.0, ge=1, le=3600, description="How long a claimed step stays a worker's unheard."
+    )
     event_partitions: int = Field(
         1,
         ge=1,

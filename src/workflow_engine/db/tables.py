@@ -13,6 +13,7 @@ from sqlalchemy import (
     MetaData,
     String,
     Table,
+    Text,
     UniqueConstraint,
     Uuid,
 )
@@ -243,4 +244,19 @@ tasks = Table(
     # How many times the task was claimed: a task whose worker keeps failing unexpectedly
     # (not the step: the machinery) is failed after `queue.MAX_CLAIMS` instead of looping.
     Column("claims", Integer(), nullable=False, server_default="0"),
+)
+
+run_logs = Table(
+    "run_logs",
+    metadata,
+    Column("run_id", Uuid(), primary_key=True),
+    Column("position", BigInteger(), primary_key=True),
+    Column("entry", Integer(), primary_key=True),
+    Column("tenant_id", Uuid(), nullable=False),
+    Column("step_id", String(64), nullable=True),
+    Column("attempt", Integer(), nullable=True),
+    Column("level", String(10), nullable=False),
+    Column("message", Text(), nullable=False),
+    Column("fields", JsonDocument, nullable=False),
+    Column("logged_at", UTCDateTime(), nullable=False),
 )

@@ -1,3 +1,6 @@
 """The workflow engine: definitions, runs, the task queue and the worker."""
 
-from workflow_engine.engine import run_projection  # noqa: F401  (registers the run read models)
+from workflow_engine.engine import (  # noqa: F401  (they register the run read models)
+    run_logs,
+    run_projection,
+)

@@ -27,6 +27,7 @@ from workflow_engine.db.tables import idempotency_keys, step_runs, tasks, workfl
 from workflow_engine.engine import queue
 from workflow_engine.engine.catalog import DefinitionCatalog
 from workflow_engine.engine.definitions import WorkflowDefinition
+from workflow_engine.engine.run_logs import LogEntry, read_entries
 from workflow_engine.engine.run_projection import RUN_AGGREGATE, RUN_FINISHED, STEP_FINISHED
 from workflow_engine.errors import Conflict, InvalidInput, NotFound
 from workflow_engine.events.append import append_events
@@ -117,7 +118,7 @@ class RunService:
         async with self.db.tenant_read(tenant_id) as conn:
             return await _read_run(conn, tenant_id, run_id)
 
-    async def list(
+    async def list_runs(
         self,
         tenant_id: uuid.UUID,
         *,
@@ -151,6 +152,22 @@ class RunService:
             )
         async with self.db.tenant_read(tenant_id) as conn:
             return [RunRecord(**row._mapping) for row in await conn.execute(stmt)]
+
+    async def logs(
+        self,
+        tenant_id: uuid.UUID,
+        run_id: uuid.UUID,
+        *,
+        after: tuple[int, int] | None = None,
+        limit: int = 100,
+    ) -> tuple[RunRecord, list[LogEntry]]:
+        """The run (404 when unknown here) and its log entries after `after`, in order.
+
+        Entries of one run are ordered by (position, index), which is their commit order: a
+        run's events are appended one after another (each needs the version before it)."""
+        async with self.db.tenant_read(tenant_id) as conn:
+            run = await _read_run(conn, tenant_id, run_id)
+            return run, await read_entries(conn, run_id, after=after, limit=limit)
 
     async def cancel(self, tenant_id: uuid.UUID, run_id: uuid.UUID, origin: Origin) -> RunRecord:
         """Ask a run to stop: steps not started never start, running ones are interrupted by

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import os
 import random
 import socket
@@ -39,6 +40,7 @@ from workflow_engine.db.listener import listen
 from workflow_engine.db.tables import step_runs, tasks, workflow_runs
 from workflow_engine.engine import expressions, queue
 from workflow_engine.engine.definitions import RetryPolicy, StepDefinition, WorkflowDefinition
+from workflow_engine.engine.run_logs import RunLogBuffer
 from workflow_engine.engine.run_projection import RUN_ACTIVE, STEP_FINISHED
 from workflow_engine.engine.runs import (
     RUN_CANCELLED,
@@ -51,7 +53,7 @@ from workflow_engine.engine.runs import (
     stop_idle_steps,
 )
 from workflow_engine.events.signal import Signal
-from workflow_engine.events.storable import check_document
+from workflow_engine.events.storable import check_document, storable_text
 from workflow_engine.events.store import NewEvent
 from workflow_engine.nodes.registry import FatalStepError, NodeContext, NodeRegistry, StepError
 
@@ -76,6 +78,7 @@ class Outcome:
     error: dict[str, Any] | None = None
     retryable: bool = False
     duration_ms: float = 0.0
+    logs: tuple[dict[str, Any], ...] = ()  # what the node logged and was not yet appended
 
 
 class Worker:
@@ -262,11 +265,23 @@ class Worker:
         arguments: dict[str, Any],
         log: Any,
     ) -> Outcome:
+        buffer = RunLogBuffer(log)
+        outcome = await self._invoke(task, run, step, arguments, buffer)
+        return dataclasses.replace(outcome, logs=tuple(buffer.drain()))
+
+    async def _invoke(
+        self,
+        task: queue.Task,
+        run: RunRecord,
+        step: StepDefinition,
+        arguments: dict[str, Any],
+        buffer: RunLogBuffer,
+    ) -> Outcome:
         if step.uses not in self.nodes:
             return _failure("unknown_node", f"node type {step.uses!r} is not loaded here", False)
         context = NodeContext(
             run_id=run.id, tenant_id=run.tenant_id, workflow_name=run.workflow_name,
-            step_id=step.id, attempt=task.attempt, log=log,
+            step_id=step.id, attempt=task.attempt, log=buffer,
         )  # fmt: skip
         function = self.nodes.get(step.uses)
         try:
@@ -275,7 +290,7 @@ class Worker:
             return _failure("bad_arguments", f"{step.uses}: {exc}", False)
         node = asyncio.create_task(coroutine, name=f"node-{step.uses}")
         interrupted: list[str] = []
-        watcher = asyncio.create_task(self._watch(task, node, context, interrupted))
+        watcher = asyncio.create_task(self._watch(task, node, context, buffer, interrupted))
         started = time.perf_counter()
         try:
             async with asyncio.timeout(step.timeout):
@@ -309,10 +324,12 @@ class Worker:
         task: queue.Task,
         node: asyncio.Task[Any],
         context: NodeContext,
+        buffer: RunLogBuffer,
         interrupted: list[str],
     ) -> None:
-        """Renew the lease and watch the run while the node runs; interrupt the node when the
-        lease is lost or the run stops (cancelled, failed, timed out)."""
+        """Renew the lease and watch the run while the node runs, appending what it logged;
+        interrupt the node when the lease is lost or the run stops (cancelled, failed, timed
+        out)."""
         while not node.done():
             seen = self._cancel_check.generation
             await self._cancel_check.wait(seen, self.options.heartbeat)
@@ -324,6 +341,11 @@ class Worker:
                             select(workflow_runs.c.status).where(workflow_runs.c.id == task.run_id)
                         )
                     ).scalar_one_or_none()
+                    if held and (entries := buffer.drain()):
+                        await append_run_events(
+                            conn, task.tenant_id, task.run_id,
+                            [_logged(task, entries, self._meta(task))],
+                        )  # fmt: skip
             except Exception as exc:  # keep the node running; the lease has slack
                 logger.warning("heartbeat failed", error=type(exc).__name__)
                 continue
@@ -347,6 +369,8 @@ class Worker:
             meta = self._meta(task)
             base = {"step_id": step.id, "attempt": task.attempt}
             events: list[NewEvent] = []
+            if outcome.logs:
+                events.append(_logged(task, list(outcome.logs), meta))
             current = await _step_status(conn, task.run_id, step.id)
             if current in STEP_FINISHED:
                 pass  # already settled (the run was cancelled while the task waited)
@@ -505,18 +529,18 @@ def _finished_ok(step: StepDefinition, status: str) -> bool:
     )
 
 
+def _logged(task: queue.Task, entries: list[dict[str, Any]], meta: dict[str, Any]) -> NewEvent:
+    data = {"step_id": task.step_id, "attempt": task.attempt, "entries": entries}
+    return NewEvent("StepLogged", data, meta)
+
+
 def _failure(error_class: str, message: str, retryable: bool) -> Outcome:
     return Outcome(
         "failed",
-        error={"class": _storable(error_class)[:100], "message": _storable(message)[:2000],
+        error={"class": storable_text(error_class)[:100], "message": storable_text(message)[:2000],
                "retryable": retryable},
         retryable=retryable,
     )  # fmt: skip
-
-
-def _storable(text: str) -> str:
-    """Text any database stores: no NUL, no lone surrogates (node messages are arbitrary)."""
-    return text.replace("\x00", "").encode("utf-8", "replace").decode("utf-8")
 
 
 def _retry_at(policy: RetryPolicy | None, attempt: int, outcome: Outcome) -> datetime | None:

@@ -56,6 +56,11 @@ class LogFollower:
     async def messages(self, stop: anyio.Event) -> AsyncIterator[ServerSentEvent]:
         """Messages until `stop` is set (the server is shutting down): then the generator
         returns, and the response ends cleanly instead of being cut off."""
+        async for event in self.events(stop):
+            yield _message(event)
+
+    async def events(self, stop: anyio.Event) -> AsyncIterator[RecordedEvent]:
+        """The wanted events, in log order, until `stop` is set."""
         if self._after is not None:
             key = await self._store.log_key(self._tenant_id, self._after)
         else:
@@ -71,7 +76,7 @@ class LogFollower:
                 for event in batch:
                     key = event.key
                     if self.wanted(event):
-                        yield _message(event)
+                        yield event
                 if len(batch) == BATCH:
                     continue
                 if settled is None:  # the tail has not found the log yet: poll politely
@@ -81,7 +86,7 @@ class LogFollower:
             for event in recent:
                 key = event.key
                 if self.wanted(event):
-                    yield _message(event)
+                    yield event
             if not recent:
                 await _wait_unless_stopped(self._tail, seen, stop)
 

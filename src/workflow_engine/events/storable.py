@@ -60,3 +60,9 @@ def _encodable(text: str) -> bool:
     except UnicodeEncodeError:
         return False
     return True
+
+
+def storable_text(text: str) -> str:
+    """`text` made storable anywhere: NUL dropped, lone surrogates replaced (for messages from
+    code we do not control, such as node exceptions and logs)."""
+    return text.replace("\x00", "").encode("utf-8", "replace").decode("utf-8")
