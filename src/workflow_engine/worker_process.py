@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import signal
-from datetime import timedelta
 
 import structlog
 
 from workflow_engine.config import Settings
 from workflow_engine.db import Database
-from workflow_engine.engine.worker import Worker, WorkerOptions
+from workflow_engine.engine.worker import Worker, worker_options
 from workflow_engine.nodes import registry
 
 logger = structlog.get_logger(__name__)
@@ -31,10 +30,7 @@ async def run_worker(settings: Settings) -> int:
     worker = Worker(
         db,
         registry,
-        WorkerOptions(
-            concurrency=settings.worker_concurrency,
-            lease=timedelta(seconds=settings.worker_lease_seconds),
-        ),
+        worker_options(settings),
     )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

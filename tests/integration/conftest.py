@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
@@ -148,3 +149,33 @@ class Accounts:
 @pytest.fixture
 def accounts(app: FastAPI, client: httpx.AsyncClient) -> Accounts:
     return Accounts(app, client)
+
+
+# --- workflow runs through the API ---------------------------------------------------------
+
+
+async def trigger_run(
+    client: httpx.AsyncClient, headers: dict[str, str], name: str, data: Any = None, **body: Any
+) -> dict[str, Any]:
+    response = await client.post(
+        "/api/v1/workflows/trigger", headers=headers,
+        json={"workflow_name": name, "data": data or {}, **body},
+    )  # fmt: skip
+    assert response.status_code == 202, response.text
+    return dict(response.json())
+
+
+async def finished_run(
+    client: httpx.AsyncClient, headers: dict[str, str], run_id: str, timeout: float = 15
+) -> dict[str, Any]:
+    async with asyncio.timeout(timeout):
+        while True:
+            status = await client.get(f"/api/v1/workflows/{run_id}/status", headers=headers)
+            body = dict(status.json())
+            if body["status"] in ("completed", "failed", "cancelled"):
+                return body
+            await asyncio.sleep(0.05)
+
+
+def steps_of(status: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {step["id"]: step for step in status["steps"]}

@@ -13,7 +13,14 @@ import httpx
 import pytest
 from sqlalchemy import text
 
-from tests.integration.conftest import Accounts, build_app, running
+from tests.integration.conftest import (
+    Accounts,
+    build_app,
+    finished_run,
+    running,
+    steps_of,
+    trigger_run,
+)
 from workflow_engine.auth.permissions import Role
 from workflow_engine.config.database_url import to_async_url
 from workflow_engine.db import Database
@@ -122,29 +129,6 @@ async def api(database_url: str, tmp_path: Path) -> AsyncIterator[tuple[httpx.As
         yield client, {"Authorization": f"Bearer {token}"}
 
 
-async def _trigger(
-    client: httpx.AsyncClient, headers: dict[str, str], name: str, data: Any = None, **body: Any
-) -> dict[str, Any]:
-    response = await client.post(
-        "/api/v1/workflows/trigger", headers=headers,
-        json={"workflow_name": name, "data": data or {}, **body},
-    )  # fmt: skip
-    assert response.status_code == 202, response.text
-    return dict(response.json())
-
-
-async def _finished(
-    client: httpx.AsyncClient, headers: dict[str, str], run_id: str, timeout: float = 15
-) -> dict[str, Any]:
-    async with asyncio.timeout(timeout):
-        while True:
-            status = await client.get(f"/api/v1/workflows/{run_id}/status", headers=headers)
-            body = dict(status.json())
-            if body["status"] in ("completed", "failed", "cancelled"):
-                return body
-            await asyncio.sleep(0.05)
-
-
 async def _until_step(
     client: httpx.AsyncClient, headers: dict[str, str], run_id: str, step: str, status: str
 ) -> None:
@@ -174,10 +158,6 @@ async def _one_outcome_per_attempt(
     assert len(finals) == len(set(finals)), finals
 
 
-def _steps(status: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    return {step["id"]: step for step in status["steps"]}
-
-
 async def test_the_built_in_template_runs_to_its_output(api: tuple[Any, Any]) -> None:
     client, headers = api
     example = {
@@ -187,10 +167,10 @@ async def test_the_built_in_template_runs_to_its_output(api: tuple[Any, Any]) ->
             {"name": "Cards", "amount": 7},
         ],
     }
-    run = await _trigger(client, headers, "order_summary", example)
+    run = await trigger_run(client, headers, "order_summary", example)
     assert run["status"] == "queued"
     assert run["links"]["results"] == f"/api/v1/workflows/{run['workflow_id']}/results"
-    status = await _finished(client, headers, run["workflow_id"])
+    status = await finished_run(client, headers, run["workflow_id"])
     assert status["status"] == "completed", status
     assert status["progress"] == {"completed": 2, "total": 2}
     results = await client.get(run["links"]["results"], headers=headers)
@@ -207,9 +187,9 @@ async def test_the_built_in_template_runs_to_its_output(api: tuple[Any, Any]) ->
 
 async def test_fan_out_fan_in_with_a_false_if(api: tuple[Any, Any]) -> None:
     client, headers = api
-    run = await _trigger(client, headers, "fan", {"n": 3})
-    status = await _finished(client, headers, run["workflow_id"])
-    steps = _steps(status)
+    run = await trigger_run(client, headers, "fan", {"n": 3})
+    status = await finished_run(client, headers, run["workflow_id"])
+    steps = steps_of(status)
     assert status["status"] == "completed"
     assert {k: v["status"] for k, v in steps.items()} == {
         "start": "completed", "left": "completed", "right": "skipped", "join": "skipped",
@@ -222,10 +202,10 @@ async def test_fan_out_fan_in_with_a_false_if(api: tuple[Any, Any]) -> None:
 
 async def test_retries_back_off_then_succeed(api: tuple[Any, Any]) -> None:
     client, headers = api
-    run = await _trigger(client, headers, "retrying", {"fail_times": 2})
-    status = await _finished(client, headers, run["workflow_id"])
+    run = await trigger_run(client, headers, "retrying", {"fail_times": 2})
+    status = await finished_run(client, headers, run["workflow_id"])
     assert status["status"] == "completed", status
-    assert _steps(status)["call"]["attempts"] == 3
+    assert steps_of(status)["call"]["attempts"] == 3
     history = (await client.get(run["links"]["events"], headers=headers)).json()["items"]
     starts = [datetime.fromisoformat(e["recorded_at"]) for e in history
               if e["event_type"] == "StepStarted"]  # fmt: skip
@@ -240,15 +220,15 @@ async def test_retries_back_off_then_succeed(api: tuple[Any, Any]) -> None:
 
 async def test_exhausted_and_fatal_failures_fail_the_run(api: tuple[Any, Any]) -> None:
     client, headers = api
-    exhausted = await _trigger(client, headers, "retrying", {"fail_times": 5})
-    status = await _finished(client, headers, exhausted["workflow_id"])
+    exhausted = await trigger_run(client, headers, "retrying", {"fail_times": 5})
+    status = await finished_run(client, headers, exhausted["workflow_id"])
     assert status["status"] == "failed"
-    assert _steps(status)["call"]["attempts"] == 3
+    assert steps_of(status)["call"]["attempts"] == 3
     assert status["error"]["step_id"] == "call"
 
-    fatal = await _trigger(client, headers, "fatal")
-    status = await _finished(client, headers, fatal["workflow_id"])
-    steps = _steps(status)
+    fatal = await trigger_run(client, headers, "fatal")
+    status = await finished_run(client, headers, fatal["workflow_id"])
+    steps = steps_of(status)
     assert (status["status"], steps["call"]["attempts"]) == ("failed", 1)  # never retried
     assert steps["call"]["error"]["message"] == "this cannot work"
     assert steps["after"]["status"] == "cancelled"
@@ -259,33 +239,33 @@ async def test_exhausted_and_fatal_failures_fail_the_run(api: tuple[Any, Any]) -
 
 async def test_continue_on_error_lets_dependants_run(api: tuple[Any, Any]) -> None:
     client, headers = api
-    run = await _trigger(client, headers, "tolerant")
-    status = await _finished(client, headers, run["workflow_id"])
-    steps = _steps(status)
+    run = await trigger_run(client, headers, "tolerant")
+    status = await finished_run(client, headers, run["workflow_id"])
+    steps = steps_of(status)
     assert status["status"] == "completed"
     assert (steps["call"]["status"], steps["after"]["status"]) == ("failed", "completed")
 
 
 async def test_step_and_run_timeouts(api: tuple[Any, Any]) -> None:
     client, headers = api
-    step = await _trigger(client, headers, "step_timeout")
-    status = await _finished(client, headers, step["workflow_id"])
+    step = await trigger_run(client, headers, "step_timeout")
+    status = await finished_run(client, headers, step["workflow_id"])
     assert status["status"] == "failed"
-    assert _steps(status)["nap"]["error"]["class"] == "timeout"
+    assert steps_of(status)["nap"]["error"]["class"] == "timeout"
 
-    whole = await _trigger(client, headers, "run_timeout")
-    status = await _finished(client, headers, whole["workflow_id"])
+    whole = await trigger_run(client, headers, "run_timeout")
+    status = await finished_run(client, headers, whole["workflow_id"])
     assert status["status"] == "failed"
     assert status["error"]["class"] == "timeout"
     async with asyncio.timeout(5):  # the running step is interrupted, not left running
-        while _steps(status)["nap"]["status"] != "cancelled":
+        while steps_of(status)["nap"]["status"] != "cancelled":
             await asyncio.sleep(0.05)
             status = (await client.get(whole["links"]["status"], headers=headers)).json()
 
 
 async def test_cancel_interrupts_a_running_step(api: tuple[Any, Any]) -> None:
     client, headers = api
-    run = await _trigger(client, headers, "sleepy", {"seconds": 30})
+    run = await trigger_run(client, headers, "sleepy", {"seconds": 30})
     await _until_step(client, headers, run["workflow_id"], "nap", "running")
     early = await client.get(run["links"]["results"], headers=headers)
     assert early.status_code == 409
@@ -294,8 +274,8 @@ async def test_cancel_interrupts_a_running_step(api: tuple[Any, Any]) -> None:
     cancelled = await client.post(run["links"]["cancel"], headers=headers)
     assert cancelled.status_code == 202
     assert cancelled.json()["status"] in ("cancelling", "cancelled")
-    status = await _finished(client, headers, run["workflow_id"], timeout=5)
-    steps = _steps(status)
+    status = await finished_run(client, headers, run["workflow_id"], timeout=5)
+    steps = steps_of(status)
     assert status["status"] == "cancelled"
     assert (steps["nap"]["status"], steps["after"]["status"]) == ("cancelled", "cancelled")
     assert f"{run['workflow_id']}/nap" in INTERRUPTED
@@ -303,8 +283,8 @@ async def test_cancel_interrupts_a_running_step(api: tuple[Any, Any]) -> None:
     again = await client.post(run["links"]["cancel"], headers=headers)
     assert again.status_code == 202  # idempotent
 
-    done = await _trigger(client, headers, "fan", {"n": 1})
-    await _finished(client, headers, done["workflow_id"])
+    done = await trigger_run(client, headers, "fan", {"n": 1})
+    await finished_run(client, headers, done["workflow_id"])
     too_late = await client.post(done["links"]["cancel"], headers=headers)
     assert too_late.status_code == 409
 
@@ -354,28 +334,28 @@ async def test_bad_triggers_are_precise_4xx(api: tuple[Any, Any]) -> None:
 
 async def test_a_string_of_digits_stays_a_string(api: tuple[Any, Any]) -> None:
     client, headers = api
-    run = await _trigger(client, headers, "strings", {"ticket_id": "12345"})
-    await _finished(client, headers, run["workflow_id"])
+    run = await trigger_run(client, headers, "strings", {"ticket_id": "12345"})
+    await finished_run(client, headers, run["workflow_id"])
     output = (await client.get(run["links"]["results"], headers=headers)).json()["output"]
     assert output == {"id": "12345", "label": "ticket 12345"}
 
 
 async def test_runs_are_pinned_to_their_version(api: tuple[Any, Any]) -> None:
     client, headers = api
-    old = await _trigger(client, headers, "pinned", version=1)
-    new = await _trigger(client, headers, "pinned")
+    old = await trigger_run(client, headers, "pinned", version=1)
+    new = await trigger_run(client, headers, "pinned")
     assert (old["version"], new["version"]) == (1, 2)
-    old_status = await _finished(client, headers, old["workflow_id"])
-    new_status = await _finished(client, headers, new["workflow_id"])
-    assert list(_steps(old_status)) == ["old_step"]
-    assert list(_steps(new_status)) == ["new_step"]
+    old_status = await finished_run(client, headers, old["workflow_id"])
+    new_status = await finished_run(client, headers, new["workflow_id"])
+    assert list(steps_of(old_status)) == ["old_step"]
+    assert list(steps_of(new_status)) == ["new_step"]
 
 
 async def test_other_tenants_runs_are_not_found(
     database_url: str, tmp_path: Path, api: tuple[Any, Any]
 ) -> None:
     client, headers = api
-    run = await _trigger(client, headers, "fan", {"n": 1})
+    run = await trigger_run(client, headers, "fan", {"n": 1})
     app = build_app(database_url, tmp_path / "other", WORKER_ENABLED="false")
     async with running(app) as other:
         stranger = {"Authorization": f"Bearer {await Accounts(app, other).token(Role.admin)}"}
@@ -391,12 +371,12 @@ async def test_cancel_during_a_retry_backoff_settles_the_waiting_step(
     api: tuple[Any, Any],
 ) -> None:
     client, headers = api
-    run = await _trigger(client, headers, "backoff")
+    run = await trigger_run(client, headers, "backoff")
     await _until_step(client, headers, run["workflow_id"], "call", "scheduled")
     cancelled = await client.post(run["links"]["cancel"], headers=headers)
     assert cancelled.json()["status"] == "cancelled"  # nothing running: cancelled at once
-    status = await _finished(client, headers, run["workflow_id"])
-    step = _steps(status)["call"]
+    status = await finished_run(client, headers, run["workflow_id"])
+    step = steps_of(status)["call"]
     assert (status["status"], step["status"], step["attempts"]) == ("cancelled", "cancelled", 1)
     assert status["progress"] == {"completed": 1, "total": 1}
     results = (await client.get(run["links"]["results"], headers=headers)).json()
@@ -408,9 +388,9 @@ async def test_arguments_a_node_does_not_take_fail_the_step_without_retry(
     api: tuple[Any, Any],
 ) -> None:
     client, headers = api
-    run = await _trigger(client, headers, "bad_arguments")
-    status = await _finished(client, headers, run["workflow_id"])
-    step = _steps(status)["nap"]
+    run = await trigger_run(client, headers, "bad_arguments")
+    status = await finished_run(client, headers, run["workflow_id"])
+    step = steps_of(status)["nap"]
     assert (status["status"], step["attempts"]) == ("failed", 1)
     assert step["error"]["class"] == "bad_arguments"
     assert "unexpected" in step["error"]["message"]
@@ -446,10 +426,10 @@ async def test_list_filters_need_an_aware_representable_time(
 
 async def test_the_list_filters_and_pages(api: tuple[Any, Any]) -> None:
     client, headers = api
-    ids = [(await _trigger(client, headers, "strings", {"ticket_id": str(n)}))["workflow_id"]
+    ids = [(await trigger_run(client, headers, "strings", {"ticket_id": str(n)}))["workflow_id"]
            for n in range(3)]  # fmt: skip
     for run_id in ids:
-        await _finished(client, headers, run_id)
+        await finished_run(client, headers, run_id)
     first = await client.get("/api/v1/workflows", headers=headers,
                              params={"workflow_name": "strings", "limit": 2})  # fmt: skip
     second = await client.get("/api/v1/workflows", headers=headers, params={
@@ -466,8 +446,8 @@ async def test_logs_list_lifecycle_and_node_entries_in_order_with_stable_ids(
     api: tuple[Any, Any], database_url: str
 ) -> None:
     client, headers = api
-    run = await _trigger(client, headers, "chatty")
-    await _finished(client, headers, run["workflow_id"])
+    run = await trigger_run(client, headers, "chatty")
+    await finished_run(client, headers, run["workflow_id"])
     page = await client.get(run["links"]["logs"], headers=headers, params={"limit": 3})
     assert page.status_code == 200, page.text
     rest = await client.get(run["links"]["logs"], headers=headers,
@@ -492,8 +472,8 @@ async def test_logs_list_lifecycle_and_node_entries_in_order_with_stable_ids(
 async def test_run_read_models_rebuild_row_for_row(api: tuple[Any, Any], database_url: str) -> None:
     client, headers = api
     for name, data in [("fan", {"n": 20}), ("chatty", {}), ("retrying", {"fail_times": 1})]:
-        run = await _trigger(client, headers, name, data)
-        await _finished(client, headers, run["workflow_id"])
+        run = await trigger_run(client, headers, name, data)
+        await finished_run(client, headers, run["workflow_id"])
     db = Database(to_async_url(database_url))
     try:
         before = await _read_models(db)
@@ -529,5 +509,5 @@ async def test_a_hundred_concurrent_triggers_are_all_accepted_and_run(
     responses = await asyncio.gather(*(trigger(n) for n in range(100)))
     assert [r.status_code for r in responses] == [202] * 100
     for response in responses:
-        status = await _finished(client, headers, response.json()["workflow_id"], timeout=60)
+        status = await finished_run(client, headers, response.json()["workflow_id"], timeout=60)
         assert status["status"] == "completed", status

@@ -73,6 +73,14 @@ SAMPLES: dict[str, tuple[Any, str, Any, Any]] = {
     "worker_enabled": (False, "true", False, True),
     "worker_concurrency": (4, "8", 4, 8),
     "worker_lease_seconds": (5, "2.5", 5.0, 2.5),
+    "workflow_env": (["REGION"], "REGION, TIER", ["REGION"], ["REGION", "TIER"]),
+    "http_allowed_hosts": (
+        ["api.example.com"],
+        "*.example.com, *",
+        ["api.example.com"],
+        ["*.example.com", "*"],
+    ),
+    "http_max_response_bytes": (2048, "4096", 2048, 4096),
     "workflows_dir": ("/srv/flows", "/srv/other", Path("/srv/flows"), Path("/srv/other")),
     "node_modules": (
         ["acme.nodes"],

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import timedelta
 from typing import Any
 
 from workflow_engine.bootstrap.core_services import DatabaseService
@@ -11,7 +10,7 @@ from workflow_engine.bootstrap.lifecycle import Health
 from workflow_engine.config import Settings
 from workflow_engine.engine.catalog import DefinitionCatalog, build_catalog
 from workflow_engine.engine.definitions import WorkflowDefinition
-from workflow_engine.engine.worker import Worker, WorkerOptions
+from workflow_engine.engine.worker import Worker, worker_options
 from workflow_engine.nodes import registry
 
 
@@ -57,10 +56,7 @@ class WorkerService:
         self._worker: Worker | None = None
 
     async def start(self) -> None:
-        options = WorkerOptions(
-            concurrency=self._settings.worker_concurrency,
-            lease=timedelta(seconds=self._settings.worker_lease_seconds),
-        )
+        options = worker_options(self._settings)
         self._worker = Worker(self._database.database, registry, options)
         await self._worker.start()
 

@@ -160,6 +160,17 @@ class Settings(BaseSettings):
     worker_lease_seconds: float = Field(
         30.0, ge=1, le=3600, description="How long a claimed step stays a worker's unheard."
     )
+    http_allowed_hosts: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Hosts the http.request node may call: names, *.example.com, or *.",
+    )
+    http_max_response_bytes: int = Field(
+        1024 * 1024, ge=1024, le=100 * 1024 * 1024, description="Largest body http.request reads."
+    )
+    workflow_env: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Environment variables expressions may read as env.NAME.",
+    )
     event_partitions: int = Field(
         1,
         ge=1,
@@ -266,12 +277,22 @@ class Settings(BaseSettings):
     def _lower(cls, value: object) -> object:
         return value.strip().lower() if isinstance(value, str) else value
 
-    @field_validator("cors_origins", "node_modules", mode="before")
+    @field_validator(
+        "cors_origins", "node_modules", "http_allowed_hosts", "workflow_env", mode="before"
+    )
     @classmethod
     def _split_commas(cls, value: object) -> object:
         if isinstance(value, str):
             return [item.strip() for item in value.split(",") if item.strip()]
         return value
+
+    @field_validator("workflow_env")
+    @classmethod
+    def _check_env_names(cls, names: list[str]) -> list[str]:
+        for name in names:
+            if not name.isidentifier():
+                raise ValueError(f"{name!r} is not an environment variable name")
+        return names
 
     @field_validator("node_modules")
     @classmethod

@@ -390,9 +390,11 @@ def _request_hash(name: str, version: int | None, data: Any) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-def run_context(run: RunRecord) -> Mapping[str, Any]:
-    """What expressions see: `input`, `steps.<id>.output` (and `.status`), and `run`."""
+def run_context(run: RunRecord, env: Mapping[str, str] | None = None) -> Mapping[str, Any]:
+    """What expressions see: `input`, `steps.<id>.output` (and `.status`), `run`, and the
+    environment variables the operator exposed (`WORKFLOW_ENV`) as `env`."""
     return {
+        "env": dict(env or {}),
         "input": run.input,
         "steps": {
             step.step_id: {"output": step.output, "status": step.status} for step in run.steps

@@ -27,7 +27,8 @@ import random
 import socket
 import time
 import uuid
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -35,6 +36,7 @@ import structlog
 from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from workflow_engine.config import Settings
 from workflow_engine.db import Database
 from workflow_engine.db.listener import listen
 from workflow_engine.db.tables import step_runs, tasks, workflow_runs
@@ -55,7 +57,13 @@ from workflow_engine.engine.runs import (
 from workflow_engine.events.signal import Signal
 from workflow_engine.events.storable import check_document, storable_text
 from workflow_engine.events.store import NewEvent
-from workflow_engine.nodes.registry import FatalStepError, NodeContext, NodeRegistry, StepError
+from workflow_engine.nodes.registry import (
+    FatalStepError,
+    NodeContext,
+    NodeRegistry,
+    NodeSettings,
+    StepError,
+)
 
 logger = structlog.get_logger(__name__)
 
@@ -69,6 +77,21 @@ class WorkerOptions:
     heartbeat: float = 0.5  # seconds between lease renewals and cancel checks
     poll: float = 1.0  # the safety net when no wake-up comes
     expression_timeout: float = expressions.DEFAULT_TIMEOUT
+    node_settings: NodeSettings = field(default_factory=NodeSettings)
+    env: Mapping[str, str] = field(default_factory=dict)  # what expressions see as `env`
+
+
+def worker_options(settings: Settings) -> WorkerOptions:
+    """A worker configured as the settings say (embedded or standalone alike)."""
+    return WorkerOptions(
+        concurrency=settings.worker_concurrency,
+        lease=timedelta(seconds=settings.worker_lease_seconds),
+        node_settings=NodeSettings(
+            http_allowed_hosts=tuple(settings.http_allowed_hosts),
+            http_max_response_bytes=settings.http_max_response_bytes,
+        ),
+        env={name: os.environ[name] for name in settings.workflow_env if name in os.environ},
+    )
 
 
 @dataclass(frozen=True)
@@ -202,7 +225,7 @@ class Worker:
             await self._record(task, Outcome("cancelled"))
             return
         skip_reason = self._skip_reason(run, step)
-        context = run_context(run)
+        context = run_context(run, self.options.env)
         arguments: dict[str, Any] = {}
         if skip_reason is None:
             try:
@@ -282,6 +305,7 @@ class Worker:
         context = NodeContext(
             run_id=run.id, tenant_id=run.tenant_id, workflow_name=run.workflow_name,
             step_id=step.id, attempt=task.attempt, log=buffer,
+            settings=self.options.node_settings,
         )  # fmt: skip
         function = self.nodes.get(step.uses)
         try:
@@ -482,7 +506,7 @@ class Worker:
         output: Any = None
         try:
             output = await asyncio.to_thread(
-                expressions.evaluate, definition.output, run_context(run),
+                expressions.evaluate, definition.output, run_context(run, self.options.env),
                 timeout=self.options.expression_timeout,
             )  # fmt: skip
         except expressions.ExpressionError as exc:

@@ -51,6 +51,15 @@ class RunLogger(Protocol):
     def error(self, message: str, **fields: Any) -> None: ...
 
 
+@dataclass(frozen=True)
+class NodeSettings:
+    """The server settings core nodes obey (nodes do not read the configuration themselves)."""
+
+    # Hosts `http.request` may call: exact names, `*.example.com`, or `*` for any.
+    http_allowed_hosts: tuple[str, ...] = ()
+    http_max_response_bytes: int = 1024 * 1024
+
+
 @dataclass
 class NodeContext:
     """What a node knows of the run it works for."""
@@ -63,6 +72,7 @@ class NodeContext:
     log: RunLogger
     # Set when the run is cancelled; the worker also cancels the node's task within a second.
     cancelled: asyncio.Event = field(default_factory=asyncio.Event)
+    settings: NodeSettings = field(default_factory=NodeSettings)
 
 
 class NodeRegistry:

@@ -1,0 +1,122 @@
+"""`http.request`: one HTTP call with httpx, to hosts the configuration allows.
+
+Arguments: `url`, `method` (GET), `headers`, `params`, `json`, `timeout` (seconds, 30). The
+output is `{"status", "headers", "json"}` for a JSON answer or `{"status", "headers",
+"text"}` otherwise. Hosts must match `HTTP_ALLOWED_HOSTS` (none by default: a workflow cannot
+reach anything the operator did not name). Redirects are not followed (the next host might not
+be allowed). The body is read up to `HTTP_MAX_RESPONSE_BYTES` and refused beyond. A 429 or 5xx
+answer and network failures fail the attempt as retryable; any other 4xx, a disallowed host or
+an oversized answer fail the step at once.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import httpx
+
+from workflow_engine.nodes.registry import FatalStepError, NodeContext, StepError, node
+
+METHODS = {"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD"}
+MAX_TIMEOUT = 300.0
+
+
+def host_allowed(host: str, allowed: tuple[str, ...]) -> bool:
+    host = host.lower().rstrip(".")
+    for pattern in allowed:
+        pattern = pattern.lower()
+        if pattern == "*" or host == pattern:
+            return True
+        if pattern.startswith("*.") and host.endswith(pattern[1:]):
+            return True
+    return False
+
+
+@node("http.request")
+async def http_request(
+    ctx: NodeContext,
+    *,
+    url: str,
+    method: str = "GET",
+    headers: dict[str, str] | None = None,
+    params: dict[str, Any] | None = None,
+    json: Any = None,
+    timeout: float = 30.0,
+) -> dict[str, Any]:
+    target = _target(url, ctx.settings.http_allowed_hosts)
+    verb = method.upper()
+    if verb not in METHODS:
+        raise FatalStepError(f"method {method!r} is not one of {', '.join(sorted(METHODS))}")
+    limit = ctx.settings.http_max_response_bytes
+    seconds = min(max(float(timeout), 0.1), MAX_TIMEOUT)
+    try:
+        async with (
+            httpx.AsyncClient(timeout=seconds, follow_redirects=False) as client,
+            client.stream(verb, target, headers=headers, params=params, json=json) as response,
+        ):
+            body = await _read_capped(response, limit)
+    except httpx.TimeoutException:
+        raise StepError(f"{verb} {target.host} timed out after {seconds:g} s",
+                        error_class="timeout") from None  # fmt: skip
+    except httpx.TransportError as exc:
+        raise StepError(f"{verb} {target.host}: {type(exc).__name__}: {exc}",
+                        error_class="connection") from None  # fmt: skip
+    ctx.log.info(f"{verb} {target.host}{target.path} -> {response.status_code}",
+                 bytes=len(body))  # fmt: skip
+    _raise_for_status(response, verb, target)
+    return _output(response, body)
+
+
+def _target(url: str, allowed: tuple[str, ...]) -> httpx.URL:
+    try:
+        target = httpx.URL(url)
+    except httpx.InvalidURL as exc:
+        raise FatalStepError(f"not a URL: {exc}") from None
+    if target.scheme not in ("http", "https") or not target.host:
+        raise FatalStepError("only http and https URLs with a host can be called")
+    if target.userinfo:
+        raise FatalStepError("credentials in the URL are refused; send them in headers")
+    if not host_allowed(target.host, allowed):
+        raise FatalStepError(
+            f"host {target.host!r} is not in HTTP_ALLOWED_HOSTS"
+            + ("" if allowed else " (empty: no host is allowed until the operator names some)")
+        )
+    return target
+
+
+async def _read_capped(response: httpx.Response, limit: int) -> bytes:
+    received = bytearray()
+    async for chunk in response.aiter_bytes():
+        received.extend(chunk)
+        if len(received) > limit:
+            raise FatalStepError(f"the response is larger than {limit} bytes")
+    return bytes(received)
+
+
+def _raise_for_status(response: httpx.Response, verb: str, target: httpx.URL) -> None:
+    status = response.status_code
+    if status < 400:
+        if 300 <= status < 400:
+            raise FatalStepError(f"{verb} {target.host} redirected ({status}); redirects are "
+                                 "not followed: call the final URL")  # fmt: skip
+        return
+    message = f"{verb} {target.host}{target.path} answered {status}"
+    if status == 429 or status >= 500:
+        raise StepError(message, error_class=f"http_{status}")
+    raise FatalStepError(message, error_class=f"http_{status}")
+
+
+def _output(response: httpx.Response, body: bytes) -> dict[str, Any]:
+    result: dict[str, Any] = {
+        "status": response.status_code,
+        "headers": {k.lower(): v for k, v in response.headers.items()},
+    }
+    if "json" in response.headers.get("content-type", ""):
+        try:
+            result["json"] = json.loads(body)
+            return result
+        except ValueError:
+            pass
+    result["text"] = body.decode(response.encoding or "utf-8", errors="replace")
+    return result
