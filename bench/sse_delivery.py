@@ -15,76 +15,23 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
 import os
 import platform
-import socket
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 import uuid
 from pathlib import Path
 
 import httpx
-from sqlalchemy.engine import make_url
-
-ADMIN_EMAIL = "bench@example.com"
-ADMIN_PASSWORD = "Tiny-Latency-Probe-2026"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def start_server(data_dir: Path, port: int, database_url: str | None) -> subprocess.Popen[bytes]:
-    env = {
-        # Only what a process needs: no setting leaks in from the caller's environment.
-        **{k: os.environ[k] for k in ("PATH", "HOME", "LANG") if k in os.environ},
-        "DATA_DIR": str(data_dir),
-        "PORT": str(port),
-        "LOG_LEVEL": "warning",
-        "JWT_SECRET": "b" * 32,
-        "BOOTSTRAP_ADMIN_EMAIL": ADMIN_EMAIL,
-        "BOOTSTRAP_ADMIN_PASSWORD": ADMIN_PASSWORD,
-        # One principal opens every stream: lift the limits this benchmark is not about.
-        "RATE_LIMIT_PER_MINUTE": "100000000",
-        "RATE_LIMIT_BURST": "1000000",
-        "RATE_LIMIT_TENANT_PER_MINUTE": "100000000",
-        "RATE_LIMIT_TENANT_BURST": "1000000",
-        "RATE_LIMIT_ENDPOINTS": "{}",
-    }
-    if database_url:
-        env["DATABASE_URL"] = database_url
-    binary = Path(sys.executable).parent / "workflow-engine"
-    log = (data_dir / "server.log").open("wb")
-    return subprocess.Popen([str(binary), "serve"], env=env, stdout=log, stderr=log)
-
-
-async def wait_healthy(base: str, server: subprocess.Popen[bytes], log: Path) -> None:
-    async with httpx.AsyncClient() as client:
-        for _ in range(300):
-            if server.poll() is not None:
-                raise SystemExit(f"the server exited; its log: {log}")
-            with contextlib.suppress(httpx.HTTPError):
-                if (await client.get(f"{base}/health")).status_code == 200:
-                    return
-            await asyncio.sleep(0.1)
-    raise SystemExit("the server did not become healthy")
+from harness import free_port, login, process_env, start, throwaway_postgres, wait_healthy
 
 
 async def measure(base: str, subscribers: int, events: int) -> dict[str, float]:
     limits = httpx.Limits(max_connections=None, max_keepalive_connections=None)
     async with httpx.AsyncClient(base_url=base, limits=limits, timeout=60) as client:
-        login = await client.post(
-            "/api/v1/auth/login", json={"email": ADMIN_EMAIL, "password": ADMIN_PASSWORD}
-        )
-        login.raise_for_status()
-        headers = {"Authorization": f"Bearer {login.json()['token']}"}
+        headers = await login(client)
         aggregate = f"bench-{uuid.uuid4().hex[:8]}"
         latencies: list[float] = []
         connected = 0
@@ -135,24 +82,11 @@ async def measure(base: str, subscribers: int, events: int) -> dict[str, float]:
     }
 
 
-async def admin_sql(base: str, sql: str) -> None:
-    import asyncpg
-
-    url = make_url(base)
-    conn = await asyncpg.connect(
-        host=url.host, port=url.port or 5432, user=url.username, password=url.password,
-        database=url.database or "postgres",
-    )  # fmt: skip
-    try:
-        await conn.execute(sql)
-    finally:
-        await conn.close()
-
-
 def run(label: str, database_url: str | None, subscribers: int, events: int) -> None:
     with tempfile.TemporaryDirectory() as directory:
         port = free_port()
-        server = start_server(Path(directory), port, database_url)
+        server = start("serve", Path(directory), process_env(Path(directory), database_url,
+                                                           PORT=str(port)), "server")  # fmt: skip
         try:
             base = f"http://127.0.0.1:{port}"
             asyncio.run(wait_healthy(base, server, Path(directory) / "server.log"))
@@ -177,13 +111,8 @@ def main() -> None:
     print("|---|---|---|---|---|---|---|---|")
     run("SQLite", None, args.subscribers, args.events)
     if args.postgres:
-        name = f"we_bench_{uuid.uuid4().hex[:8]}"
-        asyncio.run(admin_sql(args.postgres, f'CREATE DATABASE "{name}"'))
-        try:
-            url = make_url(args.postgres).set(database=name).render_as_string(False)
+        with throwaway_postgres(args.postgres) as url:
             run("PostgreSQL", url, args.subscribers, args.events)
-        finally:
-            asyncio.run(admin_sql(args.postgres, f'DROP DATABASE "{name}" WITH (FORCE)'))
 
 
 if __name__ == "__main__":

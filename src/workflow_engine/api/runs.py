@@ -333,7 +333,12 @@ async def follow_log(
     stop: anyio.Event,
 ) -> AsyncIterator[ServerSentEvent]:
     """Entries as they are written, until the run has ended and its last entry was sent.
-    The tail only says when to look again; the entries come from the read model."""
+
+    The entries come from the read model; the shared tail says when to look again, and only
+    when it holds a new event of this run (or fell out of reach), so a thousand followers of
+    quiet runs cost no queries."""
+    aggregate = str(run_id)
+    watched = tail.end
     while not stop.is_set():
         seen = tail.generation
         run, entries = await service.logs(tenant_id, run_id, after=after, limit=500)
@@ -346,8 +351,18 @@ async def follow_log(
             continue
         if run.status in ("completed", "failed", "cancelled"):
             return
-        with anyio.move_on_after(FOLLOW_TIMEOUT):
-            await tail.wait(seen)
+        while not stop.is_set():
+            with anyio.move_on_after(FOLLOW_TIMEOUT) as waited:
+                await tail.wait(seen)
+            seen = tail.generation
+            recent = tail.since(watched) if watched is not None else None
+            if recent is None or waited.cancelled_caught:
+                watched = tail.end
+                break  # out of reach, or a second passed: look at the read model
+            if recent:
+                watched = recent[-1].key
+            if any(event.aggregate_id == aggregate for event in recent):
+                break
 
 
 def _duration(started: datetime | None, finished: datetime | None) -> float | None:
