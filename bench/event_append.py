@@ -18,7 +18,7 @@ import time
 import uuid
 from pathlib import Path
 
-from sqlalchemy.engine import make_url
+from harness import throwaway_postgres
 
 from workflow_engine.config import to_async_url
 from workflow_engine.db import Database
@@ -45,20 +45,6 @@ async def run(url: str, writers: int, events: int) -> float:
     return (events // writers) * writers / elapsed
 
 
-async def admin_sql(base: str, sql: str) -> None:
-    import asyncpg
-
-    url = make_url(base)
-    conn = await asyncpg.connect(
-        host=url.host, port=url.port or 5432, user=url.username, password=url.password,
-        database=url.database or "postgres",
-    )  # fmt: skip
-    try:
-        await conn.execute(sql)
-    finally:
-        await conn.close()
-
-
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--events", type=int, default=4000)
@@ -74,16 +60,11 @@ def main() -> None:
             rate = asyncio.run(run(sqlite_url, writers, args.events))
             print(f"| SQLite | {writers} | {args.events} | {rate:,.0f} |")
     if args.postgres:
-        name = f"we_bench_{uuid.uuid4().hex[:8]}"
-        asyncio.run(admin_sql(args.postgres, f'CREATE DATABASE "{name}"'))
-        try:
-            url = make_url(args.postgres).set(database=name).render_as_string(False)
+        with throwaway_postgres(args.postgres) as url:
             upgrade(to_async_url(url))
             for writers in (1, 16):
                 rate = asyncio.run(run(url, writers, args.events))
                 print(f"| PostgreSQL | {writers} | {args.events} | {rate:,.0f} |")
-        finally:
-            asyncio.run(admin_sql(args.postgres, f'DROP DATABASE "{name}" WITH (FORCE)'))
 
 
 if __name__ == "__main__":

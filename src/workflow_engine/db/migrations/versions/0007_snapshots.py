@@ -11,13 +11,12 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import postgresql
 
+from workflow_engine.db.tenant_tables import confine_to_tenants
+
 revision = "0007"
 down_revision = "0006"
 branch_labels = None
 depends_on = None
-
-API_ROLE = "workflow_engine_api"
-_CURRENT_TENANT = "NULLIF(current_setting('app.tenant_id', true), '')::uuid"
 
 
 def upgrade() -> None:
@@ -33,18 +32,7 @@ def upgrade() -> None:
         sa.Column("taken_at", sa.DateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("tenant_id", "aggregate_id", "kind", name="pk_snapshots"),
     )
-    if not is_postgres:
-        return
-    if not bind.execute(
-        sa.text("SELECT 1 FROM pg_roles WHERE rolname = :r"), {"r": API_ROLE}
-    ).first():
-        return
-    op.execute(f"GRANT SELECT, INSERT, UPDATE, DELETE ON snapshots TO {API_ROLE}")
-    op.execute("ALTER TABLE snapshots ENABLE ROW LEVEL SECURITY")
-    op.execute(
-        f"CREATE POLICY tenant_isolation ON snapshots TO {API_ROLE} "
-        f"USING (tenant_id = {_CURRENT_TENANT}) WITH CHECK (tenant_id = {_CURRENT_TENANT})"
-    )
+    confine_to_tenants(op, "snapshots")
 
 
 def downgrade() -> None:

@@ -13,17 +13,15 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
+from workflow_engine.db.tenant_tables import confine_to_tenants
+
 revision = "0008"
 down_revision = "0007"
 branch_labels = None
 depends_on = None
 
-API_ROLE = "workflow_engine_api"
-_CURRENT_TENANT = "NULLIF(current_setting('app.tenant_id', true), '')::uuid"
-
 
 def upgrade() -> None:
-    bind = op.get_bind()
     # Read by the server's own (unconfined) connections only: no grant to the API role.
     op.create_table(
         "projection_checkpoints",
@@ -51,19 +49,7 @@ def upgrade() -> None:
         "aggregates",
         ["tenant_id", "aggregate_type", "aggregate_id"],
     )
-    if bind.dialect.name != "postgresql":
-        return
-    if not bind.execute(
-        sa.text("SELECT 1 FROM pg_roles WHERE rolname = :r"), {"r": API_ROLE}
-    ).first():
-        return
-    # Appends made in tenant transactions fold into the catalogue as that role.
-    op.execute(f"GRANT SELECT, INSERT, UPDATE, DELETE ON aggregates TO {API_ROLE}")
-    op.execute("ALTER TABLE aggregates ENABLE ROW LEVEL SECURITY")
-    op.execute(
-        f"CREATE POLICY tenant_isolation ON aggregates TO {API_ROLE} "
-        f"USING (tenant_id = {_CURRENT_TENANT}) WITH CHECK (tenant_id = {_CURRENT_TENANT})"
-    )
+    confine_to_tenants(op, "aggregates")
 
 
 def downgrade() -> None:

@@ -11,13 +11,13 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import postgresql
 
+from workflow_engine.db.tenant_tables import confine_to_tenants
+
 revision = "0010"
 down_revision = "0009"
 branch_labels = None
 depends_on = None
 
-API_ROLE = "workflow_engine_api"
-_CURRENT_TENANT = "NULLIF(current_setting('app.tenant_id', true), '')::uuid"
 # Tables the API's tenant transactions touch (the queue is also written when a run is
 # triggered or cancelled); each gets the tenant role's grants and the tenant policy.
 TENANT_TABLES = ("workflow_runs", "step_runs", "idempotency_keys", "tasks")
@@ -98,19 +98,7 @@ def upgrade() -> None:
     )
     op.create_index("ix_tasks_available_at", "tasks", ["available_at"])
     op.create_index("ix_tasks_lease_expires_at", "tasks", ["lease_expires_at"])
-    if not is_postgres:
-        return
-    if not bind.execute(
-        sa.text("SELECT 1 FROM pg_roles WHERE rolname = :r"), {"r": API_ROLE}
-    ).first():
-        return
-    for table in TENANT_TABLES:
-        op.execute(f"GRANT SELECT, INSERT, UPDATE, DELETE ON {table} TO {API_ROLE}")
-        op.execute(f"ALTER TABLE {table} ENABLE ROW LEVEL SECURITY")
-        op.execute(
-            f"CREATE POLICY tenant_isolation ON {table} TO {API_ROLE} "
-            f"USING (tenant_id = {_CURRENT_TENANT}) WITH CHECK (tenant_id = {_CURRENT_TENANT})"
-        )
+    confine_to_tenants(op, *TENANT_TABLES)
 
 
 def downgrade() -> None:

@@ -11,13 +11,12 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import postgresql
 
+from workflow_engine.db.tenant_tables import confine_to_tenants
+
 revision = "0012"
 down_revision = "0011"
 branch_labels = None
 depends_on = None
-
-API_ROLE = "workflow_engine_api"
-_CURRENT_TENANT = "NULLIF(current_setting('app.tenant_id', true), '')::uuid"
 
 
 def upgrade() -> None:
@@ -39,18 +38,7 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("run_id", "position", "entry", name="pk_run_logs"),
     )
     op.create_index("ix_run_logs_tenant_id", "run_logs", ["tenant_id"])
-    if not is_postgres:
-        return
-    if not bind.execute(
-        sa.text("SELECT 1 FROM pg_roles WHERE rolname = :r"), {"r": API_ROLE}
-    ).first():
-        return
-    op.execute(f"GRANT SELECT, INSERT, UPDATE, DELETE ON run_logs TO {API_ROLE}")
-    op.execute("ALTER TABLE run_logs ENABLE ROW LEVEL SECURITY")
-    op.execute(
-        f"CREATE POLICY tenant_isolation ON run_logs TO {API_ROLE} "
-        f"USING (tenant_id = {_CURRENT_TENANT}) WITH CHECK (tenant_id = {_CURRENT_TENANT})"
-    )
+    confine_to_tenants(op, "run_logs")
 
 
 def downgrade() -> None:
