@@ -140,7 +140,7 @@ def evaluate(value: Any, context: Mapping[str, Any], *, timeout: float = DEFAULT
     Runs synchronously under a deadline: call it from a worker thread when the caller must
     stay responsive (`asyncio.to_thread`).
     """
-    if any("{%" in text for text in _strings(value)):
+    if has_statements(value):
         result = _with_deadline(lambda: _evaluate(value, context), timeout)
     else:  # no statements, so no loops: the size caps bound the work, and tracing is costly
         result = _evaluate(value, context)
@@ -148,9 +148,12 @@ def evaluate(value: Any, context: Mapping[str, Any], *, timeout: float = DEFAULT
     return result
 
 
-def evaluate_condition(
-    condition: str, context: Mapping[str, Any], *, timeout: float = DEFAULT_TIMEOUT
-) -> bool:
+def has_statements(value: Any) -> bool:
+    """Whether `value` holds a template with statements (`{% %}`): only those can loop."""
+    return any("{%" in text for text in _strings(value))
+
+
+def evaluate_condition(condition: str, context: Mapping[str, Any]) -> bool:
     compiled = _parse_condition(condition)  # one expression, no loops: no deadline needed
     return bool(_call(compiled, context, source=condition))
 

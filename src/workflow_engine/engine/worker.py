@@ -229,16 +229,10 @@ class Worker:
         arguments: dict[str, Any] = {}
         if skip_reason is None:
             try:
-                if step.if_ is not None and not await asyncio.to_thread(
-                    expressions.evaluate_condition, step.if_, context,
-                    timeout=self.options.expression_timeout,
-                ):  # fmt: skip
+                if step.if_ is not None and not expressions.evaluate_condition(step.if_, context):
                     skip_reason = f"`if` is false: {step.if_}"
                 else:
-                    arguments = await asyncio.to_thread(
-                        expressions.evaluate, step.with_, context,
-                        timeout=self.options.expression_timeout,
-                    )  # fmt: skip
+                    arguments = await self._evaluate(step.with_, context)
             except expressions.ExpressionError as exc:
                 await self._record(task, _failure("expression", str(exc), retryable=False))
                 return
@@ -253,6 +247,15 @@ class Worker:
             return
         outcome = await self._call(task, run, step, arguments, log)
         await self._record(task, outcome)
+
+    async def _evaluate(self, value: Any, context: Mapping[str, Any]) -> Any:
+        """Templates with statements (loops) run in a thread under the deadline; the rest
+        are bounded by the size caps and run here, saving the thread hop."""
+        if not expressions.has_statements(value):
+            return expressions.evaluate(value, context)
+        return await asyncio.to_thread(
+            expressions.evaluate, value, context, timeout=self.options.expression_timeout
+        )
 
     @staticmethod
     def _skip_reason(run: RunRecord, step: StepDefinition) -> str | None:
@@ -505,10 +508,7 @@ class Worker:
         error: dict[str, Any] | None = None
         output: Any = None
         try:
-            output = await asyncio.to_thread(
-                expressions.evaluate, definition.output, run_context(run, self.options.env),
-                timeout=self.options.expression_timeout,
-            )  # fmt: skip
+            output = await self._evaluate(definition.output, run_context(run, self.options.env))
         except expressions.ExpressionError as exc:
             error = {"class": "expression", "message": f"output: {exc}", "retryable": False}
         async with self.db.transaction() as conn:
