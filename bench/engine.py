@@ -83,10 +83,16 @@ async def run_once(client: httpx.AsyncClient, headers: dict[str, str], name: str
                                  json={"workflow_name": name})  # fmt: skip
     response.raise_for_status()
     logs = response.json()["links"]["logs"]
+    ended = ""
     async with client.stream("GET", logs, headers=headers, params={"follow": "true"}) as stream:
-        async for _ in stream.aiter_lines():
-            pass
-    return time.perf_counter() - started
+        stream.raise_for_status()
+        async for line in stream.aiter_lines():
+            if line.startswith("data:") and '"status"' in line:
+                ended = line
+    elapsed = time.perf_counter() - started
+    if '"completed"' not in ended:  # an error must not count as a fast completion
+        raise SystemExit(f"a run did not complete: {ended or 'no end event'}")
+    return elapsed
 
 
 async def latency(base: str, name: str, runs: int) -> tuple[float, float]:

@@ -39,7 +39,9 @@ def _read_stream(url: str, headers: dict[str, str]) -> list[tuple[str, str, dict
         for line in response.iter_lines():
             if not line:
                 if "data" in current:
-                    messages.append((current["id"], current["event"], json.loads(current["data"])))
+                    messages.append(
+                        (current.get("id", ""), current["event"], json.loads(current["data"]))
+                    )
                 current = {}
             elif not line.startswith(":"):
                 field, _, value = line.partition(": ")
@@ -67,11 +69,12 @@ def test_following_a_runs_log_live_and_resuming(
 
     streamed = _read_stream(logs, headers)  # returns once the run has ended
 
-    messages = [data["message"] for _, _, data in streamed]
+    assert streamed[-1][1:] == ("end", {"status": "completed"})  # the stream says it ended
+    messages = [data["message"] for _, _, data in streamed[:-1]]
     assert messages == [
         "run of drip version 1 queued", "step drip started (attempt 1)",
         *[f"drop {n}" for n in range(6)], "step drip completed", "run completed",
     ]  # fmt: skip
-    assert [event for _, event, _ in streamed] == ["info"] * len(streamed)
+    assert [event for _, event, _ in streamed[:-1]] == ["info"] * (len(streamed) - 1)
     resumed = _read_stream(logs, {**headers, "Last-Event-ID": streamed[3][0]})
     assert resumed == streamed[4:]

@@ -32,6 +32,7 @@ class Handler(BaseHTTPRequestHandler):
             "/broken": (503, "text/plain", b"try later"),
             "/big": (200, "text/plain", b"x" * 10_000),
             "/moved": (302, "text/plain", b""),
+            "/odd-charset": (200, "text/plain; charset=punycode", "café".encode()),
         }
         status, kind, body = routes.get(self.path.split("?")[0], (404, "text/plain", b""))
         self.send_response(status)
@@ -90,6 +91,9 @@ async def api(
         _call("too_big", url=f"{upstream}/big"),
         _call("redirected", url=f"{upstream}/moved"),
         _call("elsewhere", url="http://internal.example.invalid/"),
+        _call("odd_charset", url=f"{upstream}/odd-charset"),
+        _call("bad_header", url=f"{upstream}/json",
+              headers={"Authorization": "Bearer {{ env.WE_TEST_REGION }}\nX-Injected: 1"}),
         {"name": "env_reader", "steps": [
             {"id": "read", "uses": "transform", "with": {"region": "{{ env.WE_TEST_REGION }}"}}],
          "output": "{{ steps.read.output.region }}"},
@@ -134,6 +138,7 @@ async def test_successful_calls_give_status_headers_and_body(api: Any) -> None:
         ("too_big", 1, "FatalStepError", "larger than 4096 bytes"),
         ("redirected", 1, "FatalStepError", "redirects are not followed"),
         ("elsewhere", 1, "FatalStepError", "not in HTTP_ALLOWED_HOSTS"),
+        ("bad_header", 1, "FatalStepError", "a header name or value is malformed"),
     ],
 )
 async def test_failures_are_classified(
@@ -145,6 +150,16 @@ async def test_failures_are_classified(
     assert step["error"]["class"] == error_class
     assert message in step["error"]["message"]
     assert results["error"]["step_id"] == "call"
+
+
+async def test_a_malformed_header_never_echoes_its_value(api: Any) -> None:
+    status, _ = await _run(api, "bad_header")
+    assert "eu-west" not in str(status)  # the header's value (here from env) stays out
+
+
+async def test_unknown_charsets_decode_as_utf8(api: Any) -> None:
+    _, results = await _run(api, "odd_charset")
+    assert results["output"]["text"] == "café"
 
 
 async def test_expressions_see_only_the_exposed_environment(api: Any) -> None:

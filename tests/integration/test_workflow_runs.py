@@ -49,6 +49,7 @@ async def chatty(ctx: NodeContext, *, lines: int) -> dict[str, Any]:
     for n in range(lines):
         ctx.log.info(f"line {n}", n=n, at=datetime(2026, 1, 1))  # fields need not be JSON
     ctx.log.warning("careful", token_count=float("nan"))  # nor even storable
+    ctx.log.info("raw bytes", event="a\u0000b")  # a NUL, under a logger's own argument name
     return {"lines": lines}
 
 
@@ -458,6 +459,7 @@ async def test_logs_list_lifecycle_and_node_entries_in_order_with_stable_ids(
         ("info", "step talk started (attempt 1)"),
         ("info", "line 0"), ("info", "line 1"), ("info", "line 2"),
         ("warning", "careful"),
+        ("info", "raw bytes"),
         ("info", "step talk completed"),
         ("info", "run completed"),
     ]  # fmt: skip
@@ -465,8 +467,10 @@ async def test_logs_list_lifecycle_and_node_entries_in_order_with_stable_ids(
     assert entries[5]["fields"] == {"unstorable": "the fields held a value JSON cannot carry"}
     assert (entries[2]["step"], entries[2]["attempt"]) == ("talk", 1)
     assert len({e["id"] for e in entries}) == len(entries)
-    bad = await client.get(run["links"]["logs"], headers=headers, params={"after": "x.1"})
-    assert bad.status_code == 422
+    assert entries[6]["fields"]["unstorable"].endswith("contains the NUL character (\\u0000)")
+    for bad_id in ("x.1", "².1", "1.9999999999"):
+        bad = await client.get(run["links"]["logs"], headers=headers, params={"after": bad_id})
+        assert bad.status_code == 422, bad_id
 
 
 async def test_run_read_models_rebuild_row_for_row(api: tuple[Any, Any], database_url: str) -> None:

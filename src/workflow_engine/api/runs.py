@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import re
 import uuid
 from collections.abc import AsyncIterator
 from datetime import datetime
@@ -30,6 +32,7 @@ router = APIRouter(tags=["workflows"])
 
 RUN_STATUSES = "^(queued|running|waiting|completed|failed|cancelling|cancelled)$"
 IDEMPOTENCY_KEY = r"^[\x21-\x7e]{1,255}$"  # visible ASCII, as Stripe's keys
+ENTRY_ID = re.compile(r"(?P<position>[0-9]{1,19})\.(?P<index>[0-9]{1,6})")
 
 
 class TriggerRequest(BaseModel):
@@ -286,10 +289,10 @@ def _entry(entry: LogEntry) -> LogEntryView:
 def _entry_id(value: str | None, name: str) -> tuple[int, int] | None:
     if value is None:
         return None
-    position, _, index = value.partition(".")
-    if not (position.isdigit() and index.isdigit()) or int(position) > 2**63 - 1:
+    match = ENTRY_ID.fullmatch(value)
+    if match is None or int(match["position"]) > 2**63 - 1:
         raise InvalidInput(f"{name} must be a log entry id such as 42.0")
-    return int(position), int(index)
+    return int(match["position"]), int(match["index"])
 
 
 @router.get(
@@ -349,7 +352,9 @@ async def follow_log(
             )
         if len(entries) == 500:
             continue
-        if run.status in ("completed", "failed", "cancelled"):
+        if await service.settled(tenant_id, run_id):
+            # Says so, so that a browser's EventSource does not reconnect for ever.
+            yield ServerSentEvent(event="end", data=json.dumps({"status": run.status}))
             return
         while not stop.is_set():
             with anyio.move_on_after(FOLLOW_TIMEOUT) as waited:

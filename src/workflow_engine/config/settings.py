@@ -158,7 +158,7 @@ class Settings(BaseSettings):
         16, ge=1, le=256, description="Steps one worker runs at once (no connection held)."
     )
     worker_lease_seconds: float = Field(
-        30.0, ge=1, le=3600, description="How long a claimed step stays a worker's unheard."
+        30.0, ge=2, le=3600, description="How long a claimed step stays a worker's unheard."
     )
     http_allowed_hosts: Annotated[list[str], NoDecode] = Field(
         default_factory=list,

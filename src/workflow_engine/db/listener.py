@@ -72,4 +72,4 @@ async def _until_closed(connection: Any) -> None:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(closed.wait(), 5.0)
         if not closed.is_set():
-            await connection.execute("SELECT 1")
+            await connection.execute("SELECT 1", timeout=5)  # a half-open socket fails here

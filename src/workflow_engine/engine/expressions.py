@@ -153,6 +153,12 @@ def has_statements(value: Any) -> bool:
     return any("{%" in text for text in _strings(value))
 
 
+def may_be_costly(value: Any) -> bool:
+    """Whether evaluating `value` could take long: statements loop, and a filter is one C
+    call the size caps only check afterwards (`replace` can build 9 MB from 6 kB)."""
+    return any("{%" in text or "|" in text for text in _strings(value))
+
+
 def evaluate_condition(condition: str, context: Mapping[str, Any]) -> bool:
     compiled = _parse_condition(condition)  # one expression, no loops: no deadline needed
     return bool(_call(compiled, context, source=condition))

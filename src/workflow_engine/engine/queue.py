@@ -163,9 +163,12 @@ async def release(conn: AsyncConnection, task_id: uuid.UUID, owner: str) -> None
     await conn.execute(
         update(tasks)
         .where(tasks.c.id == task_id, tasks.c.lease_owner == owner)
-        .values(lease_owner=None, lease_expires_at=None)
+        # A hand-back is not a failed handling: it does not count toward MAX_CLAIMS.
+        .values(lease_owner=None, lease_expires_at=None, claims=tasks.c.claims - 1)
     )
     mark_commit(conn, TASKS_READY)
+    if conn.dialect.name == "postgresql":
+        await conn.execute(select(func.pg_notify(NOTIFY_CHANNEL, "")))
 
 
 async def drop_waiting(conn: AsyncConnection, run_id: uuid.UUID) -> list[str]:

@@ -21,8 +21,9 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from workflow_engine.db.tables import run_logs
 from workflow_engine.engine.run_projection import RUN_AGGREGATE
+from workflow_engine.errors import InvalidInput
 from workflow_engine.events.projections import Projection, registry
-from workflow_engine.events.storable import storable_text
+from workflow_engine.events.storable import check_document, storable_text
 from workflow_engine.events.store import RecordedEvent
 
 MAX_ENTRIES_PER_ATTEMPT = 1000
@@ -176,20 +177,32 @@ class RunLogBuffer:
         return pending
 
     def _add(self, level: str, message: str, fields: dict[str, Any]) -> None:
-        getattr(self._logger, level)(message, **fields)
+        # Under one key: a node's field named like a logger argument (`event`) cannot clash.
+        getattr(self._logger, level)(message, node_fields=fields)
         self._count += 1
         if self._count > MAX_ENTRIES_PER_ATTEMPT:
             return  # the process log still has it; the run's log keeps the first thousand
-        try:
-            encoded = json.dumps(fields, default=str, ensure_ascii=False, allow_nan=False)
-        except ValueError:
-            encoded = '{"unstorable": "the fields held a value JSON cannot carry"}'
-        fields_doc = (
-            json.loads(storable_text(encoded))
-            if len(encoded) <= MAX_FIELDS_CHARS
-            else {"truncated": True}
-        )
         self._pending.append({
             "level": level, "message": storable_text(str(message))[:MAX_MESSAGE_CHARS],
-            "fields": fields_doc, "at": datetime.now(UTC).isoformat(),
+            "fields": _storable_fields(fields), "at": datetime.now(UTC).isoformat(),
         })  # fmt: skip
+
+    def restore(self, entries: list[dict[str, Any]]) -> None:
+        """Put back entries whose append did not commit (they go out with the next one)."""
+        self._pending[:0] = entries
+
+
+def _storable_fields(fields: dict[str, Any]) -> dict[str, Any]:
+    """The fields as JSON every database stores, or a note saying why they could not be."""
+    try:
+        encoded = json.dumps(fields, default=str, ensure_ascii=False, allow_nan=False)
+    except (TypeError, ValueError, RecursionError):
+        return {"unstorable": "the fields held a value JSON cannot carry"}
+    if len(encoded) > MAX_FIELDS_CHARS:
+        return {"truncated": True}
+    decoded: dict[str, Any] = json.loads(encoded)
+    try:
+        check_document("fields", decoded)
+    except InvalidInput as exc:
+        return {"unstorable": exc.detail}
+    return decoded

@@ -229,7 +229,7 @@ class Worker:
         arguments: dict[str, Any] = {}
         if skip_reason is None:
             try:
-                if step.if_ is not None and not expressions.evaluate_condition(step.if_, context):
+                if step.if_ is not None and not await self._condition(step.if_, context):
                     skip_reason = f"`if` is false: {step.if_}"
                 else:
                     arguments = await self._evaluate(step.with_, context)
@@ -249,13 +249,18 @@ class Worker:
         await self._record(task, outcome)
 
     async def _evaluate(self, value: Any, context: Mapping[str, Any]) -> Any:
-        """Templates with statements (loops) run in a thread under the deadline; the rest
-        are bounded by the size caps and run here, saving the thread hop."""
-        if not expressions.has_statements(value):
+        """Expressions that may be costly (loops, filters) run in a thread, templates with
+        statements under the deadline too; plain lookups run here, saving the thread hop."""
+        if not expressions.may_be_costly(value):
             return expressions.evaluate(value, context)
         return await asyncio.to_thread(
             expressions.evaluate, value, context, timeout=self.options.expression_timeout
         )
+
+    async def _condition(self, condition: str, context: Mapping[str, Any]) -> bool:
+        if not expressions.may_be_costly(condition):
+            return expressions.evaluate_condition(condition, context)
+        return await asyncio.to_thread(expressions.evaluate_condition, condition, context)
 
     @staticmethod
     def _skip_reason(run: RunRecord, step: StepDefinition) -> str | None:
@@ -369,10 +374,14 @@ class Worker:
                         )
                     ).scalar_one_or_none()
                     if held and (entries := buffer.drain()):
-                        await append_run_events(
-                            conn, task.tenant_id, task.run_id,
-                            [_logged(task, entries, self._meta(task))],
-                        )  # fmt: skip
+                        try:
+                            await append_run_events(
+                                conn, task.tenant_id, task.run_id,
+                                [_logged(task, entries, self._meta(task))],
+                            )  # fmt: skip
+                        except BaseException:
+                            buffer.restore(entries)  # not committed: they go out later
+                            raise
             except Exception as exc:  # keep the node running; the lease has slack
                 logger.warning("heartbeat failed", error=type(exc).__name__)
                 continue

@@ -19,6 +19,10 @@ import httpx
 from workflow_engine.nodes.registry import FatalStepError, NodeContext, StepError, node
 
 METHODS = {"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD"}
+TEXT_ENCODINGS = {
+    "utf-8", "utf8", "us-ascii", "ascii", "iso-8859-1", "latin-1", "latin1", "windows-1252",
+    "cp1252", "utf-16", "utf-16le", "utf-16be",
+}  # fmt: skip
 MAX_TIMEOUT = 300.0
 
 
@@ -45,6 +49,10 @@ async def http_request(
     timeout: float = 30.0,
 ) -> dict[str, Any]:
     target = _target(url, ctx.settings.http_allowed_hosts)
+    if headers is not None and not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in headers.items()
+    ):
+        raise FatalStepError("headers must map names to text values")
     verb = method.upper()
     if verb not in METHODS:
         raise FatalStepError(f"method {method!r} is not one of {', '.join(sorted(METHODS))}")
@@ -56,6 +64,12 @@ async def http_request(
             client.stream(verb, target, headers=headers, params=params, json=json) as response,
         ):
             body = await _read_capped(response, limit)
+    except httpx.LocalProtocolError:
+        # Not echoed: the message quotes the offending header, which may hold a secret.
+        raise FatalStepError(
+            "the request could not be sent: a header name or value is malformed "
+            "(a line break, or a character HTTP does not allow)"
+        ) from None
     except httpx.TimeoutException:
         raise StepError(f"{verb} {target.host} timed out after {seconds:g} s",
                         error_class="timeout") from None  # fmt: skip
@@ -118,5 +132,9 @@ def _output(response: httpx.Response, body: bytes) -> dict[str, Any]:
             return result
         except ValueError:
             pass
-    result["text"] = body.decode(response.encoding or "utf-8", errors="replace")
+    charset = (response.charset_encoding or "utf-8").lower()
+    # Only plain text encodings: a server naming another codec (punycode, zlib_codec) could
+    # make decoding slow or fail.
+    encoding = charset if charset in TEXT_ENCODINGS else "utf-8"
+    result["text"] = body.decode(encoding, errors="replace")
     return result
