@@ -37,7 +37,7 @@ from workflow_engine.nodes import NodeContext, node
 
 @node("crash.work")
 async def work(ctx: NodeContext, *, n: int) -> dict:
-    await asyncio.sleep(random.uniform(0.0, 0.15))
+    await asyncio.sleep(random.uniform(0.2, 0.6))
     return {"n": n + 1}
 """
 FLOW = """
@@ -89,6 +89,8 @@ def test_killed_workers_lose_no_run_and_record_no_step_twice(
             time.sleep(chance.uniform(0.3, 1.5))
             victim = workers[chance.randrange(len(workers))]
             assert victim.process is not None
+            # Kill it while it holds steps: that is the case the test is about.
+            asyncio.run(_until_holding(fresh_postgres_url, victim.process.pid))
             victim.process.send_signal(signal.SIGKILL)
             victim.process.wait(10)
             replacement = server_factory("worker", env=env)
@@ -106,12 +108,30 @@ def test_killed_workers_lose_no_run_and_record_no_step_twice(
         for run_id in run_ids[:5]:
             assert client.get(f"/api/v1/workflows/{run_id}/results").json()["output"] == 4
 
-    completions, leased = asyncio.run(_log_facts(fresh_postgres_url))
+    completions, leased, started = asyncio.run(_log_facts(fresh_postgres_url))
     assert completions == {(run_id, step): 1 for run_id in run_ids for step in "abcde"}
     assert leased == 0
+    assert started > RUNS * 5  # killed workers' steps really ran again elsewhere
 
 
-async def _log_facts(url: str) -> tuple[dict[tuple[str, str], int], int]:
+async def _until_holding(url: str, pid: int) -> None:
+    db = Database(to_async_url(url))
+    try:
+        async with asyncio.timeout(30):
+            while True:
+                async with db.read() as conn:
+                    held = (await conn.execute(
+                        text("SELECT count(*) FROM tasks WHERE lease_owner LIKE :owner"),
+                        {"owner": f"%:{pid}:%"},
+                    )).scalar_one()  # fmt: skip
+                if held:
+                    return
+                await asyncio.sleep(0.05)
+    finally:
+        await db.dispose()
+
+
+async def _log_facts(url: str) -> tuple[dict[tuple[str, str], int], int, int]:
     db = Database(to_async_url(url))
     try:
         async with db.read() as conn:
@@ -122,6 +142,8 @@ async def _log_facts(url: str) -> tuple[dict[tuple[str, str], int], int]:
             ))  # fmt: skip
             completions = {(row.aggregate_id, row.step): row.count for row in rows}
             leased = (await conn.execute(text("SELECT count(*) FROM tasks"))).scalar_one()
-        return completions, int(leased)
+            starts = text("SELECT count(*) FROM events WHERE event_type = 'StepStarted'")
+            started = (await conn.execute(starts)).scalar_one()
+        return completions, int(leased), int(started)
     finally:
         await db.dispose()

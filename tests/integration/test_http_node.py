@@ -20,7 +20,8 @@ from tests.integration.conftest import (
     trigger_run,
 )
 from workflow_engine.auth.permissions import Role
-from workflow_engine.nodes.http import host_allowed
+from workflow_engine.nodes.http import _target, host_allowed
+from workflow_engine.nodes.registry import FatalStepError
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -92,6 +93,8 @@ async def api(
         _call("redirected", url=f"{upstream}/moved"),
         _call("elsewhere", url="http://internal.example.invalid/"),
         _call("odd_charset", url=f"{upstream}/odd-charset"),
+        _call("metadata", url="http://169.254.169.254/latest/meta-data"),
+        _call("loopback_by_wildcard", url=f"{upstream.replace('127.0.0.1', 'localhost')}/json"),
         _call("bad_header", url=f"{upstream}/json",
               headers={"Authorization": "Bearer {{ env.WE_TEST_REGION }}\nX-Injected: 1"}),
         {"name": "env_reader", "steps": [
@@ -101,7 +104,8 @@ async def api(
             {"id": "read", "uses": "transform", "with": {"secret": "{{ env.WE_TEST_SECRET }}"}}]},
     ]  # fmt: skip
     app = build_app(
-        database_url, tmp_path, workflows=workflows, HTTP_ALLOWED_HOSTS="127.0.0.1",
+        database_url, tmp_path, workflows=workflows,
+        HTTP_ALLOWED_HOSTS="127.0.0.1, 169.254.169.254, *",
         HTTP_MAX_RESPONSE_BYTES="4096", WORKFLOW_ENV="WE_TEST_REGION",
     )  # fmt: skip
     async with running(app) as client:
@@ -137,8 +141,10 @@ async def test_successful_calls_give_status_headers_and_body(api: Any) -> None:
         ("unavailable", 3, "http_503", "answered 503"),  # retried, then failed
         ("too_big", 1, "FatalStepError", "larger than 4096 bytes"),
         ("redirected", 1, "FatalStepError", "redirects are not followed"),
-        ("elsewhere", 1, "FatalStepError", "not in HTTP_ALLOWED_HOSTS"),
+        ("elsewhere", 3, "dns", "cannot resolve"),  # allowed by `*`, but no such name
         ("bad_header", 1, "FatalStepError", "a header name or value is malformed"),
+        ("metadata", 1, "FatalStepError", "link-local or metadata address"),
+        ("loopback_by_wildcard", 1, "FatalStepError", "name it exactly in HTTP_ALLOWED_HOSTS"),
     ],
 )
 async def test_failures_are_classified(
@@ -184,3 +190,17 @@ async def test_expressions_see_only_the_exposed_environment(api: Any) -> None:
 )
 def test_host_patterns(host: str, allowed: tuple[str, ...], expected: bool) -> None:
     assert host_allowed(host, allowed) is expected
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("http://other.example.com/", "not in HTTP_ALLOWED_HOSTS"),
+        ("ftp://api.example.com/", "only http and https"),
+        ("http://user:pw@api.example.com/", "credentials in the URL"),
+        ("http://[::1", "not a URL"),
+    ],
+)
+def test_targets_outside_the_allowlist_are_refused(url: str, message: str) -> None:
+    with pytest.raises(FatalStepError, match=message):
+        _target(url, ("api.example.com",))

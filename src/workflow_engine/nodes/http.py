@@ -3,15 +3,19 @@
 Arguments: `url`, `method` (GET), `headers`, `params`, `json`, `timeout` (seconds, 30). The
 output is `{"status", "headers", "json"}` for a JSON answer or `{"status", "headers",
 "text"}` otherwise. Hosts must match `HTTP_ALLOWED_HOSTS` (none by default: a workflow cannot
-reach anything the operator did not name). Redirects are not followed (the next host might not
-be allowed). The body is read up to `HTTP_MAX_RESPONSE_BYTES` and refused beyond. A 429 or 5xx
-answer and network failures fail the attempt as retryable; any other 4xx, a disallowed host or
-an oversized answer fail the step at once.
+reach anything the operator did not name); link-local and metadata addresses are refused
+always, private and loopback ones unless named exactly. Redirects are not followed (the next
+host might not be allowed). The body is read up to `HTTP_MAX_RESPONSE_BYTES` and refused
+beyond. A 429 or 5xx answer and network failures fail the attempt as retryable; any other
+4xx, a disallowed host or an oversized answer fail the step at once.
 """
 
 from __future__ import annotations
 
+import asyncio
+import ipaddress
 import json
+import socket
 from typing import Any
 
 import httpx
@@ -19,6 +23,11 @@ import httpx
 from workflow_engine.nodes.registry import FatalStepError, NodeContext, StepError, node
 
 METHODS = {"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD"}
+# Cloud instance metadata endpoints outside the link-local ranges.
+METADATA_ADDRESSES = {
+    ipaddress.ip_address("100.100.100.200"),
+    ipaddress.ip_address("fd00:ec2::254"),
+}
 TEXT_ENCODINGS = {
     "utf-8", "utf8", "us-ascii", "ascii", "iso-8859-1", "latin-1", "latin1", "windows-1252",
     "cp1252", "utf-16", "utf-16le", "utf-16be",
@@ -49,6 +58,7 @@ async def http_request(
     timeout: float = 30.0,
 ) -> dict[str, Any]:
     target = _target(url, ctx.settings.http_allowed_hosts)
+    await _check_addresses(target, ctx.settings.http_allowed_hosts)
     if headers is not None and not all(
         isinstance(k, str) and isinstance(v, str) for k, v in headers.items()
     ):
@@ -80,6 +90,40 @@ async def http_request(
                  bytes=len(body))  # fmt: skip
     _raise_for_status(response, verb, target)
     return _output(response, body)
+
+
+async def _check_addresses(target: httpx.URL, allowed: tuple[str, ...]) -> None:
+    """Refuse hosts that are, or resolve to, link-local or cloud metadata addresses (always),
+    and private, loopback or reserved ones unless the host is named exactly in the allowlist
+    (a wildcard never opens the inside of the network). The address is resolved again when
+    connecting, so a name that changes its answer in between is not caught here: keep names
+    you do not control out of the allowlist."""
+    host = target.host
+    try:
+        addresses = [ipaddress.ip_address(host)]
+    except ValueError:
+        try:
+            infos = await asyncio.get_running_loop().getaddrinfo(
+                host, target.port or (443 if target.scheme == "https" else 80),
+                type=socket.SOCK_STREAM,
+            )  # fmt: skip
+        except OSError as exc:
+            raise StepError(f"cannot resolve {host!r}: {exc}", error_class="dns") from None
+        addresses = [ipaddress.ip_address(info[4][0]) for info in infos]
+    for address in addresses:
+        if address.is_link_local or address in METADATA_ADDRESSES:
+            raise FatalStepError(f"host {host!r} is a link-local or metadata address ({address})")
+        inside = (address.is_private or address.is_loopback or address.is_reserved
+                  or address.is_multicast or address.is_unspecified)  # fmt: skip
+        if inside and not _named_exactly(host, allowed):
+            raise FatalStepError(
+                f"host {host!r} is a private address ({address}); name it exactly in "
+                "HTTP_ALLOWED_HOSTS to allow it"
+            )
+
+
+def _named_exactly(host: str, allowed: tuple[str, ...]) -> bool:
+    return host.lower().rstrip(".") in {pattern.lower() for pattern in allowed}
 
 
 def _target(url: str, allowed: tuple[str, ...]) -> httpx.URL:
