@@ -373,3 +373,16 @@ def test_readme_documents_every_variable_and_key() -> None:
     for (section, key), field in TOML_KEYS.items():
         assert f"`{field.upper()}`" in readme, f"README lacks {field.upper()}"
         assert f"`[{section}] {key}`" in readme, f"README lacks [{section}] {key}"
+
+
+def test_the_listener_connects_with_the_pools_ssl_mode_and_timeout() -> None:
+    from workflow_engine.db.listener import connect_arguments
+
+    url = "postgresql://u:pw@db.example.com:6543/app?sslmode=verify-full&connect_timeout=7"
+    settings, _ = load_settings({"DATABASE_URL": url})
+    arguments = connect_arguments(settings.effective_database_url)
+    assert arguments["ssl"] == "verify-full"
+    assert arguments["timeout"] == 7.0
+    assert (arguments["host"], arguments["port"], arguments["database"]) == (
+        "db.example.com", 6543, "app",
+    )  # fmt: skip

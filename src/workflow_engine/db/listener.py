@@ -15,6 +15,7 @@ from collections.abc import Callable
 from typing import Any
 
 import structlog
+from sqlalchemy.engine import URL
 
 from workflow_engine.db.database import Database
 
@@ -44,10 +45,7 @@ async def listen(
     while True:
         connection: Any = None
         try:
-            connection = await asyncpg.connect(
-                host=url.host, port=url.port or 5432, user=url.username,
-                password=url.password, database=url.database, timeout=10,
-            )  # fmt: skip
+            connection = await asyncpg.connect(**connect_arguments(url))
             await connection.add_listener(channel, lambda *_args: on_notify())
             state.connected = True
             delay = 0.5
@@ -63,6 +61,22 @@ async def listen(
                 await connection.close()
         await asyncio.sleep(delay)
         delay = min(delay * 2, _RECONNECT_MAX)
+
+
+def connect_arguments(url: URL) -> dict[str, Any]:
+    """asyncpg's arguments for the pool's URL, its `ssl` mode and `timeout` included (they
+    come from `sslmode` and `connect_timeout` in DATABASE_URL), so the listener connects as
+    securely as the pool does."""
+    arguments: dict[str, Any] = {
+        "host": url.host, "port": url.port or 5432, "user": url.username,
+        "password": url.password, "database": url.database, "timeout": 10.0,
+    }  # fmt: skip
+    ssl, timeout = url.query.get("ssl"), url.query.get("timeout")
+    if isinstance(ssl, str):
+        arguments["ssl"] = ssl
+    if isinstance(timeout, str):
+        arguments["timeout"] = float(timeout)
+    return arguments
 
 
 async def _until_closed(connection: Any) -> None:

@@ -69,7 +69,10 @@ async def http_request(
     limit = ctx.settings.http_max_response_bytes
     seconds = min(max(float(timeout), 0.1), MAX_TIMEOUT)
     try:
+        # httpx's timeouts are per operation; the whole call gets `timeout` too, so a server
+        # that trickles its answer cannot hold the step.
         async with (
+            asyncio.timeout(seconds),
             httpx.AsyncClient(timeout=seconds, follow_redirects=False) as client,
             client.stream(verb, target, headers=headers, params=params, json=json) as response,
         ):
@@ -80,7 +83,7 @@ async def http_request(
             "the request could not be sent: a header name or value is malformed "
             "(a line break, or a character HTTP does not allow)"
         ) from None
-    except httpx.TimeoutException:
+    except (httpx.TimeoutException, TimeoutError):
         raise StepError(f"{verb} {target.host} timed out after {seconds:g} s",
                         error_class="timeout") from None  # fmt: skip
     except httpx.TransportError as exc:
