@@ -23,6 +23,7 @@ from workflow_engine.auth.principal import Principal
 from workflow_engine.engine import runs
 from workflow_engine.engine.definitions import NAME_PATTERN
 from workflow_engine.engine.run_logs import LogEntry
+from workflow_engine.engine.run_projection import RUN_FINISHED
 from workflow_engine.engine.runs import RunRecord, RunService
 from workflow_engine.errors import Conflict, InvalidInput
 from workflow_engine.events.notifier import FOLLOW_TIMEOUT
@@ -245,7 +246,7 @@ async def run_results(
     """200 with the output when completed, or with the error (and failing step) when failed
     or cancelled; 409 while the run has not finished."""
     run = await service.get(principal.tenant_id, workflow_id)
-    if run.status not in ("completed", "failed", "cancelled"):
+    if run.status not in RUN_FINISHED:
         raise Conflict(f"run {run.id} has not finished: it is {run.status}")
     return RunResults(workflow_id=run.id, status=run.status, output=run.output, error=run.error)
 
@@ -352,7 +353,7 @@ async def follow_log(
             )
         if len(entries) == 500:
             continue
-        if await service.settled(tenant_id, run_id):
+        if run.status in RUN_FINISHED and not await service.holds_steps(tenant_id, run_id):
             # Says so, so that a browser's EventSource does not reconnect for ever.
             yield ServerSentEvent(event="end", data=json.dumps({"status": run.status}))
             return

@@ -169,12 +169,11 @@ class RunService:
             run = await _read_run(conn, tenant_id, run_id)
             return run, await read_entries(conn, run_id, after=after, limit=limit)
 
-    async def settled(self, tenant_id: uuid.UUID, run_id: uuid.UUID) -> bool:
-        """Whether the run has finished and no worker still holds one of its steps (a step
-        interrupted by a cancel or a failure records its outcome after the run's)."""
+    async def holds_steps(self, tenant_id: uuid.UUID, run_id: uuid.UUID) -> bool:
+        """Whether a worker still holds one of the run's steps (a step interrupted by a cancel
+        or a failure records its outcome after the run's)."""
         async with self.db.tenant_read(tenant_id) as conn:
-            run = await _read_run(conn, tenant_id, run_id)
-            return run.status in RUN_FINISHED and not await leased_step_ids(conn, run_id)
+            return await _has_leased_steps(conn, run_id)
 
     async def cancel(self, tenant_id: uuid.UUID, run_id: uuid.UUID, origin: Origin) -> RunRecord:
         """Ask a run to stop: steps not started never start, running ones are interrupted by

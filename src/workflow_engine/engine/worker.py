@@ -46,6 +46,7 @@ from workflow_engine.engine.run_logs import RunLogBuffer
 from workflow_engine.engine.run_projection import RUN_ACTIVE, STEP_FINISHED
 from workflow_engine.engine.runs import (
     RUN_CANCELLED,
+    Origin,
     RunRecord,
     append_run_events,
     leased_step_ids,
@@ -550,8 +551,7 @@ class Worker:
             await queue.finish(conn, task.id, self.owner)
 
     def _meta(self, task: queue.Task) -> dict[str, Any]:
-        return {"actor": f"worker:{self.owner}", "correlation_id": task.correlation_id,
-                "source": "worker"}  # fmt: skip
+        return Origin(f"worker:{self.owner}", task.correlation_id, "worker").metadata()
 
 
 def _finished_ok(step: StepDefinition, status: str) -> bool:
