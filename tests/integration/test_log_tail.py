@@ -124,3 +124,35 @@ async def test_caught_up_followers_read_from_the_tail_not_the_database(
         await watching
     for reader in [*ours, theirs]:
         await reader.close()
+
+
+async def test_the_tail_reads_only_while_someone_follows(
+    database: Database, tail: LogTail, tenant_id: uuid.UUID
+) -> None:
+    store = EventStore(database)
+    tail_reads = 0
+
+    def count(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        nonlocal tail_reads
+        if "ORDER BY events.txid" in statement and "events.tenant_id =" not in statement:
+            tail_reads += 1
+
+    event.listen(database.engine.sync_engine, "before_cursor_execute", count)
+    try:
+        for n in range(3):
+            await _append(store, tenant_id, n, 1)
+        await asyncio.sleep(0.3)
+        unfollowed = tail_reads
+        reader = Reader(LogFollower(store, tail, tenant_id, None))  # from the present
+        taking = asyncio.create_task(reader.take(1))
+        await asyncio.sleep(0.2)  # the follower is waiting: the tail is awake again
+        await _append(store, tenant_id, 3, 1)
+        [position] = await taking
+        followed = tail_reads
+    finally:
+        event.remove(database.engine.sync_engine, "before_cursor_execute", count)
+    await reader.close()
+
+    assert unfollowed == 0
+    assert followed > 0
+    assert position == (await store.read_log(tenant_id=tenant_id, limit=10))[-1].position

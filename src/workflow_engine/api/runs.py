@@ -341,6 +341,19 @@ async def follow_log(
     The entries come from the read model; the shared tail says when to look again, and only
     when it holds a new event of this run (or fell out of reach), so a thousand followers of
     quiet runs cost no queries."""
+    with tail.following():
+        async for message in _follow_log(service, tail, tenant_id, run_id, after, stop):
+            yield message
+
+
+async def _follow_log(
+    service: RunService,
+    tail: LogTail,
+    tenant_id: uuid.UUID,
+    run_id: uuid.UUID,
+    after: tuple[int, int] | None,
+    stop: anyio.Event,
+) -> AsyncIterator[ServerSentEvent]:
     aggregate = str(run_id)
     watched = tail.end
     while not stop.is_set():

@@ -23,6 +23,9 @@ from sqlalchemy import event, func, select, text
 from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
+from workflow_engine.db.sqlite_inline import InlineSQLite
+
+# How long a statement waits for another process's write lock (see `sqlite_inline`).
 SQLITE_BUSY_TIMEOUT_MS = 5000
 # The role tenant-scoped transactions run as on PostgreSQL (created by migration 0005).
 TENANT_ROLE = "workflow_engine_api"
@@ -36,6 +39,20 @@ _WRITER: ContextVar[asyncio.Task[Any] | None] = ContextVar("workflow_engine_writ
 def mark_commit(conn: AsyncConnection, kind: str) -> None:
     """Note that this transaction did `kind` of work, for `Database.on_commit` listeners."""
     conn.info.setdefault(_COMMIT_MARKS, set()).add(kind)
+
+
+async def announce(conn: AsyncConnection, kind: str, channel: str) -> None:
+    """Tell whoever waits for `kind` of work once this transaction commits: listeners in
+    this process (`mark_commit`) and, on PostgreSQL, other processes through NOTIFY on
+    `channel`, which PostgreSQL delivers at commit and only then. Once per transaction: a
+    second announcement would cost a round trip and say nothing new. (Not from inside a
+    savepoint that may roll back: its NOTIFY would go with it.)"""
+    marks = conn.info.setdefault(_COMMIT_MARKS, set())
+    if kind in marks:
+        return
+    marks.add(kind)
+    if conn.dialect.name == "postgresql":
+        await conn.execute(select(func.pg_notify(channel, "")))
 
 
 class Database:
@@ -196,7 +213,12 @@ def ensure_sqlite_directory(url: URL) -> None:
 def _create_sqlite_engine(url: URL, pool_size: int, pool_timeout: float) -> AsyncEngine:
     ensure_sqlite_directory(url)
     engine = create_async_engine(
-        url, pool_size=pool_size, max_overflow=0, pool_timeout=pool_timeout, hide_parameters=True
+        url,
+        module=InlineSQLite(SQLITE_BUSY_TIMEOUT_MS),
+        pool_size=pool_size,
+        max_overflow=0,
+        pool_timeout=pool_timeout,
+        hide_parameters=True,
     )
 
     @event.listens_for(engine.sync_engine, "connect")
@@ -206,7 +228,6 @@ def _create_sqlite_engine(url: URL, pool_size: int, pool_timeout: float) -> Asyn
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.close()

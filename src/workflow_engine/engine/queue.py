@@ -26,7 +26,7 @@ from sqlalchemy import and_, delete, func, literal, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.elements import ColumnElement
 
-from workflow_engine.db.database import mark_commit
+from workflow_engine.db.database import announce
 from workflow_engine.db.tables import tasks
 from workflow_engine.db.types import UTCDateTime
 from workflow_engine.db.upsert import upsert
@@ -64,6 +64,18 @@ class Task:
     claims: int
 
 
+_TASK_COLUMNS = (
+    tasks.c.id,
+    tasks.c.tenant_id,
+    tasks.c.run_id,
+    tasks.c.step_id,
+    tasks.c.attempt,
+    tasks.c.lease_owner,
+    tasks.c.correlation_id,
+    tasks.c.claims,
+)
+
+
 def now(conn: AsyncConnection) -> ColumnElement[Any]:
     """The clock leases are measured by (see the module doc)."""
     if conn.dialect.name == "postgresql":
@@ -75,31 +87,46 @@ async def enqueue(conn: AsyncConnection, new_tasks: Sequence[NewTask]) -> None:
     """Add tasks; one already queued for the same step and attempt is left as it is."""
     if not new_tasks:
         return
+    await conn.execute(_insert(conn, new_tasks, {}))
+    await announce(conn, TASKS_READY, NOTIFY_CHANNEL)
+
+
+async def enqueue_leased(
+    conn: AsyncConnection, new_tasks: Sequence[NewTask], owner: str, lease: timedelta
+) -> list[Task]:
+    """Add tasks already leased to `owner`, who will run them right after this transaction
+    commits: a worker hands itself the steps its outcome made ready, without a claim or a
+    wake-up. If it dies first, the lease expires and the tasks are claimable as any other.
+    Returns the tasks added (one already queued for the same step and attempt is not)."""
+    if not new_tasks:
+        return []
+    leased = {"lease_owner": owner, "lease_expires_at": _expiry(conn, lease), "claims": 1}
+    result = await conn.execute(_insert(conn, new_tasks, leased).returning(*_TASK_COLUMNS))
+    return [Task(**row._mapping) for row in result]
+
+
+def _insert(conn: AsyncConnection, new_tasks: Sequence[NewTask], extra: dict[str, Any]) -> Any:
     created = datetime.now(UTC)
-    stmt = upsert(conn, tasks).values(
-        [
-            {
-                "id": uuid.uuid4(),
-                "tenant_id": task.tenant_id,
-                "run_id": task.run_id,
-                "step_id": task.step_id,
-                "attempt": task.attempt,
-                "available_at": task.available_at or created,
-                "priority": task.priority,
-                "correlation_id": task.correlation_id,
-                "created_at": created,
-            }
-            for task in new_tasks
-        ]
+    rows = [
+        {
+            "id": uuid.uuid4(),
+            "tenant_id": task.tenant_id,
+            "run_id": task.run_id,
+            "step_id": task.step_id,
+            "attempt": task.attempt,
+            "available_at": task.available_at or created,
+            "priority": task.priority,
+            "correlation_id": task.correlation_id,
+            "created_at": created,
+            **extra,
+        }
+        for task in new_tasks
+    ]
+    return (
+        upsert(conn, tasks)
+        .values(rows)
+        .on_conflict_do_nothing(index_elements=[tasks.c.run_id, tasks.c.step_id, tasks.c.attempt])
     )
-    await conn.execute(
-        stmt.on_conflict_do_nothing(
-            index_elements=[tasks.c.run_id, tasks.c.step_id, tasks.c.attempt]
-        )
-    )
-    mark_commit(conn, TASKS_READY)
-    if conn.dialect.name == "postgresql":
-        await conn.execute(select(func.pg_notify(NOTIFY_CHANNEL, "")))
 
 
 def _claimable(conn: AsyncConnection) -> ColumnElement[bool]:
@@ -120,32 +147,21 @@ async def claim(conn: AsyncConnection, owner: str, limit: int, lease: timedelta)
     )
     if conn.dialect.name == "postgresql":
         candidates = candidates.with_for_update(skip_locked=True)
-    expires = now(conn) + lease if conn.dialect.name == "postgresql" else _in(lease)
     result = await conn.execute(
         update(tasks)
         .where(tasks.c.id.in_(candidates.scalar_subquery()))
-        .values(lease_owner=owner, lease_expires_at=expires, claims=tasks.c.claims + 1)
-        .returning(
-            tasks.c.id,
-            tasks.c.tenant_id,
-            tasks.c.run_id,
-            tasks.c.step_id,
-            tasks.c.attempt,
-            tasks.c.lease_owner,
-            tasks.c.correlation_id,
-            tasks.c.claims,
-        )
+        .values(lease_owner=owner, lease_expires_at=_expiry(conn, lease), claims=tasks.c.claims + 1)
+        .returning(*_TASK_COLUMNS)
     )
     return [Task(**row._mapping) for row in result]
 
 
 async def renew(conn: AsyncConnection, task_id: uuid.UUID, owner: str, lease: timedelta) -> bool:
     """Extend a lease the caller still holds; False when it was lost (expired and taken)."""
-    expires = now(conn) + lease if conn.dialect.name == "postgresql" else _in(lease)
     result = await conn.execute(
         update(tasks)
         .where(tasks.c.id == task_id, tasks.c.lease_owner == owner)
-        .values(lease_expires_at=expires)
+        .values(lease_expires_at=_expiry(conn, lease))
     )
     return result.rowcount == 1
 
@@ -166,9 +182,7 @@ async def release(conn: AsyncConnection, task_id: uuid.UUID, owner: str) -> None
         # A hand-back is not a failed handling: it does not count toward MAX_CLAIMS.
         .values(lease_owner=None, lease_expires_at=None, claims=tasks.c.claims - 1)
     )
-    mark_commit(conn, TASKS_READY)
-    if conn.dialect.name == "postgresql":
-        await conn.execute(select(func.pg_notify(NOTIFY_CHANNEL, "")))
+    await announce(conn, TASKS_READY, NOTIFY_CHANNEL)
 
 
 async def drop_waiting(conn: AsyncConnection, run_id: uuid.UUID) -> list[str]:
@@ -192,5 +206,7 @@ async def next_available(conn: AsyncConnection) -> datetime | None:
     return found.scalar_one_or_none()
 
 
-def _in(delta: timedelta) -> ColumnElement[Any]:
-    return literal(datetime.now(UTC) + delta, UTCDateTime())
+def _expiry(conn: AsyncConnection, lease: timedelta) -> ColumnElement[Any]:
+    if conn.dialect.name == "postgresql":
+        return now(conn) + lease
+    return literal(datetime.now(UTC) + lease, UTCDateTime())

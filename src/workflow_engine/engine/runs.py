@@ -191,7 +191,7 @@ class RunService:
             if not await _has_leased_steps(conn, run_id):
                 error = {"class": "cancelled", "message": f"cancelled by {origin.actor}"}
                 events.append(NewEvent("WorkflowCancelled", {"error": error}, meta))
-            await append_run_events(conn, tenant_id, run_id, events)
+            await append_run_events(conn, tenant_id, run_id, events, locked=True)
             mark_commit(conn, RUN_CANCELLED)
             return await _read_run(conn, tenant_id, run_id)
 
@@ -266,7 +266,10 @@ async def append_run_events(
     events: list[NewEvent],
     *,
     expected_version: int | None = None,
+    locked: bool = False,
 ) -> None:
+    """`locked`: the caller holds the run's lock (`lock_run`), which every appender to a
+    started run takes, so the append cannot conflict."""
     await append_events(
         conn,
         tenant_id=tenant_id,
@@ -274,6 +277,7 @@ async def append_run_events(
         aggregate_id=str(run_id),
         new_events=events,
         expected_version=expected_version,
+        exclusive=locked,
     )
 
 
@@ -291,6 +295,23 @@ async def lock_run(conn: AsyncConnection, tenant_id: uuid.UUID, run_id: uuid.UUI
     if row is None:
         raise NotFound(f"no run {run_id}")
     return RunRecord(**row._mapping)
+
+
+async def lock_run_status(conn: AsyncConnection, run_id: uuid.UUID) -> str | None:
+    """`lock_run` for the worker when the status is all it needs (no documents decoded);
+    None when the run is gone."""
+    found = await conn.execute(
+        select(workflow_runs.c.status).where(workflow_runs.c.id == run_id).with_for_update()
+    )
+    return found.scalar_one_or_none()
+
+
+async def read_definition(conn: AsyncConnection, run_id: uuid.UUID) -> dict[str, Any]:
+    """The definition a run is pinned to."""
+    found = await conn.execute(
+        select(workflow_runs.c.definition).where(workflow_runs.c.id == run_id)
+    )
+    return dict(found.scalar_one())
 
 
 async def read_run_unconfined(conn: AsyncConnection, run_id: uuid.UUID) -> RunRecord | None:

@@ -12,6 +12,9 @@ For each claimed step task:
 4. One transaction: lock the run, delete the task only if the lease is still ours (a worker
    that lost it records nothing), append the outcome, schedule a retry with backoff or the
    steps that became ready, and when every step has finished, the run's `:finish` task.
+   Steps that became ready are leased to this worker in that transaction when it has room,
+   and start as soon as it commits with the run as it just read it (no claim, no wake-up,
+   no read: step 1 uses that snapshot); the rest wait in the queue for any worker.
 
 Steps are at-least-once (a worker that dies mid-step leaves a lease that expires, and another
 worker runs the step again); their recorded outcome is exactly-once.
@@ -27,6 +30,7 @@ import random
 import socket
 import time
 import uuid
+from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -51,6 +55,8 @@ from workflow_engine.engine.runs import (
     append_run_events,
     leased_step_ids,
     lock_run,
+    lock_run_status,
+    read_definition,
     read_run_unconfined,
     run_context,
     stop_idle_steps,
@@ -69,6 +75,7 @@ from workflow_engine.nodes.registry import (
 logger = structlog.get_logger(__name__)
 
 STEP_OK = ("completed", "skipped")
+DEFINITIONS_CACHED = 1024  # parsed definitions of recent runs (a run's never changes)
 
 
 @dataclass(frozen=True)
@@ -119,6 +126,7 @@ class Worker:
         self._stopping = asyncio.Event()
         self._loop_task: asyncio.Task[None] | None = None
         self._listener: asyncio.Task[None] | None = None
+        self._definitions: OrderedDict[uuid.UUID, WorkflowDefinition] = OrderedDict()
 
     async def start(self) -> None:
         self.db.on_commit(queue.TASKS_READY, self._wake.fire)
@@ -176,9 +184,7 @@ class Worker:
                 except Exception as exc:  # the database is away: health says so; retry
                     logger.warning("claiming tasks failed", error=type(exc).__name__)
             for task in claimed:
-                self._active[task.id] = asyncio.create_task(
-                    self._run_task(task), name=f"task-{task.step_id}"
-                )
+                self._spawn(task)
             if claimed and len(claimed) == free:
                 continue  # perhaps more are ready
             if not claimed:
@@ -186,18 +192,31 @@ class Worker:
             else:
                 await self._wake.wait(self._wake.generation, wait)
 
-    async def _run_task(self, task: queue.Task) -> None:
+    def _spawn(self, task: queue.Task, run: RunRecord | None = None) -> None:
+        self._active[task.id] = asyncio.create_task(
+            self._run_task(task, run), name=f"task-{task.step_id}"
+        )
+
+    def _room(self) -> int:
+        """Tasks the worker could start now, counting the slot of the caller (a running task
+        about to end) as free."""
+        if self._stopping.is_set():
+            return 0
+        return max(0, self.options.concurrency - len(self._active) + 1)
+
+    async def _run_task(self, task: queue.Task, run: RunRecord | None = None) -> None:
+        """`run`: the run as the worker that handed this task to itself last read it."""
         log = logger.bind(run_id=str(task.run_id), step=task.step_id, attempt=task.attempt,
                           correlation_id=task.correlation_id)  # fmt: skip
         try:
             if task.claims > queue.MAX_CLAIMS:
                 await self._give_up(task)
             elif task.step_id == queue.FINISH:
-                await self._finish_run(task)
+                await self._finish_run(task, run)
             elif task.step_id == queue.DEADLINE:
                 await self._deadline(task)
             else:
-                await self._run_step(task, log)
+                await self._run_step(task, log, run)
         except asyncio.CancelledError:
             await self._release(task)
         except Exception:
@@ -214,14 +233,14 @@ class Worker:
 
     # --- a step ----------------------------------------------------------------------------
 
-    async def _run_step(self, task: queue.Task, log: Any) -> None:
-        async with self.db.read() as conn:
-            run = await read_run_unconfined(conn, task.run_id)
+    async def _run_step(self, task: queue.Task, log: Any, run: RunRecord | None) -> None:
+        if run is None:
+            async with self.db.read() as conn:
+                run = await read_run_unconfined(conn, task.run_id)
         if run is None:
             await self._drop(task)
             return
-        definition = WorkflowDefinition.model_validate(run.definition)
-        step = definition.step(task.step_id)
+        step = self._definition(run).step(task.step_id)
         if run.status not in RUN_ACTIVE:
             await self._record(task, Outcome("cancelled"))
             return
@@ -248,6 +267,16 @@ class Worker:
             return
         outcome = await self._call(task, run, step, arguments, log)
         await self._record(task, outcome)
+
+    def _definition(self, run: RunRecord) -> WorkflowDefinition:
+        return self._definitions.get(run.id) or self._remember(run.id, run.definition)
+
+    def _remember(self, run_id: uuid.UUID, document: dict[str, Any]) -> WorkflowDefinition:
+        definition = WorkflowDefinition.model_validate(document)
+        self._definitions[run_id] = definition
+        if len(self._definitions) > DEFINITIONS_CACHED:
+            self._definitions.popitem(last=False)
+        return definition
 
     async def _evaluate(self, value: Any, context: Mapping[str, Any]) -> Any:
         """Expressions that may be costly (loops, filters) run in a thread, templates with
@@ -277,8 +306,7 @@ class Worker:
         """ "started", "inactive" (the run stopped: do not run the node) or "lost" (another
         worker holds the task now: do nothing)."""
         async with self.db.transaction() as conn:
-            run = await lock_run(conn, task.tenant_id, task.run_id)
-            if run.status not in RUN_ACTIVE:
+            if await lock_run_status(conn, task.run_id) not in RUN_ACTIVE:
                 return "inactive"
             if not await queue.renew(conn, task.id, self.owner, self.options.lease):
                 return "lost"
@@ -286,6 +314,7 @@ class Worker:
                 conn, task.tenant_id, task.run_id,
                 [NewEvent("StepStarted", {"step_id": task.step_id, "attempt": task.attempt,
                                           "worker": self.owner}, self._meta(task))],
+                locked=True,
             )  # fmt: skip
         return "started"
 
@@ -368,21 +397,21 @@ class Worker:
             await self._cancel_check.wait(seen, self.options.heartbeat)
             try:
                 async with self.db.transaction() as conn:
-                    held = await queue.renew(conn, task.id, self.owner, self.options.lease)
-                    status = (
-                        await conn.execute(
-                            select(workflow_runs.c.status).where(workflow_runs.c.id == task.run_id)
+                    entries = buffer.drain()
+                    try:
+                        # Appending the entries takes the run's lock, as every appender does.
+                        status = await (lock_run_status if entries else _run_status)(
+                            conn, task.run_id
                         )
-                    ).scalar_one_or_none()
-                    if held and (entries := buffer.drain()):
-                        try:
+                        held = await queue.renew(conn, task.id, self.owner, self.options.lease)
+                        if held and entries:
                             await append_run_events(
                                 conn, task.tenant_id, task.run_id,
-                                [_logged(task, entries, self._meta(task))],
+                                [_logged(task, entries, self._meta(task))], locked=True,
                             )  # fmt: skip
-                        except BaseException:
-                            buffer.restore(entries)  # not committed: they go out later
-                            raise
+                    except BaseException:
+                        buffer.restore(entries)  # not committed: they go out later
+                        raise
             except Exception as exc:  # keep the node running; the lease has slack
                 logger.warning("heartbeat failed", error=type(exc).__name__)
                 continue
@@ -398,57 +427,78 @@ class Worker:
         if outcome.kind == "lost":
             return
         async with self.db.transaction() as conn:
-            run = await lock_run(conn, task.tenant_id, task.run_id)
-            if not await queue.finish(conn, task.id, self.owner):
-                return  # lost the lease: whoever holds it now records the outcome
-            definition = WorkflowDefinition.model_validate(run.definition)
-            step = definition.step(task.step_id)
-            meta = self._meta(task)
-            base = {"step_id": step.id, "attempt": task.attempt}
-            events: list[NewEvent] = []
-            if outcome.logs:
-                events.append(_logged(task, list(outcome.logs), meta))
-            current = await _step_status(conn, task.run_id, step.id)
-            if current in STEP_FINISHED:
-                pass  # already settled (the run was cancelled while the task waited)
-            elif outcome.kind == "completed":
-                events.append(
-                    NewEvent(
-                        "StepCompleted",
-                        {**base, "output": outcome.output, "duration_ms": outcome.duration_ms},
-                        meta,
-                    )
+            handed, run = await self._settle(conn, task, outcome)
+        await self._take(handed, run)
+
+    async def _take(self, handed: list[queue.Task], run: RunRecord | None) -> None:
+        """Start the tasks this worker handed itself; give back any it has no room for now
+        (another task was claimed meanwhile)."""
+        room = self._room()
+        for task in handed[:room]:
+            self._spawn(task, run)
+        if handed[room:]:
+            async with self.db.transaction() as conn:
+                for task in handed[room:]:
+                    await queue.release(conn, task.id, self.owner)
+
+    async def _settle(
+        self, conn: AsyncConnection, task: queue.Task, outcome: Outcome
+    ) -> tuple[list[queue.Task], RunRecord | None]:
+        """Record the outcome; returns the tasks handed to this worker and the run they see."""
+        status = await lock_run_status(conn, task.run_id)
+        if not await queue.finish(conn, task.id, self.owner):
+            return [], None  # lost the lease: whoever holds it now records the outcome
+        definition = self._definitions.get(task.run_id) or self._remember(
+            task.run_id, await read_definition(conn, task.run_id)
+        )
+        step = definition.step(task.step_id)
+        meta = self._meta(task)
+        base = {"step_id": step.id, "attempt": task.attempt}
+        events: list[NewEvent] = []
+        if outcome.logs:
+            events.append(_logged(task, list(outcome.logs), meta))
+        current = await _step_status(conn, task.run_id, step.id)
+        if current in STEP_FINISHED:
+            pass  # already settled (the run was cancelled while the task waited)
+        elif outcome.kind == "completed":
+            events.append(
+                NewEvent(
+                    "StepCompleted",
+                    {**base, "output": outcome.output, "duration_ms": outcome.duration_ms},
+                    meta,
                 )
-            elif outcome.kind == "skipped":
-                events.append(NewEvent("StepSkipped", {**base, **(outcome.error or {})}, meta))
-            elif outcome.kind == "cancelled" or run.status not in RUN_ACTIVE:
-                events.append(NewEvent("StepCancelled", base, meta))
-            else:
-                retry_at = _retry_at(step.retry, task.attempt, outcome)
-                failed: dict[str, Any] = {**base, "error": outcome.error}
-                if retry_at is not None:
-                    failed["retry_at"] = retry_at.isoformat()
-                    await queue.enqueue(
-                        conn,
-                        [
-                            queue.NewTask(
-                                task.tenant_id,
-                                task.run_id,
-                                step.id,
-                                attempt=task.attempt + 1,
-                                available_at=retry_at,
-                                correlation_id=task.correlation_id,
-                            )
-                        ],
-                    )
-                events.append(NewEvent("StepFailed", failed, meta))
-            await append_run_events(conn, task.tenant_id, task.run_id, events)
-            await self._advance(conn, task, definition)
+            )
+        elif outcome.kind == "skipped":
+            events.append(NewEvent("StepSkipped", {**base, **(outcome.error or {})}, meta))
+        elif outcome.kind == "cancelled" or status not in RUN_ACTIVE:
+            events.append(NewEvent("StepCancelled", base, meta))
+        else:
+            retry_at = _retry_at(step.retry, task.attempt, outcome)
+            failed: dict[str, Any] = {**base, "error": outcome.error}
+            if retry_at is not None:
+                failed["retry_at"] = retry_at.isoformat()
+                await queue.enqueue(
+                    conn,
+                    [
+                        queue.NewTask(
+                            task.tenant_id,
+                            task.run_id,
+                            step.id,
+                            attempt=task.attempt + 1,
+                            available_at=retry_at,
+                            correlation_id=task.correlation_id,
+                        )
+                    ],
+                )
+            events.append(NewEvent("StepFailed", failed, meta))
+        await append_run_events(conn, task.tenant_id, task.run_id, events, locked=True)
+        return await self._advance(conn, task, definition)
 
     async def _advance(
         self, conn: AsyncConnection, task: queue.Task, definition: WorkflowDefinition
-    ) -> None:
-        """After an outcome: fail, cancel or finish the run, or enqueue what became ready."""
+    ) -> tuple[list[queue.Task], RunRecord | None]:
+        """After an outcome: fail, cancel or finish the run, or enqueue what became ready
+        (handing this worker what it has room for)."""
         run = await read_run_unconfined(conn, task.run_id)
         assert run is not None
         meta = self._meta(task)
@@ -458,10 +508,10 @@ class Worker:
             if not leased:
                 error = {"class": "cancelled", "message": "cancelled on request"}
                 cancelled = NewEvent("WorkflowCancelled", {"error": error}, meta)
-                await append_run_events(conn, task.tenant_id, task.run_id, [cancelled])
-            return
+                await append_run_events(conn, task.tenant_id, task.run_id, [cancelled], locked=True)
+            return [], None
         if run.status not in RUN_ACTIVE:
-            return
+            return [], None
         fatal = next(
             (s for s in definition.steps
              if statuses[s.id] == "failed" and not s.continue_on_error),
@@ -471,19 +521,22 @@ class Worker:
             failed_step = next(s for s in run.steps if s.step_id == fatal.id)
             await self._fail_run(conn, task, run, {
                 "step_id": fatal.id, **(failed_step.error or {})})  # fmt: skip
-            return
+            return [], None
         done = {s.id for s in definition.steps if _finished_ok(s, statuses[s.id])}
         ready = [
             queue.NewTask(task.tenant_id, task.run_id, s.id, correlation_id=task.correlation_id)
             for s in definition.steps
             if statuses[s.id] == "pending" and all(need in done for need in s.needs)
         ]
-        await queue.enqueue(conn, ready)
         if all(status in ("completed", "failed", "skipped", "cancelled")
                for status in statuses.values()):  # fmt: skip
-            await queue.enqueue(conn, [queue.NewTask(
+            ready.append(queue.NewTask(
                 task.tenant_id, task.run_id, queue.FINISH, correlation_id=task.correlation_id,
-                priority=1)])  # fmt: skip
+                priority=1))  # fmt: skip
+        room = self._room()
+        handed = await queue.enqueue_leased(conn, ready[:room], self.owner, self.options.lease)
+        await queue.enqueue(conn, ready[room:])
+        return handed, run
 
     async def _fail_run(
         self, conn: AsyncConnection, task: queue.Task, run: RunRecord, error: dict[str, Any]
@@ -491,7 +544,7 @@ class Worker:
         meta = self._meta(task)
         events = await stop_idle_steps(conn, run, meta)
         events.append(NewEvent("WorkflowFailed", {"error": error}, meta))
-        await append_run_events(conn, task.tenant_id, task.run_id, events)
+        await append_run_events(conn, task.tenant_id, task.run_id, events, locked=True)
 
     async def _give_up(self, task: queue.Task) -> None:
         """The task's handling failed unexpectedly `MAX_CLAIMS` times (logged each time): fail
@@ -508,13 +561,14 @@ class Worker:
             error = {"class": "internal", "message": message, "retryable": False}
             await self._fail_run(conn, task, full, error)
 
-    async def _finish_run(self, task: queue.Task) -> None:
-        async with self.db.read() as conn:
-            run = await read_run_unconfined(conn, task.run_id)
+    async def _finish_run(self, task: queue.Task, run: RunRecord | None) -> None:
+        if run is None:
+            async with self.db.read() as conn:
+                run = await read_run_unconfined(conn, task.run_id)
         if run is None or run.status not in RUN_ACTIVE:
             await self._drop(task)
             return
-        definition = WorkflowDefinition.model_validate(run.definition)
+        definition = self._definition(run)
         error: dict[str, Any] | None = None
         output: Any = None
         try:
@@ -533,14 +587,14 @@ class Worker:
                 if error is not None
                 else NewEvent("WorkflowCompleted", {"output": output}, self._meta(task))
             )
-            await append_run_events(conn, task.tenant_id, task.run_id, [event])
+            await append_run_events(conn, task.tenant_id, task.run_id, [event], locked=True)
 
     async def _deadline(self, task: queue.Task) -> None:
         async with self.db.transaction() as conn:
             run = await lock_run(conn, task.tenant_id, task.run_id)
             if not await queue.finish(conn, task.id, self.owner) or run.status not in RUN_ACTIVE:
                 return
-            timeout = WorkflowDefinition.model_validate(run.definition).timeout
+            timeout = self._definition(run).timeout
             run = await read_run_unconfined(conn, task.run_id) or run
             await self._fail_run(conn, task, run, {
                 "class": "timeout", "message": f"the run took longer than {timeout:g} s",
@@ -585,6 +639,11 @@ def _retry_at(policy: RetryPolicy | None, attempt: int, outcome: Outcome) -> dat
     delay = min(policy.initial_delay * policy.backoff ** (attempt - 1), policy.max_delay)
     delay *= 1 + random.uniform(-policy.jitter, policy.jitter)
     return datetime.now(UTC) + timedelta(seconds=max(0.0, delay))
+
+
+async def _run_status(conn: AsyncConnection, run_id: uuid.UUID) -> str | None:
+    found = await conn.execute(select(workflow_runs.c.status).where(workflow_runs.c.id == run_id))
+    return found.scalar_one_or_none()
 
 
 async def _step_status(conn: AsyncConnection, run_id: uuid.UUID, step_id: str) -> str | None:

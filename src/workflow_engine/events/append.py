@@ -19,6 +19,7 @@ async def append_events(
     aggregate_id: str,
     new_events: Sequence[NewEvent],
     expected_version: int | None,
+    exclusive: bool = False,
     projections: Projections = registry,
 ) -> list[RecordedEvent]:
     """Append `new_events` to an aggregate inside the caller's write transaction and fold them
@@ -28,6 +29,7 @@ async def append_events(
     append whatever the current version is (still safe against a concurrent appender).
     Raises `ConcurrencyConflict` when the aggregate moved on, and `Conflict` when the
     aggregate exists under another type; the caller's transaction stays usable either way.
+    `exclusive`: see `insert_events`.
     """
     stored = await insert_events(
         conn,
@@ -36,6 +38,7 @@ async def append_events(
         aggregate_id=aggregate_id,
         new_events=new_events,
         expected_version=expected_version,
+        exclusive=exclusive,
     )
     await projections.apply(conn, stored)
     return stored

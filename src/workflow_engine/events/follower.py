@@ -61,6 +61,11 @@ class LogFollower:
 
     async def events(self, stop: anyio.Event) -> AsyncIterator[RecordedEvent]:
         """The wanted events, in log order, until `stop` is set."""
+        with self._tail.following():
+            async for event in self._follow(stop):
+                yield event
+
+    async def _follow(self, stop: anyio.Event) -> AsyncIterator[RecordedEvent]:
         if self._after is not None:
             key = await self._store.log_key(self._tenant_id, self._after)
         else:

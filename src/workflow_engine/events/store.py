@@ -19,6 +19,7 @@ Guarantees:
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -29,7 +30,7 @@ from sqlalchemy import BigInteger, Row, Text, cast, func, literal, select, tuple
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from workflow_engine.db.database import mark_commit
+from workflow_engine.db.database import announce
 from workflow_engine.db.tables import events, snapshots
 from workflow_engine.db.upsert import upsert
 from workflow_engine.errors import ConcurrencyConflict, Conflict
@@ -128,13 +129,16 @@ async def insert_events(
     aggregate_id: str,
     new_events: Sequence[NewEvent],
     expected_version: int | None,
+    exclusive: bool = False,
 ) -> list[RecordedEvent]:
     """Append `new_events` to an aggregate inside the caller's (write) transaction.
 
     `expected_version` is the version the caller last saw: 0 for a new aggregate, None to
     append whatever the current version is (still safe against a concurrent appender).
     Raises `ConcurrencyConflict` when the aggregate moved on, and `Conflict` when the
-    aggregate exists under another type. The caller's transaction stays usable either way.
+    aggregate exists under another type. The caller's transaction stays usable either way —
+    unless `exclusive`: the caller holds a lock every appender to this aggregate takes, so no
+    conflict can happen and the savepoint that would survive one is skipped.
     """
     if not new_events:
         return []
@@ -149,7 +153,9 @@ async def insert_events(
         if expected_version is not None and expected_version != actual:
             raise ConcurrencyConflict(aggregate_id, expected_version, actual)
         try:
-            return await _insert(conn, tenant_id, aggregate_type, aggregate_id, new_events, actual)
+            return await _insert(
+                conn, tenant_id, aggregate_type, aggregate_id, new_events, actual, exclusive
+            )
         except IntegrityError:
             if expected_version is not None:
                 winner = await current_version(conn, tenant_id, aggregate_id)
@@ -185,6 +191,7 @@ async def _insert(
     aggregate_id: str,
     new_events: Sequence[NewEvent],
     after_version: int,
+    exclusive: bool,
 ) -> list[RecordedEvent]:
     recorded_at = datetime.now(UTC)
     rows = [
@@ -204,14 +211,10 @@ async def _insert(
     ]
     # A savepoint keeps the caller's transaction alive when the unique constraint fires
     # (PostgreSQL would otherwise abort the whole transaction).
-    async with conn.begin_nested():
+    async with contextlib.nullcontext() if exclusive else conn.begin_nested():
         result = await conn.execute(events.insert().returning(*_COLUMNS), rows)
         stored = [RecordedEvent.from_row(row) for row in result]
-    # Followers wake once this commits: in this process through the database's commit
-    # listeners; in others through NOTIFY, which PostgreSQL delivers at commit and only then.
-    mark_commit(conn, APPENDED)
-    if conn.dialect.name == "postgresql":
-        await conn.execute(select(func.pg_notify(NOTIFY_CHANNEL, "")))
+    await announce(conn, APPENDED, NOTIFY_CHANNEL)  # followers wake once this commits
     return sorted(stored, key=lambda e: e.version)
 
 

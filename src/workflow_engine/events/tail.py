@@ -1,13 +1,15 @@
 """The tail of the log, read once per process and shared by every live follower.
 
-One task reads the whole log (every tenant) from where it last stopped whenever the notifier
-wakes it (an append committed, or a second passed), and keeps the latest events in a window
-of bounded size. Followers that are caught up take their next events from the window — no
-query of their own — and followers that fell behind it (a slow consumer, a client resuming
-from an old position) read the database from their own cursor until they reach it. So a
-thousand idle subscribers cost one query per wake-up, not a thousand, and memory is bounded
-by the window (in events and in bytes) whatever the consumers do: a follower takes at most
-one batch from it at a time.
+While anyone follows, one task reads the whole log (every tenant) from where it last stopped
+whenever the notifier wakes it (an append committed, or a second passed), and keeps the latest
+events in a window of bounded size. With no follower it reads nothing (a busy server would
+otherwise query the log after every commit for nobody) and forgets its window; the next
+follower catches up from the database as any late follower does. Followers that are caught up
+take their next events from the window — no query of their own — and followers that fell behind
+it (a slow consumer, a client resuming from an old position) read the database from their own
+cursor until they reach it. So a thousand idle subscribers cost one query per wake-up, not a
+thousand, and memory is bounded by the window (in events and in bytes) whatever the consumers
+do: a follower takes at most one batch from it at a time.
 
 The window holds a contiguous run of the log: every event whose key lies in
 (`start`, `end`], in log order. Tenant filtering is the follower's job; the tail reads with
@@ -20,6 +22,7 @@ import asyncio
 import contextlib
 import json
 from bisect import bisect_right
+from collections.abc import Iterator
 
 import structlog
 
@@ -33,6 +36,7 @@ logger = structlog.get_logger(__name__)
 READ_BATCH = 500
 WINDOW_EVENTS = 10_000
 WINDOW_BYTES = 16 * 1024 * 1024
+IDLE_WAIT = 3600.0  # seconds; an idle tail wakes when a follower arrives
 
 
 class LogTail:
@@ -54,6 +58,8 @@ class LogTail:
         self._bytes = 0
         self._start: LogKey | None = None
         self._changed = Signal()
+        self._followers = 0
+        self._followed = Signal()  # fired when the first follower arrives
         self._task: asyncio.Task[None] | None = None
 
     @property
@@ -69,6 +75,17 @@ class LogTail:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
+
+    @contextlib.contextmanager
+    def following(self) -> Iterator[None]:
+        """Held by each follower while it follows: the tail reads only while someone does."""
+        self._followers += 1
+        if self._followers == 1:
+            self._followed.fire()
+        try:
+            yield
+        finally:
+            self._followers -= 1
 
     @property
     def end(self) -> LogKey | None:
@@ -90,15 +107,28 @@ class LogTail:
 
     async def _run(self) -> None:
         while True:
+            if not self._followers:
+                self._forget()
+                idle = self._followed.generation
+                while not self._followers:
+                    await self._followed.wait(idle, IDLE_WAIT)
             # Taken before reading: a commit announced during the read is not slept through.
             seen = self._notifier.generation
             try:
                 if self._start is None:
                     self._start = await self._store.log_head()
+                    self._changed.fire()  # followers waiting for the tail to find the log
                 await self._read_to_horizon()
             except Exception as exc:  # the database is away: health reports it; keep trying
                 logger.debug("event log tail read failed", error=type(exc).__name__)
             await self._notifier.wait(seen)
+
+    def _forget(self) -> None:
+        self._events.clear()
+        self._keys.clear()
+        self._sizes.clear()
+        self._bytes = 0
+        self._start = None
 
     async def _read_to_horizon(self) -> None:
         while (end := self.end) is not None:
