@@ -115,6 +115,17 @@ SAMPLES: dict[str, tuple[Any, str, Any, Any]] = {
     "tracing_enabled": (False, "1", False, True),
     "log_level": ("debug", "WARN", "debug", "warning"),
     "log_format": ("json", "console", "json", "console"),
+    "llm_provider": ("openai", "offline", "openai", "offline"),
+    "llm_model": ("file-model", "env-model", "file-model", "env-model"),
+    "llm_base_url": (
+        "http://llm.internal:8000/v1",
+        "http://localhost:11434/v1",
+        "http://llm.internal:8000/v1",
+        "http://localhost:11434/v1",
+    ),
+    "llm_api_key": ("sk-file", "sk-env", "sk-file", "sk-env"),
+    "llm_timeout_seconds": (30, "12.5", 30.0, 12.5),
+    "llm_max_retries": (4, "0", 4, 0),
     "notion_mcp_url": (
         "http://localhost:8002",
         "http://n:1",

@@ -71,6 +71,12 @@ TOML_KEYS: dict[tuple[str, str], str] = {
     ("services", "notion_mcp_url"): "notion_mcp_url",
     ("services", "slack_mcp_url"): "slack_mcp_url",
     ("services", "helpscout_mcp_url"): "helpscout_mcp_url",
+    ("llm", "provider"): "llm_provider",
+    ("llm", "model"): "llm_model",
+    ("llm", "base_url"): "llm_base_url",
+    ("llm", "api_key"): "llm_api_key",
+    ("llm", "timeout_seconds"): "llm_timeout_seconds",
+    ("llm", "max_retries"): "llm_max_retries",
 }
 FIELD_TO_TOML = {field: f"[{section}] {key}" for (section, key), field in TOML_KEYS.items()}
 

@@ -218,6 +218,25 @@ class Settings(BaseSettings):
     slack_mcp_url: str | None = Field(None, description="Slack MCP server.")
     helpscout_mcp_url: str | None = Field(None, description="HelpScout MCP server.")
 
+    llm_provider: Literal["offline", "openai"] | None = Field(
+        None,
+        description="Provider of llm.* steps: offline, or openai (any OpenAI-compatible API). "
+        "Unset: openai when LLM_API_KEY or LLM_BASE_URL is set, else offline.",
+    )
+    llm_model: str | None = Field(
+        None, description="Model of llm.* steps (openai: gpt-4o-mini unless set)."
+    )
+    llm_base_url: str | None = Field(
+        None, description="OpenAI-compatible API base URL (default https://api.openai.com/v1)."
+    )
+    llm_api_key: SecretStr | None = Field(None, description="API key sent as a bearer token.")
+    llm_timeout_seconds: float = Field(
+        60.0, gt=0, le=600, description="How long one LLM request may take."
+    )
+    llm_max_retries: int = Field(
+        2, ge=0, le=10, description="Retries of a 429, 5xx or timeout within one step attempt."
+    )
+
     @field_validator("rate_limit_endpoints", mode="before")
     @classmethod
     def _parse_endpoints(cls, value: object) -> object:
@@ -310,7 +329,7 @@ class Settings(BaseSettings):
                 raise ValueError(f"{origin!r} is not an origin like https://app.example.com")
         return origins
 
-    @field_validator("notion_mcp_url", "slack_mcp_url", "helpscout_mcp_url")
+    @field_validator("notion_mcp_url", "slack_mcp_url", "helpscout_mcp_url", "llm_base_url")
     @classmethod
     def _check_service_url(cls, value: str | None) -> str | None:
         if value in (None, ""):

@@ -64,6 +64,7 @@ from workflow_engine.engine.runs import (
 from workflow_engine.events.signal import Signal
 from workflow_engine.events.storable import check_document, storable_text
 from workflow_engine.events.store import NewEvent
+from workflow_engine.integrations.llm.providers import llm_settings
 from workflow_engine.nodes.registry import (
     FatalStepError,
     NodeContext,
@@ -97,6 +98,7 @@ def worker_options(settings: Settings) -> WorkerOptions:
         node_settings=NodeSettings(
             http_allowed_hosts=tuple(settings.http_allowed_hosts),
             http_max_response_bytes=settings.http_max_response_bytes,
+            llm=llm_settings(settings),
         ),
         env={name: os.environ[name] for name in settings.workflow_env if name in os.environ},
     )

@@ -24,6 +24,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from workflow_engine.integrations.llm.providers import LLMSettings
+
 NodeFunction = Callable[..., Coroutine[Any, Any, Any]]
 
 
@@ -58,6 +60,7 @@ class NodeSettings:
     # Hosts `http.request` may call: exact names, `*.example.com`, or `*` for any.
     http_allowed_hosts: tuple[str, ...] = ()
     http_max_response_bytes: int = 1024 * 1024
+    llm: LLMSettings = field(default_factory=LLMSettings)
 
 
 @dataclass

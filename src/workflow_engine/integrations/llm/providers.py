@@ -1,0 +1,79 @@
+"""Which provider a step gets: the configured default (`LLM_PROVIDER`), or the one it names."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from workflow_engine.integrations.llm.offline import MODEL as OFFLINE_MODEL
+from workflow_engine.integrations.llm.offline import OfflineProvider
+from workflow_engine.integrations.llm.openai_compatible import OpenAICompatible
+from workflow_engine.integrations.llm.types import LLMError, Provider
+
+if TYPE_CHECKING:
+    from workflow_engine.config import Settings
+
+PROVIDERS = ("offline", "openai")
+DEFAULT_OPENAI_MODEL = "gpt-4o-mini"
+DEFAULT_BASE_URL = "https://api.openai.com/v1"
+
+
+@dataclass(frozen=True)
+class LLMSettings:
+    """The LLM part of the server's settings (see `config.Settings`)."""
+
+    provider: str = "offline"
+    model: str | None = None  # None: the provider's default
+    base_url: str = DEFAULT_BASE_URL
+    api_key: str | None = None
+    timeout: float = 60.0
+    max_retries: int = 2
+
+
+def llm_settings(settings: Settings) -> LLMSettings:
+    """The server's LLM settings; with no provider named, `openai` once a key or a base URL
+    says where one is, `offline` otherwise (a fresh install works with no network)."""
+    api_key = settings.llm_api_key.get_secret_value() if settings.llm_api_key else None
+    provider = settings.llm_provider or (
+        "openai" if api_key or settings.llm_base_url else "offline"
+    )
+    return LLMSettings(
+        provider=provider,
+        model=settings.llm_model,
+        base_url=settings.llm_base_url or DEFAULT_BASE_URL,
+        api_key=api_key,
+        timeout=settings.llm_timeout_seconds,
+        max_retries=settings.llm_max_retries,
+    )
+
+
+class LLMProviders:
+    def __init__(self, settings: LLMSettings) -> None:
+        self.settings = settings
+        self._offline = OfflineProvider(OFFLINE_MODEL)  # its one model, whatever LLM_MODEL says
+        self._openai: OpenAICompatible | None = None
+
+    @property
+    def default(self) -> str:
+        return self.settings.provider
+
+    def get(self, name: str | None) -> Provider:
+        """The provider called `name` (None: the default). `openai` needs a base URL that is
+        set up; asking for it when it is not is the step's error, not a crash."""
+        chosen = name or self.settings.provider
+        if chosen == "offline":
+            return self._offline
+        if chosen == "openai":
+            if self._openai is None:
+                self._openai = OpenAICompatible(
+                    base_url=self.settings.base_url,
+                    api_key=self.settings.api_key,
+                    model=self.settings.model or DEFAULT_OPENAI_MODEL,
+                    timeout=self.settings.timeout,
+                    max_retries=self.settings.max_retries,
+                )
+            return self._openai
+        raise LLMError(
+            f"unknown LLM provider {chosen!r}; known: {', '.join(PROVIDERS)}",
+            retryable=False, error_class="llm_request",
+        )  # fmt: skip

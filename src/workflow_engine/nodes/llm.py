@@ -1,0 +1,168 @@
+"""`llm.chat`, `llm.classify` and `llm.extract`: LLM calls as steps.
+
+Every output names the provider and model that answered and what the call cost —
+`usage` (prompt, completion and total tokens, as the provider counted them) and
+`latency_ms` — and the same goes to the run's log. `provider` and `model` choose per step;
+the server's `LLM_PROVIDER` and `LLM_MODEL` otherwise. A rate limit, a 5xx or a timeout that
+outlasts the provider's own retries fails the attempt as retryable (the step's `retry`
+policy decides); a refused request (bad key, unknown model) fails the step at once.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import Any
+
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import SchemaError
+
+from workflow_engine.integrations.llm import (
+    ChatRequest,
+    Completion,
+    LLMError,
+    LLMProviders,
+    LLMSettings,
+    Message,
+    Provider,
+)
+from workflow_engine.nodes.registry import FatalStepError, NodeContext, StepError, node
+
+ROLES = ("system", "user", "assistant")
+MAX_LABELS = 100
+
+
+@cache
+def providers_for(settings: LLMSettings) -> LLMProviders:
+    return LLMProviders(settings)
+
+
+@node("llm.chat")
+async def chat(
+    ctx: NodeContext,
+    *,
+    prompt: str | None = None,
+    messages: list[dict[str, Any]] | None = None,
+    system: str | None = None,
+    provider: str | None = None,
+    model: str | None = None,
+    temperature: float | None = None,
+    max_tokens: int | None = None,
+) -> dict[str, Any]:
+    conversation = _messages(prompt, messages, system)
+    llm = _provider(ctx, provider)
+    completion = await _call(ctx, llm.chat(ChatRequest(
+        conversation, model=model, temperature=temperature, max_tokens=max_tokens)))  # fmt: skip
+    return {"text": completion.text, **_cost(completion)}
+
+
+@node("llm.classify")
+async def classify(
+    ctx: NodeContext,
+    *,
+    text: str,
+    labels: list[str] | dict[str, str],
+    instructions: str | None = None,
+    provider: str | None = None,
+    model: str | None = None,
+) -> dict[str, Any]:
+    choices = _labels(labels)
+    llm = _provider(ctx, provider)
+    result = await _call(
+        ctx, llm.classify(_text(text), choices, instructions=instructions, model=model)
+    )
+    return {"label": result.label, "confidence": result.confidence, **_cost(result.completion)}
+
+
+@node("llm.extract")
+async def extract(
+    ctx: NodeContext,
+    *,
+    text: str,
+    schema: dict[str, Any],
+    instructions: str | None = None,
+    provider: str | None = None,
+    model: str | None = None,
+) -> dict[str, Any]:
+    if not isinstance(schema, dict) or schema.get("type", "object") != "object":
+        raise FatalStepError("schema must be a JSON Schema of an object")
+    try:
+        Draft202012Validator.check_schema(schema)
+    except SchemaError as exc:
+        raise FatalStepError(f"schema is not a valid JSON Schema: {exc.message}") from None
+    llm = _provider(ctx, provider)
+    result = await _call(
+        ctx, llm.extract(_text(text), schema, instructions=instructions, model=model)
+    )
+    return {"data": result.data, **_cost(result.completion)}
+
+
+def _provider(ctx: NodeContext, name: str | None) -> Provider:
+    try:
+        return providers_for(ctx.settings.llm).get(name)
+    except LLMError as exc:
+        raise FatalStepError(str(exc), error_class=exc.error_class) from None
+
+
+async def _call(ctx: NodeContext, call: Any) -> Any:
+    try:
+        result = await call
+    except LLMError as exc:
+        ctx.log.warning("llm call failed", error_class=exc.error_class, error=str(exc))
+        if exc.retryable:
+            raise StepError(str(exc), error_class=exc.error_class) from None
+        raise FatalStepError(str(exc), error_class=exc.error_class) from None
+    completion: Completion = getattr(result, "completion", result)
+    ctx.log.info("llm call", **_cost(completion))
+    return result
+
+
+def _cost(completion: Completion) -> dict[str, Any]:
+    return {
+        "provider": completion.provider,
+        "model": completion.model,
+        "usage": completion.usage.as_dict(),
+        "latency_ms": completion.latency_ms,
+        "calls": completion.calls,
+    }
+
+
+def _messages(
+    prompt: str | None, messages: list[dict[str, Any]] | None, system: str | None
+) -> tuple[Message, ...]:
+    if (prompt is None) == (messages is None):
+        raise FatalStepError("give either `prompt` or `messages`")
+    conversation: list[Message] = []
+    if system is not None:
+        conversation.append(Message("system", _text(system, "system")))
+    if prompt is not None:
+        conversation.append(Message("user", _text(prompt, "prompt")))
+        return tuple(conversation)
+    if not isinstance(messages, list) or not messages:
+        raise FatalStepError("`messages` must be a non-empty list of {role, content}")
+    for n, message in enumerate(messages):
+        role = message.get("role") if isinstance(message, dict) else None
+        if role not in ROLES:
+            raise FatalStepError(f"messages[{n}].role must be one of {', '.join(ROLES)}")
+        content = _text(message.get("content"), f"messages[{n}].content")
+        conversation.append(Message(role, content))
+    return tuple(conversation)
+
+
+def _labels(labels: Any) -> dict[str, str]:
+    if isinstance(labels, list) and all(isinstance(label, str) for label in labels):
+        choices = dict.fromkeys(labels, "")
+    elif isinstance(labels, dict) and all(
+        isinstance(k, str) and isinstance(v, str) for k, v in labels.items()
+    ):
+        choices = dict(labels)
+    else:
+        raise FatalStepError("labels must be a list of names or a map of name to description")
+    if not 2 <= len(choices) <= MAX_LABELS:
+        raise FatalStepError(f"give between 2 and {MAX_LABELS} labels")
+    return choices
+
+
+def _text(value: Any, name: str = "text") -> str:
+    if not isinstance(value, str):
+        raise FatalStepError(f"`{name}` must be text")
+    return value

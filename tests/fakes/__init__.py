@@ -1,0 +1,1 @@
+"""Local servers that speak third-party protocols for tests (never mocks of our own code)."""

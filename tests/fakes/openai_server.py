@@ -1,0 +1,113 @@
+"""A local HTTP server shaped like OpenAI's chat-completions API, answering from a script.
+
+Each request takes the next scripted reply (`Reply`); with the script empty it answers
+`default`. Every request body is kept, so tests can assert what the provider sent.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections import deque
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+
+@dataclass
+class Reply:
+    content: str = "Hello from the fake model."
+    status: int = 200
+    prompt_tokens: int = 11
+    completion_tokens: int = 7
+    headers: dict[str, str] = field(default_factory=dict)
+    delay: float = 0.0  # seconds before answering (a hanging provider)
+
+
+class FakeOpenAI:
+    def __init__(self) -> None:
+        self.script: deque[Reply] = deque()
+        self.default = Reply()
+        self.requests: list[dict[str, Any]] = []
+        self.authorizations: list[str | None] = []
+        self.request_times: list[float] = []
+        self.url = ""
+
+    def reply(self, *replies: Reply) -> None:
+        self.script.extend(replies)
+
+    def reset(self) -> None:
+        self.script.clear()
+        self.requests.clear()
+        self.authorizations.clear()
+        self.request_times.clear()
+        self.default = Reply()
+
+    def _next(self) -> Reply:
+        return self.script.popleft() if self.script else self.default
+
+
+def _handler(fake: FakeOpenAI) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            length = int(self.headers.get("Content-Length", 0))
+            body = json.loads(self.rfile.read(length) or b"{}")
+            if self.path != "/v1/chat/completions":
+                self._send(404, {"error": {"message": f"no route {self.path}"}})
+                return
+            fake.request_times.append(time.monotonic())
+            fake.requests.append(body)
+            fake.authorizations.append(self.headers.get("Authorization"))
+            reply = fake._next()
+            if reply.delay:
+                time.sleep(reply.delay)
+            if reply.status != 200:
+                self._send(reply.status, {"error": {"message": f"scripted {reply.status}"}},
+                           reply.headers)  # fmt: skip
+                return
+            self._send(200, {
+                "id": f"chatcmpl-{len(fake.requests)}",
+                "object": "chat.completion",
+                "model": body.get("model", "unknown"),
+                "choices": [{"index": 0, "finish_reason": "stop",
+                             "message": {"role": "assistant", "content": reply.content}}],
+                "usage": {"prompt_tokens": reply.prompt_tokens,
+                          "completion_tokens": reply.completion_tokens,
+                          "total_tokens": reply.prompt_tokens + reply.completion_tokens},
+            }, reply.headers)  # fmt: skip
+
+        def _send(self, status: int, document: Any, headers: dict[str, str] | None = None) -> None:
+            data = json.dumps(document).encode()
+            try:
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                for name, value in (headers or {}).items():
+                    self.send_header(name, value)
+                self.end_headers()
+                self.wfile.write(data)
+            except (BrokenPipeError, ConnectionResetError):
+                pass  # the client gave up waiting (a timeout test)
+
+        def log_message(self, *_args: Any) -> None:
+            return None
+
+    return Handler
+
+
+@contextmanager
+def fake_openai() -> Iterator[FakeOpenAI]:
+    fake = FakeOpenAI()
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(fake))
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    fake.url = f"http://127.0.0.1:{server.server_address[1]}/v1"
+    try:
+        yield fake
+    finally:
+        server.shutdown()
+        server.server_close()
