@@ -47,6 +47,7 @@ from workflow_engine.bootstrap.core_services import (
 from workflow_engine.bootstrap.engine_services import WorkerService, WorkflowCatalogService
 from workflow_engine.bootstrap.lifecycle import ServiceBootstrapManagerBuilder, ServiceSpec
 from workflow_engine.config import Settings
+from workflow_engine.demo.services import DemoServices
 from workflow_engine.engine.definitions import WorkflowDefinition
 from workflow_engine.events.upcasting import Upcasters
 from workflow_engine.observability.access_log import AccessLogMiddleware
@@ -118,6 +119,11 @@ def create_app(
     them); `upcasters` turn old event versions into current ones as they are read;
     `workflows` are definitions registered next to the templates and `WORKFLOWS_DIR`."""
     builder = core_services(settings, upcasters, workflows)
+    demo = (
+        DemoServices(settings.data_dir, settings.host) if settings.demo_services_enabled else None
+    )
+    if demo is not None:
+        builder.add_service("demo_services", demo, required=False)
     for spec in services:
         builder.add_service(
             spec.name, spec.service, depends_on=spec.depends_on, required=spec.required
@@ -148,6 +154,8 @@ def create_app(
     app.state.context = context
     for router in routers:
         app.include_router(router)
+    if demo is not None:
+        demo.mount_on(app)
     install_problem_handlers(app)
     docs.install_openapi(app, title="workflow-engine API", description=DESCRIPTION)
     _add_middleware(app, context)

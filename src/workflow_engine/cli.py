@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import importlib.util
 import json
 import os
@@ -309,6 +310,30 @@ def worker(
     from workflow_engine.worker_process import run_worker
 
     raise typer.Exit(asyncio.run(run_worker(settings)))
+
+
+@app.command("demo-services")
+def demo_services(
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    stdio: Annotated[
+        str | None, typer.Option(help="Serve this one (helpscout, notion, slack) over stdio.")
+    ] = None,
+) -> None:
+    """Serve the demo HelpScout, Notion and Slack MCP servers on the seed's ports (8001, 8002,
+    8003), at /mcp, until interrupted; their records live in DATA_DIR/demo."""
+    settings = _settings()
+    from workflow_engine.demo.services import PORTS, serve_standalone, servers
+
+    if stdio is not None:
+        if stdio not in PORTS:
+            _fail([f"--stdio must be one of {', '.join(PORTS)}, not {stdio!r}"])
+        servers(settings.data_dir)[stdio].run("stdio")
+        return
+
+    for name, port in PORTS.items():
+        typer.echo(f"{name}: http://{host}:{port}/mcp (demo data)")
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(serve_standalone(settings.data_dir, host, PORTS))
 
 
 @app.command()

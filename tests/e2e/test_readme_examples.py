@@ -81,4 +81,5 @@ def test_node_module_example_lets_definitions_use_its_node(
     server.start()  # a definition using crm.lookup is valid only once the module registered it
     detailed = httpx.get(f"{server.url}/health/detailed", timeout=5).json()
     workflows = {s["name"]: s for s in detailed["services"]}["workflows"]
-    assert workflows["data"] == {"workflows": 2}  # order_summary and customer_lookup
+    # the three templates (order_summary, customer_support, knowledge_base) and customer_lookup
+    assert workflows["data"] == {"workflows": 4}

@@ -38,6 +38,7 @@ async def test_detailed_health_lists_every_service(
         "rate_limiter",
         "workflows",
         "worker",
+        "demo_services",
     }
     assert all(s["status"] == "ok" for s in services.values())
     assert services["database"]["required"] is True

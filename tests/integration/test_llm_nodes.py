@@ -102,6 +102,12 @@ async def test_chat_records_the_providers_usage_exactly(api: Any, openai: FakeOp
     [logged] = [e for e in logs if e["message"] == "llm call"]
     assert logged["fields"]["usage"]["total_tokens"] == 28
     assert logged["fields"]["provider"] == "openai"
+    assert status["llm_usage"]["total_tokens"] == 28
+    assert status["llm_usage"]["by_model"] == [{
+        "provider": "openai", "model": "fake-model-1", "calls": 1, "prompt_tokens": 23,
+        "completion_tokens": 5, "total_tokens": 28,
+        "latency_ms": output["latency_ms"],
+    }]  # fmt: skip
 
 
 async def test_a_429_is_retried_after_the_time_it_asks(api: Any, openai: FakeOpenAI) -> None:
@@ -164,6 +170,8 @@ async def test_extraction_asks_again_once_when_the_answer_breaks_the_schema(
     assert output["data"] == {"order_id": "A-1001", "amount": 12.5}
     assert output["usage"] == {"prompt_tokens": 100, "completion_tokens": 15, "total_tokens": 115}
     assert output["calls"] == 2
+    assert status["llm_usage"]["calls"] == 2  # both tries count toward the run's totals
+    assert status["llm_usage"]["total_tokens"] == 115
     first, second = openai.requests
     assert first["response_format"] == {"type": "json_object"}
     assert "order_id" in second["messages"][-1]["content"]  # told what was wrong

@@ -56,7 +56,8 @@ async def test_templates_list_the_built_in_and_registered_workflows(
 
         missing = await client.get("/api/v1/workflows/templates/nope", headers=headers)
         assert missing.status_code == 404
-        assert "available: fan_out, order_summary" in missing.json()["detail"]
+        available = "available: customer_support, fan_out, knowledge_base, order_summary"
+        assert available in missing.json()["detail"]
         bad_name = await client.get("/api/v1/workflows/templates/Not-A-Name", headers=headers)
         assert bad_name.status_code == 422
         anonymous = await client.get("/api/v1/workflows/templates")

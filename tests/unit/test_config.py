@@ -17,7 +17,8 @@ from workflow_engine.config import (
     effective_settings,
     load_settings,
 )
-from workflow_engine.config.settings import EndpointLimit
+from workflow_engine.config.settings import EndpointLimit, MCPServerSettings
+from workflow_engine.integrations.mcp import mcp_server_configs
 
 README = Path(__file__).parents[2] / "README.md"
 
@@ -115,6 +116,13 @@ SAMPLES: dict[str, tuple[Any, str, Any, Any]] = {
     "tracing_enabled": (False, "1", False, True),
     "log_level": ("debug", "WARN", "debug", "warning"),
     "log_format": ("json", "console", "json", "console"),
+    "mcp_servers": (
+        {"crm": {"url": '"https://crm.example.com/mcp"', "timeout_seconds": 5}},
+        '{"crm": {"transport": "stdio", "command": "crm-mcp", "args": ["--ro"]}}',
+        {"crm": MCPServerSettings(url="https://crm.example.com/mcp", timeout_seconds=5)},
+        {"crm": MCPServerSettings(transport="stdio", command="crm-mcp", args=["--ro"])},
+    ),
+    "demo_services": (False, "true", False, True),
     "llm_provider": ("openai", "offline", "openai", "offline"),
     "llm_model": ("file-model", "env-model", "file-model", "env-model"),
     "llm_base_url": (
@@ -397,3 +405,37 @@ def test_the_listener_connects_with_the_pools_ssl_mode_and_timeout() -> None:
     assert (arguments["host"], arguments["port"], arguments["database"]) == (
         "db.example.com", 6543, "app",
     )  # fmt: skip
+
+
+def test_mcp_servers_resolve_paths_and_environment_secrets() -> None:
+    settings, _ = load_settings({
+        "NOTION_MCP_URL": "http://localhost:8002",
+        "MCP_SERVERS": '{"crm": {"url": "https://crm.example.com/v2/mcp",'
+                       ' "headers": {"Authorization": "Bearer ${CRM_TOKEN}"}}}',
+    })  # fmt: skip
+    configs = {c.name: c for c in mcp_server_configs(settings, {"CRM_TOKEN": "s3cret"})}
+
+    assert configs["notion"].url == "http://localhost:8002/mcp"  # no path: the /mcp endpoint
+    assert configs["crm"].url == "https://crm.example.com/v2/mcp"  # a path is kept
+    assert dict(configs["crm"].headers) == {"Authorization": "Bearer s3cret"}
+    assert "helpscout" not in configs  # unset, and no demo services to stand in
+    with pytest.raises(ValueError, match="CRM_TOKEN"):
+        mcp_server_configs(settings, {})
+
+
+def test_the_demo_services_stand_in_for_unset_seed_servers() -> None:
+    settings, _ = load_settings({"PORT": "9001"})
+    assert settings.demo_services_enabled
+    configs = {c.name: c.url for c in mcp_server_configs(settings, {}, settings.demo_base_url)}
+    assert configs == {
+        "helpscout": "http://127.0.0.1:9001/demo/mcp/helpscout/",
+        "notion": "http://127.0.0.1:9001/demo/mcp/notion/",
+        "slack": "http://127.0.0.1:9001/demo/mcp/slack/",
+    }
+    configured, _ = load_settings({"SLACK_MCP_URL": "http://slack.internal:8003"})
+    assert not configured.demo_services_enabled  # a real server named: no demo by default
+
+
+def test_an_mcp_server_without_a_target_is_refused() -> None:
+    with pytest.raises(ConfigError, match="MCP_SERVERS"):
+        load_settings({"MCP_SERVERS": '{"crm": {"transport": "stdio"}}'})

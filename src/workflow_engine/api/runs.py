@@ -25,6 +25,7 @@ from workflow_engine.engine.definitions import NAME_PATTERN
 from workflow_engine.engine.run_logs import LogEntry
 from workflow_engine.engine.run_projection import RUN_FINISHED
 from workflow_engine.engine.runs import RunRecord, RunService
+from workflow_engine.engine.usage import llm_usage
 from workflow_engine.errors import Conflict, InvalidInput
 from workflow_engine.events.notifier import FOLLOW_TIMEOUT
 from workflow_engine.events.tail import LogTail
@@ -92,6 +93,26 @@ class Progress(BaseModel):
     total: int
 
 
+class ModelUsage(BaseModel):
+    provider: str
+    model: str
+    calls: int
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+    latency_ms: float
+
+
+class LLMUsage(BaseModel):
+    """The run's completed LLM steps, as their providers counted them."""
+
+    calls: int
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+    by_model: list[ModelUsage]
+
+
 class RunStatus(BaseModel):
     workflow_id: uuid.UUID
     workflow_name: str
@@ -103,6 +124,7 @@ class RunStatus(BaseModel):
     progress: Progress
     steps: list[StepStatus]
     error: Any
+    llm_usage: LLMUsage
     links: RunLinks
 
 
@@ -224,7 +246,7 @@ async def run_status(
         workflow_id=run.id, workflow_name=run.workflow_name, version=run.workflow_version,
         status=run.status, created_at=run.created_at, started_at=run.started_at,
         finished_at=run.finished_at, progress=_progress(run), error=run.error,
-        links=_links(run.id),
+        links=_links(run.id), llm_usage=LLMUsage.model_validate(llm_usage(run)),
         steps=[
             StepStatus(
                 id=step.step_id, uses=step.uses, status=step.status, attempts=step.attempts,

@@ -71,6 +71,8 @@ TOML_KEYS: dict[tuple[str, str], str] = {
     ("services", "notion_mcp_url"): "notion_mcp_url",
     ("services", "slack_mcp_url"): "slack_mcp_url",
     ("services", "helpscout_mcp_url"): "helpscout_mcp_url",
+    ("mcp", "servers"): "mcp_servers",
+    ("services", "demo"): "demo_services",
     ("llm", "provider"): "llm_provider",
     ("llm", "model"): "llm_model",
     ("llm", "base_url"): "llm_base_url",

@@ -34,6 +34,29 @@ class EndpointLimit(BaseModel):
     burst_size: int = Field(ge=1)
 
 
+class MCPServerSettings(BaseModel):
+    """One `[mcp.servers.<name>]` table (or entry of MCP_SERVERS)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    transport: Literal["streamable_http", "sse", "stdio"] = "streamable_http"
+    url: str | None = None
+    headers: dict[str, str] = Field(default_factory=dict)
+    command: str | None = None
+    args: list[str] = Field(default_factory=list)
+    env: dict[str, str] = Field(default_factory=dict)
+    timeout_seconds: float = Field(30.0, gt=0, le=600)
+
+    @model_validator(mode="after")
+    def _check_target(self) -> MCPServerSettings:
+        if self.transport == "stdio":
+            if not self.command:
+                raise ValueError("a stdio server needs a command")
+        elif not self.url or not _is_http_url(self.url):
+            raise ValueError(f"a {self.transport} server needs an http:// or https:// url")
+        return self
+
+
 class Settings(BaseSettings):
     """Every setting of the server. Build it with `load_settings()` to include `config.toml`."""
 
@@ -218,6 +241,16 @@ class Settings(BaseSettings):
     slack_mcp_url: str | None = Field(None, description="Slack MCP server.")
     helpscout_mcp_url: str | None = Field(None, description="HelpScout MCP server.")
 
+    mcp_servers: dict[str, MCPServerSettings] = Field(
+        default_factory=dict,
+        description="More MCP servers by name: [mcp.servers.<name>] tables, or JSON.",
+    )
+    demo_services: bool | None = Field(
+        None,
+        description="Mount the demo HelpScout, Notion and Slack MCP servers at /demo/mcp. "
+        "Unset: on in development when no *_MCP_URL is set.",
+    )
+
     llm_provider: Literal["offline", "openai"] | None = Field(
         None,
         description="Provider of llm.* steps: offline, or openai (any OpenAI-compatible API). "
@@ -236,6 +269,28 @@ class Settings(BaseSettings):
     llm_max_retries: int = Field(
         2, ge=0, le=10, description="Retries of a 429, 5xx or timeout within one step attempt."
     )
+
+    @field_validator("mcp_servers", mode="before")
+    @classmethod
+    def _parse_servers(cls, value: object) -> object:
+        if isinstance(value, str):  # from the environment: JSON
+            try:
+                return json.loads(value)
+            except ValueError:
+                raise ValueError(
+                    'expected JSON like {"crm": {"url": "https://crm.example.com/mcp"}}'
+                ) from None
+        return value
+
+    @field_validator("mcp_servers")
+    @classmethod
+    def _check_server_names(
+        cls, value: dict[str, MCPServerSettings]
+    ) -> dict[str, MCPServerSettings]:
+        for name in value:
+            if not name.replace("_", "").replace("-", "").isalnum():
+                raise ValueError(f"{name!r}: server names are letters, digits, - and _")
+        return value
 
     @field_validator("rate_limit_endpoints", mode="before")
     @classmethod
@@ -411,6 +466,21 @@ class Settings(BaseSettings):
     @property
     def should_auto_migrate(self) -> bool:
         return self.auto_migrate if self.auto_migrate is not None else not self.is_production
+
+    @property
+    def demo_services_enabled(self) -> bool:
+        if self.demo_services is not None:
+            return self.demo_services
+        seed_urls = (self.helpscout_mcp_url, self.notion_mcp_url, self.slack_mcp_url)
+        return not self.is_production and not any(seed_urls)
+
+    @property
+    def demo_base_url(self) -> str:
+        """Where this server's demo services answer, for its own workers."""
+        wildcard = self.host in ("0.0.0.0", "::", "")  # noqa: S104  (a listen address, not a bind)
+        host = "127.0.0.1" if wildcard else self.host
+        host = f"[{host}]" if ":" in host else host
+        return f"http://{host}:{self.port}/demo/mcp"
 
     @property
     def effective_log_format(self) -> Literal["json", "console"]:

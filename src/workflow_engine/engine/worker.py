@@ -65,6 +65,7 @@ from workflow_engine.events.signal import Signal
 from workflow_engine.events.storable import check_document, storable_text
 from workflow_engine.events.store import NewEvent
 from workflow_engine.integrations.llm.providers import llm_settings
+from workflow_engine.integrations.mcp import MCPClients, MCPServerConfig, mcp_server_configs
 from workflow_engine.nodes.registry import (
     FatalStepError,
     NodeContext,
@@ -88,6 +89,7 @@ class WorkerOptions:
     expression_timeout: float = expressions.DEFAULT_TIMEOUT
     node_settings: NodeSettings = field(default_factory=NodeSettings)
     env: Mapping[str, str] = field(default_factory=dict)  # what expressions see as `env`
+    mcp_servers: tuple[MCPServerConfig, ...] = ()
 
 
 def worker_options(settings: Settings) -> WorkerOptions:
@@ -101,6 +103,9 @@ def worker_options(settings: Settings) -> WorkerOptions:
             llm=llm_settings(settings),
         ),
         env={name: os.environ[name] for name in settings.workflow_env if name in os.environ},
+        mcp_servers=mcp_server_configs(
+            settings, demo_base=settings.demo_base_url if settings.demo_services_enabled else None
+        ),
     )
 
 
@@ -129,6 +134,7 @@ class Worker:
         self._loop_task: asyncio.Task[None] | None = None
         self._listener: asyncio.Task[None] | None = None
         self._definitions: OrderedDict[uuid.UUID, WorkflowDefinition] = OrderedDict()
+        self.mcp = MCPClients(self.options.mcp_servers)  # sessions reused across steps
 
     async def start(self) -> None:
         self.db.on_commit(queue.TASKS_READY, self._wake.fire)
@@ -158,6 +164,7 @@ class Worker:
             self._listener.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._listener
+        await self.mcp.close()
 
     @property
     def running(self) -> int:
@@ -345,7 +352,7 @@ class Worker:
         context = NodeContext(
             run_id=run.id, tenant_id=run.tenant_id, workflow_name=run.workflow_name,
             step_id=step.id, attempt=task.attempt, log=buffer,
-            settings=self.options.node_settings,
+            settings=self.options.node_settings, mcp=self.mcp,
         )  # fmt: skip
         function = self.nodes.get(step.uses)
         try:

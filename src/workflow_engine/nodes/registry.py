@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from workflow_engine.integrations.llm.providers import LLMSettings
+from workflow_engine.integrations.mcp import MCPClients
 
 NodeFunction = Callable[..., Coroutine[Any, Any, Any]]
 
@@ -76,6 +77,8 @@ class NodeContext:
     # Set when the run is cancelled; the worker also cancels the node's task within a second.
     cancelled: asyncio.Event = field(default_factory=asyncio.Event)
     settings: NodeSettings = field(default_factory=NodeSettings)
+    # The worker's MCP sessions (`mcp.call`); none configured unless the worker has some.
+    mcp: MCPClients = field(default_factory=lambda: MCPClients(()))
 
 
 class NodeRegistry:

@@ -9,8 +9,9 @@ from dataclasses import dataclass
 
 from workflow_engine.ratelimit.gcra import Bucket, Limit
 
-# Never limited: probes and docs must answer even when a client is throttled.
-EXEMPT_PREFIXES = ("/health", "/metrics", "/swagger-ui", "/api/v1/openapi.json")
+# Never limited: probes and docs must answer even when a client is throttled, and the demo
+# services stand in for third parties, whose limits are their own.
+EXEMPT_PREFIXES = ("/health", "/metrics", "/swagger-ui", "/api/v1/openapi.json", "/demo/")
 
 
 @dataclass(frozen=True)

@@ -34,35 +34,32 @@ from workflow_engine.integrations.llm.types import (
     LLMError,
     Usage,
 )
+from workflow_engine.text import STOPWORDS, content_words, stem, words
 
 MODEL = "offline-heuristics-1"
-WORD = re.compile(r"[a-z0-9']+")
 SENTENCE = re.compile(r"(?<=[.!?])\s+|\n+")
 EMAIL = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
 ORDER_NUMBER = re.compile(
     r"(?:order|#)\s*(?:number|no\.?|id)?\s*#?\s*([A-Z0-9-]*\d[A-Z0-9-]*)", re.I
 )
+# A source marked in a prompt: `[kb-track-order] Tracking an order: ...`.
+SOURCE = re.compile(r"\[([^\]\n]{1,80})\]\s*(?:[^:\n\[]{0,160}?:\s)?")
 NUMBER = re.compile(r"-?\d+(?:[.,]\d+)?")
-COMMON_WORDS = (
-    "a an the and or but if of to in on at for with from by is are was were be been am i "
-    "you he she it we they me my your our their this that these those do does did have "
-    "has had can could would should will just not no so as about what how when where "
-    "which who why please hi hello thanks thank there here any some"
-)
-STOPWORDS = frozenset(COMMON_WORDS.split())
 # Words that signal the labels support workflows commonly use, beyond the labels' own names.
 LEXICON: dict[str, tuple[str, ...]] = {
     "order": ("order", "package", "delivery", "shipping", "shipped", "tracking", "arrive",
               "arrived", "parcel", "item", "purchase"),
     "billing": ("invoice", "charge", "charged", "payment", "card", "billing", "subscription",
                 "plan", "receipt", "price", "vat", "tax"),
-    "refund": ("refund", "money", "back", "reimburse", "return", "cancel", "chargeback"),
+    "refund": ("refund", "reimburse", "return", "chargeback"),
     "bug": ("bug", "error", "crash", "crashes", "broken", "fails", "failing", "exception",
             "doesn't", "work", "working", "500", "blank", "stuck"),
     "how_to": ("how", "guide", "setup", "set", "configure", "enable", "export", "import",
                "where", "find", "steps", "tutorial", "possible"),
-    "spam": ("winner", "won", "prize", "crypto", "bitcoin", "seo", "backlinks", "casino",
-             "viagra", "lottery", "click", "unsubscribe", "investment", "guaranteed"),
+    "spam": ("winner", "won", "prize", "crypto", "bitcoin", "btc", "eth", "wallet", "seo",
+             "backlinks", "ranking", "casino", "lottery", "click", "unsubscribe", "investment",
+             "guaranteed", "guarantee", "congratulations", "giveaway", "selected", "exclusive",
+             "claim", "deposit", "legit", "double", "risk", "fee", "confidential"),
     "account": ("login", "password", "account", "sign", "2fa", "locked", "email", "profile"),
     "urgent": ("urgent", "asap", "immediately", "now", "today", "emergency", "critical",
                "down", "outage", "lawyer", "legal"),
@@ -75,6 +72,16 @@ LEXICON: dict[str, tuple[str, ...]] = {
     "positive": ("great", "love", "thanks", "awesome", "happy", "excellent", "appreciate",
                  "wonderful", "perfect"),
 }  # fmt: skip
+# Phrases that say more than their words; each match counts double.
+PHRASES: dict[str, re.Pattern[str]] = {
+    "how_to": re.compile(
+        r"\bhow (?:do|can|should) (?:i|we)\b|\bhow to\b|\bwhere (?:is|are|can i|do i)\b"
+        r"|\bis (?:it|there a way) possible\b|\bwhat happens if\b|\bis there a way\b",
+        re.I,
+    ),
+    "refund": re.compile(r"\bmoney back\b|\bwant (?:a|my) refund\b|\brefund me\b", re.I),
+    "bug": re.compile(r"\b(?:doesn't|does not|won't|stopped) work|\berror \d{3}\b", re.I),
+}
 FALLBACK_LABELS = ("other", "general", "unknown", "none", "neutral", "normal")
 
 
@@ -130,19 +137,20 @@ def classify(text: str, labels: dict[str, str]) -> tuple[str, float, dict[str, f
     """The best label for `text`, its confidence, and every label's score."""
     if not labels:
         raise LLMError("no labels to choose from", retryable=False, error_class="llm_request")
-    words = _words(text)
     counts: dict[str, int] = {}
-    for word in words:
+    for word in words(text):
         counts[word] = counts.get(word, 0) + 1
     punctuation = text.count("!!") + text.count("$$$")
     scores: dict[str, float] = {}
     for label, about in labels.items():
-        signals = set(_words(label.replace("_", " ").replace("-", " "))) | set(_words(about))
+        signals = set(words(label.replace("_", " ").replace("-", " "))) | set(words(about))
         signals |= set(LEXICON.get(_key(label), ()))
         signals -= STOPWORDS - {"how", "where", "not", "never"}
-        score = float(sum(counts.get(_stem(s), 0) for s in signals))
+        score = float(sum(counts.get(stem(s), 0) for s in signals))
         if _key(label) in ("angry", "spam") and punctuation:
             score += punctuation
+        if (phrases := PHRASES.get(_key(label))) is not None:
+            score += 2 * len(phrases.findall(text))
         scores[label] = score
     total = sum(scores.values())
     if total == 0:
@@ -166,14 +174,22 @@ def extract(text: str, schema: dict[str, Any]) -> dict[str, Any]:
 
 def draft(question: str, background: str, sentences: int = 3) -> str:
     """The background's sentences most about the question, in their order; or a plain
-    acknowledgement when there is no background to draw from."""
-    wanted = set(_words(question)) - STOPWORDS
-    candidates = [s.strip() for s in SENTENCE.split(background) if len(s.strip()) > 20]
-    ranked = sorted(
-        range(len(candidates)),
-        key=lambda i: (-len(wanted & set(_words(candidates[i]))), i),
-    )
-    chosen = sorted(i for i in ranked[:sentences] if wanted & set(_words(candidates[i])))
+    acknowledgement when there is no background to draw from. When the background marks its
+    sources (`[id] Title: text`, as the templates do), only the sources' text is drawn from,
+    never the instructions around them."""
+    wanted = content_words(question)
+    marks = list(SOURCE.finditer(background))
+    if marks:
+        ends = [m.start() for m in marks[1:]] + [len(background)]
+        material = [background[m.end() : end] for m, end in zip(marks, ends, strict=True)]
+    else:
+        material = [background]
+    candidates = [
+        s.strip() for part in material for s in SENTENCE.split(part) if len(s.strip()) > 20
+    ]
+    overlap = [len(wanted & content_words(candidate)) for candidate in candidates]
+    ranked = sorted(range(len(candidates)), key=lambda i: (-overlap[i], i))
+    chosen = sorted(i for i in ranked[:sentences] if overlap[i])
     if not chosen:
         topic = ", ".join(sorted(wanted)[:6]) or "your message"
         return (
@@ -203,7 +219,7 @@ def _property(name: str, spec: dict[str, Any], text: str) -> Any:
             return None
         return int(number) if kind == "integer" else number
     if kind == "boolean":
-        return any(_stem(w) in set(_words(text)) for w in _words(name.replace("_", " ")))
+        return any(stem(w) in set(words(text)) for w in words(name.replace("_", " ")))
     if kind == "string":
         if key in ("summary", "question", "topic", "subject", "title"):
             first = next((s.strip() for s in SENTENCE.split(text) if s.strip()), "")
@@ -228,18 +244,6 @@ def _number(text: str) -> float | None:
 
     best = min(found, key=amount_like)
     return float(best.group(0).replace(",", "."))
-
-
-def _words(text: str) -> list[str]:
-    return [_stem(w) for w in WORD.findall(text.lower())]
-
-
-def _stem(word: str) -> str:
-    """Enough stemming for matching ("refunds" ~ "refund", "charged" ~ "charge")."""
-    for suffix in ("ing", "ed", "es", "s"):
-        if len(word) > len(suffix) + 3 and word.endswith(suffix):
-            return word[: -len(suffix)]
-    return word
 
 
 def _key(label: str) -> str:

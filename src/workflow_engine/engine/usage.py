@@ -1,0 +1,36 @@
+"""What a run's LLM steps cost, summed from their outputs (each `llm.*` output records its
+provider, model, token usage, latency and calls)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from workflow_engine.engine.runs import RunRecord
+
+FIGURES = ("calls", "prompt_tokens", "completion_tokens", "total_tokens")
+
+
+def llm_usage(run: RunRecord) -> dict[str, Any]:
+    """Totals over the run's completed LLM steps, and per provider and model."""
+    per_model: dict[tuple[str, str], dict[str, Any]] = {}
+    for step in run.steps:
+        output = step.output
+        if not step.uses.startswith("llm.") or step.status != "completed":
+            continue
+        if not isinstance(output, dict) or not isinstance(output.get("usage"), dict):
+            continue
+        key = (str(output.get("provider")), str(output.get("model")))
+        entry = per_model.setdefault(
+            key, {"provider": key[0], "model": key[1], "latency_ms": 0.0,
+                  **dict.fromkeys(FIGURES, 0)},
+        )  # fmt: skip
+        usage = output["usage"]
+        entry["calls"] += int(output.get("calls", 1))
+        for figure in FIGURES[1:]:
+            entry[figure] += int(usage.get(figure, 0))
+        entry["latency_ms"] = round(entry["latency_ms"] + float(output.get("latency_ms", 0)), 3)
+    models = sorted(per_model.values(), key=lambda e: (e["provider"], e["model"]))
+    return {
+        **{figure: sum(entry[figure] for entry in models) for figure in FIGURES},
+        "by_model": models,
+    }

@@ -1,0 +1,271 @@
+"""Reused MCP client sessions, one per server, with timeouts, retries and a circuit breaker.
+
+The SDK wants a client session entered and left by one task, so each server gets an owner
+task that opens the session and keeps it open until the pool closes or a call finds it
+broken; steps call through it from their own tasks (the SDK allows concurrent calls). A
+broken session (connection closed, server restarted and lost it, transport error) is
+dropped and the call retried once on a fresh one. A server that keeps failing opens its
+circuit: for `COOLDOWN` seconds calls fail at once instead of waiting for timeouts, then one
+call is let through to try it again.
+
+What steps get back (`ToolOutput`): the tool's structured result when it gives one, else its
+text parsed as JSON when it is JSON, else the text. A tool that reports an error (`isError`)
+fails with the server's own message and is not retried: the server answered, and said no.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+import httpx2
+from mcp import Client, MCPError, StdioServerParameters
+from mcp.client.sse import sse_client
+from mcp.client.streamable_http import streamable_http_client
+
+from workflow_engine.integrations.mcp.config import MCPServerConfig
+
+FAILURES_TO_OPEN = 5
+COOLDOWN = 30.0  # seconds a server's circuit stays open
+TOOLS_TTL = 60.0  # seconds a server's tool list is reused
+# MCP error codes that mean the session, not the request, is gone.
+SESSION_LOST = {-32000, -32600}
+REQUEST_TIMEOUT = -32001
+
+
+class MCPCallError(Exception):
+    """A call failed. `retryable`: the server may answer another time (down, timed out, a
+    lost session); otherwise it answered and refused (a tool error, an unknown server)."""
+
+    def __init__(self, message: str, *, retryable: bool, error_class: str) -> None:
+        super().__init__(message)
+        self.retryable = retryable
+        self.error_class = error_class
+
+
+@dataclass(frozen=True)
+class ToolOutput:
+    data: Any
+    text: str
+    latency_ms: float
+
+
+class _Session:
+    """One server's session, owned by one task."""
+
+    def __init__(self, config: MCPServerConfig) -> None:
+        self.config = config
+        self.client: Client | None = None
+        self._ready: asyncio.Future[Client] | None = None
+        self._closing = asyncio.Event()
+        self._owner: asyncio.Task[None] | None = None
+
+    async def open(self) -> Client:
+        if self._ready is None:
+            self._ready = asyncio.get_running_loop().create_future()
+            self._owner = asyncio.create_task(self._own(), name=f"mcp-{self.config.name}")
+        try:
+            async with asyncio.timeout(self.config.timeout):
+                return await asyncio.shield(self._ready)
+        except TimeoutError:
+            await self.close()
+            raise
+
+    async def _own(self) -> None:
+        assert self._ready is not None
+        try:
+            async with _transport(self.config) as transport, Client(
+                transport, read_timeout_seconds=self.config.timeout
+            ) as client:  # fmt: skip
+                self.client = client
+                self._ready.set_result(client)
+                await self._closing.wait()
+        except BaseException as exc:  # handed to whoever waits for the session
+            if not self._ready.done():
+                # A session closed while opening is a failed connection to those waiting,
+                # not a cancellation of their own tasks.
+                closed = isinstance(exc, asyncio.CancelledError)
+                failure = ConnectionError("the session was closed") if closed else _flatten(exc)
+                self._ready.set_exception(failure)
+            if isinstance(exc, asyncio.CancelledError):
+                raise
+        finally:
+            self.client = None
+
+    async def close(self) -> None:
+        self._closing.set()
+        if self._owner is not None and not self._owner.done():
+            self._owner.cancel()
+            with contextlib.suppress(BaseException):
+                await self._owner
+        if self._ready is not None and not self._ready.done():
+            self._ready.set_exception(ConnectionError("the session was closed"))
+        if self._ready is not None and not self._ready.cancelled():
+            self._ready.exception()  # retrieved: no "never retrieved" warning
+
+
+@contextlib.asynccontextmanager
+async def _transport(config: MCPServerConfig) -> AsyncIterator[Any]:
+    headers = dict(config.headers)
+    if config.transport == "stdio":
+        assert config.command is not None
+        yield StdioServerParameters(
+            command=config.command, args=list(config.args), env=dict(config.env) or None
+        )
+    elif config.transport == "sse":
+        assert config.url is not None
+        yield sse_client(config.url, headers=headers, timeout=config.timeout)
+    else:
+        assert config.url is not None
+        timeout = httpx2.Timeout(config.timeout, read=max(config.timeout, 60.0))
+        async with httpx2.AsyncClient(headers=headers, timeout=timeout) as http:
+            yield streamable_http_client(config.url, http_client=http)
+
+
+class _Breaker:
+    def __init__(self) -> None:
+        self.failures = 0
+        self.open_until = 0.0
+
+    def check(self, name: str) -> None:
+        if self.failures >= FAILURES_TO_OPEN and time.monotonic() < self.open_until:
+            raise MCPCallError(
+                f"MCP server {name!r} failed {self.failures} times in a row; not calling it "
+                f"again for {self.open_until - time.monotonic():.0f} s",
+                retryable=True, error_class="mcp_circuit_open",
+            )  # fmt: skip
+
+    def failed(self) -> None:
+        self.failures += 1
+        if self.failures >= FAILURES_TO_OPEN:
+            self.open_until = time.monotonic() + COOLDOWN
+
+    def succeeded(self) -> None:
+        self.failures = 0
+
+
+class MCPClients:
+    """The process's MCP sessions (one per configured server), opened on first use."""
+
+    def __init__(self, configs: tuple[MCPServerConfig, ...]) -> None:
+        self._configs = {config.name: config for config in configs}
+        self._sessions: dict[str, _Session] = {}
+        self._breakers: dict[str, _Breaker] = {}
+        self._tools: dict[str, tuple[float, list[dict[str, Any]]]] = {}
+        self._lock = asyncio.Lock()
+
+    def names(self) -> list[str]:
+        return sorted(self._configs)
+
+    async def close(self) -> None:
+        for session in list(self._sessions.values()):
+            await session.close()
+        self._sessions.clear()
+
+    async def call_tool(
+        self, server: str, tool: str, arguments: dict[str, Any], timeout: float | None = None
+    ) -> ToolOutput:
+        started = time.perf_counter()
+        result = await self._with_session(
+            server, lambda client, t: client.call_tool(tool, arguments, read_timeout_seconds=t),
+            timeout,
+        )  # fmt: skip
+        latency = round((time.perf_counter() - started) * 1000, 3)
+        text = "\n".join(getattr(block, "text", "") for block in result.content).strip()
+        if result.is_error:
+            raise MCPCallError(
+                f"{server}.{tool} failed: {text or 'the tool reported an error'}",
+                retryable=False, error_class="mcp_tool_error",
+            )  # fmt: skip
+        data = result.structured_content
+        if data is None:
+            try:
+                data = json.loads(text) if text else None
+            except ValueError:
+                data = text
+        return ToolOutput(data, text, latency)
+
+    async def list_tools(self, server: str, refresh: bool = False) -> list[dict[str, Any]]:
+        cached = self._tools.get(server)
+        if cached and not refresh and time.monotonic() - cached[0] < TOOLS_TTL:
+            return cached[1]
+        listed = await self._with_session(
+            server, lambda client, _t: client.list_tools(cache_mode="refresh"), None
+        )
+        tools = [
+            {"name": t.name, "description": t.description or "", "input_schema": t.input_schema}
+            for t in listed.tools
+        ]
+        self._tools[server] = (time.monotonic(), tools)
+        return tools
+
+    async def _with_session(self, server: str, call: Any, timeout: float | None) -> Any:
+        config = self._configs.get(server)
+        if config is None:
+            known = ", ".join(self.names()) or "none"
+            raise MCPCallError(f"no MCP server named {server!r}; configured: {known}",
+                               retryable=False, error_class="mcp_unknown_server")  # fmt: skip
+        breaker = self._breakers.setdefault(server, _Breaker())
+        breaker.check(server)
+        seconds = timeout or config.timeout
+        failure: MCPCallError | None = None
+        for _attempt in range(2):  # a broken session gets one fresh try
+            session = await self._session(server, config)
+            try:
+                client = await session.open()
+                async with asyncio.timeout(seconds + 1):  # the SDK's own timeout, and a net
+                    result = await call(client, seconds)
+            except MCPError as exc:
+                if exc.code == REQUEST_TIMEOUT:
+                    failure = _timed_out(server, seconds)
+                    break  # the session is fine; the server is slow
+                failure = MCPCallError(f"{server}: {exc.message}", retryable=True,
+                                       error_class="mcp_unavailable")  # fmt: skip
+                if exc.code not in SESSION_LOST:
+                    break
+            except TimeoutError:
+                failure = _timed_out(server, seconds)
+            except Exception as exc:  # transport failures of every kind: the server is away
+                failure = MCPCallError(
+                    f"{server} is unreachable: {type(exc).__name__}: {exc}",
+                    retryable=True, error_class="mcp_unavailable",
+                )  # fmt: skip
+            else:
+                breaker.succeeded()
+                return result
+            await self._drop(server, session)
+        breaker.failed()
+        assert failure is not None
+        raise failure
+
+    async def _session(self, server: str, config: MCPServerConfig) -> _Session:
+        async with self._lock:
+            session = self._sessions.get(server)
+            if session is None:
+                session = self._sessions[server] = _Session(config)
+            return session
+
+    async def _drop(self, server: str, session: _Session) -> None:
+        async with self._lock:
+            if self._sessions.get(server) is session:
+                del self._sessions[server]
+        await session.close()
+
+
+def _timed_out(server: str, seconds: float) -> MCPCallError:
+    return MCPCallError(f"{server} did not answer within {seconds:g} s", retryable=True,
+                        error_class="mcp_timeout")  # fmt: skip
+
+
+def _flatten(exc: BaseException) -> BaseException:
+    """Connection failures come out of the SDK's task groups wrapped in exception groups."""
+    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
+        exc = exc.exceptions[0]
+    if isinstance(exc, BaseExceptionGroup):
+        return exc.exceptions[0]
+    return exc
