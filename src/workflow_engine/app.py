@@ -20,6 +20,7 @@ from workflow_engine.api import (
     events,
     health,
     jwks,
+    registry,
     runs,
     users,
     workflows,
@@ -52,6 +53,8 @@ from workflow_engine.engine.definitions import WorkflowDefinition
 from workflow_engine.events.upcasting import Upcasters
 from workflow_engine.observability.access_log import AccessLogMiddleware
 from workflow_engine.observability.correlation import CorrelationIdMiddleware
+from workflow_engine.registry.checker import HealthChecker
+from workflow_engine.registry.options import RegistryOptions
 from workflow_engine.version import __version__
 
 DESCRIPTION = """\
@@ -72,6 +75,7 @@ routers: tuple[APIRouter, ...] = (
     aggregates.router,
     workflows.router,
     runs.router,
+    registry.router,
     jwks.router,
     docs.router,
 )
@@ -97,6 +101,12 @@ def core_services(
         .add_service("auth", AuthServiceProvider(settings, database), depends_on=["events"])
         .add_service("rate_limiter", RateLimiterService(settings))
         .add_service("workflows", WorkflowCatalogService(settings, workflows))
+        .add_service(
+            "registry",
+            HealthChecker(database, RegistryOptions.from_settings(settings)),
+            depends_on=["events", "migrations"],
+            required=False,
+        )
     )
     if settings.worker_enabled:
         # After the catalog: it imports NODE_MODULES, the node types the worker runs.

@@ -134,6 +134,17 @@ SAMPLES: dict[str, tuple[Any, str, Any, Any]] = {
     "llm_api_key": ("sk-file", "sk-env", "sk-file", "sk-env"),
     "llm_timeout_seconds": (30, "12.5", 30.0, 12.5),
     "llm_max_retries": (4, "0", 4, 0),
+    "registry_allowed_networks": (
+        ["10.0.0.0/8"],
+        "192.168.0.0/16, fd00::/8",
+        ["10.0.0.0/8"],
+        ["192.168.0.0/16", "fd00::/8"],
+    ),
+    "registry_check_interval_seconds": (30, "2.5", 30.0, 2.5),
+    "registry_check_timeout_seconds": (3, "1", 3.0, 1.0),
+    "registry_healthy_threshold": (3, "1", 3, 1),
+    "registry_unhealthy_threshold": (4, "5", 4, 5),
+    "registry_expired_grace_seconds": (60, "0", 60.0, 0.0),
     "notion_mcp_url": (
         "http://localhost:8002",
         "http://n:1",

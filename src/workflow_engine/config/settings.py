@@ -251,6 +251,29 @@ class Settings(BaseSettings):
         "Unset: on in development when no *_MCP_URL is set.",
     )
 
+    registry_allowed_networks: Annotated[list[str], NoDecode] | None = Field(
+        None,
+        description="Private or loopback networks (CIDR) registered services may be in. "
+        "Unset: loopback in development, none in production. Link-local and cloud metadata "
+        "addresses are refused always.",
+    )
+    registry_check_interval_seconds: float = Field(
+        10.0, ge=0.05, le=3600, description="How often each registered service is probed."
+    )
+    registry_check_timeout_seconds: float = Field(
+        5.0, gt=0, le=60, description="How long one health probe may take."
+    )
+    registry_healthy_threshold: int = Field(
+        2, ge=1, le=10, description="Passing checks in a row that make a service healthy."
+    )
+    registry_unhealthy_threshold: int = Field(
+        2, ge=1, le=10, description="Failing checks in a row that make a service unhealthy."
+    )
+    registry_expired_grace_seconds: float = Field(
+        300.0, ge=0, le=30 * 24 * 3600,
+        description="How long an expired service stays listed before it is removed.",
+    )  # fmt: skip
+
     llm_provider: Literal["offline", "openai"] | None = Field(
         None,
         description="Provider of llm.* steps: offline, or openai (any OpenAI-compatible API). "
@@ -328,10 +351,10 @@ class Settings(BaseSettings):
             return [item.strip() for item in value.split(",") if item.strip()]
         return value
 
-    @field_validator("trusted_proxies")
+    @field_validator("trusted_proxies", "registry_allowed_networks")
     @classmethod
-    def _check_proxies(cls, value: list[str]) -> list[str]:
-        for network in value:
+    def _check_networks(cls, value: list[str] | None) -> list[str] | None:
+        for network in value or ():
             try:
                 ipaddress.ip_network(network, strict=False)
             except ValueError:
@@ -352,7 +375,12 @@ class Settings(BaseSettings):
         return value.strip().lower() if isinstance(value, str) else value
 
     @field_validator(
-        "cors_origins", "node_modules", "http_allowed_hosts", "workflow_env", mode="before"
+        "cors_origins",
+        "node_modules",
+        "http_allowed_hosts",
+        "workflow_env",
+        "registry_allowed_networks",
+        mode="before",
     )
     @classmethod
     def _split_commas(cls, value: object) -> object:
@@ -473,6 +501,12 @@ class Settings(BaseSettings):
             return self.demo_services
         seed_urls = (self.helpscout_mcp_url, self.notion_mcp_url, self.slack_mcp_url)
         return not self.is_production and not any(seed_urls)
+
+    @property
+    def effective_registry_allowed_networks(self) -> list[str]:
+        if self.registry_allowed_networks is not None:
+            return self.registry_allowed_networks
+        return [] if self.is_production else ["127.0.0.0/8", "::1/128"]
 
     @property
     def demo_base_url(self) -> str:

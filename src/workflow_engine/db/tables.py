@@ -7,6 +7,7 @@ from sqlalchemy import (
     Boolean,
     Column,
     FetchedValue,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -259,4 +260,43 @@ run_logs = Table(
     Column("message", Text(), nullable=False),
     Column("fields", JsonDocument, nullable=False),
     Column("logged_at", UTCDateTime(), nullable=False),
+)
+
+# The service registry. A row is the service's current state; the event log keeps what
+# changed (registrations, deregistrations, status changes), not every probe or heartbeat.
+services = Table(
+    "services",
+    metadata,
+    Column("id", Uuid(), primary_key=True),
+    Column("tenant_id", Uuid(), nullable=False, index=True),
+    Column("name", String(100), nullable=False),
+    Column("url", String(2048), nullable=False),
+    Column("health_check_url", String(2048), nullable=True),
+    Column("metadata", JsonDocument, nullable=False),
+    Column("tags", JsonDocument, nullable=False),
+    Column("ttl_seconds", Integer(), nullable=True),
+    Column("status", String(20), nullable=False),
+    Column("consecutive_successes", Integer(), nullable=False),
+    Column("consecutive_failures", Integer(), nullable=False),
+    Column("last_check_at", UTCDateTime(), nullable=True),
+    Column("last_check_latency_ms", Float(), nullable=True),
+    Column("last_check_error", Text(), nullable=True),
+    Column("last_heartbeat_at", UTCDateTime(), nullable=True),
+    # The last sign of life (registration, heartbeat or passing check): the TTL runs from it.
+    Column("last_alive_at", UTCDateTime(), nullable=False),
+    Column("next_check_at", UTCDateTime(), nullable=True, index=True),
+    Column("status_changed_at", UTCDateTime(), nullable=False),
+    Column("registered_at", UTCDateTime(), nullable=False),
+    Column("updated_at", UTCDateTime(), nullable=False),
+    UniqueConstraint("tenant_id", "name", "url"),
+)
+
+# One row per tag of a service, so that `?tag=` is an indexed lookup on both databases.
+service_tags = Table(
+    "service_tags",
+    metadata,
+    Column("service_id", Uuid(), ForeignKey("services.id", ondelete="CASCADE"), primary_key=True),
+    Column("tag", String(64), primary_key=True),
+    Column("tenant_id", Uuid(), nullable=False),
+    Index(None, "tenant_id", "tag"),
 )

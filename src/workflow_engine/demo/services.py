@@ -14,6 +14,9 @@ from pathlib import Path
 from mcp.server.mcpserver import MCPServer
 from mcp.server.transport_security import TransportSecuritySettings
 from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
 
 from workflow_engine.bootstrap.lifecycle import Health
 from workflow_engine.demo import helpscout, notion, slack
@@ -91,19 +94,29 @@ class DemoServices:
         return Health.ok(servers=sorted(self.apps), demo=True)
 
 
+async def _healthy(_request: Request) -> JSONResponse:
+    return JSONResponse({"status": "ok", "demo": True})
+
+
 async def serve_standalone(data_dir: Path, host: str, ports: dict[str, int]) -> None:
     """Each demo server on a port of its own, at `/mcp` (where `*_MCP_URL=http://host:port`
-    points), until cancelled."""
+    points), with `/health` for the service registry's checks, until cancelled."""
     import uvicorn
 
     running: list[uvicorn.Server] = []
     for name, mcp_server in servers(data_dir).items():
         app = mcp_server.streamable_http_app(transport_security=security(host), host=host)
+        app.router.routes.append(Route("/health", _healthy, methods=["GET", "HEAD"]))
         config = uvicorn.Config(app, host=host, port=ports[name], log_level="warning")
         running.append(uvicorn.Server(config))
     serving = [asyncio.create_task(http_server.serve()) for http_server in running]
     try:
-        await asyncio.gather(*serving)
+        # `wait`, not `gather`: cancelling us must not cancel the servers mid-flight, which
+        # would leave their open connections answering with nobody to close them.
+        await asyncio.wait(serving, return_when=asyncio.FIRST_EXCEPTION)
+        for finished in serving:
+            if finished.done():
+                finished.result()  # a server that failed to start raises here
     except asyncio.CancelledError:  # stop as on SIGINT: finish requests, run the lifespans out
         for http_server in running:
             http_server.should_exit = True

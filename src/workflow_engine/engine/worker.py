@@ -66,6 +66,7 @@ from workflow_engine.events.storable import check_document, storable_text
 from workflow_engine.events.store import NewEvent
 from workflow_engine.integrations.llm.providers import llm_settings
 from workflow_engine.integrations.mcp import MCPClients, MCPServerConfig, mcp_server_configs
+from workflow_engine.net.addresses import NetworkPolicy
 from workflow_engine.nodes.registry import (
     FatalStepError,
     NodeContext,
@@ -73,6 +74,8 @@ from workflow_engine.nodes.registry import (
     NodeSettings,
     StepError,
 )
+from workflow_engine.registry.discovery import RegistryDiscovery
+from workflow_engine.registry.options import RegistryOptions
 
 logger = structlog.get_logger(__name__)
 
@@ -90,6 +93,8 @@ class WorkerOptions:
     node_settings: NodeSettings = field(default_factory=NodeSettings)
     env: Mapping[str, str] = field(default_factory=dict)  # what expressions see as `env`
     mcp_servers: tuple[MCPServerConfig, ...] = ()
+    # Where MCP servers found in the registry may be (the registry's network policy).
+    registry_policy: NetworkPolicy = field(default_factory=NetworkPolicy)
 
 
 def worker_options(settings: Settings) -> WorkerOptions:
@@ -106,6 +111,7 @@ def worker_options(settings: Settings) -> WorkerOptions:
         mcp_servers=mcp_server_configs(
             settings, demo_base=settings.demo_base_url if settings.demo_services_enabled else None
         ),
+        registry_policy=RegistryOptions.from_settings(settings).policy,
     )
 
 
@@ -134,7 +140,10 @@ class Worker:
         self._loop_task: asyncio.Task[None] | None = None
         self._listener: asyncio.Task[None] | None = None
         self._definitions: OrderedDict[uuid.UUID, WorkflowDefinition] = OrderedDict()
-        self.mcp = MCPClients(self.options.mcp_servers)  # sessions reused across steps
+        # Sessions reused across steps; servers not configured are looked up in the registry.
+        self.mcp = MCPClients(
+            self.options.mcp_servers, RegistryDiscovery(db, self.options.registry_policy)
+        )
 
     async def start(self) -> None:
         self.db.on_commit(queue.TASKS_READY, self._wake.fire)

@@ -13,21 +13,15 @@ beyond. A 429 or 5xx answer and network failures fail the attempt as retryable; 
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import json
-import socket
 from typing import Any
 
 import httpx
 
+from workflow_engine.net.addresses import RefusedURL, is_internal, never_reachable, resolve
 from workflow_engine.nodes.registry import FatalStepError, NodeContext, StepError, node
 
 METHODS = {"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD"}
-# Cloud instance metadata endpoints outside the link-local ranges.
-METADATA_ADDRESSES = {
-    ipaddress.ip_address("100.100.100.200"),
-    ipaddress.ip_address("fd00:ec2::254"),
-}
 TEXT_ENCODINGS = {
     "utf-8", "utf8", "us-ascii", "ascii", "iso-8859-1", "latin-1", "latin1", "windows-1252",
     "cp1252", "utf-16", "utf-16le", "utf-16be",
@@ -103,22 +97,13 @@ async def _check_addresses(target: httpx.URL, allowed: tuple[str, ...]) -> None:
     you do not control out of the allowlist."""
     host = target.host
     try:
-        addresses = [ipaddress.ip_address(host)]
-    except ValueError:
-        try:
-            infos = await asyncio.get_running_loop().getaddrinfo(
-                host, target.port or (443 if target.scheme == "https" else 80),
-                type=socket.SOCK_STREAM,
-            )  # fmt: skip
-        except OSError as exc:
-            raise StepError(f"cannot resolve {host!r}: {exc}", error_class="dns") from None
-        addresses = [ipaddress.ip_address(info[4][0]) for info in infos]
+        addresses = await resolve(target)
+    except RefusedURL as exc:
+        raise StepError(str(exc), error_class="dns") from None
     for address in addresses:
-        if address.is_link_local or address in METADATA_ADDRESSES:
+        if never_reachable(address):
             raise FatalStepError(f"host {host!r} is a link-local or metadata address ({address})")
-        inside = (address.is_private or address.is_loopback or address.is_reserved
-                  or address.is_multicast or address.is_unspecified)  # fmt: skip
-        if inside and not _named_exactly(host, allowed):
+        if is_internal(address) and not _named_exactly(host, allowed):
             raise FatalStepError(
                 f"host {host!r} is a private address ({address}); name it exactly in "
                 "HTTP_ALLOWED_HOSTS to allow it"

@@ -8,6 +8,12 @@ dropped and the call retried once on a fresh one. A server that keeps failing op
 circuit: for `COOLDOWN` seconds calls fail at once instead of waiting for timeouts, then one
 call is let through to try it again.
 
+A server name that is not configured is looked up in the service registry when the pool has
+a `Discovery`: its healthy instances are tried in round-robin order, and one that cannot be
+reached (down, or its circuit open) hands the call to the next — the registry's checker
+may not have noticed yet. A timeout or a tool error is not failed over: the first instance
+may have acted, and a step's retry policy decides what happens next.
+
 What steps get back (`ToolOutput`): the tool's structured result when it gives one, else its
 text parsed as JSON when it is JSON, else the text. A tool that reports an error (`isError`)
 fails with the server's own message and is not retried: the server answered, and said no.
@@ -19,9 +25,10 @@ import asyncio
 import contextlib
 import json
 import time
+import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import httpx2
 from mcp import Client, MCPError, StdioServerParameters
@@ -53,6 +60,22 @@ class ToolOutput:
     data: Any
     text: str
     latency_ms: float
+    instance: str | None = None  # the registry's id of the instance that answered
+
+
+@dataclass(frozen=True)
+class Instance:
+    """A registered instance of an MCP server: its registry id and MCP endpoint."""
+
+    id: str
+    url: str
+
+
+class Discovery(Protocol):
+    async def instances(self, tenant_id: uuid.UUID, name: str) -> list[Instance]: ...
+
+
+FAIL_OVER = {"mcp_unavailable", "mcp_circuit_open"}
 
 
 class _Session:
@@ -152,8 +175,16 @@ class _Breaker:
 class MCPClients:
     """The process's MCP sessions (one per configured server), opened on first use."""
 
-    def __init__(self, configs: tuple[MCPServerConfig, ...]) -> None:
+    def __init__(
+        self,
+        configs: tuple[MCPServerConfig, ...],
+        discovery: Discovery | None = None,
+        timeout: float = 30.0,
+    ) -> None:
         self._configs = {config.name: config for config in configs}
+        self._discovery = discovery
+        self._timeout = timeout  # per call, for discovered instances
+        self._turns: dict[tuple[uuid.UUID, str], int] = {}
         self._sessions: dict[str, _Session] = {}
         self._breakers: dict[str, _Breaker] = {}
         self._tools: dict[str, tuple[float, list[dict[str, Any]]]] = {}
@@ -168,12 +199,17 @@ class MCPClients:
         self._sessions.clear()
 
     async def call_tool(
-        self, server: str, tool: str, arguments: dict[str, Any], timeout: float | None = None
+        self,
+        server: str,
+        tool: str,
+        arguments: dict[str, Any],
+        timeout: float | None = None,
+        tenant_id: uuid.UUID | None = None,
     ) -> ToolOutput:
         started = time.perf_counter()
-        result = await self._with_session(
+        result, instance = await self._with_session(
             server, lambda client, t: client.call_tool(tool, arguments, read_timeout_seconds=t),
-            timeout,
+            timeout, tenant_id,
         )  # fmt: skip
         latency = round((time.perf_counter() - started) * 1000, 3)
         text = "\n".join(getattr(block, "text", "") for block in result.content).strip()
@@ -188,28 +224,61 @@ class MCPClients:
                 data = json.loads(text) if text else None
             except ValueError:
                 data = text
-        return ToolOutput(data, text, latency)
+        return ToolOutput(data, text, latency, instance)
 
-    async def list_tools(self, server: str, refresh: bool = False) -> list[dict[str, Any]]:
-        cached = self._tools.get(server)
+    async def list_tools(
+        self, server: str, refresh: bool = False, tenant_id: uuid.UUID | None = None
+    ) -> list[dict[str, Any]]:
+        cache_key = server if server in self._configs else f"{tenant_id}/{server}"
+        cached = self._tools.get(cache_key)
         if cached and not refresh and time.monotonic() - cached[0] < TOOLS_TTL:
             return cached[1]
-        listed = await self._with_session(
-            server, lambda client, _t: client.list_tools(cache_mode="refresh"), None
+        listed, _instance = await self._with_session(
+            server, lambda client, _t: client.list_tools(cache_mode="refresh"), None, tenant_id
         )
         tools = [
             {"name": t.name, "description": t.description or "", "input_schema": t.input_schema}
             for t in listed.tools
         ]
-        self._tools[server] = (time.monotonic(), tools)
+        self._tools[cache_key] = (time.monotonic(), tools)
         return tools
 
-    async def _with_session(self, server: str, call: Any, timeout: float | None) -> Any:
+    async def _with_session(
+        self, server: str, call: Any, timeout: float | None, tenant_id: uuid.UUID | None
+    ) -> tuple[Any, str | None]:
         config = self._configs.get(server)
-        if config is None:
+        if config is not None:
+            return await self._call(server, config, call, timeout), None
+        if self._discovery is None or tenant_id is None:
             known = ", ".join(self.names()) or "none"
             raise MCPCallError(f"no MCP server named {server!r}; configured: {known}",
                                retryable=False, error_class="mcp_unknown_server")  # fmt: skip
+        instances = await self._discovery.instances(tenant_id, server)
+        if not instances:
+            raise MCPCallError(
+                f"no MCP server named {server!r} is configured, and the registry has no "
+                f"healthy instance of it (services named {server!r} with metadata.protocol "
+                "= mcp)", retryable=True, error_class="mcp_no_healthy_instance",
+            )  # fmt: skip
+        turn = self._turns.get((tenant_id, server), 0)
+        self._turns[(tenant_id, server)] = turn + 1
+        start = turn % len(instances)
+        failure: MCPCallError | None = None
+        for instance in instances[start:] + instances[:start]:
+            key = f"{server}@{instance.id}"
+            found = MCPServerConfig(key, "streamable_http", instance.url, timeout=self._timeout)
+            try:
+                return await self._call(key, found, call, timeout), instance.id
+            except MCPCallError as exc:
+                if exc.error_class not in FAIL_OVER:
+                    raise
+                failure = exc
+        assert failure is not None
+        raise failure
+
+    async def _call(
+        self, server: str, config: MCPServerConfig, call: Any, timeout: float | None
+    ) -> Any:
         breaker = self._breakers.setdefault(server, _Breaker())
         breaker.check(server)
         seconds = timeout or config.timeout

@@ -1,0 +1,1 @@
+"""Outbound connections made on a client's behalf, and the rules they obey."""
