@@ -20,6 +20,7 @@ from workflow_engine.api import (
     events,
     health,
     jwks,
+    metrics,
     registry,
     runs,
     users,
@@ -51,7 +52,8 @@ from workflow_engine.config import Settings
 from workflow_engine.demo.services import DemoServices
 from workflow_engine.engine.definitions import WorkflowDefinition
 from workflow_engine.events.upcasting import Upcasters
-from workflow_engine.observability.access_log import AccessLogMiddleware
+from workflow_engine.observability import metrics as process_metrics
+from workflow_engine.observability.access_log import AccessLogMiddleware, RouteTable
 from workflow_engine.observability.correlation import CorrelationIdMiddleware
 from workflow_engine.registry.checker import HealthChecker
 from workflow_engine.registry.options import RegistryOptions
@@ -68,6 +70,7 @@ documents; every response carries an `X-Correlation-ID` header.
 #: parameterised ones within each router.
 routers: tuple[APIRouter, ...] = (
     health.router,
+    metrics.router,
     api_keys.router,  # before auth: its fixed paths must win over any parameterised ones
     auth.router,
     users.router,
@@ -151,6 +154,7 @@ def create_app(
             yield
         finally:
             await context.services.stop_all()
+            process_metrics.process_exiting()
 
     app = FastAPI(
         title="workflow-engine",
@@ -191,5 +195,5 @@ def _add_middleware(app: FastAPI, context: AppContext) -> None:
             max_age=600,
         )
     app.add_middleware(SecurityHeadersMiddleware, hsts=settings.is_production)
-    app.add_middleware(AccessLogMiddleware, stats=context.stats)
+    app.add_middleware(AccessLogMiddleware, stats=context.stats, routes=RouteTable(routers))
     app.add_middleware(CorrelationIdMiddleware)

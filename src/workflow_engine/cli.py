@@ -300,9 +300,13 @@ def worker(
     concurrency: Annotated[
         int | None, typer.Option(min=1, max=256, help="Steps run at once (WORKER_CONCURRENCY).")
     ] = None,
+    metrics_port: Annotated[
+        int | None,
+        typer.Option(min=1, max=65535, help="Serve /metrics on this port (WORKER_METRICS_PORT)."),
+    ] = None,
 ) -> None:
     """Run a standalone worker on the server's database until SIGTERM or SIGINT."""
-    settings = _settings(worker_concurrency=concurrency)
+    settings = _settings(worker_concurrency=concurrency, worker_metrics_port=metrics_port)
     _check_workflows(settings)  # imports NODE_MODULES: the node types this worker can run
     _require_database(settings)
     if settings.should_auto_migrate:

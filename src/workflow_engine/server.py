@@ -10,9 +10,13 @@ drops the re-raise.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import contextlib
 import math
+import os
+import shutil
 import signal
+import tempfile
 import threading
 from collections.abc import Generator
 
@@ -22,6 +26,7 @@ from uvicorn.config import STARTUP_FAILURE
 from uvicorn.supervisors import Multiprocess
 
 from workflow_engine.config import Settings
+from workflow_engine.observability.metrics import MULTIPROCESS_DIR
 
 _HANDLED = (signal.SIGTERM, signal.SIGINT)
 APP_FACTORY = "workflow_engine.server:app_from_environment"
@@ -67,7 +72,14 @@ def serve(app: FastAPI, settings: Settings) -> int:
 
 
 def serve_workers(settings: Settings, workers: int) -> int:
-    """Serve with `workers` processes sharing one socket (PostgreSQL only; see the CLI)."""
+    """Serve with `workers` processes sharing one socket (PostgreSQL only; see the CLI).
+
+    Each process keeps its metrics in files of a directory they share, so that whichever one
+    answers `/metrics` reports them all (set `PROMETHEUS_MULTIPROC_DIR` to choose it)."""
+    if not os.environ.get(MULTIPROCESS_DIR):
+        shared = tempfile.mkdtemp(prefix="workflow-engine-metrics-")
+        os.environ[MULTIPROCESS_DIR] = shared  # inherited by the processes spawned below
+        atexit.register(shutil.rmtree, shared, ignore_errors=True)
     config = uvicorn_config(APP_FACTORY, settings, workers=workers)
     sock = config.bind_socket()
     supervisor = Multiprocess(config, sockets=[sock])

@@ -2,7 +2,8 @@
 
 It imports `NODE_MODULES`, claims and runs steps like the embedded worker, and on SIGTERM or
 SIGINT stops claiming, lets running steps finish within `SHUTDOWN_TIMEOUT`, gives back what is
-still running (another worker takes it at once) and exits 0.
+still running (another worker takes it at once) and exits 0. With `WORKER_METRICS_PORT` it
+serves its metrics (steps, LLM and MCP calls it made) on that port, on `HOST`.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import asyncio
 import signal
 
 import structlog
+from prometheus_client import start_http_server
 
 from workflow_engine.config import Settings
 from workflow_engine.db import Database
@@ -37,6 +39,10 @@ async def run_worker(settings: Settings) -> int:
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     await worker.start()
+    if settings.metrics_enabled and settings.worker_metrics_port is not None:
+        # Its own target for Prometheus: a worker's counters live in its process.
+        start_http_server(settings.worker_metrics_port, addr=settings.host)
+        logger.info("worker metrics", url=f"http://{settings.host}:{settings.worker_metrics_port}/")
     logger.info("worker started", owner=worker.owner, concurrency=settings.worker_concurrency)
     try:
         await stop.wait()

@@ -17,7 +17,7 @@ from workflow_engine.config import (
     effective_settings,
     load_settings,
 )
-from workflow_engine.config.settings import EndpointLimit, MCPServerSettings
+from workflow_engine.config.settings import EndpointLimit, LLMPrice, MCPServerSettings
 from workflow_engine.integrations.mcp import mcp_server_configs
 
 README = Path(__file__).parents[2] / "README.md"
@@ -113,6 +113,14 @@ SAMPLES: dict[str, tuple[Any, str, Any, Any]] = {
     ),
     "rate_limit_burst": (20, "40", 20, 40),
     "metrics_enabled": (False, "true", False, True),
+    "metrics_token": ("file-token", "env-token", "file-token", "env-token"),
+    "worker_metrics_port": (9101, "9102", 9101, 9102),
+    "llm_prices": (
+        {"m1": {"input_per_million": 1, "output_per_million": 2}},
+        '{"m2": {"input_per_million": 0.5, "output_per_million": 1.5}}',
+        {"m1": LLMPrice(input_per_million=1, output_per_million=2)},
+        {"m2": LLMPrice(input_per_million=0.5, output_per_million=1.5)},
+    ),
     "tracing_enabled": (False, "1", False, True),
     "log_level": ("debug", "WARN", "debug", "warning"),
     "log_format": ("json", "console", "json", "console"),

@@ -24,6 +24,7 @@ from workflow_engine.events.follower import LogFollower
 from workflow_engine.events.store import (
     RecordedEvent,
 )
+from workflow_engine.observability import metrics
 
 router = APIRouter(tags=["events"])
 
@@ -183,7 +184,7 @@ async def stream_events(
     )  # fmt: skip
     stop = anyio.Event()  # set by sse-starlette when the server begins to shut down
     return EventSourceResponse(
-        follow.messages(stop), ping=15, send_timeout=30, shutdown_event=stop,
+        metrics.subscribed(follow.messages(stop)), ping=15, send_timeout=30, shutdown_event=stop,
         shutdown_grace_period=2,
     )  # fmt: skip
 

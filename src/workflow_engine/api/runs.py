@@ -29,6 +29,7 @@ from workflow_engine.engine.usage import llm_usage
 from workflow_engine.errors import Conflict, InvalidInput
 from workflow_engine.events.notifier import FOLLOW_TIMEOUT
 from workflow_engine.events.tail import LogTail
+from workflow_engine.observability import metrics
 
 router = APIRouter(tags=["workflows"])
 
@@ -346,7 +347,11 @@ async def run_logs(
     stop = anyio.Event()
     messages = follow_log(service, tail, principal.tenant_id, run.id, start, stop)
     return EventSourceResponse(
-        messages, ping=15, send_timeout=30, shutdown_event=stop, shutdown_grace_period=2
+        metrics.subscribed(messages),
+        ping=15,
+        send_timeout=30,
+        shutdown_event=stop,
+        shutdown_grace_period=2,
     )
 
 

@@ -65,6 +65,8 @@ TOML_KEYS: dict[tuple[str, str], str] = {
     ("http", "allowed_hosts"): "http_allowed_hosts",
     ("http", "max_response_bytes"): "http_max_response_bytes",
     ("monitoring", "metrics_enabled"): "metrics_enabled",
+    ("monitoring", "metrics_token"): "metrics_token",
+    ("worker", "metrics_port"): "worker_metrics_port",
     ("monitoring", "tracing_enabled"): "tracing_enabled",
     ("monitoring", "log_level"): "log_level",
     ("monitoring", "log_format"): "log_format",
@@ -85,6 +87,7 @@ TOML_KEYS: dict[tuple[str, str], str] = {
     ("llm", "api_key"): "llm_api_key",
     ("llm", "timeout_seconds"): "llm_timeout_seconds",
     ("llm", "max_retries"): "llm_max_retries",
+    ("llm", "prices"): "llm_prices",
 }
 FIELD_TO_TOML = {field: f"[{section}] {key}" for (section, key), field in TOML_KEYS.items()}
 

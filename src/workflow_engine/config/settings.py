@@ -25,6 +25,15 @@ SQLITE_FILE_NAME = "workflow-engine.db"
 _HTTP_METHODS = {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"}
 
 
+class LLMPrice(BaseModel):
+    """An `[llm.prices."<model>"]` table: US dollars per million tokens."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    input_per_million: float = Field(ge=0)
+    output_per_million: float = Field(ge=0)
+
+
 class EndpointLimit(BaseModel):
     """A `[rate_limiting.endpoints."METHOD /path"]` table."""
 
@@ -229,6 +238,13 @@ class Settings(BaseSettings):
     )
 
     metrics_enabled: bool = Field(True, description="Serve Prometheus metrics at /metrics.")
+    metrics_token: SecretStr | None = Field(
+        None, description="When set, /metrics asks for `Authorization: Bearer <this token>`."
+    )
+    worker_metrics_port: int | None = Field(
+        None, ge=1, le=65535,
+        description="Port where a standalone `workflow-engine worker` serves its /metrics.",
+    )  # fmt: skip
     tracing_enabled: bool = Field(
         True, description="Export OpenTelemetry traces (needs the `monitoring` extra)."
     )
@@ -289,6 +305,11 @@ class Settings(BaseSettings):
     llm_timeout_seconds: float = Field(
         60.0, gt=0, le=600, description="How long one LLM request may take."
     )
+    llm_prices: dict[str, LLMPrice] = Field(
+        default_factory=dict,
+        description="Prices of models for the cost metric, per million tokens: "
+        '[llm.prices."<model>"] tables, or JSON. Adds to or overrides the built-in list.',
+    )
     llm_max_retries: int = Field(
         2, ge=0, le=10, description="Retries of a 429, 5xx or timeout within one step attempt."
     )
@@ -313,6 +334,19 @@ class Settings(BaseSettings):
         for name in value:
             if not name.replace("_", "").replace("-", "").isalnum():
                 raise ValueError(f"{name!r}: server names are letters, digits, - and _")
+        return value
+
+    @field_validator("llm_prices", mode="before")
+    @classmethod
+    def _parse_prices(cls, value: object) -> object:
+        if isinstance(value, str):  # from the environment: JSON
+            try:
+                return json.loads(value)
+            except ValueError:
+                raise ValueError(
+                    'expected JSON like {"my-model": {"input_per_million": 0.5, '
+                    '"output_per_million": 1.5}}'
+                ) from None
         return value
 
     @field_validator("rate_limit_endpoints", mode="before")

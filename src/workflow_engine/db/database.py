@@ -31,9 +31,16 @@ SQLITE_BUSY_TIMEOUT_MS = 5000
 TENANT_ROLE = "workflow_engine_api"
 _WRITE_OPTION = "workflow_engine_write"
 _COMMIT_MARKS = "workflow_engine_commit_marks"
+_AFTER_COMMIT = "workflow_engine_after_commit"
 # The task holding a write connection. Tasks it starts inherit the value, but they are other
 # tasks: they may wait for the writer to finish, it is only the writer itself that may not.
 _WRITER: ContextVar[asyncio.Task[Any] | None] = ContextVar("workflow_engine_writer", default=None)
+
+
+def after_commit(conn: AsyncConnection, callback: Callable[[], None]) -> None:
+    """Call `callback` once this transaction (a `Database.transaction()`) has committed, and
+    never if it rolls back: for effects outside the database, like counting what it did."""
+    conn.info.setdefault(_AFTER_COMMIT, []).append(callback)
 
 
 def mark_commit(conn: AsyncConnection, kind: str) -> None:
@@ -85,11 +92,14 @@ class Database:
         Listeners of what it `mark_commit`-ed are called once it has committed."""
         async with self.write_connection() as conn:
             conn.info.pop(_COMMIT_MARKS, None)  # left by a rolled-back transaction
+            conn.info.pop(_AFTER_COMMIT, None)
             async with conn.begin():
                 yield conn
             for kind in conn.info.pop(_COMMIT_MARKS, ()):
                 for listener in self._commit_listeners.get(kind, ()):
                     listener()
+            for callback in conn.info.pop(_AFTER_COMMIT, ()):
+                callback()
 
     def on_commit(self, kind: str, listener: Callable[[], None]) -> None:
         """Call `listener` after each commit of a transaction in this process that marked

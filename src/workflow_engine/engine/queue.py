@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, delete, func, literal, or_, select, update
+from sqlalchemy import and_, delete, func, literal, not_, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -62,6 +62,7 @@ class Task:
     lease_owner: str
     correlation_id: str | None
     claims: int
+    available_at: datetime
 
 
 _TASK_COLUMNS = (
@@ -73,6 +74,7 @@ _TASK_COLUMNS = (
     tasks.c.lease_owner,
     tasks.c.correlation_id,
     tasks.c.claims,
+    tasks.c.available_at,
 )
 
 
@@ -204,6 +206,33 @@ async def next_available(conn: AsyncConnection) -> datetime | None:
         .limit(1)
     )
     return found.scalar_one_or_none()
+
+
+@dataclass(frozen=True)
+class Depth:
+    """The queue at one moment (run deadlines, which are timers and not work, left out)."""
+
+    ready: int  # could be claimed now
+    scheduled: int  # waiting for their time (retries with backoff)
+    leased: int  # held by a worker
+    oldest_ready_at: datetime | None
+
+
+async def depth(conn: AsyncConnection) -> Depth:
+    moment = now(conn)
+    ready = _claimable(conn)
+    leased = and_(tasks.c.lease_expires_at.is_not(None), tasks.c.lease_expires_at >= moment)
+    row = (
+        await conn.execute(
+            select(
+                func.count().filter(ready),
+                func.count().filter(and_(tasks.c.available_at > moment, not_(leased))),
+                func.count().filter(leased),
+                func.min(tasks.c.available_at).filter(ready),
+            ).where(tasks.c.step_id != DEADLINE)
+        )
+    ).one()
+    return Depth(ready=row[0], scheduled=row[1], leased=row[2], oldest_ready_at=row[3])
 
 
 def _expiry(conn: AsyncConnection, lease: timedelta) -> ColumnElement[Any]:

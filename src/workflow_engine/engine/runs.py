@@ -17,7 +17,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from jsonschema import Draft202012Validator
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -28,6 +28,7 @@ from workflow_engine.engine import queue
 from workflow_engine.engine.catalog import DefinitionCatalog
 from workflow_engine.engine.definitions import WorkflowDefinition
 from workflow_engine.engine.run_logs import LogEntry, read_entries
+from workflow_engine.engine.run_metrics import count_run_events
 from workflow_engine.engine.run_projection import RUN_AGGREGATE, RUN_FINISHED, STEP_FINISHED
 from workflow_engine.errors import Conflict, InvalidInput, NotFound
 from workflow_engine.events.append import append_events
@@ -270,7 +271,7 @@ async def append_run_events(
 ) -> None:
     """`locked`: the caller holds the run's lock (`lock_run`), which every appender to a
     started run takes, so the append cannot conflict."""
-    await append_events(
+    recorded = await append_events(
         conn,
         tenant_id=tenant_id,
         aggregate_type=RUN_AGGREGATE,
@@ -279,6 +280,7 @@ async def append_run_events(
         expected_version=expected_version,
         exclusive=locked,
     )
+    await count_run_events(conn, recorded)
 
 
 async def lock_run(conn: AsyncConnection, tenant_id: uuid.UUID, run_id: uuid.UUID) -> RunRecord:
@@ -433,3 +435,18 @@ def run_context(run: RunRecord, env: Mapping[str, str] | None = None) -> Mapping
             "created_at": run.created_at.isoformat(),
         },
     }
+
+
+ACTIVE_STATUSES = ("queued", "running", "cancelling")
+
+
+async def count_active(conn: AsyncConnection) -> dict[str, int]:
+    """Runs still going in every tenant, by status (queued, running, cancelling)."""
+    counts = dict.fromkeys(ACTIVE_STATUSES, 0)
+    found = await conn.execute(
+        select(workflow_runs.c.status, func.count())
+        .where(workflow_runs.c.status.in_(ACTIVE_STATUSES))
+        .group_by(workflow_runs.c.status)
+    )
+    counts.update((status, count) for status, count in found)
+    return counts

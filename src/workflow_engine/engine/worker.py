@@ -47,6 +47,7 @@ from workflow_engine.db.tables import step_runs, tasks, workflow_runs
 from workflow_engine.engine import expressions, queue
 from workflow_engine.engine.definitions import RetryPolicy, StepDefinition, WorkflowDefinition
 from workflow_engine.engine.run_logs import RunLogBuffer
+from workflow_engine.engine.run_metrics import count_step
 from workflow_engine.engine.run_projection import RUN_ACTIVE, STEP_FINISHED
 from workflow_engine.engine.runs import (
     RUN_CANCELLED,
@@ -74,6 +75,7 @@ from workflow_engine.nodes.registry import (
     NodeSettings,
     StepError,
 )
+from workflow_engine.observability import metrics
 from workflow_engine.registry.discovery import RegistryDiscovery
 from workflow_engine.registry.options import RegistryOptions
 
@@ -334,6 +336,8 @@ class Worker:
                                           "worker": self.owner}, self._meta(task))],
                 locked=True,
             )  # fmt: skip
+        waited = (datetime.now(UTC) - task.available_at).total_seconds()
+        metrics.schedule_to_start.observe(max(waited, 0.0))
         return "started"
 
     async def _call(
@@ -479,6 +483,7 @@ class Worker:
         if current in STEP_FINISHED:
             pass  # already settled (the run was cancelled while the task waited)
         elif outcome.kind == "completed":
+            count_step(conn, step.uses, "completed", outcome.duration_ms)
             events.append(
                 NewEvent(
                     "StepCompleted",
@@ -487,11 +492,14 @@ class Worker:
                 )
             )
         elif outcome.kind == "skipped":
+            count_step(conn, step.uses, "skipped", None)
             events.append(NewEvent("StepSkipped", {**base, **(outcome.error or {})}, meta))
         elif outcome.kind == "cancelled" or status not in RUN_ACTIVE:
+            count_step(conn, step.uses, "cancelled", None)
             events.append(NewEvent("StepCancelled", base, meta))
         else:
             retry_at = _retry_at(step.retry, task.attempt, outcome)
+            count_step(conn, step.uses, "retried" if retry_at else "failed", outcome.duration_ms)
             failed: dict[str, Any] = {**base, "error": outcome.error}
             if retry_at is not None:
                 failed["retry_at"] = retry_at.isoformat()

@@ -7,8 +7,11 @@ from collections.abc import Sequence
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from workflow_engine.db.database import after_commit
 from workflow_engine.events.projections import Projections, registry
 from workflow_engine.events.store import NewEvent, RecordedEvent, insert_events
+from workflow_engine.events.system_types import is_system_type
+from workflow_engine.observability import metrics
 
 
 async def append_events(
@@ -41,4 +44,6 @@ async def append_events(
         exclusive=exclusive,
     )
     await projections.apply(conn, stored)
+    label = aggregate_type if is_system_type(aggregate_type) else "client"
+    after_commit(conn, lambda: metrics.events_appended.labels(label).inc(len(stored)))
     return stored

@@ -17,23 +17,8 @@ from workflow_engine.db import Database
 from workflow_engine.errors import Forbidden, InvalidInput
 from workflow_engine.events.append import append_events
 from workflow_engine.events.store import NewEvent, RecordedEvent
+from workflow_engine.events.system_types import is_system_type
 
-# Aggregate types the server writes; a client may neither append to nor imitate them.
-SYSTEM_AGGREGATE_TYPES = frozenset(
-    {
-        "api_keys",
-        "audit",
-        "runs",
-        "services",
-        "steps",
-        "tenants",
-        "users",
-        "workflow_run",
-        "workflow_runs",
-        "workflows",
-    }
-)
-SYSTEM_PREFIXES = ("system.", "workflow_engine.")
 # Path segments under /api/v1/events/ that name endpoints, not aggregates.
 RESERVED_AGGREGATE_IDS = frozenset({"stream"})
 # Metadata keys the server sets; a client's values for them are replaced, never trusted.
@@ -42,7 +27,7 @@ DEFAULT_MAX_DATA_BYTES = 64 * 1024
 
 
 def check_client_aggregate_type(aggregate_type: str) -> None:
-    if aggregate_type in SYSTEM_AGGREGATE_TYPES or aggregate_type.startswith(SYSTEM_PREFIXES):
+    if is_system_type(aggregate_type):
         raise Forbidden(
             f"aggregate type {aggregate_type!r} is written by the server only; "
             "choose another name for your own aggregates"

@@ -10,6 +10,7 @@ policy decides); a refused request (bad key, unknown model) fails the step at on
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from functools import cache
 from typing import Any
 
@@ -25,7 +26,9 @@ from workflow_engine.integrations.llm import (
     Message,
     Provider,
 )
+from workflow_engine.integrations.llm.pricing import Price, cost_usd
 from workflow_engine.nodes.registry import FatalStepError, NodeContext, StepError, node
+from workflow_engine.observability import metrics
 
 ROLES = ("system", "user", "assistant")
 MAX_LABELS = 100
@@ -50,7 +53,7 @@ async def chat(
 ) -> dict[str, Any]:
     conversation = _messages(prompt, messages, system)
     llm = _provider(ctx, provider)
-    completion = await _call(ctx, llm.chat(ChatRequest(
+    completion = await _call(ctx, llm, model, llm.chat(ChatRequest(
         conversation, model=model, temperature=temperature, max_tokens=max_tokens)))  # fmt: skip
     return {"text": completion.text, **_cost(completion)}
 
@@ -68,7 +71,7 @@ async def classify(
     choices = _labels(labels)
     llm = _provider(ctx, provider)
     result = await _call(
-        ctx, llm.classify(_text(text), choices, instructions=instructions, model=model)
+        ctx, llm, model, llm.classify(_text(text), choices, instructions=instructions, model=model)
     )
     return {"label": result.label, "confidence": result.confidence, **_cost(result.completion)}
 
@@ -91,7 +94,7 @@ async def extract(
         raise FatalStepError(f"schema is not a valid JSON Schema: {exc.message}") from None
     llm = _provider(ctx, provider)
     result = await _call(
-        ctx, llm.extract(_text(text), schema, instructions=instructions, model=model)
+        ctx, llm, model, llm.extract(_text(text), schema, instructions=instructions, model=model)
     )
     return {"data": result.data, **_cost(result.completion)}
 
@@ -103,17 +106,29 @@ def _provider(ctx: NodeContext, name: str | None) -> Provider:
         raise FatalStepError(str(exc), error_class=exc.error_class) from None
 
 
-async def _call(ctx: NodeContext, call: Any) -> Any:
+async def _call(ctx: NodeContext, llm: Provider, model: str | None, call: Any) -> Any:
     try:
         result = await call
     except LLMError as exc:
+        metrics.llm_requests.labels(llm.name, model or llm.model, exc.error_class).inc()
         ctx.log.warning("llm call failed", error_class=exc.error_class, error=str(exc))
         if exc.retryable:
             raise StepError(str(exc), error_class=exc.error_class) from None
         raise FatalStepError(str(exc), error_class=exc.error_class) from None
     completion: Completion = getattr(result, "completion", result)
+    _count(completion, ctx.settings.llm.prices)
     ctx.log.info("llm call", **_cost(completion))
     return result
+
+
+def _count(completion: Completion, prices: Mapping[str, Price]) -> None:
+    labels = (completion.provider, completion.model)
+    metrics.llm_requests.labels(*labels, "ok").inc()
+    metrics.llm_tokens.labels(*labels, "prompt").inc(completion.usage.prompt_tokens)
+    metrics.llm_tokens.labels(*labels, "completion").inc(completion.usage.completion_tokens)
+    cost = cost_usd(prices, completion.model, completion.usage)
+    if cost is not None and completion.provider != "offline":
+        metrics.llm_cost.labels(*labels).inc(cost)
 
 
 def _cost(completion: Completion) -> dict[str, Any]:

@@ -1,23 +1,30 @@
-"""One access line per request, and the counters behind `/api/v1/uptime`."""
+"""One access line per request, the counters behind `/api/v1/uptime`, and the HTTP metrics."""
 
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
 
 import structlog
+from fastapi import APIRouter
+from fastapi.routing import APIRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from workflow_engine.observability import metrics
 from workflow_engine.observability.request_stats import RequestStats
 
 logger = structlog.get_logger("workflow_engine.access")
+# Any other method a client invents is one label, not one series each.
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
 
 class AccessLogMiddleware:
     """Logs method, route template, status and duration — never a body, query or secret."""
 
-    def __init__(self, app: ASGIApp, stats: RequestStats) -> None:
+    def __init__(self, app: ASGIApp, stats: RequestStats, routes: RouteTable | None = None) -> None:
         self.app = app
         self.stats = stats
+        self.routes = routes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -25,6 +32,7 @@ class AccessLogMiddleware:
             return
         started = time.perf_counter()
         status = 500
+        metrics.http_in_flight.inc()
 
         async def recording_send(message: Message) -> None:
             nonlocal status
@@ -37,17 +45,44 @@ class AccessLogMiddleware:
         finally:
             duration_ms = (time.perf_counter() - started) * 1000
             self.stats.record(status, duration_ms)
+            route = route_template(scope, self.routes)
+            method = scope["method"] if scope["method"] in METHODS else "OTHER"
+            metrics.http_in_flight.dec()
+            metrics.http_requests.labels(method, route, str(status)).inc()
+            metrics.http_duration.labels(method, route).observe(duration_ms / 1000)
             logger.info(
                 "request",
                 method=scope["method"],
-                route=route_template(scope),
+                route=route,
                 status=status,
                 duration_ms=round(duration_ms, 2),
             )
 
 
-def route_template(scope: Scope) -> str:
-    """The matched route's template (`/api/v1/workflows/{id}/status`), never the raw path."""
+class RouteTable:
+    """The API's path templates, to name requests answered before routing (a 429 from the
+    rate limiter, a 413 or 415 from the body checks) by their route too."""
+
+    def __init__(self, routers: Iterable[APIRouter] = ()) -> None:
+        self._routes = [
+            (route.path_regex, route.path_format)
+            for router in routers
+            for route in router.routes
+            if isinstance(route, APIRoute)
+        ]
+
+    def template(self, path: str) -> str | None:
+        for pattern, template in self._routes:
+            if pattern.match(path):
+                return template
+        return None
+
+
+def route_template(scope: Scope, table: RouteTable | None = None) -> str:
+    """The matched route's template (`/api/v1/workflows/{id}/status`), never the raw path;
+    `<unmatched>` for a path no route matches."""
     route = scope.get("route")
     template = getattr(route, "path_format", None) or getattr(route, "path", None)
+    if not template and table is not None:
+        template = table.template(scope["path"])
     return str(template) if template else "<unmatched>"

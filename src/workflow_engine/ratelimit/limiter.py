@@ -6,6 +6,7 @@ import structlog
 
 from workflow_engine.bootstrap.lifecycle import Health
 from workflow_engine.errors import ServiceUnavailable
+from workflow_engine.observability import metrics
 from workflow_engine.ratelimit.gcra import Decision
 from workflow_engine.ratelimit.policy import RateLimitPolicy
 from workflow_engine.ratelimit.storage import RateLimitStorage, StorageUnavailable
@@ -23,7 +24,7 @@ class RateLimiter:
         self.policy = policy
         self.storage = storage
         self.fail_open = fail_open
-        self.fail_open_count = 0  # requests served unchecked; the metrics issue exposes it
+        self.fail_open_count = 0  # requests served unchecked (this process's; /metrics sums)
         self.rejected_count = 0
         self._storage_down = False
 
@@ -44,6 +45,7 @@ class RateLimiter:
             logger.info("rate-limit storage is reachable again")
         if not decision.allowed:
             self.rejected_count += 1
+            metrics.rate_limit_rejected.inc()
         return decision
 
     def _storage_failed(self, exc: StorageUnavailable) -> None:
@@ -57,6 +59,7 @@ class RateLimiter:
         if not self.fail_open:
             raise ServiceUnavailable("rate limiting is unavailable; try again shortly")
         self.fail_open_count += 1
+        metrics.rate_limit_fail_open.inc()
 
     async def check_health(self) -> Health:
         try:

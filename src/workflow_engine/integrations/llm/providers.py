@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from workflow_engine.integrations.llm.offline import MODEL as OFFLINE_MODEL
 from workflow_engine.integrations.llm.offline import OfflineProvider
 from workflow_engine.integrations.llm.openai_compatible import OpenAICompatible
+from workflow_engine.integrations.llm.pricing import DEFAULT_PRICES, Price
 from workflow_engine.integrations.llm.types import LLMError, Provider
 
 if TYPE_CHECKING:
@@ -28,6 +30,12 @@ class LLMSettings:
     api_key: str | None = None
     timeout: float = 60.0
     max_retries: int = 2
+    # Pairs, not a dict: the settings are hashable (providers are cached per settings).
+    price_list: tuple[tuple[str, Price], ...] = tuple(DEFAULT_PRICES.items())
+
+    @property
+    def prices(self) -> Mapping[str, Price]:
+        return dict(self.price_list)
 
 
 def llm_settings(settings: Settings) -> LLMSettings:
@@ -44,6 +52,15 @@ def llm_settings(settings: Settings) -> LLMSettings:
         api_key=api_key,
         timeout=settings.llm_timeout_seconds,
         max_retries=settings.llm_max_retries,
+        price_list=tuple(
+            {
+                **DEFAULT_PRICES,
+                **{
+                    model: Price(price.input_per_million, price.output_per_million)
+                    for model, price in settings.llm_prices.items()
+                },
+            }.items()
+        ),
     )
 
 

@@ -36,6 +36,7 @@ from mcp.client.sse import sse_client
 from mcp.client.streamable_http import streamable_http_client
 
 from workflow_engine.integrations.mcp.config import MCPServerConfig
+from workflow_engine.observability import metrics
 
 FAILURES_TO_OPEN = 5
 COOLDOWN = 30.0  # seconds a server's circuit stays open
@@ -207,11 +208,16 @@ class MCPClients:
         tenant_id: uuid.UUID | None = None,
     ) -> ToolOutput:
         started = time.perf_counter()
-        result, instance = await self._with_session(
-            server, lambda client, t: client.call_tool(tool, arguments, read_timeout_seconds=t),
-            timeout, tenant_id,
-        )  # fmt: skip
+        try:
+            result, instance = await self._with_session(
+                server, lambda client, t: client.call_tool(tool, arguments, read_timeout_seconds=t),
+                timeout, tenant_id,
+            )  # fmt: skip
+        except MCPCallError as exc:
+            _count(server, tool, exc.error_class, started)
+            raise
         latency = round((time.perf_counter() - started) * 1000, 3)
+        _count(server, tool, "mcp_tool_error" if result.is_error else "ok", started)
         text = "\n".join(getattr(block, "text", "") for block in result.content).strip()
         if result.is_error:
             raise MCPCallError(
@@ -324,6 +330,11 @@ class MCPClients:
             if self._sessions.get(server) is session:
                 del self._sessions[server]
         await session.close()
+
+
+def _count(server: str, tool: str, outcome: str, started: float) -> None:
+    metrics.mcp_calls.labels(server, tool, outcome).inc()
+    metrics.mcp_duration.labels(server).observe(time.perf_counter() - started)
 
 
 def _timed_out(server: str, seconds: float) -> MCPCallError:

@@ -1,0 +1,39 @@
+"""What an LLM call cost, estimated from its token counts and a price list.
+
+Prices are US dollars per million tokens. The defaults are OpenAI's list prices for a few
+common models when this was written (2026-11); `LLM_PRICES` adds models or overrides these.
+A model with no price costs nothing in the metrics (its tokens are still counted), and the
+offline provider is free.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from workflow_engine.integrations.llm.types import Usage
+
+
+@dataclass(frozen=True)
+class Price:
+    input_per_million: float
+    output_per_million: float
+
+
+DEFAULT_PRICES: Mapping[str, Price] = {
+    "gpt-4o-mini": Price(0.15, 0.60),
+    "gpt-4o": Price(2.50, 10.00),
+    "gpt-4.1": Price(2.00, 8.00),
+    "gpt-4.1-mini": Price(0.40, 1.60),
+    "gpt-4.1-nano": Price(0.10, 0.40),
+}
+
+
+def cost_usd(prices: Mapping[str, Price], model: str, usage: Usage) -> float | None:
+    price = prices.get(model)
+    if price is None:
+        return None
+    return (
+        usage.prompt_tokens * price.input_per_million
+        + usage.completion_tokens * price.output_per_million
+    ) / 1_000_000

@@ -1,0 +1,161 @@
+"""The process's Prometheus metrics, and how `/metrics` renders them.
+
+Every series has bounded labels: route templates (never raw paths), workflow and node type
+names (from definitions), providers, models, MCP servers and tools (from configuration and
+definitions), statuses and outcomes. Nothing is labelled with a run, user or tenant id.
+
+With several server processes (`serve --workers N`) the CLI sets `PROMETHEUS_MULTIPROC_DIR`
+before forking; every process writes its samples there and any of them renders the sum
+(prometheus_client's multiprocess mode). A standalone `workflow-engine worker` serves its own
+metrics on `--metrics-port`, scraped as a target of its own.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator, Iterable
+from typing import TypeVar
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
+from prometheus_client.registry import Collector
+
+T = TypeVar("T")
+CONTENT_TYPE = CONTENT_TYPE_LATEST
+MULTIPROCESS_DIR = "PROMETHEUS_MULTIPROC_DIR"
+
+RUN_BUCKETS = (0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 900, 1800, 3600, 14400)
+STEP_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900)
+WAIT_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
+
+http_requests = Counter(
+    "http_requests_total", "HTTP requests answered.", ["method", "route", "status"]
+)
+http_duration = Histogram(
+    "http_request_duration_seconds", "Time to answer an HTTP request.", ["method", "route"]
+)
+http_in_flight = Gauge(
+    "http_requests_in_flight", "HTTP requests being answered.", multiprocess_mode="livesum"
+)
+
+runs_started = Counter("workflow_runs_started_total", "Runs triggered.", ["workflow"])
+runs_finished = Counter(
+    "workflow_runs_finished_total",
+    "Runs that ended, by final status (completed, failed, cancelled).",
+    ["workflow", "status"],
+)
+run_duration = Histogram(
+    "workflow_run_duration_seconds",
+    "From trigger to the end of a run.",
+    ["workflow", "status"],
+    buckets=RUN_BUCKETS,
+)
+steps = Counter(
+    "workflow_step_attempts_total",
+    "Step attempts by node type and outcome (completed, failed, retried, skipped, cancelled).",
+    ["node", "outcome"],
+)
+step_duration = Histogram(
+    "workflow_step_duration_seconds",
+    "How long a step attempt's node ran.",
+    ["node", "outcome"],
+    buckets=STEP_BUCKETS,
+)
+schedule_to_start = Histogram(
+    "workflow_step_schedule_to_start_seconds",
+    "From when a step attempt could run to when a worker started it.",
+    buckets=WAIT_BUCKETS,
+)
+
+events_appended = Counter(
+    "events_appended_total",
+    "Events appended, by aggregate type (the server's own types; `client` for the rest).",
+    ["aggregate_type"],
+)
+sse_subscribers = Gauge(
+    "sse_subscribers", "Open server-sent event streams.", multiprocess_mode="livesum"
+)
+
+rate_limit_rejected = Counter("rate_limit_rejected_total", "Requests refused with a 429.")
+rate_limit_fail_open = Counter(
+    "rate_limit_fail_open_total", "Requests served unchecked because the limit store was away."
+)
+
+llm_requests = Counter(
+    "llm_requests_total", "LLM steps' calls by outcome.", ["provider", "model", "outcome"]
+)
+llm_tokens = Counter(
+    "llm_tokens_total", "Tokens counted by the provider (prompt, completion).",
+    ["provider", "model", "kind"],
+)  # fmt: skip
+llm_cost = Counter(
+    "llm_cost_usd_total", "Estimated cost of LLM calls from LLM_PRICES, in US dollars.",
+    ["provider", "model"],
+)  # fmt: skip
+
+mcp_calls = Counter(
+    "mcp_calls_total",
+    "MCP tool calls by outcome (ok, or the error class).",
+    ["server", "tool", "outcome"],
+)
+mcp_duration = Histogram(
+    "mcp_call_duration_seconds", "Time an MCP tool call took.", ["server"], buckets=STEP_BUCKETS
+)
+
+
+async def subscribed(messages: AsyncIterator[T]) -> AsyncIterator[T]:
+    """`messages`, counted in `sse_subscribers` while a client is reading them."""
+    sse_subscribers.inc()
+    try:
+        async for message in messages:
+            yield message
+    finally:
+        sse_subscribers.dec()
+
+
+def multiprocess() -> bool:
+    return bool(os.environ.get(MULTIPROCESS_DIR))
+
+
+def render(extra: Iterable[Metric] = ()) -> bytes:
+    """The exposition text: this process's metrics (every process's in multiprocess mode),
+    then `extra` — facts read from the database at scrape time, the same from any process."""
+    if multiprocess():
+        registry = CollectorRegistry()
+        MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+        text = generate_latest(registry)
+    else:
+        text = generate_latest(REGISTRY)
+    facts = list(extra)
+    if facts:
+        scrape = CollectorRegistry()
+        scrape.register(_Fixed(facts))
+        text += generate_latest(scrape)
+    return text
+
+
+def process_exiting() -> None:
+    """Drop this process's live gauges from the shared directory (multiprocess mode)."""
+    if multiprocess():
+        mark_process_dead(os.getpid())  # type: ignore[no-untyped-call]
+
+
+class _Fixed(Collector):
+    def __init__(self, metrics: list[Metric]) -> None:
+        self._metrics = metrics
+
+    def collect(self) -> Iterable[Metric]:
+        return self._metrics
+
+
+def gauge(name: str, documentation: str, labels: list[str] | None = None) -> GaugeMetricFamily:
+    return GaugeMetricFamily(name, documentation, labels=labels)
