@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 import signal
+import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -16,6 +17,7 @@ import httpx
 import pytest
 
 from tests.e2e.conftest import Server
+from workflow_engine.registry.probe import checker_id
 
 pytestmark = pytest.mark.e2e
 
@@ -112,7 +114,8 @@ def test_exactly_one_process_probes_and_another_takes_over_when_it_dies(
     start = len(probed)
     _wait(lambda: len(probed) >= start + 5, 15, "the new leader does not probe")
     [new_prober] = probed.since(start)
-    assert new_prober.endswith(f":{follower.process.pid}")  # type: ignore[union-attr]
+    assert follower.process is not None
+    assert new_prober == checker_id(socket.gethostname(), follower.process.pid)
     status = httpx.get(f"{follower.url}/api/v1/registry/services/{registered.json()['id']}",
                        headers={"Authorization": f"Bearer {token}"}, timeout=5).json()  # fmt: skip
     assert status["status"] == "healthy"

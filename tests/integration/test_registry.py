@@ -422,3 +422,41 @@ async def test_a_probe_reads_only_the_start_of_an_endless_answer(
     # Passed: the probe stopped reading after its cap instead of waiting out its timeout.
     assert registered.json()["status"] == "healthy"
     assert registered.json()["last_check"]["error"] is None
+
+
+async def test_concurrent_registrations_of_one_service_make_one(registry: Registry) -> None:
+    body = {"service_name": "racer", "service_url": "http://127.0.0.1:9/", "ttl_seconds": 60}
+    answers = await asyncio.gather(*(registry.register(**body) for _ in range(8)))
+    assert sorted(a.status_code for a in answers) == [200] * 7 + [201], [a.text for a in answers]
+    assert len({a.json()["id"] for a in answers}) == 1
+    listed = await registry.client.get("/api/v1/registry/services", headers=registry.reader)
+    assert len(listed.json()["items"]) == 1
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["http://xn--a.example/", f"http://{'a' * 64}.example.com/", "http://a..example.com/",
+     "http://127.0.0.1:99999/health"],
+)  # fmt: skip
+async def test_malformed_hosts_are_422_not_500(registry: Registry, url: str) -> None:
+    for field_name in ("service_url", "health_check_url"):
+        body = {"service_name": "odd", "service_url": "http://127.0.0.1:9/",
+                "health_check_url": "http://127.0.0.1:9/", field_name: url}  # fmt: skip
+        refused = await registry.register(**body)
+        assert refused.status_code == 422, refused.text
+        assert refused.headers["content-type"] == "application/problem+json"
+
+
+async def test_a_ttl_shorter_than_the_check_interval_is_refused(
+    database_url: str, tmp_path: Path, service: FakeService
+) -> None:
+    app = build_app(database_url, tmp_path, **_settings(REGISTRY_CHECK_INTERVAL_SECONDS="30"))
+    async with running(app) as client:
+        token = await Accounts(app, client).token(Role.service)
+        refused = await client.post(
+            "/api/v1/registry/register", headers={"Authorization": f"Bearer {token}"},
+            json={"service_name": "s", "service_url": service.url, "ttl_seconds": 10,
+                  "health_check_url": f"{service.url}/health"},
+        )  # fmt: skip
+    assert refused.status_code == 422, refused.text
+    assert refused.json()["errors"][0]["loc"] == ["body", "ttl_seconds"]

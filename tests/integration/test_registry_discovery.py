@@ -123,7 +123,7 @@ async def test_a_workflow_finds_its_mcp_server_in_the_registry_and_fails_over(
             status, step, output = await search()
             assert status["status"] == "completed", status
             assert output["instance"] == ids[1]
-            assert step["attempts"] == 1  # failed over within the attempt, not by a retry
+            assert step["attempts"] == 1, step  # failed over within the attempt, not by a retry
 
         for service_id in ids:
             gone = await client.delete(f"/api/v1/registry/deregister/{service_id}",

@@ -65,6 +65,13 @@ def test_the_ttl_runs_from_the_last_sign_of_life() -> None:
         ("192.168.1.1", "private or loopback"),
         ("::ffff:127.0.0.1", "private or loopback"),
         ("0.0.0.0", "private or loopback"),
+        ("100.64.0.1", "private or loopback"),  # carrier-grade NAT
+        ("2002:a9fe:a9fe::", "link-local or cloud metadata"),  # 6to4 of 169.254.169.254
+        ("2002:7f00:1::", "private or loopback"),  # 6to4 of 127.0.0.1
+        ("64:ff9b::a9fe:a9fe", "link-local or cloud metadata"),  # NAT64
+        ("::a9fe:a9fe", "link-local or cloud metadata"),  # IPv4-compatible
+        ("fec0::1", "private or loopback"),  # site-local
+        ("ff02::1", "private or loopback"),
     ],
 )
 def test_inside_addresses_are_refused_unless_allowed(address: str, reason: str) -> None:
@@ -91,6 +98,8 @@ def test_allowed_networks_open_private_ranges_but_never_metadata() -> None:
         ("http:///path", "no host"),
         ("https://user:secret@example.com/", "credentials"),
         ("http://[::1/", "not a URL"),
+        ("http://xn--a.example/", "not a URL"),
+        ("http://example.com:99999/", "not a TCP port"),
     ],
 )
 def test_only_plain_http_urls_pass(url: str, reason: str) -> None:

@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Response
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, field_validator
 
 from workflow_engine.api.context import Context, DatabaseDep
 from workflow_engine.api.pagination import Cursor, Limit, Page, decode_cursor, page_of
@@ -62,7 +62,7 @@ class ServiceRegistration(BaseModel):
         "`mcp.call` steps naming the service.",
     )
     tags: list[Tag] = Field(default_factory=list, max_length=32)
-    ttl_seconds: int | None = Field(
+    ttl_seconds: StrictInt | None = Field(
         None, ge=1, le=7 * 24 * 3600,
         description="Expire the instance when neither a heartbeat nor a passing check is seen "
         "for this long. Required without a health_check_url.",
@@ -72,7 +72,7 @@ class ServiceRegistration(BaseModel):
     @classmethod
     def _storable_metadata(cls, value: dict[str, Any]) -> dict[str, Any]:
         check_document("metadata", value)
-        if len(json.dumps(value)) > MAX_METADATA_BYTES:
+        if len(json.dumps(value, ensure_ascii=False).encode()) > MAX_METADATA_BYTES:
             raise ValueError(f"must be at most {MAX_METADATA_BYTES} bytes of JSON")
         return value
 

@@ -23,6 +23,11 @@ from workflow_engine.db.listener import connect_arguments
 logger = structlog.get_logger(__name__)
 
 STATEMENT_TIMEOUT = 5.0
+# A leader whose host vanishes (no FIN) would keep the lock until the operating system's
+# keepalive gives up, two hours by default: the server probes the connection every few
+# seconds instead and drops it, and the lock, within about half a minute.
+KEEPALIVES = {"tcp_keepalives_idle": "10", "tcp_keepalives_interval": "5",
+              "tcp_keepalives_count": "3"}  # fmt: skip
 
 
 def lock_key(name: str) -> int:
@@ -46,7 +51,9 @@ class Leadership:
 
         try:
             if self._connection is None or self._connection.is_closed():
-                self._connection = await asyncpg.connect(**connect_arguments(self._db.url))
+                self._connection = await asyncpg.connect(
+                    **connect_arguments(self._db.url), server_settings=KEEPALIVES
+                )
                 self.leading = False
             if self.leading:
                 await self._connection.execute("SELECT 1", timeout=STATEMENT_TIMEOUT)

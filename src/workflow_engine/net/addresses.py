@@ -23,35 +23,43 @@ IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 METADATA_ADDRESSES = frozenset(
     {ipaddress.ip_address("100.100.100.200"), ipaddress.ip_address("fd00:ec2::254")}
 )
-LOOPBACK_NETWORKS = (ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("::1/128"))
+# IPv6 prefixes whose addresses carry an IPv4 address a gateway may reach for them.
+NAT64 = (ipaddress.ip_network("64:ff9b::/96"), ipaddress.ip_network("64:ff9b:1::/48"))
+IPV4_COMPATIBLE = ipaddress.ip_network("::/96")
+SITE_LOCAL = ipaddress.ip_network("fec0::/10")  # deprecated, yet not "private" to Python
 
 
 class RefusedURL(ValueError):
     """The URL or an address it leads to may not be reached. The message says why."""
 
 
-def _unmapped(address: IPAddress) -> IPAddress:
-    # ::ffff:169.254.169.254 reaches the IPv4 address; judge it as that.
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        return address.ipv4_mapped
-    return address
+def _views(address: IPAddress) -> list[IPAddress]:
+    """The address and every IPv4 address it carries: `::ffff:169.254.169.254`, 6to4
+    (`2002:a9fe:a9fe::`), NAT64 (`64:ff9b::a9fe:a9fe`), IPv4-compatible and Teredo forms
+    all lead to the IPv4 address, and are judged as it too."""
+    views: list[IPAddress] = [address]
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            views.append(address.ipv4_mapped)
+        if address.sixtofour is not None:
+            views.append(address.sixtofour)
+        if address.teredo is not None:
+            views.extend(address.teredo)
+        if any(address in prefix for prefix in NAT64) or address in IPV4_COMPATIBLE:
+            views.append(ipaddress.IPv4Address(int(address) & 0xFFFFFFFF))
+    return views
 
 
 def never_reachable(address: IPAddress) -> bool:
     """Link-local and metadata addresses: refused whatever the configuration says."""
-    address = _unmapped(address)
-    return address.is_link_local or address in METADATA_ADDRESSES
+    return any(view.is_link_local or view in METADATA_ADDRESSES for view in _views(address))
 
 
 def is_internal(address: IPAddress) -> bool:
-    """Private, loopback, reserved, multicast or unspecified: not the public internet."""
-    address = _unmapped(address)
-    return (
-        address.is_private
-        or address.is_loopback
-        or address.is_reserved
-        or address.is_multicast
-        or address.is_unspecified
+    """Anything but a public unicast address: private, loopback, carrier-grade NAT
+    (100.64.0.0/10), reserved, multicast, unspecified, site-local."""
+    return any(
+        not view.is_global or view.is_multicast or view in SITE_LOCAL for view in _views(address)
     )
 
 
@@ -72,15 +80,26 @@ def http_url(url: str) -> httpx.URL:
     """`url` parsed, if it is an http(s) URL with a host and no credentials."""
     try:
         parsed = httpx.URL(url)
-    except (httpx.InvalidURL, TypeError) as exc:
+        host, port = parsed.host, parsed.port  # decoding an IDNA host may fail here
+    except (httpx.InvalidURL, TypeError, ValueError) as exc:  # UnicodeError is a ValueError
         raise RefusedURL(f"not a URL: {exc}") from None
     if parsed.scheme not in ("http", "https"):
         raise RefusedURL("only http and https URLs are accepted")
-    if not parsed.host:
+    if not host:
         raise RefusedURL("the URL has no host")
     if parsed.userinfo:
         raise RefusedURL("credentials in the URL are refused")
+    if port is not None and not 0 < port < 65536:
+        raise RefusedURL(f"port {port} is not a TCP port")
     return parsed
+
+
+def without_credentials(url: str) -> str:
+    """`url` safe to quote back: any user and password it carries are dropped."""
+    try:
+        return str(httpx.URL(url).copy_with(userinfo=b""))
+    except (httpx.InvalidURL, TypeError, ValueError):
+        return "(a URL that does not parse)"
 
 
 async def resolve(url: httpx.URL) -> list[IPAddress]:
@@ -95,6 +114,8 @@ async def resolve(url: httpx.URL) -> list[IPAddress]:
         infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except OSError as exc:
         raise RefusedURL(f"cannot resolve {host!r}: {exc.strerror or exc}") from None
+    except ValueError:  # a label too long or empty for IDNA (UnicodeError)
+        raise RefusedURL(f"cannot resolve {host!r}: not a valid host name") from None
     addresses: list[IPAddress] = []
     for info in infos:
         address = ipaddress.ip_address(str(info[4][0]).split("%", 1)[0])
@@ -111,10 +132,12 @@ class NetworkPolicy:
         self._setting = setting
 
     def check(self, host: str, address: IPAddress) -> None:
-        plain = _unmapped(address)
-        if never_reachable(plain):
+        plain = address
+        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+            plain = address.ipv4_mapped  # ::ffff:10.1.2.3 is inside 10.0.0.0/8
+        if never_reachable(address):
             raise RefusedURL(f"{host!r} is a link-local or cloud metadata address ({plain})")
-        if is_internal(plain) and not any(plain in network for network in self.allowed):
+        if is_internal(address) and not any(plain in network for network in self.allowed):
             where = f"; add its network to {self._setting} to allow it" if self._setting else ""
             raise RefusedURL(f"{host!r} is a private or loopback address ({plain}){where}")
 

@@ -28,13 +28,13 @@ from workflow_engine.db.leadership import Leadership
 from workflow_engine.registry import store
 from workflow_engine.registry.events import record_service_event, record_status_change
 from workflow_engine.registry.options import RegistryOptions
-from workflow_engine.registry.probe import ProbeResult, probe
+from workflow_engine.registry.probe import ProbeResult, new_client, probe
 from workflow_engine.registry.status import ServiceStatus, Standing, after_check, has_expired
 
 logger = structlog.get_logger(__name__)
 
-ROUND_SIZE = 200  # services probed per round at most; the rest are due next round
-CONCURRENT_PROBES = 20
+ROUND_SIZE = 200  # services probed per round at most; the rest, due longest, come next
+CONCURRENT_PROBES = 50
 
 
 class HealthChecker:
@@ -45,6 +45,7 @@ class HealthChecker:
         self._task: asyncio.Task[None] | None = None
         self.rounds = 0
         self.last_round_at: datetime | None = None
+        self._next_sweep = 0.0
 
     @property
     def tick(self) -> float:
@@ -83,7 +84,7 @@ class HealthChecker:
 
     async def _run(self) -> None:
         assert self._leadership is not None
-        async with httpx.AsyncClient() as client:
+        async with new_client() as client:
             while True:
                 try:
                     if await self._leadership.lead():
@@ -100,20 +101,23 @@ class HealthChecker:
         if due:
             results = await self._probe_all(client, due)
             await _record_checks(db, results, self.options)
-        await _expire_and_remove(db, self.options)
+        if time.monotonic() >= self._next_sweep:  # TTLs need no finer grain than checks
+            self._next_sweep = time.monotonic() + self.options.check_interval
+            await _expire_and_remove(db, self.options)
         self.rounds += 1
         self.last_round_at = datetime.now(UTC)
 
     async def _probe_all(
         self, client: httpx.AsyncClient, due: Sequence[store.RegisteredService]
-    ) -> dict[uuid.UUID, ProbeResult]:
+    ) -> dict[uuid.UUID, tuple[str, ProbeResult]]:
         limit = asyncio.Semaphore(CONCURRENT_PROBES)
 
-        async def one(service: store.RegisteredService) -> ProbeResult:
-            assert service.health_check_url is not None
+        async def one(service: store.RegisteredService) -> tuple[str, ProbeResult]:
+            url = service.health_check_url
+            assert url is not None
             async with limit:
-                return await probe(client, service.health_check_url, self.options.policy,
-                                   self.options.check_timeout)  # fmt: skip
+                return url, await probe(client, url, self.options.policy,
+                                        self.options.check_timeout)  # fmt: skip
 
         started = time.perf_counter()
         results = await asyncio.gather(*(one(service) for service in due))
@@ -123,14 +127,14 @@ class HealthChecker:
 
 
 async def _record_checks(
-    db: Database, results: dict[uuid.UUID, ProbeResult], options: RegistryOptions
+    db: Database, results: dict[uuid.UUID, tuple[str, ProbeResult]], options: RegistryOptions
 ) -> None:
     now = datetime.now(UTC)
     async with db.transaction() as conn:
         for service in await store.lock_many(conn, list(results)):
-            if service.health_check_url is None:
-                continue  # re-registered without a health check since the probe started
-            result = results[service.id]
+            url, result = results[service.id]
+            if service.health_check_url != url:
+                continue  # re-registered with another health check since the probe started
             standing = after_check(service.standing, result.passed, options.thresholds)
             values = {
                 **store.check_values(result, now, options.check_interval),
@@ -149,23 +153,27 @@ async def _record_checks(
 
 
 async def _expire_and_remove(db: Database, options: RegistryOptions) -> None:
+    """Find, without locks, the services whose TTL ran out or whose grace period ended;
+    then lock just those and look again (a heartbeat may have come in between)."""
     now = datetime.now(UTC)
-    grace = timedelta(seconds=options.expired_grace)
+    async with db.read() as conn:
+        candidates = [s.id for s in await store.with_ttl(conn) if _sweep_action(s, now, options)]
+    if not candidates:
+        return
     async with db.transaction() as conn:
-        for service in await store.with_ttl_or_expired(conn):
-            if service.status is ServiceStatus.expired:
-                if now - service.status_changed_at > grace:
-                    await store.delete_service(conn, service.id)
-                    await record_service_event(
-                        conn, tenant_id=service.tenant_id, service_id=service.id,
-                        event_type="ServiceRemoved",
-                        data={"name": service.name, "url": service.url,
-                              "reason": f"expired for over {options.expired_grace:g} s"},
-                    )  # fmt: skip
-                    logger.info("expired service removed", service=service.name,
-                                service_id=str(service.id))  # fmt: skip
-                continue
-            if has_expired(service.ttl_seconds, service.last_alive_at, now):
+        for service in await store.lock_many(conn, candidates):
+            action = _sweep_action(service, now, options)
+            if action == "remove":
+                await store.delete_service(conn, service.id)
+                await record_service_event(
+                    conn, tenant_id=service.tenant_id, service_id=service.id,
+                    event_type="ServiceRemoved",
+                    data={"name": service.name, "url": service.url,
+                          "reason": f"expired for over {options.expired_grace:g} s"},
+                )  # fmt: skip
+                logger.info("expired service removed", service=service.name,
+                            service_id=str(service.id))  # fmt: skip
+            elif action == "expire":
                 expired = Standing(ServiceStatus.expired)
                 await store.update_service(conn, service, {
                     **store.standing_values(expired), "status_changed_at": now, "updated_at": now,
@@ -176,3 +184,14 @@ async def _expire_and_remove(db: Database, options: RegistryOptions) -> None:
                     reason=f"no heartbeat or passing check for {service.ttl_seconds} s",
                 )  # fmt: skip
                 logger.info("service expired", service=service.name, service_id=str(service.id))
+
+
+def _sweep_action(
+    service: store.RegisteredService, now: datetime, options: RegistryOptions
+) -> str | None:
+    if service.status is ServiceStatus.expired:
+        grace = timedelta(seconds=options.expired_grace)
+        return "remove" if now - service.status_changed_at > grace else None
+    if has_expired(service.ttl_seconds, service.last_alive_at, now):
+        return "expire"
+    return None

@@ -10,6 +10,7 @@ Redirects are never followed, and at most `MAX_BODY_BYTES` of the answer are rea
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import os
 import socket
 import time
@@ -17,15 +18,28 @@ from dataclasses import dataclass
 
 import httpx
 
-from workflow_engine.net.addresses import NetworkPolicy, RefusedURL, http_url
+from workflow_engine.net.addresses import NetworkPolicy, RefusedURL, http_url, without_credentials
 from workflow_engine.version import __version__
 
 MAX_BODY_BYTES = 64 * 1024
 
 
+def checker_id(host: str, pid: int) -> str:
+    """An opaque name for a probing process: stable, so a service's owner can tell the
+    probes of one process from another's, without learning our host names."""
+    return hashlib.sha256(f"{host}:{pid}".encode()).hexdigest()[:12]
+
+
 def user_agent() -> str:
-    """Names the probing process, so a service's owner can tell which server checks it."""
-    return f"workflow-engine-registry/{__version__} ({socket.gethostname()}:{os.getpid()})"
+    return (
+        f"workflow-engine-registry/{__version__} ({checker_id(socket.gethostname(), os.getpid())})"
+    )
+
+
+def new_client() -> httpx.AsyncClient:
+    """A client for probes. No kept-alive connections: the pool would hand a probe of
+    `https://b.example` a connection verified for `a.example` at the same address."""
+    return httpx.AsyncClient(limits=httpx.Limits(max_keepalive_connections=0))
 
 
 @dataclass(frozen=True)
@@ -60,6 +74,7 @@ async def probe(
                 target.copy_with(host=str(address)),
                 headers={"Host": target.netloc.decode("ascii"), "User-Agent": user_agent()},
                 extensions={"sni_hostname": target.host} if target.scheme == "https" else {},
+                timeout=timeout,
             )
             response = await client.send(request, stream=True, follow_redirects=False)
             try:
@@ -73,10 +88,15 @@ async def probe(
     except httpx.HTTPError as exc:
         return result(passed=False, error=f"{type(exc).__name__}: {exc}" if str(exc)
                       else type(exc).__name__)  # fmt: skip
+    except Exception as exc:  # a socket-level oddity must fail this probe, not the round
+        return result(passed=False, error=f"the probe failed: {type(exc).__name__}")
     status = response.status_code
     if 300 <= status < 400:
         location = response.headers.get("location", "")
-        error = f"redirected ({status}) to {location!r}; redirects are not followed"
+        error = (
+            f"redirected ({status}) to {without_credentials(location)!r}; "
+            "redirects are not followed"
+        )
         return result(passed=False, status_code=status, redirect_to=location or None, error=error)
     if 200 <= status < 300:
         return result(passed=True, status_code=status)

@@ -17,12 +17,12 @@ import httpx
 
 from workflow_engine.auth.audit import RequestOrigin
 from workflow_engine.db import Database
-from workflow_engine.errors import InvalidInput, NotFound
-from workflow_engine.net.addresses import RefusedURL, http_url
+from workflow_engine.errors import Conflict, InvalidInput, NotFound
+from workflow_engine.net.addresses import RefusedURL, http_url, without_credentials
 from workflow_engine.registry import store
 from workflow_engine.registry.events import record_service_event, record_status_change
 from workflow_engine.registry.options import RegistryOptions
-from workflow_engine.registry.probe import ProbeResult, probe
+from workflow_engine.registry.probe import ProbeResult, new_client, probe
 from workflow_engine.registry.status import (
     ServiceStatus,
     Standing,
@@ -30,6 +30,8 @@ from workflow_engine.registry.status import (
     after_heartbeat,
 )
 from workflow_engine.registry.store import RegisteredService
+
+MAX_SERVICES_PER_TENANT = 1000  # the checker's work is shared: no tenant may crowd it
 
 
 @dataclass(frozen=True)
@@ -57,7 +59,7 @@ async def register(
     first_check: ProbeResult | None = None
     if registration.health_check_url is not None:
         await _check_url("health_check_url", registration.health_check_url, options)
-        async with httpx.AsyncClient() as client:
+        async with new_client() as client:
             first_check = await probe(
                 client, registration.health_check_url, options.policy, options.check_timeout
             )
@@ -66,7 +68,18 @@ async def register(
     elif registration.ttl_seconds is None:
         raise InvalidInput(
             "a service needs a health_check_url, a ttl_seconds (and heartbeats), or both",
-            errors=[_error("ttl_seconds", "required when there is no health_check_url")],
+            errors=[_error("ttl_seconds", "required when there is no health_check_url", "missing")],
+        )
+    if (
+        registration.health_check_url is not None
+        and registration.ttl_seconds is not None
+        and registration.ttl_seconds < options.check_interval
+    ):
+        # Passing checks come only once an interval: such a TTL would expire a healthy
+        # service between two of them.
+        message = f"must be at least the check interval ({options.check_interval:g} s)"
+        raise InvalidInput(
+            f"ttl_seconds {message}", errors=[_error("ttl_seconds", message, "too_short")]
         )
 
     now = datetime.now(UTC)
@@ -93,15 +106,24 @@ async def register(
             standing = after_heartbeat(standing, health_checked=False)  # registering is a sign
             values.update(last_heartbeat_at=now, next_check_at=None)
         values.update(store.standing_values(standing))
-        before = existing.status if existing else ServiceStatus.unknown
+        created = False
         if existing is None:
+            if await store.count_services(conn, tenant_id) >= MAX_SERVICES_PER_TENANT:
+                raise Conflict(f"the tenant has {MAX_SERVICES_PER_TENANT} registered services, "
+                               "the most it may have; deregister some first")  # fmt: skip
             service_id = uuid.uuid4()
-            await store.insert_service(conn, {
+            created = await store.insert_service(conn, {
                 **values, "id": service_id, "tenant_id": tenant_id, "name": registration.name,
                 "url": registration.url, "registered_at": now, "status_changed_at": now,
             })  # fmt: skip
+            if not created:  # registered meanwhile by a concurrent request: update that one
+                existing = await store.find(conn, tenant_id, registration.name, registration.url)
+                assert existing is not None
+        before = existing.status if existing else ServiceStatus.unknown
+        if created:
             event_type = "ServiceRegistered"
         else:
+            assert existing is not None
             service_id = existing.id
             if standing.status is not existing.status:
                 values["status_changed_at"] = now
@@ -118,7 +140,7 @@ async def register(
                                        origin=origin)  # fmt: skip
         service = await store.get(conn, tenant_id, service_id)
     assert service is not None
-    return service, existing is None
+    return service, created
 
 
 async def heartbeat(
@@ -172,8 +194,8 @@ async def deregister(
         )  # fmt: skip
 
 
-def _error(field: str, message: str) -> dict[str, Any]:
-    return {"loc": ["body", field], "msg": message, "type": "refused_url"}
+def _error(field: str, message: str, kind: str = "refused_url") -> dict[str, Any]:
+    return {"loc": ["body", field], "msg": message, "type": kind}
 
 
 async def _check_url(field: str, url: str, options: RegistryOptions) -> None:
@@ -184,12 +206,13 @@ async def _check_url(field: str, url: str, options: RegistryOptions) -> None:
 
 
 async def _refuse_redirect(location: str, url: str, options: RegistryOptions) -> None:
-    target = str(httpx.URL(url).join(location))
     try:
+        target = str(httpx.URL(url).join(location))
         await options.policy.addresses(http_url(target))
-    except RefusedURL as exc:
-        message = f"it redirects to {target}, which is refused: {exc}"
+    except (RefusedURL, httpx.InvalidURL, ValueError) as exc:
+        message = f"it redirects to {without_credentials(location)}, which is refused: {exc}"
     else:
-        message = f"it redirects to {target}; redirects are not followed, register that URL"
+        shown = without_credentials(target)
+        message = f"it redirects to {shown}; redirects are not followed, register that URL"
     raise InvalidInput(f"health_check_url is refused: {message}",
                        errors=[_error("health_check_url", message)])  # fmt: skip

@@ -12,6 +12,7 @@ from sqlalchemy import Row, delete, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from workflow_engine.db.tables import service_tags, services
+from workflow_engine.db.upsert import upsert
 from workflow_engine.registry.probe import ProbeResult
 from workflow_engine.registry.status import ServiceStatus, Standing
 
@@ -71,9 +72,26 @@ def check_values(result: ProbeResult, now: datetime, interval: float) -> dict[st
     return values
 
 
-async def insert_service(conn: AsyncConnection, values: dict[str, Any]) -> None:
-    await conn.execute(insert(services).values(**values))
+async def insert_service(conn: AsyncConnection, values: dict[str, Any]) -> bool:
+    """Insert a registration; False (nothing written) when one with the same tenant, name
+    and URL exists — a concurrent registration won the race."""
+    inserted = await conn.execute(
+        upsert(conn, services)
+        .values(**values)
+        .on_conflict_do_nothing(
+            index_elements=[services.c.tenant_id, services.c.name, services.c.url]
+        )
+        .returning(services.c.id)
+    )
+    if inserted.first() is None:
+        return False
     await _write_tags(conn, values["id"], values["tenant_id"], values["tags"])
+    return True
+
+
+async def count_services(conn: AsyncConnection, tenant_id: uuid.UUID) -> int:
+    stmt = select(func.count()).select_from(services).where(services.c.tenant_id == tenant_id)
+    return int((await conn.execute(stmt)).scalar_one())
 
 
 async def update_service(
@@ -102,8 +120,11 @@ async def delete_service(conn: AsyncConnection, service_id: uuid.UUID) -> None:
 async def find(
     conn: AsyncConnection, tenant_id: uuid.UUID, name: str, url: str
 ) -> RegisteredService | None:
-    stmt = select(services).where(
-        services.c.tenant_id == tenant_id, services.c.name == name, services.c.url == url
+    """The registration of `name` at `url`, locked for this transaction."""
+    stmt = (
+        select(services)
+        .where(services.c.tenant_id == tenant_id, services.c.name == name, services.c.url == url)
+        .with_for_update()
     )
     row = (await conn.execute(stmt)).first()
     return RegisteredService.from_row(row) if row else None
@@ -199,12 +220,7 @@ async def lock_many(conn: AsyncConnection, ids: Sequence[uuid.UUID]) -> list[Reg
     return [RegisteredService.from_row(row) for row in await conn.execute(stmt)]
 
 
-async def with_ttl_or_expired(conn: AsyncConnection) -> list[RegisteredService]:
-    """Services the expiry sweep must look at (few: only those with a TTL can expire)."""
-    stmt = (
-        select(services)
-        .where(services.c.ttl_seconds.is_not(None))
-        .order_by(services.c.id)
-        .with_for_update(skip_locked=True)
-    )
+async def with_ttl(conn: AsyncConnection) -> list[RegisteredService]:
+    """Services the expiry sweep looks at (only those with a TTL can expire)."""
+    stmt = select(services).where(services.c.ttl_seconds.is_not(None)).order_by(services.c.id)
     return [RegisteredService.from_row(row) for row in await conn.execute(stmt)]

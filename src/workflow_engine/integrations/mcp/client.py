@@ -9,10 +9,11 @@ circuit: for `COOLDOWN` seconds calls fail at once instead of waiting for timeou
 call is let through to try it again.
 
 A server name that is not configured is looked up in the service registry when the pool has
-a `Discovery`: its healthy instances are tried in round-robin order, and one that cannot be
-reached (down, or its circuit open) hands the call to the next — the registry's checker
-may not have noticed yet. A timeout or a tool error is not failed over: the first instance
-may have acted, and a step's retry policy decides what happens next.
+a `Discovery`: its healthy instances are tried in round-robin order, and one the request
+never reached (no connection, no session, or its circuit open) hands the call to the next —
+the registry's checker may not have noticed yet. Once a request may have arrived (a
+timeout, an error answer, a tool error) it is not failed over: that instance may have acted,
+and the step's retry policy decides what happens next.
 
 What steps get back (`ToolOutput`): the tool's structured result when it gives one, else its
 text parsed as JSON when it is JSON, else the text. A tool that reports an error (`isError`)
@@ -50,10 +51,15 @@ class MCPCallError(Exception):
     """A call failed. `retryable`: the server may answer another time (down, timed out, a
     lost session); otherwise it answered and refused (a tool error, an unknown server)."""
 
-    def __init__(self, message: str, *, retryable: bool, error_class: str) -> None:
+    def __init__(
+        self, message: str, *, retryable: bool, error_class: str, reached: bool = True
+    ) -> None:
         super().__init__(message)
         self.retryable = retryable
         self.error_class = error_class
+        # False when the request never left: no session could be opened, or the circuit was
+        # open. Only then may another instance be asked (it cannot have acted twice).
+        self.reached = reached
 
 
 @dataclass(frozen=True)
@@ -74,9 +80,6 @@ class Instance:
 
 class Discovery(Protocol):
     async def instances(self, tenant_id: uuid.UUID, name: str) -> list[Instance]: ...
-
-
-FAIL_OVER = {"mcp_unavailable", "mcp_circuit_open"}
 
 
 class _Session:
@@ -161,7 +164,7 @@ class _Breaker:
             raise MCPCallError(
                 f"MCP server {name!r} failed {self.failures} times in a row; not calling it "
                 f"again for {self.open_until - time.monotonic():.0f} s",
-                retryable=True, error_class="mcp_circuit_open",
+                retryable=True, error_class="mcp_circuit_open", reached=False,
             )  # fmt: skip
 
     def failed(self) -> None:
@@ -266,21 +269,33 @@ class MCPClients:
                 f"healthy instance of it (services named {server!r} with metadata.protocol "
                 "= mcp)", retryable=True, error_class="mcp_no_healthy_instance",
             )  # fmt: skip
+        prefix = f"{tenant_id}/{server}@"
+        await self._forget(prefix, {f"{prefix}{instance.id}" for instance in instances})
         turn = self._turns.get((tenant_id, server), 0)
         self._turns[(tenant_id, server)] = turn + 1
         start = turn % len(instances)
         failure: MCPCallError | None = None
         for instance in instances[start:] + instances[:start]:
-            key = f"{server}@{instance.id}"
+            key = f"{prefix}{instance.id}"
             found = MCPServerConfig(key, "streamable_http", instance.url, timeout=self._timeout)
             try:
                 return await self._call(key, found, call, timeout), instance.id
             except MCPCallError as exc:
-                if exc.error_class not in FAIL_OVER:
+                if exc.reached:
                     raise
                 failure = exc
         assert failure is not None
         raise failure
+
+    async def _forget(self, prefix: str, keep: set[str]) -> None:
+        """Close the sessions of instances the registry no longer offers."""
+        async with self._lock:
+            gone = [key for key in self._sessions if key.startswith(prefix) and key not in keep]
+            sessions = [self._sessions.pop(key) for key in gone]
+            for key in [k for k in self._breakers if k.startswith(prefix) and k not in keep]:
+                del self._breakers[key]
+        for session in sessions:
+            await session.close()
 
     async def _call(
         self, server: str, config: MCPServerConfig, call: Any, timeout: float | None
@@ -289,33 +304,46 @@ class MCPClients:
         breaker.check(server)
         seconds = timeout or config.timeout
         failure: MCPCallError | None = None
+        sent = False  # whether any attempt may have reached the server
         for _attempt in range(2):  # a broken session gets one fresh try
             session = await self._session(server, config)
             try:
                 client = await session.open()
+            except Exception as exc:  # no session: the call never left
+                timed_out = isinstance(exc, TimeoutError)
+                failure = _timed_out(server, seconds) if timed_out else _unreachable(server, exc)
+                await self._drop(server, session)
+                if timed_out:
+                    break  # a server that hangs on the handshake will hang again
+                continue
+            try:
                 async with asyncio.timeout(seconds + 1):  # the SDK's own timeout, and a net
                     result = await call(client, seconds)
             except MCPError as exc:
                 if exc.code == REQUEST_TIMEOUT:
+                    sent = True
                     failure = _timed_out(server, seconds)
                     break  # the session is fine; the server is slow
                 failure = MCPCallError(f"{server}: {exc.message}", retryable=True,
                                        error_class="mcp_unavailable")  # fmt: skip
                 if exc.code not in SESSION_LOST:
+                    sent = True  # the server answered with an error
                     break
+                # A lost session (the server restarted, or went away) did not run the call;
+                # the fresh session's attempt says whether the server is still there.
             except TimeoutError:
+                sent = True
                 failure = _timed_out(server, seconds)
             except Exception as exc:  # transport failures of every kind: the server is away
-                failure = MCPCallError(
-                    f"{server} is unreachable: {type(exc).__name__}: {exc}",
-                    retryable=True, error_class="mcp_unavailable",
-                )  # fmt: skip
+                sent = sent or not _refused(exc)
+                failure = _unreachable(server, exc)
             else:
                 breaker.succeeded()
                 return result
             await self._drop(server, session)
         breaker.failed()
         assert failure is not None
+        failure.reached = sent
         raise failure
 
     async def _session(self, server: str, config: MCPServerConfig) -> _Session:
@@ -335,6 +363,18 @@ class MCPClients:
 def _count(server: str, tool: str, outcome: str, started: float) -> None:
     metrics.mcp_calls.labels(server, tool, outcome).inc()
     metrics.mcp_duration.labels(server).observe(time.perf_counter() - started)
+
+
+def _unreachable(server: str, exc: BaseException) -> MCPCallError:
+    exc = _flatten(exc)
+    return MCPCallError(f"{server} is unreachable: {type(exc).__name__}: {exc}",
+                        retryable=True, error_class="mcp_unavailable")  # fmt: skip
+
+
+def _refused(exc: BaseException) -> bool:
+    """A failure to connect: the request cannot have arrived."""
+    exc = _flatten(exc)
+    return isinstance(exc, httpx2.ConnectError | ConnectionRefusedError)
 
 
 def _timed_out(server: str, seconds: float) -> MCPCallError:
