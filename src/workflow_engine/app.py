@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
+import structlog
 from fastapi import APIRouter, FastAPI
 
 from workflow_engine.api import (
@@ -53,11 +54,14 @@ from workflow_engine.demo.services import DemoServices
 from workflow_engine.engine.definitions import WorkflowDefinition
 from workflow_engine.events.upcasting import Upcasters
 from workflow_engine.observability import metrics as process_metrics
+from workflow_engine.observability import tracing
 from workflow_engine.observability.access_log import AccessLogMiddleware, RouteTable
 from workflow_engine.observability.correlation import CorrelationIdMiddleware
 from workflow_engine.registry.checker import HealthChecker
 from workflow_engine.registry.options import RegistryOptions
 from workflow_engine.version import __version__
+
+logger = structlog.get_logger(__name__)
 
 DESCRIPTION = """\
 A REST API server that runs AI workflows durably.
@@ -131,6 +135,7 @@ def create_app(
     """Build the application. `services` are added after the core ones (they may depend on
     them); `upcasters` turn old event versions into current ones as they are read;
     `workflows` are definitions registered next to the templates and `WORKFLOWS_DIR`."""
+    tracing_state = tracing.setup(settings.tracing_enabled)
     builder = core_services(settings, upcasters, workflows)
     demo = (
         DemoServices(settings.data_dir, settings.host) if settings.demo_services_enabled else None
@@ -150,11 +155,13 @@ def create_app(
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         await context.services.start_all()
+        logger.info(tracing_state)
         try:
             yield
         finally:
             await context.services.stop_all()
             process_metrics.process_exiting()
+            tracing.flush()
 
     app = FastAPI(
         title="workflow-engine",
@@ -171,6 +178,7 @@ def create_app(
     if demo is not None:
         demo.mount_on(app)
     install_problem_handlers(app)
+    tracing.instrument_app(app)
     docs.install_openapi(app, title="workflow-engine API", description=DESCRIPTION)
     _add_middleware(app, context)
     return app

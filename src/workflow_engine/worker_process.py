@@ -18,17 +18,20 @@ from workflow_engine.config import Settings
 from workflow_engine.db import Database
 from workflow_engine.engine.worker import Worker, worker_options
 from workflow_engine.nodes import registry
+from workflow_engine.observability import tracing
 
 logger = structlog.get_logger(__name__)
 
 
 async def run_worker(settings: Settings) -> int:
+    logger.info(tracing.setup(settings.tracing_enabled))
     db = Database(
         settings.effective_database_url,
         pool_size=settings.db_max_connections,
         pool_timeout=settings.db_connection_timeout,
         connect_timeout=settings.db_connection_timeout,
     )
+    tracing.instrument_engine(db.engine.sync_engine)
     worker = Worker(
         db,
         registry,
@@ -50,5 +53,6 @@ async def run_worker(settings: Settings) -> int:
         await worker.stop(grace=settings.shutdown_timeout)
     finally:
         await db.dispose()
+        tracing.flush()
     logger.info("worker stopped")
     return 0

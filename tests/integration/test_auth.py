@@ -343,6 +343,7 @@ async def test_only_the_documented_routes_answer_without_credentials(
         ("GET", "/health"),
         ("GET", "/health/detailed"),
         ("GET", "/api/v1/uptime"),
+        ("GET", "/metrics"),  # for Prometheus; METRICS_TOKEN closes it
         ("POST", "/api/v1/auth/login"),
         ("POST", "/api/v1/auth/refresh"),
         ("GET", "/.well-known/jwks.json"),

@@ -22,6 +22,7 @@ from workflow_engine.events.notifier import LogNotifier
 from workflow_engine.events.projections import catch_up
 from workflow_engine.events.tail import LogTail
 from workflow_engine.events.upcasting import Upcasters
+from workflow_engine.observability import tracing
 from workflow_engine.ratelimit.gcra import Limit
 from workflow_engine.ratelimit.limiter import RateLimiter
 from workflow_engine.ratelimit.policy import RateLimitPolicy
@@ -55,6 +56,7 @@ class DatabaseService:
             pool_timeout=settings.db_connection_timeout,
             connect_timeout=min(settings.db_connection_timeout, 10.0),
         )
+        tracing.instrument_engine(self._database.engine.sync_engine)
         # Fail at start, with the reason, rather than on the first request.
         await self._database.ping(timeout=settings.db_connection_timeout)
         if not self._database.is_sqlite and not await self._database.detect_row_level_security():

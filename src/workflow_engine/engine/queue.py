@@ -50,6 +50,7 @@ class NewTask:
     available_at: datetime | None = None  # None: now
     priority: int = 0
     correlation_id: str | None = None
+    trace_context: dict[str, str] | None = None  # W3C headers of the trace it continues
 
 
 @dataclass(frozen=True)
@@ -63,6 +64,7 @@ class Task:
     correlation_id: str | None
     claims: int
     available_at: datetime
+    trace_context: dict[str, str] | None
 
 
 _TASK_COLUMNS = (
@@ -75,6 +77,7 @@ _TASK_COLUMNS = (
     tasks.c.correlation_id,
     tasks.c.claims,
     tasks.c.available_at,
+    tasks.c.trace_context,
 )
 
 
@@ -119,6 +122,7 @@ def _insert(conn: AsyncConnection, new_tasks: Sequence[NewTask], extra: dict[str
             "available_at": task.available_at or created,
             "priority": task.priority,
             "correlation_id": task.correlation_id,
+            "trace_context": task.trace_context,
             "created_at": created,
             **extra,
         }

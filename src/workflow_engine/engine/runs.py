@@ -34,6 +34,7 @@ from workflow_engine.errors import Conflict, InvalidInput, NotFound
 from workflow_engine.events.append import append_events
 from workflow_engine.events.storable import check_document
 from workflow_engine.events.store import NewEvent
+from workflow_engine.observability import tracing
 
 # What a transaction that asked for a cancel marks itself with: in-process workers re-check
 # their running steps at once instead of at their next heartbeat.
@@ -232,11 +233,13 @@ async def start_run(
                   origin.metadata())],
         expected_version=0,
     )  # fmt: skip
+    trace_context = tracing.inject()  # the steps' spans join the trigger's trace
     first = [
-        queue.NewTask(tenant_id, run_id, step.id, correlation_id=origin.correlation_id)
+        queue.NewTask(tenant_id, run_id, step.id, correlation_id=origin.correlation_id,
+                      trace_context=trace_context)
         for step in definition.steps
         if not step.needs
-    ]
+    ]  # fmt: skip
     if definition.timeout is not None:
         deadline = datetime.now(UTC) + timedelta(seconds=definition.timeout)
         first.append(

@@ -75,7 +75,7 @@ from workflow_engine.nodes.registry import (
     NodeSettings,
     StepError,
 )
-from workflow_engine.observability import metrics
+from workflow_engine.observability import metrics, tracing
 from workflow_engine.registry.discovery import RegistryDiscovery
 from workflow_engine.registry.options import RegistryOptions
 
@@ -228,6 +228,13 @@ class Worker:
         """`run`: the run as the worker that handed this task to itself last read it."""
         log = logger.bind(run_id=str(task.run_id), step=task.step_id, attempt=task.attempt,
                           correlation_id=task.correlation_id)  # fmt: skip
+        attributes = {"workflow.run_id": str(task.run_id), "workflow.step_id": task.step_id,
+                      "workflow.attempt": task.attempt}  # fmt: skip
+        with tracing.span(f"step {task.step_id}", parent=task.trace_context, kind="consumer",
+                          attributes=attributes):  # fmt: skip
+            await self._handle(task, log, run)
+
+    async def _handle(self, task: queue.Task, log: Any, run: RunRecord | None) -> None:
         try:
             if task.claims > queue.MAX_CLAIMS:
                 await self._give_up(task)
@@ -286,6 +293,9 @@ class Worker:
             await self._record(task, Outcome("cancelled"))
             return
         outcome = await self._call(task, run, step, arguments, log)
+        error = (outcome.error or {}).get("message") if outcome.kind == "failed" else None
+        tracing.annotate({"workflow.name": run.workflow_name, "workflow.node": step.uses,
+                          "workflow.outcome": outcome.kind}, error=error)  # fmt: skip
         await self._record(task, outcome)
 
     def _definition(self, run: RunRecord) -> WorkflowDefinition:
@@ -513,6 +523,7 @@ class Worker:
                             attempt=task.attempt + 1,
                             available_at=retry_at,
                             correlation_id=task.correlation_id,
+                            trace_context=task.trace_context,
                         )
                     ],
                 )
@@ -550,7 +561,13 @@ class Worker:
             return [], None
         done = {s.id for s in definition.steps if _finished_ok(s, statuses[s.id])}
         ready = [
-            queue.NewTask(task.tenant_id, task.run_id, s.id, correlation_id=task.correlation_id)
+            queue.NewTask(
+                task.tenant_id,
+                task.run_id,
+                s.id,
+                correlation_id=task.correlation_id,
+                trace_context=task.trace_context,
+            )
             for s in definition.steps
             if statuses[s.id] == "pending" and all(need in done for need in s.needs)
         ]
@@ -558,7 +575,7 @@ class Worker:
                for status in statuses.values()):  # fmt: skip
             ready.append(queue.NewTask(
                 task.tenant_id, task.run_id, queue.FINISH, correlation_id=task.correlation_id,
-                priority=1))  # fmt: skip
+                priority=1, trace_context=task.trace_context))  # fmt: skip
         room = self._room()
         handed = await queue.enqueue_leased(conn, ready[:room], self.owner, self.options.lease)
         await queue.enqueue(conn, ready[room:])

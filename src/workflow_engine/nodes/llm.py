@@ -28,7 +28,7 @@ from workflow_engine.integrations.llm import (
 )
 from workflow_engine.integrations.llm.pricing import Price, cost_usd
 from workflow_engine.nodes.registry import FatalStepError, NodeContext, StepError, node
-from workflow_engine.observability import metrics
+from workflow_engine.observability import metrics, tracing
 
 ROLES = ("system", "user", "assistant")
 MAX_LABELS = 100
@@ -107,16 +107,32 @@ def _provider(ctx: NodeContext, name: str | None) -> Provider:
 
 
 async def _call(ctx: NodeContext, llm: Provider, model: str | None, call: Any) -> Any:
+    requested = model or llm.model
+    # GenAI semantic conventions: "{operation} {model}", provider and usage attributes.
+    with tracing.span(f"chat {requested}", kind="client", attributes={
+        "gen_ai.operation.name": "chat", "gen_ai.provider.name": llm.name,
+        "gen_ai.system": llm.name, "gen_ai.request.model": requested,
+    }):  # fmt: skip
+        return await _traced_call(ctx, llm, requested, call)
+
+
+async def _traced_call(ctx: NodeContext, llm: Provider, model: str, call: Any) -> Any:
     try:
         result = await call
     except LLMError as exc:
-        metrics.llm_requests.labels(llm.name, model or llm.model, exc.error_class).inc()
+        metrics.llm_requests.labels(llm.name, model, exc.error_class).inc()
+        tracing.annotate({"error.type": exc.error_class}, error=str(exc))
         ctx.log.warning("llm call failed", error_class=exc.error_class, error=str(exc))
         if exc.retryable:
             raise StepError(str(exc), error_class=exc.error_class) from None
         raise FatalStepError(str(exc), error_class=exc.error_class) from None
     completion: Completion = getattr(result, "completion", result)
     _count(completion, ctx.settings.llm.prices)
+    tracing.annotate({
+        "gen_ai.response.model": completion.model,
+        "gen_ai.usage.input_tokens": completion.usage.prompt_tokens,
+        "gen_ai.usage.output_tokens": completion.usage.completion_tokens,
+    })  # fmt: skip
     ctx.log.info("llm call", **_cost(completion))
     return result
 

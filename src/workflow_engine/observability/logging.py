@@ -15,6 +15,8 @@ from typing import Any
 import structlog
 from structlog.types import EventDict, Processor
 
+from workflow_engine.observability import tracing
+
 _LEVELS = {
     "trace": logging.DEBUG,
     "debug": logging.DEBUG,
@@ -40,6 +42,14 @@ def _drop_color_message(_logger: Any, _method: str, event_dict: EventDict) -> Ev
     return event_dict
 
 
+def _add_trace_ids(_logger: Any, _method: str, event_dict: EventDict) -> EventDict:
+    ids = tracing.current_ids()
+    if ids is not None:
+        event_dict.setdefault("trace_id", ids[0])
+        event_dict.setdefault("span_id", ids[1])
+    return event_dict
+
+
 def configure_logging(level: str, fmt: str) -> None:
     """Set up structlog and the standard library's root logger. Safe to call again."""
     numeric_level = _LEVELS.get(level, logging.INFO)
@@ -50,6 +60,7 @@ def configure_logging(level: str, fmt: str) -> None:
         structlog.processors.TimeStamper(fmt="iso", utc=True),
         _drop_color_message,
         _redact_secrets,
+        _add_trace_ids,
     ]
     renderer: Processor
     if fmt == "json":

@@ -37,7 +37,7 @@ from mcp.client.sse import sse_client
 from mcp.client.streamable_http import streamable_http_client
 
 from workflow_engine.integrations.mcp.config import MCPServerConfig
-from workflow_engine.observability import metrics
+from workflow_engine.observability import metrics, tracing
 
 FAILURES_TO_OPEN = 5
 COOLDOWN = 30.0  # seconds a server's circuit stays open
@@ -210,6 +210,19 @@ class MCPClients:
         timeout: float | None = None,
         tenant_id: uuid.UUID | None = None,
     ) -> ToolOutput:
+        attributes = {"mcp.method.name": "tools/call", "gen_ai.tool.name": tool,
+                      "mcp.server": server}  # fmt: skip
+        with tracing.span(f"tools/call {tool}", kind="client", attributes=attributes):
+            return await self._call_tool(server, tool, arguments, timeout, tenant_id)
+
+    async def _call_tool(
+        self,
+        server: str,
+        tool: str,
+        arguments: dict[str, Any],
+        timeout: float | None,
+        tenant_id: uuid.UUID | None,
+    ) -> ToolOutput:
         started = time.perf_counter()
         try:
             result, instance = await self._with_session(
@@ -218,6 +231,7 @@ class MCPClients:
             )  # fmt: skip
         except MCPCallError as exc:
             _count(server, tool, exc.error_class, started)
+            tracing.annotate({"error.type": exc.error_class}, error=str(exc))
             raise
         latency = round((time.perf_counter() - started) * 1000, 3)
         _count(server, tool, "mcp_tool_error" if result.is_error else "ok", started)

@@ -1,0 +1,201 @@
+"""OpenTelemetry tracing, when the `monitoring` extra is installed and `TRACING_ENABLED`.
+
+The rest of the code uses only this module's small surface — `span()`, `inject()`,
+`current_ids()` — which does nothing when tracing is off or OpenTelemetry is missing, so no
+other module imports OpenTelemetry.
+
+What is traced: HTTP requests (FastAPI instrumentation; health, metrics and the demo
+services left out), database statements (SQLAlchemy instrumentation), outgoing httpx calls
+(`http.request`, the OpenAI-compatible provider), every step attempt, LLM calls (GenAI
+semantic conventions) and MCP tool calls. A trigger's context travels with the run's tasks
+(`tasks.trace_context`, W3C trace context), so the worker's step spans — in this process or
+another — join the trace of the request that started the run.
+
+Export: OTLP over HTTP, configured by the standard `OTEL_*` variables
+(`OTEL_EXPORTER_OTLP_ENDPOINT`, `OTEL_SERVICE_NAME`, ...). With no endpoint set, tracing
+stays off (and says so): spans nobody receives would only cost time.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+import structlog
+
+logger = structlog.get_logger(__name__)
+
+try:
+    from opentelemetry import propagate, trace
+    from opentelemetry.trace import SpanKind, Status, StatusCode
+except ImportError:  # the `monitoring` extra is not installed
+    trace = None  # type: ignore[assignment]
+
+TRACER_NAME = "workflow_engine"
+ENDPOINT_VARIABLES = ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+EXCLUDED_URLS = "health,metrics,demo/mcp"
+
+_enabled = False
+
+
+def setup(enabled: bool, environ: Mapping[str, str] | None = None) -> str:
+    """Install the tracer provider once per process; returns what happened, in words."""
+    global _enabled
+    environ = os.environ if environ is None else environ
+    if not enabled:
+        return "tracing is off (TRACING_ENABLED=false)"
+    if _enabled:
+        return "tracing is on"
+    if not any(environ.get(name) for name in ENDPOINT_VARIABLES):
+        # Spans nobody receives would cost every request and statement for nothing.
+        return "tracing is off: set OTEL_EXPORTER_OTLP_ENDPOINT to export traces over OTLP"
+    try:
+        from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
+        from opentelemetry.sdk.resources import Resource
+        from opentelemetry.sdk.trace import TracerProvider
+        from opentelemetry.sdk.trace.export import BatchSpanProcessor
+    except ImportError:  # the API may be there (FastAPI brings it), the SDK is the extra's
+        return "tracing is off: the `monitoring` extra (OpenTelemetry SDK) is not installed"
+
+    from workflow_engine.version import __version__
+
+    resource = Resource.create(
+        {"service.name": environ.get("OTEL_SERVICE_NAME", "workflow-engine"),
+         "service.version": __version__}
+    )  # fmt: skip
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
+    provider = TracerProvider(resource=resource, sampler=_sampler())
+    provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
+    trace.set_tracer_provider(provider)
+    HTTPXClientInstrumentor().instrument(tracer_provider=provider)
+    _enabled = True
+    return "tracing is on: spans go to the OTLP endpoint in OTEL_EXPORTER_OTLP_*"
+
+
+def flush(timeout_millis: int = 5000) -> None:
+    """Send spans still buffered (when a server or worker stops)."""
+    if _enabled:
+        with contextlib.suppress(Exception):
+            trace.get_tracer_provider().force_flush(timeout_millis)  # type: ignore[attr-defined]
+
+
+def instrument_app(app: Any) -> None:
+    if _enabled:
+        from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
+
+        FastAPIInstrumentor.instrument_app(
+            app, excluded_urls=EXCLUDED_URLS, exclude_spans=["receive", "send"]
+        )
+
+
+def instrument_engine(sync_engine: Any) -> None:
+    """Trace the statements of the process's connection pool. The instrumentor is one per
+    process and takes the first engine it is given: a server or worker has one pool."""
+    if _enabled:
+        from opentelemetry.instrumentation.sqlalchemy import SQLAlchemyInstrumentor
+
+        if SQLAlchemyInstrumentor().is_instrumented_by_opentelemetry:
+            return
+
+        # Its declared range stops before SQLAlchemy 2.1, which it handles all the same (the
+        # engine events it uses are unchanged); the tracing test checks the spans.
+        SQLAlchemyInstrumentor().instrument(engine=sync_engine, skip_dep_check=True)
+
+
+def inject() -> dict[str, str] | None:
+    """The current trace context as W3C headers, to store with work done later."""
+    if not _enabled:
+        return None
+    carrier: dict[str, str] = {}
+    propagate.inject(carrier)
+    return carrier or None
+
+
+@contextlib.contextmanager
+def span(
+    name: str,
+    *,
+    parent: Mapping[str, str] | None = None,
+    kind: str = "internal",
+    attributes: Mapping[str, Any] | None = None,
+) -> Iterator[Any]:
+    """A span around the block (a no-op object when tracing is off). `parent`: a context
+    from `inject()`, for work that continues a trace begun elsewhere. An exception ending
+    the block marks the span as an error."""
+    if not _enabled:
+        yield _NoSpan()
+        return
+    context = propagate.extract(dict(parent)) if parent else None
+    tracer = trace.get_tracer(TRACER_NAME)
+    with tracer.start_as_current_span(
+        name, context=context, kind=_KINDS[kind], attributes=dict(attributes or {}),
+        record_exception=True, set_status_on_exception=True,
+    ) as current:  # fmt: skip
+        yield current
+
+
+def annotate(attributes: Mapping[str, Any], error: str | None = None) -> None:
+    """Add attributes to the current span, and mark it failed when `error` says why (a step
+    or call that failed without an exception escaping the span)."""
+    if not _enabled:
+        return
+    current = trace.get_current_span()
+    current.set_attributes(dict(attributes))
+    if error is not None:
+        current.set_status(Status(StatusCode.ERROR, error))
+
+
+def current_ids() -> tuple[str, str] | None:
+    """The active span's trace and span ids in hex, for log lines."""
+    if not _enabled:
+        return None
+    context = trace.get_current_span().get_span_context()
+    if not context.is_valid:
+        return None
+    return format(context.trace_id, "032x"), format(context.span_id, "016x")
+
+
+def _sampler() -> Any:
+    """Everything in a trace, but no trace that is only a database statement: the worker's
+    claim polls and the checker's reads would otherwise each make a trace of their own."""
+    from opentelemetry.sdk.trace.sampling import (
+        ALWAYS_ON,
+        Decision,
+        ParentBased,
+        Sampler,
+        SamplingResult,
+    )
+
+    class NoLoneStatements(Sampler):
+        def should_sample(  # type: ignore[no-untyped-def]
+            self, parent_context, trace_id, name, kind=None, attributes=None, links=None,
+            trace_state=None,
+        ):  # fmt: skip
+            if attributes and ("db.system" in attributes or "db.system.name" in attributes):
+                return SamplingResult(Decision.DROP)
+            return ALWAYS_ON.should_sample(
+                parent_context, trace_id, name, kind, attributes, links, trace_state
+            )
+
+        def get_description(self) -> str:
+            return "NoLoneStatements"
+
+    return ParentBased(root=NoLoneStatements())
+
+
+class _NoSpan:
+    def set_attribute(self, _key: str, _value: Any) -> None:
+        return None
+
+    def set_attributes(self, _attributes: Mapping[str, Any]) -> None:
+        return None
+
+
+_KINDS: dict[str, Any] = (
+    {"internal": SpanKind.INTERNAL, "client": SpanKind.CLIENT, "consumer": SpanKind.CONSUMER}
+    if trace is not None
+    else {}
+)
