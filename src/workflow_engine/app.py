@@ -156,6 +156,8 @@ def create_app(
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         await context.services.start_all()
         logger.info(tracing_state)
+        if settings.is_production and settings.metrics_enabled and not settings.metrics_token:
+            logger.warning("/metrics is public: set METRICS_TOKEN, or keep the port private")
         try:
             yield
         finally:

@@ -19,6 +19,7 @@ import signal
 import tempfile
 import threading
 from collections.abc import Generator
+from pathlib import Path
 
 import uvicorn
 from fastapi import FastAPI
@@ -26,10 +27,12 @@ from uvicorn.config import STARTUP_FAILURE
 from uvicorn.supervisors import Multiprocess
 
 from workflow_engine.config import Settings
+from workflow_engine.observability import metrics
 from workflow_engine.observability.metrics import MULTIPROCESS_DIR
 
 _HANDLED = (signal.SIGTERM, signal.SIGINT)
 APP_FACTORY = "workflow_engine.server:app_from_environment"
+WORKER_START_SECONDS = 30
 
 
 class GracefulServer(uvicorn.Server):
@@ -76,11 +79,17 @@ def serve_workers(settings: Settings, workers: int) -> int:
 
     Each process keeps its metrics in files of a directory they share, so that whichever one
     answers `/metrics` reports them all (set `PROMETHEUS_MULTIPROC_DIR` to choose it)."""
-    if not os.environ.get(MULTIPROCESS_DIR):
+    if os.environ.get(MULTIPROCESS_DIR):
+        metrics.clear_directory(Path(os.environ[MULTIPROCESS_DIR]))
+    else:
         shared = tempfile.mkdtemp(prefix="workflow-engine-metrics-")
         os.environ[MULTIPROCESS_DIR] = shared  # inherited by the processes spawned below
         atexit.register(shutil.rmtree, shared, ignore_errors=True)
     config = uvicorn_config(APP_FACTORY, settings, workers=workers)
+    # Each process imports the app before it answers the supervisor's first ping; on a busy
+    # two-core machine that took longer than uvicorn's 5 s, and it restarted them in a loop.
+    # (The same limit decides when a process that stopped answering pings is replaced.)
+    config.timeout_worker_healthcheck = WORKER_START_SECONDS
     sock = config.bind_socket()
     supervisor = Multiprocess(config, sockets=[sock])
     supervisor.run()

@@ -3,7 +3,8 @@
 It imports `NODE_MODULES`, claims and runs steps like the embedded worker, and on SIGTERM or
 SIGINT stops claiming, lets running steps finish within `SHUTDOWN_TIMEOUT`, gives back what is
 still running (another worker takes it at once) and exits 0. With `WORKER_METRICS_PORT` it
-serves its metrics (steps, LLM and MCP calls it made) on that port, on `HOST`.
+serves its metrics (steps, LLM and MCP calls it made) on that port, on `HOST`, behind
+`METRICS_TOKEN` when one is set.
 """
 
 from __future__ import annotations
@@ -12,18 +13,24 @@ import asyncio
 import signal
 
 import structlog
-from prometheus_client import start_http_server
 
 from workflow_engine.config import Settings
 from workflow_engine.db import Database
 from workflow_engine.engine.worker import Worker, worker_options
 from workflow_engine.nodes import registry
-from workflow_engine.observability import tracing
+from workflow_engine.observability import metrics, tracing
 
 logger = structlog.get_logger(__name__)
 
 
 async def run_worker(settings: Settings) -> int:
+    if settings.worker_metrics_port is not None and metrics.multiprocess():
+        # Its samples would be summed into the API's /metrics and scraped here as well.
+        logger.error(
+            "give the worker either WORKER_METRICS_PORT or the API's PROMETHEUS_MULTIPROC_DIR, "
+            "not both: it would be counted twice"
+        )
+        return 2
     logger.info(tracing.setup(settings.tracing_enabled))
     db = Database(
         settings.effective_database_url,
@@ -41,17 +48,27 @@ async def run_worker(settings: Settings) -> int:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
-    await worker.start()
-    if settings.metrics_enabled and settings.worker_metrics_port is not None:
-        # Its own target for Prometheus: a worker's counters live in its process.
-        start_http_server(settings.worker_metrics_port, addr=settings.host)
-        logger.info("worker metrics", url=f"http://{settings.host}:{settings.worker_metrics_port}/")
-    logger.info("worker started", owner=worker.owner, concurrency=settings.worker_concurrency)
+    stop_metrics = None
     try:
+        if settings.metrics_enabled and settings.worker_metrics_port is not None:
+            # Its own target for Prometheus: a worker's counters live in its process.
+            token = settings.metrics_token
+            stop_metrics = metrics.serve_in_thread(
+                settings.host,
+                settings.worker_metrics_port,
+                None if token is None else token.get_secret_value(),
+            )
+            logger.info(
+                "worker metrics", url=f"http://{settings.host}:{settings.worker_metrics_port}/"
+            )
+        await worker.start()
+        logger.info("worker started", owner=worker.owner, concurrency=settings.worker_concurrency)
         await stop.wait()
         logger.info("worker stopping", running=worker.running)
         await worker.stop(grace=settings.shutdown_timeout)
     finally:
+        if stop_metrics is not None:
+            stop_metrics()
         await db.dispose()
         tracing.flush()
     logger.info("worker stopped")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
@@ -38,4 +40,37 @@ def test_several_processes_report_one_sum(
     assert max(served) < 40  # so both processes answered some
     # Each scrape lands on either process; every one reports all 40 requests.
     assert {_uptime_requests(server) for _ in range(10)} == {40.0}
+    assert server.stop() == 0
+
+
+def _gauge(server: Server, name: str) -> float:
+    text = httpx.get(f"{server.url}/metrics", timeout=10).text
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == name:
+                return sample.value
+    raise AssertionError(f"{name} is not in /metrics")
+
+
+def test_open_streams_are_subscribers_not_requests_in_flight(
+    server_factory: type[Server],
+) -> None:
+    admin = {"BOOTSTRAP_ADMIN_EMAIL": "admin@example.com",
+             "BOOTSTRAP_ADMIN_PASSWORD": "Metrics-Stream-Test-42"}  # fmt: skip
+    server = server_factory(env=admin).start()
+    token = httpx.post(f"{server.url}/api/v1/auth/login", timeout=10, json={
+        "email": admin["BOOTSTRAP_ADMIN_EMAIL"], "password": admin["BOOTSTRAP_ADMIN_PASSWORD"],
+    }).json()["token"]  # fmt: skip
+    headers = {"Authorization": f"Bearer {token}"}
+    with httpx.Client(timeout=10) as client:
+        with client.stream("GET", f"{server.url}/api/v1/events/stream", headers=headers) as sse:
+            assert sse.status_code == 200
+            assert _gauge(server, "sse_subscribers") == 1
+            assert _gauge(server, "http_requests_in_flight") == 1  # the scrape itself
+        deadline = 50
+        while _gauge(server, "sse_subscribers") != 0 and deadline:
+            deadline -= 1  # the server notices the reader left at its next write or ping
+            time.sleep(0.2)
+    assert _gauge(server, "sse_subscribers") == 0
+    assert _gauge(server, "http_requests_in_flight") == 1
     assert server.stop() == 0

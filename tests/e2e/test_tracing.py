@@ -102,6 +102,14 @@ def test_one_trigger_yields_one_trace(
     headers = {"Authorization": f"Bearer {token}"}
     run = httpx.post(f"{server.url}/api/v1/workflows/trigger", json=TRIGGER, headers=headers,
                      timeout=10).json()  # fmt: skip
+    # A query string can hold a secret: spans keep none. A host name that contains
+    # "health" is still traced (exclusions are anchored on the path).
+    listed = httpx.get(f"{server.url}/api/v1/workflows?limit=5&api_key=QUERY-SECRET-1",
+                       headers=headers, timeout=10)  # fmt: skip
+    assert listed.status_code == 200
+    me = httpx.get(f"{server.url}/api/v1/auth/me",
+                   headers={**headers, "Host": "healthcare.example"}, timeout=10)  # fmt: skip
+    assert me.status_code == 200
     deadline = time.monotonic() + 60
     while httpx.get(f"{server.url}{run['links']['status']}", headers=headers,
                     timeout=10).json()["status"] not in ("completed", "failed"):  # fmt: skip
@@ -139,6 +147,11 @@ def test_one_trigger_yields_one_trace(
     ids = {s.span_id for s in spans}
     orphans = [s.name for s in spans if s.parent_id and s.parent_id not in ids]
     assert orphans == []
+
+    everything = received.snapshot()
+    assert not [s.name for s in everything if "QUERY-SECRET-1" in json.dumps(s.attributes)]
+    assert any(s.name == "GET /api/v1/workflows" for s in everything)
+    assert any(s.name == "GET /api/v1/auth/me" for s in everything)
 
     trace_id = steps[0].trace_id
     log_lines = [json.loads(line) for line in server.output().splitlines()

@@ -8,7 +8,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.e2e.conftest import Server
+from tests.e2e.conftest import Server, free_port
 
 pytestmark = pytest.mark.e2e
 
@@ -48,11 +48,22 @@ def test_a_standalone_worker_runs_what_the_api_accepted_and_stops_cleanly(
     time.sleep(1)
     assert _status(api, token, run_id) == "queued"  # no worker in the API process
 
-    worker = server_factory("worker", "--concurrency", "4", env=env)
+    metrics_port = free_port()
+    worker = server_factory(
+        "worker", "--concurrency", "4", "--metrics-port", str(metrics_port),
+        env={**env, "METRICS_TOKEN": "scrape-secret"},
+    )  # fmt: skip
     worker.start(wait=False)
     deadline = time.monotonic() + 30
     while _status(api, token, run_id) != "completed":
         assert time.monotonic() < deadline, worker.output()
         time.sleep(0.1)
+
+    # The worker's own counters, on its own port, behind the metrics token.
+    scrape = f"http://127.0.0.1:{metrics_port}/metrics"
+    assert httpx.get(scrape, timeout=5).status_code == 401
+    exposition = httpx.get(scrape, headers={"Authorization": "Bearer scrape-secret"}, timeout=5)
+    assert exposition.status_code == 200
+    assert 'workflow_step_attempts_total{node="transform",outcome="completed"}' in exposition.text
     assert worker.stop() == 0
     assert '"worker stopped"' in worker.output()

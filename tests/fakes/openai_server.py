@@ -25,6 +25,7 @@ class Reply:
     completion_tokens: int = 7
     headers: dict[str, str] = field(default_factory=dict)
     delay: float = 0.0  # seconds before answering (a hanging provider)
+    model: str | None = None  # the model named in the answer; default: the one asked for
 
 
 class FakeOpenAI:
@@ -71,7 +72,7 @@ def _handler(fake: FakeOpenAI) -> type[BaseHTTPRequestHandler]:
             self._send(200, {
                 "id": f"chatcmpl-{len(fake.requests)}",
                 "object": "chat.completion",
-                "model": body.get("model", "unknown"),
+                "model": reply.model or body.get("model", "unknown"),
                 "choices": [{"index": 0, "finish_reason": "stop",
                              "message": {"role": "assistant", "content": reply.content}}],
                 "usage": {"prompt_tokens": reply.prompt_tokens,

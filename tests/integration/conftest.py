@@ -13,6 +13,7 @@ from typing import Any
 import httpx
 import pytest
 from fastapi import APIRouter, FastAPI
+from prometheus_client.parser import text_string_to_metric_families
 from pydantic import BaseModel, Field
 
 from workflow_engine import create_app, load_settings
@@ -179,3 +180,20 @@ async def finished_run(
 
 def steps_of(status: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return {step["id"]: step for step in status["steps"]}
+
+
+Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
+
+
+def scrape(text: str) -> Samples:
+    """The samples of a `/metrics` answer. Metrics are per process and tests share one, so
+    assertions are about the change between two scrapes."""
+    return {
+        (sample.name, frozenset(sample.labels.items())): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
+def value(samples: Samples, name: str, **labels: str) -> float:
+    return samples.get((name, frozenset(labels.items())), 0.0)

@@ -15,8 +15,10 @@ from tests.integration.conftest import (
     build_app,
     finished_run,
     running,
+    scrape,
     steps_of,
     trigger_run,
+    value,
 )
 from workflow_engine.auth.permissions import Role
 
@@ -46,6 +48,7 @@ WORKFLOWS = [
     _flow("offline_classify", "llm.classify", text="{{ input.text }}", labels=LABELS),
     _flow("offline_extract", "llm.extract", text="{{ input.text }}", schema=ORDER_SCHEMA),
     _flow("offline_chat", "llm.chat", system="{{ input.articles }}", prompt="{{ input.text }}"),
+    _flow("chat_as", "llm.chat", provider="openai", model="{{ input.model }}", prompt="hi"),
     _flow("nowhere", "llm.chat", QUICK_RETRY, provider="telepathy", prompt="hi"),
 ]  # fmt: skip
 
@@ -227,3 +230,71 @@ async def test_an_unknown_provider_fails_the_step_at_once(api: Any) -> None:
     step = steps_of(status)["llm"]
     assert (status["status"], step["attempts"]) == ("failed", 1)
     assert "unknown LLM provider 'telepathy'" in step["error"]["message"]
+
+
+async def _metrics(api: Any) -> Any:
+    client, _ = api
+    return scrape((await client.get("/metrics")).text)
+
+
+async def test_a_dated_answer_is_priced_and_labelled_as_the_model_asked_for(
+    api: Any, openai: FakeOpenAI
+) -> None:
+    # OpenAI answers a `gpt-4o-mini` request as a dated snapshot of it.
+    openai.reply(Reply("ok", prompt_tokens=1000, completion_tokens=500,
+                       model="gpt-4o-mini-2024-07-18"))  # fmt: skip
+    before = await _metrics(api)
+    status, results, _ = await _run(api, "chat_as", {"model": "gpt-4o-mini"})
+    after = await _metrics(api)
+
+    assert status["status"] == "completed", status
+    assert results["output"]["model"] == "gpt-4o-mini-2024-07-18"  # what answered, as said
+    asked = {"provider": "openai", "model": "gpt-4o-mini"}
+    cost = value(after, "llm_cost_usd_total", **asked) - value(
+        before, "llm_cost_usd_total", **asked
+    )
+    assert cost == pytest.approx((1000 * 0.15 + 500 * 0.60) / 1_000_000)
+    tokens = value(after, "llm_tokens_total", **asked, kind="prompt") - value(
+        before, "llm_tokens_total", **asked, kind="prompt"
+    )
+    assert tokens == 1000
+    assert not [key for key in after if ("model", "gpt-4o-mini-2024-07-18") in key[1]]
+
+
+async def test_models_named_by_input_share_one_label(api: Any, openai: FakeOpenAI) -> None:
+    before = await _metrics(api)
+    for n in range(3):
+        openai.reply(Reply("ok"))
+        status, _, _ = await _run(api, "chat_as", {"model": f"made-up-{n}"})
+        assert status["status"] == "completed", status
+    after = await _metrics(api)
+
+    other = {"provider": "openai", "model": "other", "outcome": "ok"}
+    assert (
+        value(after, "llm_requests_total", **other) - value(before, "llm_requests_total", **other)
+        == 3
+    )
+    assert not [key for key in after if any(v.startswith("made-up") for _, v in key[1])]
+
+
+async def test_tokens_of_answers_that_fail_validation_are_still_counted(
+    api: Any, openai: FakeOpenAI
+) -> None:
+    openai.reply(Reply("not json", prompt_tokens=40, completion_tokens=9),
+                 Reply('{"amount": 1}', prompt_tokens=60, completion_tokens=6))  # fmt: skip
+    before = await _metrics(api)
+    status, _, _ = await _run(api, "extract", {"text": "Order A-1001"})
+    after = await _metrics(api)
+
+    assert status["status"] == "failed"
+    labels = {"provider": "openai", "model": "fake-model-1"}
+    assert (
+        value(after, "llm_tokens_total", **labels, kind="prompt")
+        - value(before, "llm_tokens_total", **labels, kind="prompt")
+        == 100
+    )
+    failed = {**labels, "outcome": "llm_invalid_output"}
+    assert (
+        value(after, "llm_requests_total", **failed) - value(before, "llm_requests_total", **failed)
+        == 1
+    )

@@ -22,8 +22,10 @@ from tests.integration.conftest import (
     build_app,
     finished_run,
     running,
+    scrape,
     steps_of,
     trigger_run,
+    value,
 )
 from workflow_engine.auth.permissions import Role
 from workflow_engine.demo.services import PORTS, security, serve_standalone, servers
@@ -229,12 +231,21 @@ async def test_a_server_that_hangs_times_out_and_the_run_fails(api: Any) -> None
 
 
 async def test_a_tool_error_carries_the_servers_message(api: Any) -> None:
+    client, _ = api
+    before = scrape((await client.get("/metrics")).text)
     status, _ = await _run(api, "unknown_tool", {})
+    after = scrape((await client.get("/metrics")).text)
 
     step = steps_of(status)["call"]
     assert (status["status"], step["attempts"]) == ("failed", 1)
     assert step["error"]["class"] == "mcp_tool_error"
     assert "no_such_tool" in step["error"]["message"]
+    # A tool the server does not have is not a label of its own: steps can name anything.
+    labels = {"server": "helpscout", "tool": "other", "outcome": "mcp_tool_error"}
+    assert (
+        value(after, "mcp_calls_total", **labels) - value(before, "mcp_calls_total", **labels) == 1
+    )
+    assert not [key for key in after if ("tool", "no_such_tool") in key[1]]
 
 
 async def test_a_server_that_keeps_failing_opens_its_circuit() -> None:

@@ -13,13 +13,18 @@ from typing import Any
 
 import httpx
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
-from tests.integration.conftest import Accounts, build_app, finished_run, running, trigger_run
+from tests.integration.conftest import (
+    Accounts,
+    build_app,
+    finished_run,
+    running,
+    scrape,
+    trigger_run,
+    value,
+)
 from workflow_engine.auth.permissions import Role
 from workflow_engine.nodes.registry import FatalStepError, NodeContext, node
-
-Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
 
 @node("metrics_test.nap")
@@ -43,18 +48,6 @@ WORKFLOWS = [
     {"name": "metrics_slow", "steps": [
         {"id": "nap", "uses": "metrics_test.nap", "with": {"seconds": 30}}]},
 ]  # fmt: skip
-
-
-def scrape(text: str) -> Samples:
-    return {
-        (sample.name, frozenset(sample.labels.items())): sample.value
-        for family in text_string_to_metric_families(text)
-        for sample in family.samples
-    }
-
-
-def value(samples: Samples, name: str, **labels: str) -> float:
-    return samples.get((name, frozenset(labels.items())), 0.0)
 
 
 @pytest.fixture
@@ -170,6 +163,10 @@ async def test_metrics_can_be_closed_or_turned_off(database_url: str, tmp_path: 
         right = await client.get("/metrics", headers={"Authorization": "Bearer scrape-secret-123"})
         assert right.status_code == 200
         assert "http_requests_total" in right.text
+    accented = build_app(database_url, tmp_path / "c", METRICS_TOKEN="clé-secrète-123")
+    async with running(accented) as client:
+        sent = {"Authorization": "Bearer clé-secrète-123".encode()}  # the token's UTF-8 bytes
+        assert (await client.get("/metrics", headers=sent)).status_code == 200
     off = build_app(database_url, tmp_path / "b", METRICS_ENABLED="false")
     async with running(off) as client:
         assert (await client.get("/metrics")).status_code == 404

@@ -3,6 +3,7 @@ counters plus facts read from the database at scrape time."""
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 from datetime import UTC, datetime
 
@@ -34,10 +35,14 @@ async def prometheus_metrics(request: Request, context: Context, db: DatabaseDep
         raise NotFound("metrics are disabled (METRICS_ENABLED=false)")
     if settings.metrics_token is not None:
         expected = f"Bearer {settings.metrics_token.get_secret_value()}"
-        given = request.headers.get("authorization", "")
-        if not hmac.compare_digest(given.encode(), expected.encode()):
+        # Headers arrive decoded as latin-1: back to their bytes, a UTF-8 token compares.
+        given = request.headers.get("authorization", "").encode("latin-1")
+        if not hmac.compare_digest(given, expected.encode()):
             raise Unauthorized("/metrics needs Authorization: Bearer <METRICS_TOKEN>")
-    return Response(metrics.render(await _database_facts(db)), media_type=metrics.CONTENT_TYPE)
+    facts = await _database_facts(db)
+    # Reading every process's sample files is file I/O: not on the event loop.
+    text = await asyncio.to_thread(metrics.render, facts)
+    return Response(text, media_type=metrics.CONTENT_TYPE)
 
 
 async def _database_facts(db: Database) -> list[Metric]:

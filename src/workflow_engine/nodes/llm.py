@@ -117,17 +117,22 @@ async def _call(ctx: NodeContext, llm: Provider, model: str | None, call: Any) -
 
 
 async def _traced_call(ctx: NodeContext, llm: Provider, model: str, call: Any) -> Any:
+    prices = ctx.settings.llm.prices
+    label = model_label(llm, model, prices)
     try:
         result = await call
     except LLMError as exc:
-        metrics.llm_requests.labels(llm.name, model, exc.error_class).inc()
+        metrics.llm_requests.labels(llm.name, label, exc.error_class).inc()
+        if exc.spent is not None:
+            _count_usage(exc.spent, label, model, prices)
         tracing.annotate({"error.type": exc.error_class}, error=str(exc))
         ctx.log.warning("llm call failed", error_class=exc.error_class, error=str(exc))
         if exc.retryable:
             raise StepError(str(exc), error_class=exc.error_class) from None
         raise FatalStepError(str(exc), error_class=exc.error_class) from None
     completion: Completion = getattr(result, "completion", result)
-    _count(completion, ctx.settings.llm.prices)
+    metrics.llm_requests.labels(llm.name, label, "ok").inc()
+    _count_usage(completion, label, model, prices)
     tracing.annotate({
         "gen_ai.response.model": completion.model,
         "gen_ai.usage.input_tokens": completion.usage.prompt_tokens,
@@ -137,13 +142,27 @@ async def _traced_call(ctx: NodeContext, llm: Provider, model: str, call: Any) -
     return result
 
 
-def _count(completion: Completion, prices: Mapping[str, Price]) -> None:
-    labels = (completion.provider, completion.model)
-    metrics.llm_requests.labels(*labels, "ok").inc()
+def model_label(llm: Provider, requested: str, prices: Mapping[str, Price]) -> str:
+    """The `model` label of the LLM metrics: the model asked for when it is the provider's
+    configured one or has a price, else `other` — a step can name any model (even from its
+    input), and each name would be a new series."""
+    return requested if requested == llm.model or requested in prices else "other"
+
+
+def _count_usage(
+    completion: Completion, label: str, requested: str, prices: Mapping[str, Price]
+) -> None:
+    """Tokens and cost under the requested model's label; priced by the requested name, or
+    the provider's answer (a dated snapshot of a listed model) when that has no price."""
+    labels = (completion.provider, label)
     metrics.llm_tokens.labels(*labels, "prompt").inc(completion.usage.prompt_tokens)
     metrics.llm_tokens.labels(*labels, "completion").inc(completion.usage.completion_tokens)
-    cost = cost_usd(prices, completion.model, completion.usage)
-    if cost is not None and completion.provider != "offline":
+    if completion.provider == "offline":
+        return
+    cost = cost_usd(prices, requested, completion.usage)
+    if cost is None:
+        cost = cost_usd(prices, completion.model, completion.usage)
+    if cost is not None:
         metrics.llm_cost.labels(*labels).inc(cost)
 
 

@@ -31,25 +31,36 @@ class AccessLogMiddleware:
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
+        answered: float | None = None  # when a stream's answer began
         status = 500
         metrics.http_in_flight.inc()
+        in_flight = True
 
         async def recording_send(message: Message) -> None:
-            nonlocal status
+            nonlocal status, answered, in_flight
             if message["type"] == "http.response.start":
                 status = message["status"]
+                if _streams(message):
+                    # A stream lasts as long as its reader stays: its latency is the time to
+                    # its first byte, and `sse_subscribers` counts it while it is open.
+                    answered = time.perf_counter()
+                    metrics.http_in_flight.dec()
+                    in_flight = False
             await send(message)
 
         try:
             await self.app(scope, receive, recording_send)
         finally:
-            duration_ms = (time.perf_counter() - started) * 1000
-            self.stats.record(status, duration_ms)
+            ended = time.perf_counter()
+            duration_ms = (ended - started) * 1000
+            response_ms = ((answered or ended) - started) * 1000
+            self.stats.record(status, response_ms)
             route = route_template(scope, self.routes)
             method = scope["method"] if scope["method"] in METHODS else "OTHER"
-            metrics.http_in_flight.dec()
+            if in_flight:
+                metrics.http_in_flight.dec()
             metrics.http_requests.labels(method, route, str(status)).inc()
-            metrics.http_duration.labels(method, route).observe(duration_ms / 1000)
+            metrics.http_duration.labels(method, route).observe(response_ms / 1000)
             logger.info(
                 "request",
                 method=scope["method"],
@@ -57,6 +68,13 @@ class AccessLogMiddleware:
                 status=status,
                 duration_ms=round(duration_ms, 2),
             )
+
+
+def _streams(start: Message) -> bool:
+    return any(
+        name == b"content-type" and value.startswith(b"text/event-stream")
+        for name, value in start.get("headers", ())
+    )
 
 
 class RouteTable:

@@ -12,9 +12,16 @@ metrics on `--metrics-port`, scraped as a target of its own.
 
 from __future__ import annotations
 
+import hmac
 import os
-from collections.abc import AsyncIterator, Iterable
-from typing import TypeVar
+import re
+import socket
+import threading
+from collections.abc import AsyncIterator, Callable, Iterable
+from pathlib import Path
+from socketserver import ThreadingMixIn
+from typing import Any, TypeVar
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -24,6 +31,7 @@ from prometheus_client import (
     Gauge,
     Histogram,
     generate_latest,
+    make_wsgi_app,
 )
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
@@ -36,6 +44,12 @@ MULTIPROCESS_DIR = "PROMETHEUS_MULTIPROC_DIR"
 RUN_BUCKETS = (0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 900, 1800, 3600, 14400)
 STEP_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900)
 WAIT_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
+_LIVE_FILE = re.compile(r"gauge_live\w+_(\d+)\.db")
+
+if os.environ.get(MULTIPROCESS_DIR):
+    # The metrics below open their files there as they are created: a directory named but
+    # not made yet would stop every command at import.
+    Path(os.environ[MULTIPROCESS_DIR]).mkdir(parents=True, exist_ok=True)
 
 http_requests = Counter(
     "http_requests_total", "HTTP requests answered.", ["method", "route", "status"]
@@ -130,6 +144,9 @@ def render(extra: Iterable[Metric] = ()) -> bytes:
     """The exposition text: this process's metrics (every process's in multiprocess mode),
     then `extra` — facts read from the database at scrape time, the same from any process."""
     if multiprocess():
+        directory = Path(os.environ[MULTIPROCESS_DIR])
+        directory.mkdir(parents=True, exist_ok=True)  # a cleaner may have removed it
+        _forget_dead_processes(directory)
         registry = CollectorRegistry()
         MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
         text = generate_latest(registry)
@@ -147,6 +164,74 @@ def process_exiting() -> None:
     """Drop this process's live gauges from the shared directory (multiprocess mode)."""
     if multiprocess():
         mark_process_dead(os.getpid())  # type: ignore[no-untyped-call]
+
+
+def clear_directory(directory: Path) -> None:
+    """Remove an earlier server's samples before the processes that share `directory` start:
+    counters restart at zero with the server, as Prometheus expects of a restart."""
+    directory.mkdir(parents=True, exist_ok=True)
+    for stale in directory.glob("*.db"):
+        stale.unlink(missing_ok=True)
+
+
+def _forget_dead_processes(directory: Path) -> None:
+    """A process that was killed (out of memory, or restarted by the supervisor) never ran its
+    lifespan's end: its in-flight and subscriber gauges would be summed forever."""
+    for file in directory.glob("gauge_live*.db"):
+        found = _LIVE_FILE.fullmatch(file.name)
+        if found and not _alive(int(found.group(1))):
+            mark_process_dead(int(found.group(1)), str(directory))  # type: ignore[no-untyped-call]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's process: not ours to judge
+    return True
+
+
+def serve_in_thread(host: str, port: int, token: str | None) -> Callable[[], None]:
+    """This process's metrics on `host:port` from a daemon thread (a standalone worker has no
+    HTTP server of its own), behind `Authorization: Bearer <token>` when a token is given.
+    Returns the function that stops it."""
+    exposition = make_wsgi_app()
+
+    def guarded(environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
+        if token is not None:
+            given = environ.get("HTTP_AUTHORIZATION", "").encode("latin-1")
+            if not hmac.compare_digest(given, f"Bearer {token}".encode()):
+                start_response("401 Unauthorized", [
+                    ("Content-Type", "text/plain; charset=utf-8"),
+                    ("WWW-Authenticate", 'Bearer realm="metrics"'),
+                ])  # fmt: skip
+                return [b"metrics need Authorization: Bearer <METRICS_TOKEN>\n"]
+        return exposition(environ, start_response)  # type: ignore[no-any-return]
+
+    server_class = _Threading6 if ":" in host else _Threading
+    server = make_server(host, port, guarded, server_class, _Quiet)
+    threading.Thread(target=server.serve_forever, name="metrics", daemon=True).start()
+
+    def stop() -> None:
+        server.shutdown()
+        server.server_close()
+
+    return stop
+
+
+class _Threading(ThreadingMixIn, WSGIServer):
+    daemon_threads = True
+
+
+class _Threading6(_Threading):
+    address_family = socket.AF_INET6
+
+
+class _Quiet(WSGIRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:
+        """Scrapes every few seconds would drown the log."""
 
 
 class _Fixed(Collector):

@@ -22,6 +22,7 @@ import contextlib
 import os
 from collections.abc import Iterator, Mapping
 from typing import Any
+from urllib.parse import urlsplit
 
 import structlog
 
@@ -35,7 +36,14 @@ except ImportError:  # the `monitoring` extra is not installed
 
 TRACER_NAME = "workflow_engine"
 ENDPOINT_VARIABLES = ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
-EXCLUDED_URLS = "health,metrics,demo/mcp"
+# Matched (re.search) against `scheme://host/path`: anchored on the path, so that a host
+# name holding these words, or a route of ours that merely contains them, is still traced.
+EXCLUDED_URLS = ",".join((
+    r"^https?://[^/]+/health(/detailed)?$",
+    r"^https?://[^/]+/metrics$",
+    r"^https?://[^/]+/demo/mcp/",
+))  # fmt: skip
+URL_ATTRIBUTES = ("http.url", "url.full")
 
 _enabled = False
 
@@ -70,7 +78,9 @@ def setup(enabled: bool, environ: Mapping[str, str] | None = None) -> str:
     provider = TracerProvider(resource=resource, sampler=_sampler())
     provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
     trace.set_tracer_provider(provider)
-    HTTPXClientInstrumentor().instrument(tracer_provider=provider)
+    HTTPXClientInstrumentor().instrument(
+        tracer_provider=provider, request_hook=_client_url, async_request_hook=_async_client_url
+    )
     _enabled = True
     return "tracing is on: spans go to the OTLP endpoint in OTEL_EXPORTER_OTLP_*"
 
@@ -87,8 +97,55 @@ def instrument_app(app: Any) -> None:
         from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 
         FastAPIInstrumentor.instrument_app(
-            app, excluded_urls=EXCLUDED_URLS, exclude_spans=["receive", "send"]
-        )
+            app, excluded_urls=EXCLUDED_URLS, exclude_spans=["receive", "send"],
+            server_request_hook=_server_url,
+        )  # fmt: skip
+
+
+def without_query(url: str) -> str:
+    """`url` with no credentials, query or fragment: what spans may keep of a URL. A query can
+    carry a secret (`?api_key=`), and a span goes to whoever runs the trace backend."""
+    parts = urlsplit(url)
+    return parts._replace(netloc=parts.netloc.rpartition("@")[2], query="", fragment="").geturl()
+
+
+def _server_url(span: Any, scope: Mapping[str, Any]) -> None:
+    if not (span.is_recording() and scope.get("query_string")):
+        return
+    attributes = getattr(span, "attributes", None) or {}
+    for key in URL_ATTRIBUTES:
+        if key in attributes:
+            span.set_attribute(key, without_query(str(attributes[key])))
+    if "http.target" in attributes:
+        span.set_attribute("http.target", scope.get("path", ""))
+    if "url.query" in attributes:
+        span.set_attribute("url.query", "REDACTED")
+
+
+def _client_url(span: Any, request: Any) -> None:
+    if not span.is_recording():
+        return
+    attributes = getattr(span, "attributes", None) or {}
+    for key in URL_ATTRIBUTES:
+        if key in attributes:
+            span.set_attribute(key, without_query(str(request.url)))
+
+
+async def _async_client_url(span: Any, request: Any) -> None:
+    _client_url(span, request)
+
+
+@contextlib.contextmanager
+def untraced() -> Iterator[None]:
+    """No spans and no trace headers for the calls inside: the registry's probes, made on a
+    timer to services tenants registered, are neither part of a trace nor theirs to see."""
+    if not _enabled:
+        yield
+        return
+    from opentelemetry.instrumentation.utils import suppress_instrumentation
+
+    with suppress_instrumentation():
+        yield
 
 
 def instrument_engine(sync_engine: Any) -> None:
@@ -159,8 +216,9 @@ def current_ids() -> tuple[str, str] | None:
 
 
 def _sampler() -> Any:
-    """Everything in a trace, but no trace that is only a database statement: the worker's
-    claim polls and the checker's reads would otherwise each make a trace of their own."""
+    """Everything in a trace, but no trace that is only a database statement or an outgoing
+    call: the worker's claim polls, the checker's reads and the registry's probes would
+    otherwise each make a trace of their own."""
     from opentelemetry.sdk.trace.sampling import (
         ALWAYS_ON,
         Decision,
@@ -175,6 +233,8 @@ def _sampler() -> Any:
             trace_state=None,
         ):  # fmt: skip
             if attributes and ("db.system" in attributes or "db.system.name" in attributes):
+                return SamplingResult(Decision.DROP)
+            if kind == SpanKind.CLIENT:
                 return SamplingResult(Decision.DROP)
             return ALWAYS_ON.should_sample(
                 parent_context, trace_id, name, kind, attributes, links, trace_state

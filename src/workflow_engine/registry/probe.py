@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import httpx
 
 from workflow_engine.net.addresses import NetworkPolicy, RefusedURL, http_url, without_credentials
+from workflow_engine.observability import tracing
 from workflow_engine.version import __version__
 
 MAX_BODY_BYTES = 64 * 1024
@@ -66,21 +67,23 @@ async def probe(
         return ProbeResult(latency_ms=latency, **fields)  # type: ignore[arg-type]
 
     try:
-        async with asyncio.timeout(timeout):
-            target = http_url(url)
-            address = (await policy.addresses(target))[0]
-            request = client.build_request(
-                "GET",
-                target.copy_with(host=str(address)),
-                headers={"Host": target.netloc.decode("ascii"), "User-Agent": user_agent()},
-                extensions={"sni_hostname": target.host} if target.scheme == "https" else {},
-                timeout=timeout,
-            )
-            response = await client.send(request, stream=True, follow_redirects=False)
-            try:
-                await _drain(response)
-            finally:
-                await response.aclose()
+        # Untraced: probes run on a timer, to services tenants registered.
+        with tracing.untraced():
+            async with asyncio.timeout(timeout):
+                target = http_url(url)
+                address = (await policy.addresses(target))[0]
+                request = client.build_request(
+                    "GET",
+                    target.copy_with(host=str(address)),
+                    headers={"Host": target.netloc.decode("ascii"), "User-Agent": user_agent()},
+                    extensions={"sni_hostname": target.host} if target.scheme == "https" else {},
+                    timeout=timeout,
+                )
+                response = await client.send(request, stream=True, follow_redirects=False)
+                try:
+                    await _drain(response)
+                finally:
+                    await response.aclose()
     except RefusedURL as exc:
         return result(passed=False, error=str(exc))
     except TimeoutError:

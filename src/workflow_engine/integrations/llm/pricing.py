@@ -29,8 +29,17 @@ DEFAULT_PRICES: Mapping[str, Price] = {
 }
 
 
+def price_of(prices: Mapping[str, Price], model: str) -> Price | None:
+    """The price of `model`, or of the longest listed name it is a dated or tagged snapshot
+    of: OpenAI answers `gpt-4o-mini` requests as `gpt-4o-mini-2024-07-18`."""
+    if model in prices:
+        return prices[model]
+    family = max((name for name in prices if model.startswith(f"{name}-")), key=len, default=None)
+    return None if family is None else prices[family]
+
+
 def cost_usd(prices: Mapping[str, Price], model: str, usage: Usage) -> float | None:
-    price = prices.get(model)
+    price = price_of(prices, model)
     if price is None:
         return None
     return (

@@ -97,9 +97,13 @@ class ChatBackedProvider:
         total: Completion | None = None
         problem = ""
         for _ in range(2):
-            completion = await self.chat(
-                ChatRequest(tuple(messages), model=model, temperature=0, json_output=True)
-            )
+            try:
+                completion = await self.chat(
+                    ChatRequest(tuple(messages), model=model, temperature=0, json_output=True)
+                )
+            except LLMError as exc:
+                exc.spent = total
+                raise
             total = completion if total is None else _combined(total, completion)
             try:
                 answer = json.loads(_strip_fence(completion.text))
@@ -117,6 +121,7 @@ class ChatBackedProvider:
             f"{self.name} gave no valid answer in two tries: {problem}",
             retryable=True,
             error_class="llm_invalid_output",
+            spent=total,
         )
 
 

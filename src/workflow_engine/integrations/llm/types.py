@@ -74,12 +74,17 @@ class Extraction:
 
 class LLMError(Exception):
     """A call failed. `retryable`: another attempt later may succeed (rate limit, 5xx, timeout,
-    network); otherwise the request itself is wrong (bad key, unknown model, refused input)."""
+    network); otherwise the request itself is wrong (bad key, unknown model, refused input).
+    `spent`: what answered calls cost before the failure (a structured call asks twice), so
+    that their tokens are counted even though the step fails."""
 
-    def __init__(self, message: str, *, retryable: bool, error_class: str) -> None:
+    def __init__(
+        self, message: str, *, retryable: bool, error_class: str, spent: Completion | None = None
+    ) -> None:
         super().__init__(message)
         self.retryable = retryable
         self.error_class = error_class
+        self.spent = spent
 
 
 class Provider(Protocol):

@@ -230,11 +230,11 @@ class MCPClients:
                 timeout, tenant_id,
             )  # fmt: skip
         except MCPCallError as exc:
-            _count(server, tool, exc.error_class, started)
+            self._count(server, tool, exc.error_class, started)
             tracing.annotate({"error.type": exc.error_class}, error=str(exc))
             raise
         latency = round((time.perf_counter() - started) * 1000, 3)
-        _count(server, tool, "mcp_tool_error" if result.is_error else "ok", started)
+        self._count(server, tool, "mcp_tool_error" if result.is_error else "ok", started)
         text = "\n".join(getattr(block, "text", "") for block in result.content).strip()
         if result.is_error:
             raise MCPCallError(
@@ -265,6 +265,20 @@ class MCPClients:
         ]
         self._tools[cache_key] = (time.monotonic(), tools)
         return tools
+
+    def _count(self, server: str, tool: str, outcome: str, started: float) -> None:
+        """Labels stay bounded whatever a step names: a configured server is labelled by name,
+        and its tool when the server ran it or listed it (`other` otherwise); instances found
+        in the registry are tenants' own and all count as server `registry`, tool `other`."""
+        if server in self._configs:
+            listed = self._tools.get(server, (0.0, []))[1]
+            known = outcome == "ok" or any(t["name"] == tool for t in listed)
+            server_label, tool_label = server, tool if known else "other"
+        else:
+            server_label = "registry" if self._discovery is not None else "unknown"
+            tool_label = "other"
+        metrics.mcp_calls.labels(server_label, tool_label, outcome).inc()
+        metrics.mcp_duration.labels(server_label).observe(time.perf_counter() - started)
 
     async def _with_session(
         self, server: str, call: Any, timeout: float | None, tenant_id: uuid.UUID | None
@@ -372,11 +386,6 @@ class MCPClients:
             if self._sessions.get(server) is session:
                 del self._sessions[server]
         await session.close()
-
-
-def _count(server: str, tool: str, outcome: str, started: float) -> None:
-    metrics.mcp_calls.labels(server, tool, outcome).inc()
-    metrics.mcp_duration.labels(server).observe(time.perf_counter() - started)
 
 
 def _unreachable(server: str, exc: BaseException) -> MCPCallError:
