@@ -62,7 +62,11 @@ def test(extra: list[str]) -> None:
     _run(BIN / "ruff", "check", ".")
     _run(BIN / "ruff", "format", "--check", ".")
     _run(BIN / "mypy")
-    _run(BIN / "python", "-m", "pytest", *extra)
+    # pytest replaces this process, so a signal sent to it (Ctrl-C, a CI timeout) reaches
+    # the tests instead of orphaning them.
+    os.chdir(ROOT)
+    python = BIN / "python"
+    os.execv(python, [str(python), "-m", "pytest", *extra])
 
 
 def main() -> None:

@@ -336,8 +336,9 @@ def demo_services(
 
     for name, port in PORTS.items():
         typer.echo(f"{name}: http://{host}:{port}/mcp (demo data)")
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(serve_standalone(settings.data_dir, host, PORTS))
+    # SIGTERM and SIGINT cancel the servers' task: requests finish, then the run ends.
+    with contextlib.suppress(KeyboardInterrupt, asyncio.CancelledError):
+        asyncio.run(serve_standalone(settings.data_dir, host, PORTS, stop_on_signals=True))
 
 
 @app.command()

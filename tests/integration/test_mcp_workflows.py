@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import signal
 import socket
 import sys
 from collections.abc import AsyncIterator
@@ -304,3 +305,20 @@ async def test_stdio_and_sse_servers_answer_like_streamable_http_ones(tmp_path: 
 
     assert ticket.data["id"] == "12345"
     assert "support-escalations" in {c["name"] for c in channels.data["channels"]}
+
+
+async def test_the_demo_servers_leave_the_process_signal_handlers_as_found(
+    tmp_path: Path,
+) -> None:
+    # Each uvicorn server used to swap the handlers and put back what it found; stopped in
+    # another order, a dead server's handler stayed and the process ignored SIGTERM.
+    handlers = (signal.SIGTERM, signal.SIGINT)
+    before = {sig: signal.getsignal(sig) for sig in handlers}
+    ports = {name: _free_port() for name in PORTS}
+    serving = asyncio.create_task(serve_standalone(tmp_path, "127.0.0.1", ports))
+    for port in ports.values():
+        await _listening(port)
+    serving.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await serving
+    assert {sig: signal.getsignal(sig) for sig in handlers} == before

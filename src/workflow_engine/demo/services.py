@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import signal
+from collections.abc import Iterator
 from pathlib import Path
 
 from mcp.server.mcpserver import MCPServer
@@ -98,18 +100,34 @@ async def _healthy(_request: Request) -> JSONResponse:
     return JSONResponse({"status": "ok", "demo": True})
 
 
-async def serve_standalone(data_dir: Path, host: str, ports: dict[str, int]) -> None:
+async def serve_standalone(
+    data_dir: Path, host: str, ports: dict[str, int], *, stop_on_signals: bool = False
+) -> None:
     """Each demo server on a port of its own, at `/mcp` (where `*_MCP_URL=http://host:port`
-    points), with `/health` for the service registry's checks, until cancelled."""
+    points), with `/health` for the service registry's checks, until cancelled — or, with
+    `stop_on_signals` (the CLI), until SIGTERM or SIGINT."""
     import uvicorn
+
+    class Server(uvicorn.Server):
+        # Three servers each swapping the process's signal handlers and putting back what
+        # they found would, stopped in another order, leave a dead server's handler behind
+        # (and the process deaf to SIGTERM). Signals are handled once, below.
+        @contextlib.contextmanager
+        def capture_signals(self) -> Iterator[None]:
+            yield
 
     running: list[uvicorn.Server] = []
     for name, mcp_server in servers(data_dir).items():
         app = mcp_server.streamable_http_app(transport_security=security(host), host=host)
         app.router.routes.append(Route("/health", _healthy, methods=["GET", "HEAD"]))
         config = uvicorn.Config(app, host=host, port=ports[name], log_level="warning")
-        running.append(uvicorn.Server(config))
+        running.append(Server(config))
     serving = [asyncio.create_task(http_server.serve()) for http_server in running]
+    loop = asyncio.get_running_loop()
+    handled = (signal.SIGTERM, signal.SIGINT) if stop_on_signals else ()
+    this = asyncio.current_task()
+    for sig in handled:
+        loop.add_signal_handler(sig, this.cancel)  # type: ignore[union-attr]
     try:
         # `wait`, not `gather`: cancelling us must not cancel the servers mid-flight, which
         # would leave their open connections answering with nobody to close them.
@@ -122,3 +140,6 @@ async def serve_standalone(data_dir: Path, host: str, ports: dict[str, int]) -> 
             http_server.should_exit = True
         await asyncio.gather(*serving, return_exceptions=True)
         raise
+    finally:
+        for sig in handled:
+            loop.remove_signal_handler(sig)
