@@ -10,26 +10,13 @@ import os
 import sys
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Annotated, NoReturn, TypeVar
 
 import structlog
 import typer
 from sqlalchemy.exc import DBAPIError
 
-from workflow_engine import nodes
-from workflow_engine.auth.accounts import (
-    CLI_ORIGIN,
-    DEFAULT_TENANT,
-    bootstrap_admin,
-    create_tenant,
-    create_user,
-)
-from workflow_engine.auth.api_keys import ApiKey, create_api_key
-from workflow_engine.auth.passwords import HashParameters, Passwords
 from workflow_engine.auth.permissions import Role
-from workflow_engine.auth.signing_keys import SigningKeyError
-from workflow_engine.auth.store import find_tenant
-from workflow_engine.bootstrap.core_services import signing_key
 from workflow_engine.config import (
     ConfigError,
     Settings,
@@ -37,17 +24,20 @@ from workflow_engine.config import (
     effective_settings,
     load_settings,
 )
-from workflow_engine.db import Database
-from workflow_engine.engine.catalog import build_catalog
-from workflow_engine.engine.definitions import InvalidDefinition
 from workflow_engine.errors import NotFound, WorkflowEngineError
-from workflow_engine.events import projections
-from workflow_engine.events.projections import ReplayResult, replay
-from workflow_engine.nodes.registry import import_node_modules
 from workflow_engine.observability.logging import configure_logging
 from workflow_engine.version import __version__
 
+if TYPE_CHECKING:
+    from workflow_engine.auth.api_keys import ApiKey
+    from workflow_engine.auth.passwords import Passwords
+    from workflow_engine.db import Database
+    from workflow_engine.events.projections import ReplayResult
+
+# The server's modules are imported by the commands that use them, so that `--help` and
+# `version` answer at once.
 EXIT_CONFIG = 2
+DEFAULT_TENANT = "default"  # as auth.accounts names it; checked by a unit test
 T = TypeVar("T")
 
 app = typer.Typer(
@@ -115,6 +105,10 @@ def _check_extras(settings: Settings) -> None:
 
 def _check_workflows(settings: Settings) -> None:
     """Node modules and definitions, checked before serving: every problem, one line each."""
+    from workflow_engine import nodes
+    from workflow_engine.engine.catalog import build_catalog
+    from workflow_engine.engine.definitions import InvalidDefinition
+
     try:
         build_catalog(
             nodes.registry, node_modules=settings.node_modules, workflows_dir=settings.workflows_dir
@@ -127,6 +121,7 @@ def _check_workflows(settings: Settings) -> None:
 
 def _require_database(settings: Settings) -> None:
     """Fail fast, in one line, when the database cannot be reached at all."""
+    from workflow_engine.db import Database
 
     async def ping() -> None:
         db = Database(url, pool_size=1, connect_timeout=settings.db_connection_timeout)
@@ -143,6 +138,8 @@ def _require_database(settings: Settings) -> None:
 
 
 def _passwords(settings: Settings) -> Passwords:
+    from workflow_engine.auth.passwords import HashParameters, Passwords
+
     return Passwords(
         HashParameters(
             time_cost=settings.password_hash_time_cost,
@@ -154,6 +151,7 @@ def _passwords(settings: Settings) -> Passwords:
 
 def _with_database(settings: Settings, work: Callable[[Database], Awaitable[T]]) -> T:
     """Run `work` against the database; a domain error becomes one line and exit 1."""
+    from workflow_engine.db import Database
 
     async def run() -> T:
         db = Database(settings.effective_database_url, pool_size=2)
@@ -184,6 +182,8 @@ def _administer(settings: Settings, work: Callable[[Database], Awaitable[T]]) ->
 
 
 def _bootstrap_admin(settings: Settings) -> None:
+    from workflow_engine.auth.accounts import bootstrap_admin
+
     email = settings.bootstrap_admin_email
     secret = settings.bootstrap_admin_password
     password = secret.get_secret_value() if secret else None
@@ -262,6 +262,9 @@ def serve(
         )
     # One-time start-up work happens here, before any process forks (DESIGN trap 2).
     if settings.jwt_algorithm != "HS256":
+        from workflow_engine.auth.signing_keys import SigningKeyError
+        from workflow_engine.bootstrap.core_services import signing_key
+
         try:
             signing_key(settings)
         except SigningKeyError as exc:
@@ -352,6 +355,8 @@ def migrate() -> None:
 @tenants_app.command("create")
 def tenants_create(name: Annotated[str, typer.Argument(help="A unique tenant name.")]) -> None:
     """Create a tenant."""
+    from workflow_engine.auth.accounts import create_tenant
+
     settings = _settings()
     tenant = _administer(settings, lambda db: create_tenant(db, name))
     typer.echo(f"created tenant {tenant.name} ({tenant.id})")
@@ -374,6 +379,8 @@ def users_create(
     ] = False,
 ) -> None:
     """Create a user. Prompts for the password unless --password-stdin is given."""
+    from workflow_engine.auth.accounts import create_user
+
     settings = _settings()
     if password_stdin:
         password = sys.stdin.readline().rstrip("\r\n")
@@ -408,6 +415,10 @@ def api_keys_create(
     ] = None,
 ) -> None:
     """Issue an API key and print it (the only time it is shown)."""
+    from workflow_engine.auth.accounts import CLI_ORIGIN
+    from workflow_engine.auth.api_keys import create_api_key
+    from workflow_engine.auth.store import find_tenant
+
     settings = _settings()
 
     async def create(db: Database) -> tuple[ApiKey, str]:
@@ -456,6 +467,10 @@ def events_replay(
     commits; appends of events it folds wait for it (so run it when writes are few). Events are
     read as stored: upcasters registered in Python (`create_app(upcasters=...)`) are not
     applied here; an embedder that has them calls `events.projections.replay` with them."""
+    from workflow_engine.events import projections
+    from workflow_engine.events.projections import replay
+    from workflow_engine.nodes.registry import import_node_modules
+
     settings = _settings()
     # Projections registered by the server's NODE_MODULES are known here too.
     import_node_modules(settings.node_modules)
