@@ -170,3 +170,16 @@ async def test_metrics_can_be_closed_or_turned_off(database_url: str, tmp_path: 
     off = build_app(database_url, tmp_path / "b", METRICS_ENABLED="false")
     async with running(off) as client:
         assert (await client.get("/metrics")).status_code == 404
+
+
+async def test_a_mounted_apps_routes_are_named_with_the_mount(api: Any) -> None:
+    client, _ = api
+    answered = await client.get("/demo/mcp/notion/")  # the demo Notion MCP server
+    assert answered.status_code < 500, answered.text
+    samples = scrape((await client.get("/metrics")).text)
+    routes = {
+        dict(labels).get("route") for name, labels in samples if name == "http_requests_total"
+    }
+    assert "/demo/mcp/notion/" in routes, (answered.status_code, answered.text, routes)
+    assert "/" not in routes
+    assert "/mcp" not in routes

@@ -31,6 +31,7 @@ class AccessLogMiddleware:
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
+        root_path = scope.get("root_path", "")  # a mounted app (the demo services) extends it
         answered: float | None = None  # when a stream's answer began
         status = 500
         metrics.http_in_flight.inc()
@@ -55,7 +56,7 @@ class AccessLogMiddleware:
             duration_ms = (ended - started) * 1000
             response_ms = ((answered or ended) - started) * 1000
             self.stats.record(status, response_ms)
-            route = route_template(scope, self.routes)
+            route = route_template(scope, self.routes, root_path)
             method = scope["method"] if scope["method"] in METHODS else "OTHER"
             if in_flight:
                 metrics.http_in_flight.dec()
@@ -96,11 +97,15 @@ class RouteTable:
         return None
 
 
-def route_template(scope: Scope, table: RouteTable | None = None) -> str:
+def route_template(scope: Scope, table: RouteTable | None = None, root_path: str = "") -> str:
     """The matched route's template (`/api/v1/workflows/{id}/status`), never the raw path;
-    `<unmatched>` for a path no route matches."""
+    `<unmatched>` for a path no route matches. A route of a mounted app is named with the
+    mount's path in front (`/demo/mcp/notion/`), not as its own bare `/`."""
     route = scope.get("route")
     template = getattr(route, "path_format", None) or getattr(route, "path", None)
     if not template and table is not None:
         template = table.template(scope["path"])
-    return str(template) if template else "<unmatched>"
+    if not template:
+        return "<unmatched>"
+    mounted_at = str(scope.get("root_path", ""))[len(root_path) :]
+    return f"{mounted_at}{template}" if mounted_at.startswith("/") else str(template)
