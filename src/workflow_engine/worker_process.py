@@ -53,11 +53,18 @@ async def run_worker(settings: Settings) -> int:
         if settings.metrics_enabled and settings.worker_metrics_port is not None:
             # Its own target for Prometheus: a worker's counters live in its process.
             token = settings.metrics_token
-            stop_metrics = metrics.serve_in_thread(
-                settings.host,
-                settings.worker_metrics_port,
-                None if token is None else token.get_secret_value(),
-            )
+            try:
+                stop_metrics = metrics.serve_in_thread(
+                    settings.host,
+                    settings.worker_metrics_port,
+                    None if token is None else token.get_secret_value(),
+                )
+            except OSError as exc:
+                logger.error(
+                    "the worker's metrics port cannot be opened",
+                    port=settings.worker_metrics_port, error=str(exc),
+                )  # fmt: skip
+                return 2
             logger.info(
                 "worker metrics", url=f"http://{settings.host}:{settings.worker_metrics_port}/"
             )

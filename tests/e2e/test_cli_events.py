@@ -47,4 +47,11 @@ def test_replay_of_an_unknown_projection_names_the_known_ones(
     refused = run_cli(installed_bin, "events", "replay", "--projection", "nope", cwd=tmp_path,
                       env=env)  # fmt: skip
     assert refused.returncode == 2
-    assert "no projection named 'nope'; registered: aggregates" in refused.stderr
+    assert (
+        "no projection named 'nope'; registered: aggregates, run_logs, workflow_runs"
+        in refused.stderr
+    )
+    rebuilt = run_cli(installed_bin, "events", "replay", "--projection", "workflow_runs",
+                      cwd=tmp_path, env=env)  # fmt: skip
+    assert rebuilt.returncode == 0, rebuilt.stderr
+    assert rebuilt.stdout.startswith("rebuilt workflow_runs: ")

@@ -10,6 +10,8 @@ from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
 
+from workflow_engine.observability import metrics
+
 KILLED_MID_REQUEST = """
 import os
 from workflow_engine.observability import metrics
@@ -56,3 +58,29 @@ def test_a_directory_not_made_yet_is_made(tmp_path: Path) -> None:
     directory = tmp_path / "not" / "yet"
     assert "http_requests_in_flight" in _python(RENDER, directory)
     assert directory.is_dir()
+
+
+ALIVE_AND_COUNTING = """
+import sys, time
+from workflow_engine.observability import metrics
+metrics.events_appended.labels("order").inc()
+print("counted", flush=True)
+time.sleep(60)
+"""
+
+
+def test_a_server_start_clears_the_gone_and_keeps_the_running(tmp_path: Path) -> None:
+    _python(KILLED_MID_REQUEST, tmp_path)  # gone
+    env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(tmp_path)}
+    running = subprocess.Popen([sys.executable, "-c", ALIVE_AND_COUNTING], env=env,
+                               stdout=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        assert running.stdout is not None
+        assert running.stdout.readline().strip() == "counted"
+        metrics.clear_directory(tmp_path)
+        left = {file.name for file in tmp_path.glob("*.db")}
+        assert left
+        assert all(name.endswith(f"_{running.pid}.db") for name in left), left
+    finally:
+        running.kill()
+        running.wait()

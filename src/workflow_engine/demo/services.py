@@ -122,12 +122,16 @@ async def serve_standalone(
         app.router.routes.append(Route("/health", _healthy, methods=["GET", "HEAD"]))
         config = uvicorn.Config(app, host=host, port=ports[name], log_level="warning")
         running.append(Server(config))
-    serving = [asyncio.create_task(http_server.serve()) for http_server in running]
     loop = asyncio.get_running_loop()
-    handled = (signal.SIGTERM, signal.SIGINT) if stop_on_signals else ()
     this = asyncio.current_task()
-    for sig in handled:
-        loop.add_signal_handler(sig, this.cancel)  # type: ignore[union-attr]
+    handled: list[signal.Signals] = []
+    for sig in (signal.SIGTERM, signal.SIGINT) if stop_on_signals else ():
+        try:
+            loop.add_signal_handler(sig, this.cancel)  # type: ignore[union-attr]
+        except (NotImplementedError, RuntimeError, ValueError):  # not the main thread; Windows
+            continue  # Ctrl-C still cancels us, through asyncio.run
+        handled.append(sig)
+    serving = [asyncio.create_task(http_server.serve()) for http_server in running]
     try:
         # `wait`, not `gather`: cancelling us must not cancel the servers mid-flight, which
         # would leave their open connections answering with nobody to close them.

@@ -12,6 +12,7 @@ metrics on `--metrics-port`, scraped as a target of its own.
 
 from __future__ import annotations
 
+import contextlib
 import hmac
 import os
 import re
@@ -44,7 +45,7 @@ MULTIPROCESS_DIR = "PROMETHEUS_MULTIPROC_DIR"
 RUN_BUCKETS = (0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 900, 1800, 3600, 14400)
 STEP_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900)
 WAIT_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
-_LIVE_FILE = re.compile(r"gauge_live\w+_(\d+)\.db")
+_SAMPLE_FILE = re.compile(r"\w+_(\d+)\.db")  # counter_1234.db, gauge_livesum_1234.db
 
 if os.environ.get(MULTIPROCESS_DIR):
     # The metrics below open their files there as they are created: a directory named but
@@ -167,20 +168,31 @@ def process_exiting() -> None:
 
 
 def clear_directory(directory: Path) -> None:
-    """Remove an earlier server's samples before the processes that share `directory` start:
-    counters restart at zero with the server, as Prometheus expects of a restart."""
+    """Remove the samples of processes that are gone before the processes that share
+    `directory` start: an earlier server's counters restart at zero with the server, as
+    Prometheus expects of a restart. A process still running (a worker given the same
+    directory) keeps its files."""
     directory.mkdir(parents=True, exist_ok=True)
     for stale in directory.glob("*.db"):
-        stale.unlink(missing_ok=True)
+        pid = _pid_of(stale)
+        if pid is None or not _alive(pid):
+            stale.unlink(missing_ok=True)
 
 
 def _forget_dead_processes(directory: Path) -> None:
     """A process that was killed (out of memory, or restarted by the supervisor) never ran its
     lifespan's end: its in-flight and subscriber gauges would be summed forever."""
     for file in directory.glob("gauge_live*.db"):
-        found = _LIVE_FILE.fullmatch(file.name)
-        if found and not _alive(int(found.group(1))):
-            mark_process_dead(int(found.group(1)), str(directory))  # type: ignore[no-untyped-call]
+        pid = _pid_of(file)
+        if pid is not None and not _alive(pid):
+            # Another process's scrape may be removing the same files.
+            with contextlib.suppress(FileNotFoundError):
+                mark_process_dead(pid, str(directory))  # type: ignore[no-untyped-call]
+
+
+def _pid_of(file: Path) -> int | None:
+    found = _SAMPLE_FILE.fullmatch(file.name)
+    return int(found.group(1)) if found else None
 
 
 def _alive(pid: int) -> bool:

@@ -8,10 +8,13 @@ offline provider is free.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
 from workflow_engine.integrations.llm.types import Usage
+
+_SNAPSHOT = re.compile(r"(.+)-(?:\d{4}-\d{2}-\d{2}|\d{4})")
 
 
 @dataclass(frozen=True)
@@ -30,12 +33,13 @@ DEFAULT_PRICES: Mapping[str, Price] = {
 
 
 def price_of(prices: Mapping[str, Price], model: str) -> Price | None:
-    """The price of `model`, or of the longest listed name it is a dated or tagged snapshot
-    of: OpenAI answers `gpt-4o-mini` requests as `gpt-4o-mini-2024-07-18`."""
+    """The price of `model`, or of the listed model it is a dated snapshot of: OpenAI answers
+    a `gpt-4o-mini` request as `gpt-4o-mini-2024-07-18` (older ones as `gpt-4-0613`). Other
+    suffixes name other models (`gpt-4o-mini-tts`, `gpt-4o-audio-preview`): no price."""
     if model in prices:
         return prices[model]
-    family = max((name for name in prices if model.startswith(f"{name}-")), key=len, default=None)
-    return None if family is None else prices[family]
+    found = _SNAPSHOT.fullmatch(model)
+    return prices.get(found.group(1)) if found else None
 
 
 def cost_usd(prices: Mapping[str, Price], model: str, usage: Usage) -> float | None:
