@@ -7,6 +7,7 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -179,3 +180,12 @@ def redis_server() -> Iterator[RedisServer]:
 @pytest.fixture
 def tenant_id() -> uuid.UUID:
     return uuid.uuid4()
+
+
+def python_output(script: str, env: dict[str, str] | None = None) -> str:
+    """What `script` prints when run by a fresh interpreter (for what happens at import, or
+    in a process of its own); a failure shows its stderr."""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=60, env=env)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    return done.stdout

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
+from tests.conftest import python_output
 from workflow_engine import cli
 from workflow_engine.auth import accounts
 
@@ -17,9 +15,7 @@ def test_help_and_version_do_not_import_the_server() -> None:
         "         if m in sys.modules]\n"
         "print(heavy)\n"
     )
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                          timeout=60, check=True)  # fmt: skip
-    assert done.stdout.strip() == "[]"
+    assert python_output(script).strip() == "[]"
 
 
 def test_the_cli_names_the_same_default_tenant_as_the_accounts() -> None:

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
 
+from tests.conftest import python_output
 from workflow_engine.observability import metrics
 
 KILLED_MID_REQUEST = """
@@ -27,12 +28,7 @@ sys.stdout.write(metrics.render().decode())
 
 
 def _python(code: str, directory: Path) -> str:
-    env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(directory)}
-    done = subprocess.run(
-        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60
-    )
-    assert done.returncode == 0, done.stderr
-    return done.stdout
+    return python_output(code, {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(directory)})
 
 
 def _gauges(text: str) -> dict[str, float]:

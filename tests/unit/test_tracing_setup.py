@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
+from tests.conftest import python_output
 from workflow_engine.observability import tracing
 
 
@@ -25,9 +23,7 @@ def test_without_opentelemetry_it_says_which_extra_is_missing() -> None:
         "with tracing.span('x') as s: s.set_attribute('a', 1)\n"
         "print(tracing.inject(), tracing.current_ids())\n"
     )
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                          timeout=60, check=True)  # fmt: skip
-    assert done.stdout.splitlines() == [
+    assert python_output(script).splitlines() == [
         "tracing is off: the `monitoring` extra (OpenTelemetry SDK) is not installed",
         "None None",
     ]
