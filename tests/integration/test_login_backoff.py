@@ -10,7 +10,7 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from tests.integration.conftest import Accounts, build_app
+from tests.integration.conftest import Accounts, build_app, scrape, value
 from workflow_engine.auth.permissions import Role
 
 BASE = 0.2  # seconds: the first wait
@@ -47,10 +47,21 @@ async def test_backoff_doubles_per_pair_and_a_success_resets_it(throttled: FastA
     async with client_from(throttled, "10.0.0.1") as attacker:
         email = await Accounts(throttled, attacker).user(Role.viewer)
         password = Accounts.password
+        before = scrape((await attacker.get("/metrics")).text)
         for _ in range(3):
             assert (await _login(attacker, email, "wrong")).status_code == 401
         blocked = await _login(attacker, email, password)  # even the right password waits
         assert blocked.status_code == 429
+        after = scrape((await attacker.get("/metrics")).text)
+        for outcome, count in (("failed", 3), ("throttled", 1), ("succeeded", 0)):
+            moved = value(after, "auth_logins_total", outcome=outcome) - value(
+                before, "auth_logins_total", outcome=outcome
+            )
+            assert moved == count, outcome
+        # The login backoff is not the request rate limiter: its 429s are counted apart.
+        assert value(after, "rate_limit_rejected_total") == value(
+            before, "rate_limit_rejected_total"
+        )
         assert blocked.headers["retry-after"] == "1"  # rounded up to whole seconds
         first_wait = blocked.json()["retry_after"]
         assert 0 < first_wait <= BASE

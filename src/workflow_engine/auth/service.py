@@ -42,6 +42,7 @@ from workflow_engine.auth.tokens import (
 )
 from workflow_engine.db import Database
 from workflow_engine.errors import InvalidInput, TooManyRequests, Unauthorized
+from workflow_engine.observability import metrics
 
 STANDING_TTL = 1.0
 _STANDING_CACHE_LIMIT = 10_000
@@ -86,6 +87,7 @@ class AuthService:
                     conn, email, origin.client_address, datetime.now(UTC), self.throttle
                 )
         except login_throttle.LoginThrottled as exc:
+            metrics.logins.labels("throttled").inc()
             raise TooManyRequests(
                 "too many failed logins for this account; try again later",
                 retry_after=exc.wait.total_seconds(),
@@ -95,6 +97,7 @@ class AuthService:
         matched = await self.passwords.verify(user.password_hash if user else None, password)
         if user is None or not matched or not user.is_active:
             await self._record_login_failure(email, user, origin)
+            metrics.logins.labels("failed").inc()
             raise Unauthorized(_BAD_CREDENTIALS)
         new_hash = (
             await self.passwords.hash(password)
@@ -121,6 +124,7 @@ class AuthService:
                 origin=origin,
                 data={"session_id": str(session.access.claims.session_id)},
             )
+        metrics.logins.labels("succeeded").inc()
         return session
 
     async def _record_login_failure(

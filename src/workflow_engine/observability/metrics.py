@@ -100,7 +100,15 @@ sse_subscribers = Gauge(
     "sse_subscribers", "Open server-sent event streams.", multiprocess_mode="livesum"
 )
 
-rate_limit_rejected = Counter("rate_limit_rejected_total", "Requests refused with a 429.")
+rate_limit_rejected = Counter(
+    "rate_limit_rejected_total", "Requests refused with a 429 by the rate limiter."
+)
+logins = Counter(
+    "auth_logins_total",
+    "Password logins by outcome: succeeded, failed (wrong or unknown credentials), throttled "
+    "(refused with a 429 by the login backoff, before the password is checked).",
+    ["outcome"],
+)
 rate_limit_fail_open = Counter(
     "rate_limit_fail_open_total", "Requests served unchecked because the limit store was away."
 )
