@@ -61,7 +61,10 @@ def test_a_standalone_worker_runs_what_the_api_accepted_and_stops_cleanly(
 
     # The worker's own counters, on its own port, behind the metrics token.
     scrape = f"http://127.0.0.1:{metrics_port}/metrics"
-    assert httpx.get(scrape, timeout=5).status_code == 401
+    refused = httpx.get(scrape, timeout=5)
+    assert refused.status_code == 401
+    assert refused.headers["content-type"] == "application/problem+json"
+    assert refused.json()["status"] == 401
     exposition = httpx.get(scrape, headers={"Authorization": "Bearer scrape-secret"}, timeout=5)
     assert exposition.status_code == 200
     assert 'workflow_step_attempts_total{node="transform",outcome="completed"}' in exposition.text

@@ -91,8 +91,19 @@ def problem_response(
     headers: Mapping[str, str] | None = None,
     extensions: Mapping[str, Any] | None = None,
 ) -> JSONResponse:
+    body = problem_document(status, detail, instance=instance, title=title, slug=slug)
+    if errors is not None:
+        body["errors"] = errors
+    body.update(extensions or {})
+    return JSONResponse(body, status_code=status, media_type=MEDIA_TYPE, headers=headers)
+
+
+def problem_document(
+    status: int, detail: str, *, instance: str, title: str | None = None, slug: str | None = None
+) -> dict[str, Any]:
+    """The RFC 9457 body, for answers made outside FastAPI too (a worker's metrics port)."""
     title = title or _TITLES.get(status) or HTTPStatus(status).phrase
-    body: dict[str, Any] = {
+    return {
         "type": problem_type(slug or _slug(title)),
         "title": title,
         "status": status,
@@ -100,10 +111,6 @@ def problem_response(
         "instance": instance,
         "correlation_id": current_correlation_id(),
     }
-    if errors is not None:
-        body["errors"] = errors
-    body.update(extensions or {})
-    return JSONResponse(body, status_code=status, media_type=MEDIA_TYPE, headers=headers)
 
 
 async def _domain_error(request: Request, exc: Exception) -> JSONResponse:

@@ -66,6 +66,11 @@ class Task:
     available_at: datetime
     trace_context: dict[str, str] | None
 
+    def follow_on(self, step_id: str, **fields: Any) -> NewTask:
+        """A task of the same run that carries on this one's correlation id and trace."""
+        return NewTask(self.tenant_id, self.run_id, step_id, correlation_id=self.correlation_id,
+                       trace_context=self.trace_context, **fields)  # fmt: skip
+
 
 _TASK_COLUMNS = (
     tasks.c.id,

@@ -515,17 +515,7 @@ class Worker:
                 failed["retry_at"] = retry_at.isoformat()
                 await queue.enqueue(
                     conn,
-                    [
-                        queue.NewTask(
-                            task.tenant_id,
-                            task.run_id,
-                            step.id,
-                            attempt=task.attempt + 1,
-                            available_at=retry_at,
-                            correlation_id=task.correlation_id,
-                            trace_context=task.trace_context,
-                        )
-                    ],
+                    [task.follow_on(step.id, attempt=task.attempt + 1, available_at=retry_at)],
                 )
             events.append(NewEvent("StepFailed", failed, meta))
         await append_run_events(conn, task.tenant_id, task.run_id, events, locked=True)
@@ -561,21 +551,13 @@ class Worker:
             return [], None
         done = {s.id for s in definition.steps if _finished_ok(s, statuses[s.id])}
         ready = [
-            queue.NewTask(
-                task.tenant_id,
-                task.run_id,
-                s.id,
-                correlation_id=task.correlation_id,
-                trace_context=task.trace_context,
-            )
+            task.follow_on(s.id)
             for s in definition.steps
             if statuses[s.id] == "pending" and all(need in done for need in s.needs)
         ]
         if all(status in ("completed", "failed", "skipped", "cancelled")
                for status in statuses.values()):  # fmt: skip
-            ready.append(queue.NewTask(
-                task.tenant_id, task.run_id, queue.FINISH, correlation_id=task.correlation_id,
-                priority=1, trace_context=task.trace_context))  # fmt: skip
+            ready.append(task.follow_on(queue.FINISH, priority=1))
         room = self._room()
         handed = await queue.enqueue_leased(conn, ready[:room], self.owner, self.options.lease)
         await queue.enqueue(conn, ready[room:])

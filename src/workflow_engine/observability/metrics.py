@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import hmac
+import json
 import os
 import re
 import socket
@@ -223,11 +224,17 @@ def serve_in_thread(host: str, port: int, token: str | None) -> Callable[[], Non
         if token is not None:
             given = environ.get("HTTP_AUTHORIZATION", "").encode("latin-1")
             if not hmac.compare_digest(given, f"Bearer {token}".encode()):
+                from workflow_engine.api.problems import MEDIA_TYPE, problem_document
+
+                problem = problem_document(
+                    401, "metrics need Authorization: Bearer <METRICS_TOKEN>",
+                    instance=environ.get("PATH_INFO", "/"),
+                )  # fmt: skip
                 start_response("401 Unauthorized", [
-                    ("Content-Type", "text/plain; charset=utf-8"),
+                    ("Content-Type", MEDIA_TYPE),
                     ("WWW-Authenticate", 'Bearer realm="metrics"'),
                 ])  # fmt: skip
-                return [b"metrics need Authorization: Bearer <METRICS_TOKEN>\n"]
+                return [json.dumps(problem).encode()]
         return exposition(environ, start_response)  # type: ignore[no-any-return]
 
     server_class = _Threading6 if ":" in host else _Threading
