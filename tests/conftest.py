@@ -17,11 +17,15 @@ from pathlib import Path
 import pytest
 from sqlalchemy.engine import URL, make_url
 
+from workflow_engine.bootstrap.read_models import register_read_models
 from workflow_engine.config import to_async_url
 from workflow_engine.db import Database
 from workflow_engine.db.migrate import upgrade
 
 IN_CI = os.environ.get("CI") == "true"
+
+# What every process that appends events does where it is built (the app, the worker, the CLI).
+register_read_models()
 
 
 def require_postgres() -> str:

@@ -467,10 +467,12 @@ def events_replay(
     commits; appends of events it folds wait for it (so run it when writes are few). Events are
     read as stored: upcasters registered in Python (`create_app(upcasters=...)`) are not
     applied here; an embedder that has them calls `events.projections.replay` with them."""
-    from workflow_engine import engine  # noqa: F401  (registers the run read models)
+    from workflow_engine.bootstrap.read_models import register_read_models
     from workflow_engine.events import projections
     from workflow_engine.events.projections import replay
     from workflow_engine.nodes.registry import import_node_modules
+
+    register_read_models(projections.registry)
 
     settings = _settings()
     # Projections registered by the server's NODE_MODULES are known here too.

@@ -14,6 +14,7 @@ import signal
 
 import structlog
 
+from workflow_engine.bootstrap.read_models import register_read_models
 from workflow_engine.config import Settings
 from workflow_engine.db import Database
 from workflow_engine.engine.worker import Worker, worker_options
@@ -32,6 +33,7 @@ async def run_worker(settings: Settings) -> int:
         )
         return 2
     logger.info(tracing.setup(settings.tracing_enabled))
+    register_read_models()
     db = Database(
         settings.effective_database_url,
         pool_size=settings.db_max_connections,

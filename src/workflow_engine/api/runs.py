@@ -20,11 +20,11 @@ from workflow_engine.api.security import Origin, require
 from workflow_engine.api.validation import Moment, utc_moment
 from workflow_engine.auth.permissions import Permission
 from workflow_engine.auth.principal import Principal
-from workflow_engine.engine import runs
+from workflow_engine.engine import runs, states
 from workflow_engine.engine.definitions import NAME_PATTERN
 from workflow_engine.engine.run_logs import LogEntry
-from workflow_engine.engine.run_projection import RUN_FINISHED
 from workflow_engine.engine.runs import RunRecord, RunService
+from workflow_engine.engine.states import RUN_FINISHED
 from workflow_engine.engine.usage import llm_usage
 from workflow_engine.errors import Conflict, InvalidInput
 from workflow_engine.events.notifier import FOLLOW_TIMEOUT
@@ -33,7 +33,7 @@ from workflow_engine.observability import metrics
 
 router = APIRouter(tags=["workflows"])
 
-RUN_STATUSES = "^(queued|running|waiting|completed|failed|cancelling|cancelled)$"
+RUN_STATUSES = f"^({'|'.join(states.RunStatus)})$"
 IDEMPOTENCY_KEY = r"^[\x21-\x7e]{1,255}$"  # visible ASCII, as Stripe's keys
 ENTRY_ID = re.compile(r"(?P<position>[0-9]{1,19})\.(?P<index>[0-9]{1,6})")
 

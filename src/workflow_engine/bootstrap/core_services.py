@@ -14,6 +14,7 @@ from workflow_engine.auth.service import AuthService
 from workflow_engine.auth.signing_keys import SigningKey, load_private_key
 from workflow_engine.auth.tokens import TokenIssuer
 from workflow_engine.bootstrap.lifecycle import Health, HealthStatus
+from workflow_engine.bootstrap.read_models import register_read_models
 from workflow_engine.config import Settings, development_jwt_secret
 from workflow_engine.db import Database
 from workflow_engine.db.migrate import head_revisions, pending_revisions
@@ -295,7 +296,9 @@ class EventStoreService:
         if pending:  # AUTO_MIGRATE=false on an old schema: /health/detailed says so
             logger.warning("read models not checked: the schema is not migrated")
             return
-        for result in await catch_up(db, projections.registry, self._upcasters):
+        for result in await catch_up(
+            db, register_read_models(projections.registry), self._upcasters
+        ):
             logger.info(
                 "rebuilt a read model from the event log",
                 projection=result.projection,

@@ -2,8 +2,9 @@
 
 - A string that is one expression and nothing else — `"{{ input.count }}"` — evaluates to the
   expression's value with its type: a number stays a number, an object an object, and the
-  string `"12345"` stays a string (Jinja's `NativeEnvironment` would turn it into an integer,
-  DESIGN trap 10, so single expressions are compiled with `compile_expression` instead).
+  string `"12345"` stays a string (Jinja's `NativeEnvironment` would turn it into an integer:
+  pitfall 10 in docs/architecture.md; single expressions are compiled with
+  `compile_expression` instead).
 - Any other string containing `{{ }}` or `{% %}` is a template and renders to a string.
 - Dicts and lists are evaluated member by member; other values are returned as they are.
 - `if` conditions may be written with or without the braces.

@@ -4,9 +4,9 @@ A task is one attempt of one step (or a run-level job: `:finish` evaluates a fin
 output, `:deadline` enforces its timeout). Guarantees:
 
 - **Claims** are atomic: on PostgreSQL `FOR UPDATE SKIP LOCKED` lets claimers pass over each
-  other's rows; on SQLite, where that clause does not exist (DESIGN trap 1), one
+  other's rows; on SQLite, where that clause does not exist (pitfall 1 in docs/architecture.md), one
   `UPDATE ... RETURNING` over a subquery claims, and writers are serialised anyway.
-- **Leases** are compared with the database's clock on PostgreSQL (trap 8; every worker
+- **Leases** are compared with the database's clock on PostgreSQL (pitfall 8; every worker
   machine agrees on it), with the one process's clock on SQLite. An expired lease makes the
   task claimable again.
 - **Finishing** deletes the task only while the caller still holds its lease, inside the

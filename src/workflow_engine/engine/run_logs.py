@@ -20,9 +20,9 @@ from sqlalchemy import select, tuple_
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from workflow_engine.db.tables import run_logs
-from workflow_engine.engine.run_projection import RUN_AGGREGATE
+from workflow_engine.engine.run_events import RUN_AGGREGATE, RunEvent
 from workflow_engine.errors import InvalidInput
-from workflow_engine.events.projections import Projection, registry
+from workflow_engine.events.projections import Projection
 from workflow_engine.events.storable import check_document, storable_text
 from workflow_engine.events.store import RecordedEvent
 
@@ -59,39 +59,39 @@ def entries_of(event: RecordedEvent) -> list[LogEntry]:
         )  # fmt: skip
 
     match event.event_type:
-        case "StepLogged":
+        case RunEvent.step_logged:
             return [
                 entry(index, item["level"], item["message"], item.get("fields"),
                       datetime.fromisoformat(item["at"]))
                 for index, item in enumerate(data.get("entries", []))
             ]  # fmt: skip
-        case "WorkflowTriggered":
+        case RunEvent.triggered:
             definition = data["definition"]
             message = f"run of {definition['name']} version {definition['version']} queued"
             return [entry(0, "info", message)]
-        case "StepStarted":
+        case RunEvent.step_started:
             return [entry(0, "info", f"step {step} started (attempt {attempt})")]
-        case "StepCompleted":
+        case RunEvent.step_completed:
             return [entry(0, "info", f"step {step} completed",
                           {"duration_ms": data.get("duration_ms")})]  # fmt: skip
-        case "StepFailed":
+        case RunEvent.step_failed:
             error = data.get("error") or {}
             retry = f"; retrying at {data['retry_at']}" if data.get("retry_at") else ""
             level = "warning" if retry else "error"
             return [entry(0, level, f"step {step} failed: {error.get('message')}{retry}",
                           {"error": error})]  # fmt: skip
-        case "StepSkipped":
+        case RunEvent.step_skipped:
             return [entry(0, "info", f"step {step} skipped: {data.get('reason')}")]
-        case "StepCancelled":
+        case RunEvent.step_cancelled:
             return [entry(0, "info", f"step {step} cancelled")]
-        case "WorkflowCompleted":
+        case RunEvent.completed:
             return [entry(0, "info", "run completed")]
-        case "WorkflowFailed":
+        case RunEvent.failed:
             error = data.get("error") or {}
             return [entry(0, "error", f"run failed: {error.get('message')}", {"error": error})]
-        case "WorkflowCancelled":
+        case RunEvent.cancelled:
             return [entry(0, "info", "run cancelled")]
-        case "WorkflowCancelRequested":
+        case RunEvent.cancel_requested:
             return [entry(0, "info", f"cancel requested by {event.metadata.get('actor')}")]
     return []
 
@@ -121,9 +121,6 @@ class RunLogsProjection(Projection):
                 for e in entries
             ],
         )  # fmt: skip
-
-
-registry.register(RunLogsProjection())
 
 
 async def read_entries(

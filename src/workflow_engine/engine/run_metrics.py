@@ -16,22 +16,17 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from workflow_engine.db.database import after_commit
 from workflow_engine.db.tables import workflow_runs
+from workflow_engine.engine.run_events import FINAL_STATUS, RunEvent
 from workflow_engine.events.store import RecordedEvent
 from workflow_engine.observability import metrics
-
-FINAL = {
-    "WorkflowCompleted": "completed",
-    "WorkflowFailed": "failed",
-    "WorkflowCancelled": "cancelled",
-}
 
 
 async def count_run_events(conn: AsyncConnection, recorded: list[RecordedEvent]) -> None:
     for event in recorded:
-        if event.event_type == "WorkflowTriggered":
+        if event.event_type == RunEvent.triggered:
             name = str(event.data["definition"]["name"])
             after_commit(conn, metrics.runs_started.labels(name).inc)
-        elif (status := FINAL.get(event.event_type)) is not None:
+        elif (status := FINAL_STATUS.get(event.event_type)) is not None:  # type: ignore[call-overload]
             row = (
                 await conn.execute(
                     select(workflow_runs.c.workflow_name, workflow_runs.c.created_at).where(

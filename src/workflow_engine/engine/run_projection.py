@@ -17,14 +17,10 @@ from sqlalchemy import and_, func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from workflow_engine.db.tables import step_runs, workflow_runs
-from workflow_engine.events.projections import Projection, registry
+from workflow_engine.engine.run_events import FINAL_STATUS, RUN_AGGREGATE, RunEvent
+from workflow_engine.engine.states import RUN_FINISHED, STEP_FINISHED, RunStatus, StepStatus
+from workflow_engine.events.projections import Projection
 from workflow_engine.events.store import RecordedEvent
-
-RUN_AGGREGATE = "runs"
-
-RUN_ACTIVE = ("queued", "running")
-RUN_FINISHED = ("completed", "failed", "cancelled")
-STEP_FINISHED = ("completed", "failed", "skipped", "cancelled")
 
 
 class RunsProjection(Projection):
@@ -36,7 +32,7 @@ class RunsProjection(Projection):
         return event.aggregate_type == RUN_AGGREGATE
 
     async def apply(self, conn: AsyncConnection, event: RecordedEvent) -> None:
-        fold = _FOLDS.get(event.event_type)
+        fold = _FOLDS.get(RunEvent(event.event_type)) if event.event_type in _TYPES else None
         if fold is not None:
             await fold(conn, event)
 
@@ -51,7 +47,7 @@ async def _triggered(conn: AsyncConnection, event: RecordedEvent) -> None:
             tenant_id=event.tenant_id,
             workflow_name=definition["name"],
             workflow_version=definition["version"],
-            status="queued",
+            status=RunStatus.queued,
             input=data["input"],
             definition=definition,
             steps_total=len(definition["steps"]),
@@ -70,7 +66,7 @@ async def _triggered(conn: AsyncConnection, event: RecordedEvent) -> None:
                 "tenant_id": event.tenant_id,
                 "position": index,
                 "uses": step["uses"],
-                "status": "pending",
+                "status": StepStatus.pending,
                 "attempts": 0,
             }
             for index, step in enumerate(definition["steps"])
@@ -81,21 +77,25 @@ async def _triggered(conn: AsyncConnection, event: RecordedEvent) -> None:
 async def _step_started(conn: AsyncConnection, event: RecordedEvent) -> None:
     attempt = event.data["attempt"]
     await _update_step(
-        conn, event, attempt, {"status": "running", "attempts": attempt,
+        conn, event, attempt, {"status": StepStatus.running, "attempts": attempt,
                                "started_at": event.recorded_at, "next_attempt_at": None},
         newer_only=True,
     )  # fmt: skip
     run = workflow_runs.c
     await conn.execute(
         update(workflow_runs)
-        .where(run.id == _run_id(event), run.status == "queued")
-        .values(status="running", started_at=event.recorded_at, updated_at=event.recorded_at)
+        .where(run.id == _run_id(event), run.status == RunStatus.queued)
+        .values(
+            status=RunStatus.running, started_at=event.recorded_at, updated_at=event.recorded_at
+        )
     )
 
 
 async def _step_completed(conn: AsyncConnection, event: RecordedEvent) -> None:
     await _finish_step(
-        conn, event, {"status": "completed", "output": event.data.get("output"), "error": None}
+        conn,
+        event,
+        {"status": StepStatus.completed, "output": event.data.get("output"), "error": None},
     )
 
 
@@ -104,15 +104,15 @@ async def _step_failed(conn: AsyncConnection, event: RecordedEvent) -> None:
     if retry_at is not None:
         await _update_step(
             conn, event, event.data["attempt"],
-            {"status": "scheduled", "error": event.data["error"],
+            {"status": StepStatus.scheduled, "error": event.data["error"],
              "next_attempt_at": datetime.fromisoformat(retry_at)},
         )  # fmt: skip
         return
-    await _finish_step(conn, event, {"status": "failed", "error": event.data["error"]})
+    await _finish_step(conn, event, {"status": StepStatus.failed, "error": event.data["error"]})
 
 
 async def _step_skipped(conn: AsyncConnection, event: RecordedEvent) -> None:
-    await _finish_step(conn, event, {"status": "skipped", "error": None})
+    await _finish_step(conn, event, {"status": StepStatus.skipped, "error": None})
 
 
 async def _step_cancelled(conn: AsyncConnection, event: RecordedEvent) -> None:
@@ -125,7 +125,7 @@ async def _step_cancelled(conn: AsyncConnection, event: RecordedEvent) -> None:
             step.step_id == event.data["step_id"],
             step.status.not_in(STEP_FINISHED),
         )
-        .values(status="cancelled", finished_at=event.recorded_at, next_attempt_at=None)
+        .values(status=StepStatus.cancelled, finished_at=event.recorded_at, next_attempt_at=None)
     )
     await _count_done(conn, event)
 
@@ -176,11 +176,7 @@ async def _count_done(conn: AsyncConnection, event: RecordedEvent) -> None:
 
 
 async def _run_finished(conn: AsyncConnection, event: RecordedEvent) -> None:
-    status = {
-        "WorkflowCompleted": "completed",
-        "WorkflowFailed": "failed",
-        "WorkflowCancelled": "cancelled",
-    }[event.event_type]
+    status = FINAL_STATUS[RunEvent(event.event_type)]
     run = workflow_runs.c
     await conn.execute(
         update(workflow_runs)
@@ -200,7 +196,7 @@ async def _cancel_requested(conn: AsyncConnection, event: RecordedEvent) -> None
     await conn.execute(
         update(workflow_runs)
         .where(run.id == _run_id(event), run.status.not_in(RUN_FINISHED))
-        .values(status="cancelling", updated_at=event.recorded_at)
+        .values(status=RunStatus.cancelling, updated_at=event.recorded_at)
     )
 
 
@@ -209,16 +205,15 @@ def _run_id(event: RecordedEvent) -> uuid.UUID:
 
 
 _FOLDS = {
-    "WorkflowTriggered": _triggered,
-    "StepStarted": _step_started,
-    "StepCompleted": _step_completed,
-    "StepFailed": _step_failed,
-    "StepSkipped": _step_skipped,
-    "StepCancelled": _step_cancelled,
-    "WorkflowCompleted": _run_finished,
-    "WorkflowFailed": _run_finished,
-    "WorkflowCancelled": _run_finished,
-    "WorkflowCancelRequested": _cancel_requested,
+    RunEvent.triggered: _triggered,
+    RunEvent.step_started: _step_started,
+    RunEvent.step_completed: _step_completed,
+    RunEvent.step_failed: _step_failed,
+    RunEvent.step_skipped: _step_skipped,
+    RunEvent.step_cancelled: _step_cancelled,
+    RunEvent.completed: _run_finished,
+    RunEvent.failed: _run_finished,
+    RunEvent.cancelled: _run_finished,
+    RunEvent.cancel_requested: _cancel_requested,
 }
-
-registry.register(RunsProjection())
+_TYPES = frozenset(RunEvent)

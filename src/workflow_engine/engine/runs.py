@@ -8,10 +8,11 @@ definition later never affects it.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -24,12 +25,13 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from workflow_engine.db import Database
 from workflow_engine.db.database import mark_commit
 from workflow_engine.db.tables import idempotency_keys, step_runs, tasks, workflow_runs
-from workflow_engine.engine import queue
+from workflow_engine.engine import queue, scheduler
 from workflow_engine.engine.catalog import DefinitionCatalog
 from workflow_engine.engine.definitions import WorkflowDefinition
+from workflow_engine.engine.run_events import RUN_AGGREGATE, RunEvent
 from workflow_engine.engine.run_logs import LogEntry, read_entries
 from workflow_engine.engine.run_metrics import count_run_events
-from workflow_engine.engine.run_projection import RUN_AGGREGATE, RUN_FINISHED, STEP_FINISHED
+from workflow_engine.engine.states import RUN_FINISHED, RunStatus, StepStatus
 from workflow_engine.errors import Conflict, InvalidInput, NotFound
 from workflow_engine.events.append import append_events
 from workflow_engine.events.storable import check_document
@@ -182,17 +184,17 @@ class RunService:
         their worker, and the run ends `cancelled`. Idempotent; 409 once the run finished."""
         async with self.db.tenant_transaction(tenant_id) as conn:
             run = await lock_run(conn, tenant_id, run_id)
-            if run.status in RUN_FINISHED and run.status != "cancelled":
+            if run.status in RUN_FINISHED and run.status != RunStatus.cancelled:
                 raise Conflict(f"run {run_id} already finished: {run.status}")
-            if run.status in ("cancelling", "cancelled"):
+            if run.status in (RunStatus.cancelling, RunStatus.cancelled):
                 return await _read_run(conn, tenant_id, run_id)
-            meta = origin.metadata()
             full = _with_steps(run, await _steps(conn, run_id))
-            events = [NewEvent("WorkflowCancelRequested", {}, meta)]
-            events += await stop_idle_steps(conn, full, meta)
-            if not await _has_leased_steps(conn, run_id):
-                error = {"class": "cancelled", "message": f"cancelled by {origin.actor}"}
-                events.append(NewEvent("WorkflowCancelled", {"error": error}, meta))
+            definition = WorkflowDefinition.model_validate(full.definition)
+            state = run_state(full, await leased_step_ids(conn, run_id))
+            decision = scheduler.cancel(definition, state, origin.actor)
+            meta = origin.metadata()
+            events = [NewEvent(kind, data, meta) for kind, data in decision.events]
+            await queue.drop_waiting(conn, run_id)
             await append_run_events(conn, tenant_id, run_id, events, locked=True)
             mark_commit(conn, RUN_CANCELLED)
             return await _read_run(conn, tenant_id, run_id)
@@ -229,7 +231,7 @@ async def start_run(
     document = definition.document()
     await append_run_events(
         conn, tenant_id, run_id,
-        [NewEvent("WorkflowTriggered", {"definition": document, "input": data},
+        [NewEvent(RunEvent.triggered, {"definition": document, "input": data},
                   origin.metadata())],
         expected_version=0,
     )  # fmt: skip
@@ -246,21 +248,6 @@ async def start_run(
             queue.NewTask(tenant_id, run_id, queue.DEADLINE, available_at=deadline, priority=1)
         )
     await queue.enqueue(conn, first)
-
-
-async def stop_idle_steps(
-    conn: AsyncConnection, run: RunRecord, meta: dict[str, Any]
-) -> list[NewEvent]:
-    """Drop the run's unclaimed tasks and return `StepCancelled` for every unfinished step no
-    worker holds (pending, waiting for a retry, or handed back by a stopping worker). Steps a
-    worker holds are settled by that worker, which finds the run stopped."""
-    await queue.drop_waiting(conn, run.id)
-    held = set(await leased_step_ids(conn, run.id))
-    return [
-        NewEvent("StepCancelled", {"step_id": step.step_id}, meta)
-        for step in run.steps
-        if step.status not in STEP_FINISHED and step.step_id not in held
-    ]
 
 
 async def append_run_events(
@@ -342,7 +329,41 @@ async def _read_run(conn: AsyncConnection, tenant_id: uuid.UUID, run_id: uuid.UU
 
 
 def _with_steps(run: RunRecord, steps: list[StepRecord]) -> RunRecord:
-    return RunRecord(**{**run.__dict__, "steps": tuple(steps)})
+    return dataclasses.replace(run, steps=tuple(steps))
+
+
+def run_state(run: RunRecord, held: Iterable[str] = ()) -> scheduler.RunState:
+    """What the scheduling rules see of `run`; `held`: the steps a worker holds."""
+    return scheduler.RunState(
+        RunStatus(run.status),
+        {
+            s.step_id: scheduler.StepState(StepStatus(s.status), s.attempts, s.error)
+            for s in run.steps
+        },
+        frozenset(held),
+    )
+
+
+def with_state(
+    run: RunRecord,
+    state: scheduler.RunState,
+    settled: str | None = None,
+    result: scheduler.StepResult | None = None,
+) -> RunRecord:
+    """`run` as it is once a decision that led to `state` committed (and the output of the
+    step `settled`, if it completed): what expressions of the steps it made ready see."""
+    steps = []
+    for step in run.steps:
+        now = state.steps[step.step_id]
+        output = step.output
+        if step.step_id == settled and result is not None and now.status is StepStatus.completed:
+            output = result.output
+        steps.append(
+            dataclasses.replace(
+                step, status=now.status, attempts=now.attempts, error=now.error, output=output
+            )
+        )
+    return dataclasses.replace(run, status=state.status, steps=tuple(steps))
 
 
 async def _steps(conn: AsyncConnection, run_id: uuid.UUID) -> list[StepRecord]:
@@ -414,7 +435,8 @@ async def _claim_key(
 
 def _request_hash(name: str, version: int | None, data: Any) -> str:
     """SHA-256 of the request in canonical JSON (sorted keys, no spaces): key order and
-    whitespace never make two equal requests differ (JSONB reorders keys: trap 7)."""
+    whitespace never make two equal requests differ (JSONB reorders keys: pitfall 7 in
+    docs/architecture.md)."""
     canonical = json.dumps(
         {"workflow_name": name, "version": version, "data": data},
         sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False,
@@ -440,12 +462,14 @@ def run_context(run: RunRecord, env: Mapping[str, str] | None = None) -> Mapping
     }
 
 
-ACTIVE_STATUSES = ("queued", "running", "cancelling")
+# Exactly the statuses of the partial index `ix_workflow_runs_active_status` (migration 0015),
+# so that counting them reads the index, not the table.
+ACTIVE_STATUSES = (RunStatus.queued, RunStatus.running, RunStatus.waiting, RunStatus.cancelling)
 
 
 async def count_active(conn: AsyncConnection) -> dict[str, int]:
-    """Runs still going in every tenant, by status (queued, running, cancelling)."""
-    counts = dict.fromkeys(ACTIVE_STATUSES, 0)
+    """Runs still going in every tenant, by status (queued, running, waiting, cancelling)."""
+    counts: dict[str, int] = dict.fromkeys(ACTIVE_STATUSES, 0)
     found = await conn.execute(
         select(workflow_runs.c.status, func.count())
         .where(workflow_runs.c.status.in_(ACTIVE_STATUSES))

@@ -1,20 +1,22 @@
-"""The worker: claims tasks, runs steps, records their outcomes and moves runs along.
+"""The worker: claims tasks, runs steps, and carries out what the scheduling rules decide.
 
 For each claimed step task:
 
-1. Read the run (no transaction held): skip the step if a step it needs was skipped or its
-   `if` is false; evaluate its arguments (in a thread, under the expression deadline).
+1. Read the run (no transaction held): skip the step if its `if` is false; evaluate its
+   arguments (in a thread when they may be costly, under the expression deadline).
 2. One transaction: lock the run, check it is still active and the lease still ours, append
    `StepStarted`.
-3. Run the node with no database session held (DESIGN trap 12), under the step's timeout,
-   while a heartbeat renews the lease and watches the run: a lost lease, a cancel or a failed
-   run interrupts the node (its coroutine is cancelled).
+3. Run the node with no database session held (a pooled connection is never pinned by a
+   node: pitfall 12 in docs/architecture.md), under the step's timeout, while a heartbeat
+   renews the lease and watches the run: a lost lease, a cancel or a failed run interrupts
+   the node (its coroutine is cancelled).
 4. One transaction: lock the run, delete the task only if the lease is still ours (a worker
-   that lost it records nothing), append the outcome, schedule a retry with backoff or the
-   steps that became ready, and when every step has finished, the run's `:finish` task.
+   that lost it records nothing), read the run, and carry out `scheduler.settle`'s decision:
+   the outcome and whatever follows from it (a retry with backoff, the steps that became
+   ready or were skipped, the run failed or its output due).
    Steps that became ready are leased to this worker in that transaction when it has room,
-   and start as soon as it commits with the run as it just read it (no claim, no wake-up,
-   no read: step 1 uses that snapshot); the rest wait in the queue for any worker.
+   and start as soon as it commits with the run as the decision left it (no claim, no
+   wake-up, no read: step 1 uses that snapshot); the rest wait in the queue for any worker.
 
 Steps are at-least-once (a worker that dies mid-step leaves a lease that expires, and another
 worker runs the step again); their recorded outcome is exactly-once.
@@ -24,7 +26,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import os
 import random
 import socket
@@ -43,12 +44,12 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from workflow_engine.config import Settings
 from workflow_engine.db import Database
 from workflow_engine.db.listener import listen
-from workflow_engine.db.tables import step_runs, tasks, workflow_runs
-from workflow_engine.engine import expressions, queue
-from workflow_engine.engine.definitions import RetryPolicy, StepDefinition, WorkflowDefinition
+from workflow_engine.db.tables import tasks, workflow_runs
+from workflow_engine.engine import expressions, queue, scheduler
+from workflow_engine.engine.definitions import StepDefinition, WorkflowDefinition
+from workflow_engine.engine.run_events import RunEvent
 from workflow_engine.engine.run_logs import RunLogBuffer
 from workflow_engine.engine.run_metrics import count_step
-from workflow_engine.engine.run_projection import RUN_ACTIVE, STEP_FINISHED
 from workflow_engine.engine.runs import (
     RUN_CANCELLED,
     Origin,
@@ -57,11 +58,14 @@ from workflow_engine.engine.runs import (
     leased_step_ids,
     lock_run,
     lock_run_status,
-    read_definition,
     read_run_unconfined,
     run_context,
-    stop_idle_steps,
+    run_state,
+    with_state,
 )
+from workflow_engine.engine.scheduler import StepResult
+from workflow_engine.engine.states import RUN_ACTIVE
+from workflow_engine.engine.states import Outcome as OutcomeKind
 from workflow_engine.events.signal import Signal
 from workflow_engine.events.storable import check_document, storable_text
 from workflow_engine.events.store import NewEvent
@@ -81,7 +85,6 @@ from workflow_engine.registry.options import RegistryOptions
 
 logger = structlog.get_logger(__name__)
 
-STEP_OK = ("completed", "skipped")
 DEFINITIONS_CACHED = 1024  # parsed definitions of recent runs (a run's never changes)
 
 
@@ -115,16 +118,6 @@ def worker_options(settings: Settings) -> WorkerOptions:
         ),
         registry_policy=RegistryOptions.from_settings(settings).policy,
     )
-
-
-@dataclass(frozen=True)
-class Outcome:
-    kind: str  # completed | failed | cancelled | lost | released
-    output: Any = None
-    error: dict[str, Any] | None = None
-    retryable: bool = False
-    duration_ms: float = 0.0
-    logs: tuple[dict[str, Any], ...] = ()  # what the node logged and was not yet appended
 
 
 class Worker:
@@ -269,9 +262,9 @@ class Worker:
             return
         step = self._definition(run).step(task.step_id)
         if run.status not in RUN_ACTIVE:
-            await self._record(task, Outcome("cancelled"))
+            await self._record(task, StepResult(OutcomeKind.cancelled))
             return
-        skip_reason = self._skip_reason(run, step)
+        skip_reason = scheduler.skip_reason(step, run_state(run))
         context = run_context(run, self.options.env)
         arguments: dict[str, Any] = {}
         if skip_reason is None:
@@ -284,19 +277,21 @@ class Worker:
                 await self._record(task, _failure("expression", str(exc), retryable=False))
                 return
         if skip_reason is not None:
-            await self._record(task, Outcome("skipped", error={"reason": skip_reason}))
+            await self._record(task, StepResult(OutcomeKind.skipped, error={"reason": skip_reason}))
             return
         started = await self._start(task)
         if started == "lost":
             return
         if started == "inactive":  # cancelled or failed meanwhile: the node never runs
-            await self._record(task, Outcome("cancelled"))
+            await self._record(task, StepResult(OutcomeKind.cancelled))
             return
-        outcome = await self._call(task, run, step, arguments, log)
-        error = (outcome.error or {}).get("message") if outcome.kind == "failed" else None
+        buffer = RunLogBuffer(log)
+        result = await self._invoke(task, run, step, arguments, buffer)
+        failed = result.outcome is OutcomeKind.failed
+        error = (result.error or {}).get("message") if failed else None
         tracing.annotate({"workflow.name": run.workflow_name, "workflow.node": step.uses,
-                          "workflow.outcome": outcome.kind}, error=error)  # fmt: skip
-        await self._record(task, outcome)
+                          "workflow.outcome": str(result.outcome)}, error=error)  # fmt: skip
+        await self._record(task, result, buffer.drain())
 
     def _definition(self, run: RunRecord) -> WorkflowDefinition:
         return self._definitions.get(run.id) or self._remember(run.id, run.definition)
@@ -322,16 +317,6 @@ class Worker:
             return expressions.evaluate_condition(condition, context)
         return await asyncio.to_thread(expressions.evaluate_condition, condition, context)
 
-    @staticmethod
-    def _skip_reason(run: RunRecord, step: StepDefinition) -> str | None:
-        statuses = {s.step_id: s.status for s in run.steps}
-        if step.run_if_needs_skipped:
-            return None
-        for need in step.needs:
-            if statuses.get(need) in ("skipped", "cancelled"):
-                return f"it needs {need!r}, which was {statuses[need]}"
-        return None
-
     async def _start(self, task: queue.Task) -> str:
         """ "started", "inactive" (the run stopped: do not run the node) or "lost" (another
         worker holds the task now: do nothing)."""
@@ -342,25 +327,13 @@ class Worker:
                 return "lost"
             await append_run_events(
                 conn, task.tenant_id, task.run_id,
-                [NewEvent("StepStarted", {"step_id": task.step_id, "attempt": task.attempt,
+                [NewEvent(RunEvent.step_started, {"step_id": task.step_id, "attempt": task.attempt,
                                           "worker": self.owner}, self._meta(task))],
                 locked=True,
             )  # fmt: skip
         waited = (datetime.now(UTC) - task.available_at).total_seconds()
         metrics.schedule_to_start.observe(max(waited, 0.0))
         return "started"
-
-    async def _call(
-        self,
-        task: queue.Task,
-        run: RunRecord,
-        step: StepDefinition,
-        arguments: dict[str, Any],
-        log: Any,
-    ) -> Outcome:
-        buffer = RunLogBuffer(log)
-        outcome = await self._invoke(task, run, step, arguments, buffer)
-        return dataclasses.replace(outcome, logs=tuple(buffer.drain()))
 
     async def _invoke(
         self,
@@ -369,7 +342,7 @@ class Worker:
         step: StepDefinition,
         arguments: dict[str, Any],
         buffer: RunLogBuffer,
-    ) -> Outcome:
+    ) -> StepResult:
         if step.uses not in self.nodes:
             return _failure("unknown_node", f"node type {step.uses!r} is not loaded here", False)
         context = NodeContext(
@@ -395,7 +368,7 @@ class Worker:
             if not interrupted:
                 node.cancel()
                 raise  # the worker itself is stopping
-            return Outcome("lost" if interrupted[0] == "lost" else "cancelled")
+            return StepResult(OutcomeKind(interrupted[0]))
         except FatalStepError as exc:
             return _failure(exc.error_class, str(exc), False)
         except StepError as exc:
@@ -411,7 +384,7 @@ class Worker:
             check_document("output", output if isinstance(output, dict) else {"v": output})
         except Exception as exc:
             return _failure("invalid_output", f"the node's output cannot be stored: {exc}", False)
-        return Outcome("completed", output=output, duration_ms=round(elapsed, 3))
+        return StepResult(OutcomeKind.completed, output=output, duration_ms=round(elapsed, 3))
 
     async def _watch(
         self,
@@ -455,11 +428,14 @@ class Worker:
 
     # --- outcomes ------------------------------------------------------------------------
 
-    async def _record(self, task: queue.Task, outcome: Outcome) -> None:
-        if outcome.kind == "lost":
+    async def _record(
+        self, task: queue.Task, result: StepResult, logs: list[dict[str, Any]] | None = None
+    ) -> None:
+        """Record how an attempt ended (and what its node logged and was not yet appended)."""
+        if result.outcome is OutcomeKind.lost:
             return
         async with self.db.transaction() as conn:
-            handed, run = await self._settle(conn, task, outcome)
+            handed, run = await self._settle(conn, task, result, logs or [])
         await self._take(handed, run)
 
     async def _take(self, handed: list[queue.Task], run: RunRecord | None) -> None:
@@ -474,102 +450,62 @@ class Worker:
                     await queue.release(conn, task.id, self.owner)
 
     async def _settle(
-        self, conn: AsyncConnection, task: queue.Task, outcome: Outcome
+        self,
+        conn: AsyncConnection,
+        task: queue.Task,
+        result: StepResult,
+        logs: list[dict[str, Any]],
     ) -> tuple[list[queue.Task], RunRecord | None]:
         """Record the outcome; returns the tasks handed to this worker and the run they see."""
-        status = await lock_run_status(conn, task.run_id)
+        await lock_run_status(conn, task.run_id)
         if not await queue.finish(conn, task.id, self.owner):
             return [], None  # lost the lease: whoever holds it now records the outcome
-        definition = self._definitions.get(task.run_id) or self._remember(
-            task.run_id, await read_definition(conn, task.run_id)
-        )
-        step = definition.step(task.step_id)
-        meta = self._meta(task)
-        base = {"step_id": step.id, "attempt": task.attempt}
-        events: list[NewEvent] = []
-        if outcome.logs:
-            events.append(_logged(task, list(outcome.logs), meta))
-        current = await _step_status(conn, task.run_id, step.id)
-        if current in STEP_FINISHED:
-            pass  # already settled (the run was cancelled while the task waited)
-        elif outcome.kind == "completed":
-            count_step(conn, step.uses, "completed", outcome.duration_ms)
-            events.append(
-                NewEvent(
-                    "StepCompleted",
-                    {**base, "output": outcome.output, "duration_ms": outcome.duration_ms},
-                    meta,
-                )
-            )
-        elif outcome.kind == "skipped":
-            count_step(conn, step.uses, "skipped", None)
-            events.append(NewEvent("StepSkipped", {**base, **(outcome.error or {})}, meta))
-        elif outcome.kind == "cancelled" or status not in RUN_ACTIVE:
-            count_step(conn, step.uses, "cancelled", None)
-            events.append(NewEvent("StepCancelled", base, meta))
-        else:
-            retry_at = _retry_at(step.retry, task.attempt, outcome)
-            count_step(conn, step.uses, "retried" if retry_at else "failed", outcome.duration_ms)
-            failed: dict[str, Any] = {**base, "error": outcome.error}
-            if retry_at is not None:
-                failed["retry_at"] = retry_at.isoformat()
-                await queue.enqueue(
-                    conn,
-                    [task.follow_on(step.id, attempt=task.attempt + 1, available_at=retry_at)],
-                )
-            events.append(NewEvent("StepFailed", failed, meta))
-        await append_run_events(conn, task.tenant_id, task.run_id, events, locked=True)
-        return await self._advance(conn, task, definition)
-
-    async def _advance(
-        self, conn: AsyncConnection, task: queue.Task, definition: WorkflowDefinition
-    ) -> tuple[list[queue.Task], RunRecord | None]:
-        """After an outcome: fail, cancel or finish the run, or enqueue what became ready
-        (handing this worker what it has room for)."""
         run = await read_run_unconfined(conn, task.run_id)
-        assert run is not None
-        meta = self._meta(task)
-        statuses = {s.step_id: s.status for s in run.steps}
-        leased = await leased_step_ids(conn, task.run_id)
-        if run.status == "cancelling":
-            if not leased:
-                error = {"class": "cancelled", "message": "cancelled on request"}
-                cancelled = NewEvent("WorkflowCancelled", {"error": error}, meta)
-                await append_run_events(conn, task.tenant_id, task.run_id, [cancelled], locked=True)
-            return [], None
-        if run.status not in RUN_ACTIVE:
-            return [], None
-        fatal = next(
-            (s for s in definition.steps
-             if statuses[s.id] == "failed" and not s.continue_on_error),
-            None,
+        assert run is not None  # runs are never deleted while their tasks exist
+        definition = self._definition(run)
+        state = run_state(run, await leased_step_ids(conn, task.run_id))
+        decision = scheduler.settle(
+            definition, state, task.step_id, task.attempt, result,
+            now=datetime.now(UTC), jitter=random.uniform(-1.0, 1.0),
         )  # fmt: skip
-        if fatal is not None:
-            failed_step = next(s for s in run.steps if s.step_id == fatal.id)
-            await self._fail_run(conn, task, run, {
-                "step_id": fatal.id, **(failed_step.error or {})})  # fmt: skip
-            return [], None
-        done = {s.id for s in definition.steps if _finished_ok(s, statuses[s.id])}
-        ready = [
-            task.follow_on(s.id)
-            for s in definition.steps
-            if statuses[s.id] == "pending" and all(need in done for need in s.needs)
-        ]
-        if all(status in ("completed", "failed", "skipped", "cancelled")
-               for status in statuses.values()):  # fmt: skip
+        if decision.counted is not None:
+            duration = None if decision.counted in ("skipped", "cancelled") else result.duration_ms
+            count_step(conn, definition.step(task.step_id).uses, decision.counted, duration)
+        logged = [_logged(task, logs, self._meta(task))] if logs else []
+        return await self._carry_out(conn, task, decision, logged, run, result)
+
+    async def _carry_out(
+        self,
+        conn: AsyncConnection,
+        task: queue.Task,
+        decision: scheduler.Decision,
+        logs: list[NewEvent] | None = None,
+        run: RunRecord | None = None,
+        result: StepResult | None = None,
+    ) -> tuple[list[queue.Task], RunRecord | None]:
+        """Record a decision in the caller's transaction (the run locked): its events, the
+        tasks it drops and enqueues. Returns the tasks handed to this worker and the run as
+        they see it (None when nothing is handed)."""
+        meta = self._meta(task)
+        events = (logs or []) + [NewEvent(kind, data, meta) for kind, data in decision.events]
+        await append_run_events(conn, task.tenant_id, task.run_id, events, locked=True)
+        if decision.drop_waiting:
+            await queue.drop_waiting(conn, task.run_id)
+        if decision.retry is not None:
+            retry = decision.retry
+            await queue.enqueue(
+                conn, [task.follow_on(retry.step_id, attempt=retry.attempt, available_at=retry.at)]
+            )
+        ready = [task.follow_on(step_id) for step_id in decision.ready]
+        if decision.finished:
             ready.append(task.follow_on(queue.FINISH, priority=1))
+        if not ready:
+            return [], None
         room = self._room()
         handed = await queue.enqueue_leased(conn, ready[:room], self.owner, self.options.lease)
         await queue.enqueue(conn, ready[room:])
-        return handed, run
-
-    async def _fail_run(
-        self, conn: AsyncConnection, task: queue.Task, run: RunRecord, error: dict[str, Any]
-    ) -> None:
-        meta = self._meta(task)
-        events = await stop_idle_steps(conn, run, meta)
-        events.append(NewEvent("WorkflowFailed", {"error": error}, meta))
-        await append_run_events(conn, task.tenant_id, task.run_id, events, locked=True)
+        after = None if run is None else with_state(run, decision.state, task.step_id, result)
+        return handed, after
 
     async def _give_up(self, task: queue.Task) -> None:
         """The task's handling failed unexpectedly `MAX_CLAIMS` times (logged each time): fail
@@ -578,13 +514,20 @@ class Worker:
         if task.step_id not in (queue.FINISH, queue.DEADLINE):
             await self._record(task, _failure("internal", message, False))
             return
+        await self._fail_run(task, {"class": "internal", "message": message, "retryable": False})
+
+    async def _fail_run(self, task: queue.Task, error: dict[str, Any]) -> None:
+        """Fail the run of a run-level task (`:finish`, `:deadline`) that still holds it."""
         async with self.db.transaction() as conn:
-            run = await lock_run(conn, task.tenant_id, task.run_id)
-            if not await queue.finish(conn, task.id, self.owner) or run.status not in RUN_ACTIVE:
+            await lock_run_status(conn, task.run_id)
+            if not await queue.finish(conn, task.id, self.owner):
                 return
-            full = await read_run_unconfined(conn, task.run_id) or run
-            error = {"class": "internal", "message": message, "retryable": False}
-            await self._fail_run(conn, task, full, error)
+            run = await read_run_unconfined(conn, task.run_id)
+            if run is None or run.status not in RUN_ACTIVE:
+                return
+            state = run_state(run, await leased_step_ids(conn, task.run_id))
+            decision = scheduler.fail(self._definition(run), state, error)
+            await self._carry_out(conn, task, decision)
 
     async def _finish_run(self, task: queue.Task, run: RunRecord | None) -> None:
         if run is None:
@@ -608,22 +551,18 @@ class Worker:
                 delete(tasks).where(tasks.c.run_id == run.id, tasks.c.step_id == queue.DEADLINE)
             )
             event = (
-                NewEvent("WorkflowFailed", {"error": error}, self._meta(task))
+                NewEvent(RunEvent.failed, {"error": error}, self._meta(task))
                 if error is not None
-                else NewEvent("WorkflowCompleted", {"output": output}, self._meta(task))
+                else NewEvent(RunEvent.completed, {"output": output}, self._meta(task))
             )
             await append_run_events(conn, task.tenant_id, task.run_id, [event], locked=True)
 
     async def _deadline(self, task: queue.Task) -> None:
-        async with self.db.transaction() as conn:
-            run = await lock_run(conn, task.tenant_id, task.run_id)
-            if not await queue.finish(conn, task.id, self.owner) or run.status not in RUN_ACTIVE:
-                return
-            timeout = self._definition(run).timeout
-            run = await read_run_unconfined(conn, task.run_id) or run
-            await self._fail_run(conn, task, run, {
-                "class": "timeout", "message": f"the run took longer than {timeout:g} s",
-                "retryable": False})  # fmt: skip
+        async with self.db.read() as conn:
+            run = await read_run_unconfined(conn, task.run_id)
+        timeout = self._definition(run).timeout if run is not None else None
+        message = f"the run took longer than {timeout or 0:g} s"
+        await self._fail_run(task, {"class": "timeout", "message": message, "retryable": False})
 
     async def _drop(self, task: queue.Task) -> None:
         async with self.db.transaction() as conn:
@@ -633,48 +572,20 @@ class Worker:
         return Origin(f"worker:{self.owner}", task.correlation_id, "worker").metadata()
 
 
-def _finished_ok(step: StepDefinition, status: str) -> bool:
-    return (
-        status in STEP_OK
-        or (status == "failed" and step.continue_on_error)
-        or (status == "cancelled")
-    )
-
-
 def _logged(task: queue.Task, entries: list[dict[str, Any]], meta: dict[str, Any]) -> NewEvent:
     data = {"step_id": task.step_id, "attempt": task.attempt, "entries": entries}
-    return NewEvent("StepLogged", data, meta)
+    return NewEvent(RunEvent.step_logged, data, meta)
 
 
-def _failure(error_class: str, message: str, retryable: bool) -> Outcome:
-    return Outcome(
-        "failed",
+def _failure(error_class: str, message: str, retryable: bool) -> StepResult:
+    return StepResult(
+        OutcomeKind.failed,
         error={"class": storable_text(error_class)[:100], "message": storable_text(message)[:2000],
                "retryable": retryable},
         retryable=retryable,
     )  # fmt: skip
 
 
-def _retry_at(policy: RetryPolicy | None, attempt: int, outcome: Outcome) -> datetime | None:
-    if policy is None or not outcome.retryable or attempt >= policy.max_attempts:
-        return None
-    error_class = (outcome.error or {}).get("class")
-    if policy.retry_on is not None and error_class not in policy.retry_on:
-        return None
-    delay = min(policy.initial_delay * policy.backoff ** (attempt - 1), policy.max_delay)
-    delay *= 1 + random.uniform(-policy.jitter, policy.jitter)
-    return datetime.now(UTC) + timedelta(seconds=max(0.0, delay))
-
-
 async def _run_status(conn: AsyncConnection, run_id: uuid.UUID) -> str | None:
     found = await conn.execute(select(workflow_runs.c.status).where(workflow_runs.c.id == run_id))
-    return found.scalar_one_or_none()
-
-
-async def _step_status(conn: AsyncConnection, run_id: uuid.UUID, step_id: str) -> str | None:
-    found = await conn.execute(
-        select(step_runs.c.status).where(
-            step_runs.c.run_id == run_id, step_runs.c.step_id == step_id
-        )
-    )
     return found.scalar_one_or_none()

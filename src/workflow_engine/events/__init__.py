@@ -1,6 +1,5 @@
 """The event log: the single source of truth every read model is folded from."""
 
-from workflow_engine.events import catalogue  # noqa: F401  (registers the built-in read model)
 from workflow_engine.events.append import append_events
 from workflow_engine.events.projections import Projection, registry
 from workflow_engine.events.service import EventStore

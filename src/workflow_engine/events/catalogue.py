@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from workflow_engine.db.tables import aggregates
 from workflow_engine.db.upsert import upsert
-from workflow_engine.events.projections import Projection, registry
+from workflow_engine.events.projections import Projection
 from workflow_engine.events.store import RecordedEvent
 
 
@@ -53,9 +53,6 @@ class AggregateCatalogue(Projection):
                 set_={**latest, "created_at": earliest},
             )
         )
-
-
-registry.register(AggregateCatalogue())
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@
         async def apply(self, conn: AsyncConnection, event: RecordedEvent) -> None:
             ...                          # SQL on `tables`, nothing else
 
-    registry.register(OrderTotals())
+    registry.register(OrderTotals())    # where the process is built, before it starts
 
 Guarantees:
 
@@ -134,8 +134,8 @@ class Projections:
 
 
 registry = Projections()
-"""The process's projections. Built-in read models register themselves on import; add yours
-from a module the server imports."""
+"""The process's projections. Nothing registers itself on import: the process that is built
+registers the built-in read models (`bootstrap.read_models`) and the application its own."""
 
 
 @dataclass(frozen=True)
