@@ -1,7 +1,8 @@
 """End-to-end: the real `workflow-engine` command, installed from a freshly built wheel.
 
 Installing the wheel (not the source tree) proves that migrations, Swagger assets and every
-other data file really ship in the package (DESIGN trap 13).
+other data file really ship in the package: an editable install would find them in the source
+tree even if the wheel left them out (pitfall 13 in docs/architecture.md).
 """
 
 from __future__ import annotations
