@@ -84,7 +84,8 @@ def _settings(**overrides: object) -> Settings:
 
 
 def _check_extras(settings: Settings) -> None:
-    """A setting that needs an extra that is missing: one line, not a crash (DESIGN trap 14)."""
+    """A setting that needs an extra that is missing: one line, not a crash or a retry loop
+    (pitfall 14 in docs/architecture.md)."""
     if not settings.is_sqlite and importlib.util.find_spec("asyncpg") is None:
         _fail(
             [
@@ -260,7 +261,9 @@ def serve(
                 "Set DATABASE_URL=postgresql://... or serve with --workers 1."
             ]
         )
-    # One-time start-up work happens here, before any process forks (DESIGN trap 2).
+    # One-time start-up work happens here, before any process forks: with --workers N each
+    # process has its own memory, so what all must share is made once (pitfall 2 in
+    # docs/architecture.md).
     if settings.jwt_algorithm != "HS256":
         from workflow_engine.auth.signing_keys import SigningKeyError
         from workflow_engine.bootstrap.core_services import signing_key

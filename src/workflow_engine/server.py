@@ -3,8 +3,8 @@
 On SIGTERM or SIGINT the server stops accepting connections, lets in-flight requests finish
 within SHUTDOWN_TIMEOUT, stops its services (the app's lifespan), and the process exits 0.
 uvicorn on its own re-raises the captured signal after a graceful stop, which turns a clean
-shutdown into exit status 143 (DESIGN trap 6); `GracefulServer` keeps the signal handling and
-drops the re-raise.
+shutdown into exit status 143 (pitfall 6 in docs/architecture.md); `GracefulServer` keeps the
+signal handling and drops the re-raise.
 """
 
 from __future__ import annotations

@@ -1,12 +1,14 @@
 """End-to-end: the real `workflow-engine` command, installed from a freshly built wheel.
 
 Installing the wheel (not the source tree) proves that migrations, Swagger assets and every
-other data file really ship in the package (DESIGN trap 13).
+other data file really ship in the package: an editable install would find them in the source
+tree even if the wheel left them out (pitfall 13 in docs/architecture.md).
 """
 
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import socket
@@ -23,6 +25,25 @@ import pytest
 from workflow_engine.config import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
+# Where examples marked `<!-- tested: name -->` live: the README and the pages of docs/.
+DOCUMENTS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+
+
+def documented_markers() -> set[str]:
+    """The names of every `<!-- tested: name -->` marker (a line of its own) in the README and
+    docs/."""
+    marker = re.compile(r"^<!-- tested: ([\w-]+) -->$", re.MULTILINE)
+    return {name for doc in DOCUMENTS for name in marker.findall(doc.read_text())}
+
+
+def documented_block(name: str, language: str = "python") -> str:
+    """The code block right after `<!-- tested: name -->`: exactly one in the README and docs/."""
+    pattern = re.compile(
+        rf"^<!-- tested: {re.escape(name)} -->\n```{language}\n(.*?)```", re.DOTALL | re.MULTILINE
+    )
+    found = [match.group(1) for doc in DOCUMENTS for match in pattern.finditer(doc.read_text())]
+    assert len(found) == 1, f"{len(found)} {language} blocks marked {name} in the README and docs/"
+    return found[0]
 
 
 def _uv() -> str:

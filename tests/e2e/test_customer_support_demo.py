@@ -1,9 +1,11 @@
 """The seed's "Trigger a Workflow" example, verbatim, against a real server on the embedded
-default: demo MCP services mounted in the server, the offline LLM provider."""
+default: demo MCP services mounted in the server, the offline LLM provider. The README's first
+workflow shows these very commands (the block marked `customer-support-demo`)."""
 
 from __future__ import annotations
 
 import asyncio
+import re
 import subprocess
 import time
 from pathlib import Path
@@ -13,10 +15,13 @@ import httpx
 import pytest
 from mcp import Client
 
-from tests.e2e.conftest import Server, clean_environment
+from tests.e2e.conftest import ROOT, Server, clean_environment, documented_block
 
 pytestmark = pytest.mark.e2e
 
+# The README's way to get the seed's user (the password policy refuses "password").
+USERS_CREATE = ["users", "create", "--email", "user@example.com", "--role", "operator",
+                "--password-stdin", "--allow-weak-password"]  # fmt: skip
 SEED_LOGIN = '{"email": "user@example.com", "password": "password"}'
 SEED_TRIGGER = """{
     "workflow_name": "customer_support",
@@ -26,6 +31,13 @@ SEED_TRIGGER = """{
     }
   }"""
 INTENTS = {"order", "billing", "refund", "bug", "how_to", "spam", "other"}
+
+
+def _readme_run_paths(workflow_id: str) -> dict[str, str]:
+    """The paths of the README's status and results commands, with the run's id filled in."""
+    readme = (ROOT / "README.md").read_text()
+    found = re.findall(r'"http://localhost:8080(/api/v1/workflows/\{workflow_id\}/(\w+))"', readme)
+    return {kind: path.replace("{workflow_id}", workflow_id) for path, kind in found}
 
 
 def _demo_tool(base: str, server: str, tool: str, arguments: dict[str, Any]) -> Any:
@@ -45,12 +57,9 @@ def test_the_seeds_customer_support_example_runs_offline(
 ) -> None:
     data_dir = tmp_path / "data"
     server = server_factory().start()  # on first start: tenant `default` and its admin
-    # The README's way to get the seed's user (the password policy refuses "password").
     created = subprocess.run(
-        [str(installed_bin / "workflow-engine"), "users", "create", "--email",
-         "user@example.com", "--role", "operator", "--password-stdin",
-         "--allow-weak-password"],
-        input="password\n", capture_output=True, text=True, timeout=60, cwd=tmp_path,
+        [str(installed_bin / "workflow-engine"), *USERS_CREATE], input="password\n",
+        capture_output=True, text=True, timeout=60, cwd=tmp_path,
         env=dict(clean_environment(), DATA_DIR=str(data_dir)),
     )  # fmt: skip
     assert created.returncode == 0, created.stderr
@@ -64,15 +73,17 @@ def test_the_seeds_customer_support_example_runs_offline(
                          headers=headers)  # fmt: skip
     assert trigger.status_code == 202, trigger.text
     run = trigger.json()
+    paths = _readme_run_paths(run["workflow_id"])
+    assert paths == {"status": run["links"]["status"], "results": run["links"]["results"]}
 
     deadline = time.monotonic() + 60
     while True:
-        status = httpx.get(f"{server.url}{run['links']['status']}", headers=headers).json()
+        status = httpx.get(f"{server.url}{paths['status']}", headers=headers).json()
         if status["status"] in ("completed", "failed", "cancelled"):
             break
         assert time.monotonic() < deadline, status
         time.sleep(0.2)
-    results = httpx.get(f"{server.url}{run['links']['results']}", headers=headers).json()
+    results = httpx.get(f"{server.url}{paths['results']}", headers=headers).json()
 
     assert status["status"] == "completed", status
     output = results["output"]
@@ -90,3 +101,11 @@ def test_the_seeds_customer_support_example_runs_offline(
     assert draft["draft"] is True
     assert output["reply"] in draft["body"]
     assert conversation["demo"] is True
+
+
+def test_the_readme_shows_the_commands_this_test_runs() -> None:
+    block = documented_block("customer-support-demo", "bash")
+    one_line = " ".join(block.replace("\\\n", " ").split())
+    assert f"printf 'password\\n' | .venv/bin/workflow-engine {' '.join(USERS_CREATE)}" in one_line
+    assert f"-d '{SEED_LOGIN}' | jq -r '.token')" in block
+    assert f"-d '{SEED_TRIGGER}'" in block

@@ -45,6 +45,17 @@ def test_no_arguments_means_serve(installed_bin: Path, tmp_path: Path) -> None:
     assert server.stop() == 0
 
 
+def test_the_wheel_ships_the_typing_marker(installed_bin: Path) -> None:
+    # PEP 561: without py.typed, type checkers ignore the annotations of embedders' imports.
+    check = "from importlib.resources import files; print(files('workflow_engine') / 'py.typed')"
+    found = subprocess.run(
+        [str(installed_bin / "python"), "-c", check], capture_output=True, text=True, check=True
+    )
+    marker = Path(found.stdout.strip())
+    assert marker.is_file()
+    assert "site-packages" in marker.parts  # the installed wheel's, not the source tree's
+
+
 def test_logs_are_json_lines_with_one_access_line_per_request(
     server_factory: type[Server],
 ) -> None:

@@ -45,7 +45,8 @@ async def crash() -> None:
 
 
 TEST_JWT_SECRET = "integration-tests-secret-of-at-least-32-bytes"
-# argon2 at its cheapest: tests exercise the logic, not the cost (DESIGN trap 11).
+# argon2 at its cheapest: tests exercise the logic, not the cost (pitfall 11 in
+# docs/architecture.md).
 CHEAP_HASHING = {
     "PASSWORD_HASH_TIME_COST": "1",
     "PASSWORD_HASH_MEMORY_KIB": "1024",

@@ -1,5 +1,6 @@
 """Input types that every database accepts: PostgreSQL refuses NUL characters and strings that
-are not valid UTF-8 (lone surrogates), which Python and SQLite let through (DESIGN trap 7)."""
+are not valid UTF-8 (lone surrogates), which Python and SQLite let through (pitfall 7 in
+docs/architecture.md)."""
 
 from __future__ import annotations
 

@@ -2,7 +2,8 @@
 
 Parameters default to argon2-cffi's RFC 9106 "low memory" profile (t=3, m=64 MiB, p=4) and
 are configurable; a hash made with other parameters is upgraded at the next successful login.
-Hashing takes tens of milliseconds of CPU, so it runs in a worker thread (DESIGN trap 11).
+Hashing takes tens of milliseconds of CPU, so it runs in a worker thread: on the event loop it
+would stall every other request (pitfall 11 in docs/architecture.md).
 """
 
 from __future__ import annotations

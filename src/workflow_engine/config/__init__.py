@@ -1,9 +1,10 @@
 """Settings: environment variables, then `config.toml`, then defaults — validated once at start.
 
-The variable names and defaults are those of the seed README. `config.toml` uses the seed's
-section/key names, which differ from the variables (`[auth] refresh_expiration` is
-`JWT_REFRESH_EXPIRATION`); `loading.TOML_KEYS` is the single table that maps one onto the
-other, and the README's configuration reference is checked against it by a test.
+The variable names and defaults are those of the `workflow-engine-api` crate this server
+re-creates (the seed). `config.toml` uses the seed's section/key names, which differ from the
+variables (`[auth] refresh_expiration` is `JWT_REFRESH_EXPIRATION`); `loading.TOML_KEYS` is the
+single table that maps one onto the other, and the table in docs/configuration.md is checked
+against it by a test.
 """
 
 from workflow_engine.config.database_url import mask_url, to_async_url

@@ -15,7 +15,8 @@ def development_jwt_secret(data_dir: Path) -> tuple[SecretStr, bool]:
     """The development signing secret kept in DATA_DIR, made on first use.
 
     Returns the secret and whether it was just created. Created once by the CLI before any
-    worker process forks, so that every process signs with the same key (DESIGN trap 2).
+    worker process forks, so that every process signs with the same key (pitfall 2 in
+    docs/architecture.md).
     """
     path = data_dir / DEV_SECRET_FILE
     if path.is_file():

@@ -2,9 +2,9 @@
 
 `transaction()` is for writes and `read()` for reads. On SQLite a write transaction starts with
 `BEGIN IMMEDIATE`: a deferred transaction that later writes fails at once with "database is
-locked", ignoring the busy timeout (DESIGN trap 1). Never await anything but the database inside
-either: a transaction held across a network call blocks every other writer on SQLite and pins a
-pooled connection on PostgreSQL (trap 12).
+locked", ignoring the busy timeout (pitfall 1 in docs/architecture.md). Never await anything but
+the database inside either: a transaction held across a network call blocks every other writer
+on SQLite and pins a pooled connection on PostgreSQL (pitfall 12).
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""PostgreSQL LISTEN on a dedicated connection outside the pool (DESIGN trap 5).
+"""PostgreSQL LISTEN on a dedicated connection outside the pool, which would drop the LISTEN with
+a returned connection (pitfall 5 in docs/architecture.md).
 
 `listen(db, channel, on_notify)` runs until cancelled: it connects, listens, calls
 `on_notify()` for every notification and once after each (re)connection — notifications sent

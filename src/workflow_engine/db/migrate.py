@@ -2,7 +2,7 @@
 
 Alembic's `env.py` runs its own event loop (`asyncio.run`), so `upgrade()` must be called where
 no loop is running: from the CLI before the server starts, or from a worker thread
-(DESIGN trap 6). It is never called from the server's lifespan.
+(pitfall 6 in docs/architecture.md). It is never called from the server's lifespan.
 """
 
 from __future__ import annotations

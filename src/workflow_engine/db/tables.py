@@ -49,7 +49,8 @@ events = Table(
     Column("metadata", JsonDocument, nullable=False),
     Column("recorded_at", UTCDateTime(), nullable=False),
     # The writing transaction's id on PostgreSQL (0 on SQLite), filled by the database. Readers
-    # use it to stay below the horizon of transactions still in flight (DESIGN trap 4). Its
+    # use it to stay below the horizon of transactions still in flight, whose positions may be
+    # below visible ones (pitfall 4 in docs/architecture.md). Its
     # default differs per database and is set by migration 0001: tables are created by the
     # migrations only, never by `metadata.create_all()`.
     Column("txid", BigInteger(), nullable=False, server_default=FetchedValue()),

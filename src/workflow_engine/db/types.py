@@ -17,7 +17,8 @@ JsonDocument: TypeEngine[Any] = JSON().with_variant(JSONB(), "postgresql")
 class UTCDateTime(TypeDecorator[datetime]):
     """Timestamps in, aware UTC out, whichever database stored them.
 
-    SQLite hands back naive datetimes and PostgreSQL aware ones (DESIGN trap 8); every value
+    SQLite hands back naive datetimes and PostgreSQL aware ones (pitfall 8 in
+    docs/architecture.md); every value
     leaving this layer is aware UTC, and naive values are refused on the way in.
     """
 

@@ -1,8 +1,8 @@
 """The demo servers as parts of an app: mounted under `/demo/mcp/<name>/`, or standalone.
 
-A mounted MCP app does not run its own lifespan, and each session manager runs once (DESIGN
-trap 9): `DemoServices` builds fresh servers per app and runs their managers as a lifecycle
-service of the host app.
+A mounted MCP app does not run its own lifespan, and each session manager runs once (pitfall 9
+in docs/architecture.md): `DemoServices` builds fresh servers per app and runs their managers
+as a lifecycle service of the host app.
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ The first use copies the seed (`data/<name>.json`) to `DATA_DIR/demo/<name>.json
 are written back atomically (a temporary file renamed over the old one), so they survive a
 restart and a half-written file is never read. Every tool call is appended to
 `DATA_DIR/demo/<name>.calls.jsonl`. Several server processes each write whole files: the last
-writer wins, which is fine for a demo and said in the README.
+writer wins, which is fine for a demo and said in docs/workflows.md.
 """
 
 from __future__ import annotations

@@ -6,7 +6,8 @@ spurious wake-up costs latency, never correctness. Sources:
 - in this process, the database's commit listener for transactions that appended;
 - a poller that watches the highest position (every `POLL_INTERVAL`), which sees appends from
   any process on SQLite and PostgreSQL alike;
-- on PostgreSQL, a dedicated LISTEN connection outside the pool (DESIGN trap 5) that wakes
+- on PostgreSQL, a dedicated LISTEN connection outside the pool (a pooled connection would lose
+  the LISTEN when returned; pitfall 5 in docs/architecture.md) that wakes
   followers as soon as an appending transaction commits (`insert_events` sends the NOTIFY);
   it reconnects after a database restart and wakes everyone once connected, since
   notifications sent while it was away are lost.

@@ -1,8 +1,8 @@
 """What the event log can store identically on SQLite and PostgreSQL.
 
 PostgreSQL refuses `\\u0000` in text and JSON and has no JSON `NaN`/`Infinity`, while SQLite (and
-Python's `json`) accept them (DESIGN trap 7). Checking here turns what would be a database error
-— a 500 — into a precise `InvalidInput`, on both databases alike.
+Python's `json`) accept them (pitfall 7 in docs/architecture.md). Checking here turns what
+would be a database error — a 500 — into a precise `InvalidInput`, on both databases alike.
 """
 
 from __future__ import annotations

@@ -8,7 +8,8 @@ Guarantees:
   unique (tenant, aggregate, version) constraint backs the check: of two concurrent appenders
   for one version exactly one wins, the other gets `ConcurrencyConflict`. Nothing is overwritten.
 - `read_log` returns events in log order and never skips one. On PostgreSQL a sequence value is
-  taken before commit, so position 11 can be visible while 10 is still in flight (DESIGN trap 4).
+  taken before commit, so position 11 can be visible while 10 is still in flight (pitfall 4 in
+  docs/architecture.md).
   The log is therefore ordered by (writer's transaction id, position), and a reader only sees
   rows whose transaction is older than every transaction still running
   (`pg_snapshot_xmin`): once seen, nothing can ever appear before them. Positions stay unique

@@ -1,11 +1,11 @@
 """The health checker: a lifecycle service that probes registered services and expires them.
 
 Every process runs one; only the leader (see `db.leadership`) works. Each round it reads the
-services whose check is due, probes them concurrently with no database connection held
-(DESIGN trap 12), then records the results in one short transaction that re-reads each row
-under lock — a heartbeat or a deregistration that happened meanwhile is respected. Then it
-expires services whose TTL ran out and removes those expired for longer than the grace
-period. Requests never wait for any of it.
+services whose check is due, probes them concurrently with no database connection held (the
+pool is small: pitfall 12 in docs/architecture.md), then records the results in one short
+transaction that re-reads each row under lock — a heartbeat or a deregistration that happened
+meanwhile is respected. Then it expires services whose TTL ran out and removes those expired
+for longer than the grace period. Requests never wait for any of it.
 """
 
 from __future__ import annotations

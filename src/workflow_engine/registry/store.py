@@ -197,7 +197,7 @@ async def healthy_instances(
 
 
 # The checker's statements span tenants: it runs on a connection that row-level security
-# does not confine (DESIGN trap 3).
+# does not confine (pitfall 3 in docs/architecture.md).
 
 
 async def due_for_check(

@@ -20,7 +20,8 @@ depends_on = None
 def upgrade() -> None:
     is_postgres = op.get_bind().dialect.name == "postgresql"
     json_type = postgresql.JSONB() if is_postgres else sa.JSON()
-    # The writer's transaction id: readers stop below the oldest in-flight one (DESIGN trap 4).
+    # The writer's transaction id: readers stop below the oldest in-flight one, since positions
+    # are taken before commit (pitfall 4 in docs/architecture.md).
     txid_default = sa.text("(pg_current_xact_id()::text::bigint)") if is_postgres else "0"
     op.create_table(
         "events",

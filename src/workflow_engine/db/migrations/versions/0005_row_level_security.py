@@ -1,4 +1,5 @@
-"""Row-level security on PostgreSQL: the second wall between tenants (DESIGN trap 3).
+"""Row-level security on PostgreSQL: the second wall between tenants (pitfall 3 in
+docs/architecture.md).
 
 Tenant-scoped transactions run as the role `workflow_engine_api` (`SET LOCAL ROLE`) with the
 tenant in `app.tenant_id`; a policy on every tenant table lets that role see and write only

@@ -1,8 +1,7 @@
-"""The README's Python examples run as written, against the installed wheel."""
+"""The Python examples of the docs run as written, against the installed wheel."""
 
 from __future__ import annotations
 
-import re
 import signal
 import subprocess
 import time
@@ -11,23 +10,29 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.e2e.conftest import ROOT, Server
+from tests.e2e.conftest import Server, documented_block, documented_markers
 
 pytestmark = pytest.mark.e2e
 
+# Every `<!-- tested: name -->` marker in the README and docs/, each read by a test: a marker
+# no test reads would promise a check that never happens.
+TESTED = {
+    "service-bootstrap",  # the tests below
+    "basic-server-setup",
+    "node-module",
+    "customer-support-demo",  # test_customer_support_demo.py
+}
 
-def readme_example(name: str) -> str:
-    readme = (ROOT / "README.md").read_text()
-    match = re.search(rf"<!-- tested: {name} -->\n```python\n(.*?)```", readme, re.DOTALL)
-    assert match, f"README has no example marked {name}"
-    return match.group(1)
+
+def test_every_marked_example_is_one_a_test_runs() -> None:
+    assert documented_markers() == TESTED
 
 
 def test_service_bootstrap_example_starts_in_order_and_stops_in_reverse_on_sigterm(
     installed_bin: Path, tmp_path: Path
 ) -> None:
     script = tmp_path / "bootstrap_example.py"
-    script.write_text(readme_example("service-bootstrap"))
+    script.write_text(documented_block("service-bootstrap"))
     process = subprocess.Popen(
         [str(installed_bin / "python"), str(script)], stdout=subprocess.PIPE, text=True
     )
@@ -45,7 +50,7 @@ def test_basic_server_setup_example_serves_its_own_router(
     installed_bin: Path, tmp_path: Path
 ) -> None:
     script = tmp_path / "server_example.py"
-    script.write_text(readme_example("basic-server-setup"))
+    script.write_text(documented_block("basic-server-setup"))
     server = Server(
         [str(installed_bin / "python"), str(script)],
         cwd=tmp_path,
@@ -68,7 +73,7 @@ def test_node_module_example_lets_definitions_use_its_node(
 ) -> None:
     modules = tmp_path / "modules"
     modules.mkdir()
-    (modules / "acme_nodes.py").write_text(readme_example("node-module"))
+    (modules / "acme_nodes.py").write_text(documented_block("node-module"))
     flows = tmp_path / "flows"
     flows.mkdir()
     (flows / "lookup.yaml").write_text(
