@@ -11,6 +11,7 @@ from typing import Annotated, Any, TypeVar
 
 import anyio
 from fastapi import APIRouter, Depends, Header, Query, Request, Response, status
+from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ConfigDict, Field
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
@@ -189,13 +190,13 @@ async def wait_seconds(
         ),
     ] = None,
 ) -> float | None:
+    """`wait`, checked against the configured cap like the static bounds are (the same 422)."""
     cap = context.settings.trigger_wait_max_seconds
     if wait is not None and wait > cap:
-        raise InvalidInput(
-            f"`wait` is at most {cap:g} seconds on this server",
-            errors=[{"loc": ["query", "wait"], "type": "less_than_equal",
-                     "msg": f"Input should be less than or equal to {cap:g}"}],
-        )  # fmt: skip
+        raise RequestValidationError([
+            {"loc": ("query", "wait"), "type": "less_than_equal", "input": wait,
+             "msg": f"Input should be less than or equal to {cap:g} (TRIGGER_WAIT_MAX_SECONDS)"},
+        ])  # fmt: skip
     return wait
 
 
