@@ -20,6 +20,7 @@ from workflow_engine.bootstrap.engine_services import WorkflowCatalogService
 from workflow_engine.config import Settings
 from workflow_engine.db import Database
 from workflow_engine.engine.catalog import DefinitionCatalog
+from workflow_engine.engine.run_waiter import RunWaiter
 from workflow_engine.engine.runs import RunService
 from workflow_engine.events import EventStore
 from workflow_engine.events.tail import LogTail
@@ -88,3 +89,10 @@ async def get_runs(database: DatabaseDep, catalog: CatalogDep) -> RunService:
 
 
 RunsDep = Annotated[RunService, Depends(get_runs)]
+
+
+async def get_run_waiter(runs: RunsDep, tail: LogTailDep) -> RunWaiter:
+    return RunWaiter(runs, tail)
+
+
+RunWaiterDep = Annotated[RunWaiter, Depends(get_run_waiter)]

@@ -5,16 +5,17 @@ from __future__ import annotations
 import json
 import re
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 import anyio
-from fastapi import APIRouter, Header, Query, Response, status
+from fastapi import APIRouter, Depends, Header, Query, Request, Response, status
+from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ConfigDict, Field
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
-from workflow_engine.api.context import LogTailDep, RunsDep
+from workflow_engine.api.context import Context, LogTailDep, RunsDep, RunWaiterDep
 from workflow_engine.api.pagination import Cursor, Limit, Page, decode_cursor, encode_cursor
 from workflow_engine.api.security import Origin, require
 from workflow_engine.api.validation import Moment, utc_moment
@@ -32,6 +33,7 @@ from workflow_engine.events.tail import LogTail
 from workflow_engine.observability import metrics
 
 router = APIRouter(tags=["workflows"])
+T = TypeVar("T")
 
 RUN_STATUSES = f"^({'|'.join(states.RunStatus)})$"
 IDEMPOTENCY_KEY = r"^[\x21-\x7e]{1,255}$"  # visible ASCII, as Stripe's keys
@@ -75,6 +77,15 @@ class TriggeredRun(BaseModel):
     status: str
     created_at: datetime
     links: RunLinks
+
+
+class FinishedRun(TriggeredRun):
+    """The trigger's answer when `wait` saw the run end: the 202 body plus the outcome, as
+    `links.results` gives it."""
+
+    finished_at: datetime | None
+    output: Any = Field(description="The workflow's `output`, when completed.")
+    error: Any = Field(None, description="Why it failed or was cancelled, with the step.")
 
 
 class StepStatus(BaseModel):
@@ -166,24 +177,60 @@ def _progress(run: RunRecord) -> Progress:
     return Progress(completed=run.steps_done, total=run.steps_total)
 
 
+async def wait_seconds(
+    context: Context,
+    wait: Annotated[
+        float | None,
+        Query(
+            ge=0,
+            allow_inf_nan=False,
+            description="Seconds to wait for the run to end (fractions allowed), at most "
+            "`TRIGGER_WAIT_MAX_SECONDS` (60 unless configured): 200 with the finished run as "
+            "soon as it ends, or the usual 202 when the time runs out.",
+        ),
+    ] = None,
+) -> float | None:
+    """`wait`, checked against the configured cap like the static bounds are (the same 422)."""
+    cap = context.settings.trigger_wait_max_seconds
+    if wait is not None and wait > cap:
+        raise RequestValidationError([
+            {"loc": ("query", "wait"), "type": "less_than_equal", "input": wait,
+             "msg": f"Input should be less than or equal to {cap:g} (TRIGGER_WAIT_MAX_SECONDS)"},
+        ])  # fmt: skip
+    return wait
+
+
+WaitSeconds = Annotated[float | None, Depends(wait_seconds)]
+
+
 @router.post(
     "/api/v1/workflows/trigger",
     status_code=status.HTTP_202_ACCEPTED,
     summary="Start a workflow run",
+    response_model=None,
+    responses={
+        202: {"model": TriggeredRun, "description": "Queued; or still going when `wait` ran out"},
+        200: {"model": FinishedRun, "description": "With `wait`: the run ended within it"},
+    },
 )
 async def trigger(
     body: TriggerRequest,
     principal: Annotated[Principal, require(Permission.workflows_run)],
     service: RunsDep,
+    waiter: RunWaiterDep,
     origin: Origin,
+    request: Request,
     response: Response,
+    wait: WaitSeconds = None,
     idempotency_key: Annotated[
         str | None, Header(alias="Idempotency-Key", pattern=IDEMPOTENCY_KEY)
     ] = None,
-) -> TriggeredRun:
+) -> TriggeredRun | FinishedRun:
     """Accepted runs are queued at once; follow `links.status`, or the run's events. The same
     `Idempotency-Key` with the same body returns the first run (`Idempotent-Replayed: true`);
-    with another body it is a 422."""
+    with another body it is a 422. With `wait`, the answer comes when the run ends (200, with
+    its `output` or `error`) or when `wait` seconds have passed (202); the run goes on either
+    way, and also when the client goes away."""
     if idempotency_key and body.idempotency_key and idempotency_key != body.idempotency_key:
         raise InvalidInput("the Idempotency-Key header and `idempotency_key` differ")
     run, created = await service.trigger(
@@ -193,10 +240,41 @@ async def trigger(
     )  # fmt: skip
     if not created:
         response.headers["Idempotent-Replayed"] = "true"
+    if wait is not None:
+        run = await until_disconnected(
+            request, waiter.until_finished(principal.tenant_id, run, wait), run
+        )
+        if run.status in RUN_FINISHED:
+            response.status_code = status.HTTP_200_OK
+            return FinishedRun(
+                workflow_id=run.id, workflow_name=run.workflow_name,
+                version=run.workflow_version, status=run.status, created_at=run.created_at,
+                links=_links(run.id), finished_at=run.finished_at, output=run.output,
+                error=run.error,
+            )  # fmt: skip
     return TriggeredRun(
         workflow_id=run.id, workflow_name=run.workflow_name, version=run.workflow_version,
         status=run.status, created_at=run.created_at, links=_links(run.id),
     )  # fmt: skip
+
+
+async def until_disconnected(request: Request, waiting: Awaitable[T], otherwise: T) -> T:
+    """What `waiting` returns, or `otherwise` as soon as the client disconnects (`waiting` is
+    cancelled then: only the waiting stops, whatever it waited for goes on)."""
+    answer = otherwise
+    async with anyio.create_task_group() as group:
+
+        async def watch() -> None:
+            # The body has been read: the server's next message is the disconnect (or
+            # `http.disconnect` once the answer was sent, when this is cancelled anyway).
+            while (await request.receive())["type"] != "http.disconnect":
+                pass
+            group.cancel_scope.cancel()
+
+        group.start_soon(watch)
+        answer = await waiting
+        group.cancel_scope.cancel()
+    return answer
 
 
 @router.get("/api/v1/workflows", summary="Runs, newest first, filtered")

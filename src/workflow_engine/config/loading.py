@@ -58,6 +58,7 @@ TOML_KEYS: dict[tuple[str, str], str] = {
     ("events", "partitions"): "event_partitions",
     ("workflows", "dir"): "workflows_dir",
     ("workflows", "node_modules"): "node_modules",
+    ("workflows", "trigger_wait_max_seconds"): "trigger_wait_max_seconds",
     ("worker", "enabled"): "worker_enabled",
     ("worker", "concurrency"): "worker_concurrency",
     ("worker", "lease_seconds"): "worker_lease_seconds",

@@ -183,6 +183,10 @@ class Settings(BaseSettings):
         default_factory=list,
         description="Python modules imported at start whose @node functions add node types.",
     )
+    trigger_wait_max_seconds: float = Field(
+        60.0, ge=0, le=3600,
+        description="Longest `wait` a trigger may ask for: answer once the run ends, seconds.",
+    )  # fmt: skip
     worker_enabled: bool = Field(
         True, description="Run a worker inside each server process (off: standalone workers)."
     )
