@@ -151,8 +151,13 @@ def _passwords(settings: Settings) -> Passwords:
 
 
 def _with_database(settings: Settings, work: Callable[[Database], Awaitable[T]]) -> T:
-    """Run `work` against the database; a domain error becomes one line and exit 1."""
+    """Run `work` against the database; a domain error becomes one line and exit 1. The
+    built-in read models are registered first: an administrative command appends events
+    (a tenant created, a user deactivated) as the server does."""
+    from workflow_engine.bootstrap.read_models import register_read_models
     from workflow_engine.db import Database
+
+    register_read_models()
 
     async def run() -> T:
         db = Database(settings.effective_database_url, pool_size=2)
