@@ -1,0 +1,32 @@
+# Shortcuts over scripts/dev.py and bench/. POSIX make; `.ci/run` does not use this file.
+#   make install | test | run | bench | bench-peers      (extra arguments: ARGS="...")
+#   make bench-peers ARGS=--quick                         (a short smoke run)
+
+PYTHON ?= python3
+POSTGRES ?= postgresql://postgres@127.0.0.1:5432/postgres
+VENV_PYTHON = .venv/bin/python
+DBOS_VENV = .bench/dbos-venv
+ARGS ?=
+
+.PHONY: install test run bench bench-peers
+
+install:
+	$(PYTHON) scripts/dev.py install
+
+test:
+	$(PYTHON) scripts/dev.py test $(ARGS)
+
+run:
+	$(PYTHON) scripts/dev.py run $(ARGS)
+
+bench: install
+	$(VENV_PYTHON) bench/engine.py --postgres $(POSTGRES) $(ARGS)
+
+# DBOS lives in its own virtual environment, rebuilt when its pins change.
+$(DBOS_VENV)/installed: bench/peers/requirements.txt
+	$(PYTHON) -m venv $(DBOS_VENV)
+	$(DBOS_VENV)/bin/python -m pip install --quiet -r bench/peers/requirements.txt
+	touch $@
+
+bench-peers: install $(DBOS_VENV)/installed
+	$(VENV_PYTHON) bench/peers.py --postgres $(POSTGRES) $(ARGS)
