@@ -66,8 +66,7 @@ FLOWS = {
     + "]}\n",
 }
 FANOUT = "20 steps needing the first, a join step needing all 20 (the DAG's own fan-out)"
-FINISHED = {"WorkflowCompleted": "completed", "WorkflowFailed": "failed",
-            "WorkflowCancelled": "cancelled"}  # fmt: skip
+FINISHED = ("completed", "failed", "cancelled")
 WARM_UP = 10
 WAIT_SECONDS = 60
 
@@ -184,7 +183,8 @@ async def embedded_engine(database_url: str) -> AsyncIterator[Run]:
     from workflow_engine.db.database import after_commit
     from workflow_engine.db.migrate import upgrade
     from workflow_engine.engine.catalog import build_catalog
-    from workflow_engine.engine.run_projection import RUN_AGGREGATE
+    from workflow_engine.bootstrap.read_models import register_read_models
+    from workflow_engine.engine.run_events import FINAL_STATUS, RUN_AGGREGATE
     from workflow_engine.engine.runs import Origin, RunService
     from workflow_engine.engine.worker import Worker, WorkerOptions
     from workflow_engine.events import Projection, RecordedEvent
@@ -205,10 +205,11 @@ async def embedded_engine(database_url: str) -> AsyncIterator[Run]:
             self.early: dict[str, str] = {}  # ended before anyone waited
 
         def wants(self, event: RecordedEvent) -> bool:
-            return event.aggregate_type == RUN_AGGREGATE and event.event_type in FINISHED
+            return event.aggregate_type == RUN_AGGREGATE and event.event_type in FINAL_STATUS
 
         async def apply(self, conn: Any, event: RecordedEvent) -> None:
-            run_id, status = event.aggregate_id, FINISHED[event.event_type]
+            run_id = event.aggregate_id
+            status = FINAL_STATUS[event.event_type]  # type: ignore[index]
             after_commit(conn, lambda: self.ended(run_id, status))
 
         def ended(self, run_id: str, status: str) -> None:
@@ -228,6 +229,7 @@ async def embedded_engine(database_url: str) -> AsyncIterator[Run]:
                 self.waiting.pop(run_id, None)
 
     configure_logging("warning", "console")
+    register_read_models(projections)
     url = to_async_url(database_url)
     await asyncio.to_thread(upgrade, url)  # Alembic runs its own event loop: not in this one
     db = Database(url)
@@ -321,7 +323,7 @@ class HttpClient:
         )  # fmt: skip
         response.raise_for_status()
         body = response.json()
-        if response.status_code == 200 and body.get("status") in FINISHED.values():
+        if response.status_code == 200 and body.get("status") in FINISHED:
             self.ends["wait_answer"] += 1
             if body["status"] != "completed":
                 raise SystemExit(f"a run did not complete: {body}")
