@@ -178,12 +178,12 @@ async def embedded_engine(database_url: str) -> AsyncIterator[Run]:
     The only code here that touches the engine's Python API: when `Worker`, `RunService` or
     the queue change, this is what to adapt."""
     from workflow_engine.auth.accounts import create_tenant
+    from workflow_engine.bootstrap.read_models import register_read_models
     from workflow_engine.config import to_async_url
     from workflow_engine.db import Database
     from workflow_engine.db.database import after_commit
     from workflow_engine.db.migrate import upgrade
     from workflow_engine.engine.catalog import build_catalog
-    from workflow_engine.bootstrap.read_models import register_read_models
     from workflow_engine.engine.run_events import FINAL_STATUS, RUN_AGGREGATE
     from workflow_engine.engine.runs import Origin, RunService
     from workflow_engine.engine.worker import Worker, WorkerOptions
