@@ -181,38 +181,24 @@ async def embedded_engine(database_url: str) -> AsyncIterator[Run]:
     from workflow_engine.bootstrap.read_models import register_read_models
     from workflow_engine.config import to_async_url
     from workflow_engine.db import Database
-    from workflow_engine.db.database import after_commit
     from workflow_engine.db.migrate import upgrade
     from workflow_engine.engine.catalog import build_catalog
-    from workflow_engine.engine.run_events import FINAL_STATUS, RUN_AGGREGATE
     from workflow_engine.engine.runs import Origin, RunService
     from workflow_engine.engine.worker import Worker, WorkerOptions
-    from workflow_engine.events import Projection, RecordedEvent
     from workflow_engine.events import registry as projections
     from workflow_engine.nodes import registry as nodes
     from workflow_engine.observability.logging import configure_logging
 
-    class Finishes(Projection):
-        """Not a read model: resolves a waiter once the transaction that ended its run commits
-        (the worker's own transaction; nothing is read or written for it)."""
-
-        name = "bench.finishes"
-        tables = ()
-        reads_before_writing = False
+    class Finishes:
+        """Resolves a waiter once the worker's transition that ended its run has committed
+        (the worker's in-process signal: nothing is read or written for it)."""
 
         def __init__(self) -> None:
             self.waiting: dict[str, asyncio.Future[str]] = {}
             self.early: dict[str, str] = {}  # ended before anyone waited
 
-        def wants(self, event: RecordedEvent) -> bool:
-            return event.aggregate_type == RUN_AGGREGATE and event.event_type in FINAL_STATUS
-
-        async def apply(self, conn: Any, event: RecordedEvent) -> None:
-            run_id = event.aggregate_id
-            status = FINAL_STATUS[event.event_type]  # type: ignore[index]
-            after_commit(conn, lambda: self.ended(run_id, status))
-
-        def ended(self, run_id: str, status: str) -> None:
+        def ended(self, run: Any) -> None:
+            run_id, status = str(run.id), str(run.status)
             future = self.waiting.pop(run_id, None)
             if future is None:
                 self.early[run_id] = status
@@ -254,13 +240,13 @@ async def embedded_engine(database_url: str) -> AsyncIterator[Run]:
         if status != "completed":
             raise SystemExit(f"run {record.id} of {name} did not complete: {status}")
 
-    with projections.registered(finishes):
-        await worker.start()
-        try:
-            yield run
-        finally:
-            await worker.stop(grace=5)
-            await db.dispose()
+    worker.on_run_finished(finishes.ended)
+    await worker.start()
+    try:
+        yield run
+    finally:
+        await worker.stop(grace=5)
+        await db.dispose()
 
 
 async def measure_inprocess(database_url: str, args: argparse.Namespace) -> dict[str, Any]:

@@ -14,11 +14,10 @@ import signal
 
 import structlog
 
+from workflow_engine.bootstrap.engine_services import build_worker
 from workflow_engine.bootstrap.read_models import register_read_models
 from workflow_engine.config import Settings
 from workflow_engine.db import Database
-from workflow_engine.engine.worker import Worker, worker_options
-from workflow_engine.nodes import registry
 from workflow_engine.observability import metrics, tracing
 
 logger = structlog.get_logger(__name__)
@@ -41,11 +40,7 @@ async def run_worker(settings: Settings) -> int:
         connect_timeout=settings.db_connection_timeout,
     )
     tracing.instrument_engine(db.engine.sync_engine)
-    worker = Worker(
-        db,
-        registry,
-        worker_options(settings),
-    )
+    worker = build_worker(settings, db)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):

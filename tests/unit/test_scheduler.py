@@ -228,3 +228,14 @@ def test_the_fold_never_moves_a_step_back_to_an_earlier_attempt() -> None:
     )
     assert started.status is RunStatus.running
     assert started.steps["a"] == StepState(StepStatus.running, 1)
+
+
+def test_a_step_ready_before_the_decision_is_not_enqueued_again() -> None:
+    # x and y had no needs: both got their tasks at the trigger; x finishing changes nothing
+    # for y, whose task is waiting or running.
+    definition = flow({"id": "x"}, {"id": "y"}, {"id": "join", "needs": ["x", "y"]})
+    decision = scheduler.settle(
+        definition, state(x="running", y="pending", join="pending"), "x", 1, OK, now=NOW
+    )
+    assert decision.ready == []
+    assert decision.state.steps["y"].status is StepStatus.pending

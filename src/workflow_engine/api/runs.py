@@ -23,8 +23,9 @@ from workflow_engine.auth.permissions import Permission
 from workflow_engine.auth.principal import Principal
 from workflow_engine.engine import runs, states
 from workflow_engine.engine.definitions import NAME_PATTERN
+from workflow_engine.engine.records import RunRecord
 from workflow_engine.engine.run_logs import LogEntry
-from workflow_engine.engine.runs import RunRecord, RunService
+from workflow_engine.engine.runs import RunService
 from workflow_engine.engine.states import RUN_FINISHED
 from workflow_engine.engine.usage import llm_usage
 from workflow_engine.errors import Conflict, InvalidInput

@@ -2,16 +2,50 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
+from datetime import timedelta
 from typing import Any
 
 from workflow_engine.bootstrap.core_services import DatabaseService
 from workflow_engine.bootstrap.lifecycle import Health
 from workflow_engine.config import Settings
+from workflow_engine.db import Database
 from workflow_engine.engine.catalog import DefinitionCatalog, build_catalog
 from workflow_engine.engine.definitions import WorkflowDefinition
-from workflow_engine.engine.worker import Worker, worker_options
+from workflow_engine.engine.worker import Worker, WorkerOptions
+from workflow_engine.integrations.llm.providers import llm_settings
+from workflow_engine.integrations.mcp import MCPClients, mcp_server_configs
 from workflow_engine.nodes import registry
+from workflow_engine.nodes.registry import NodeSettings
+from workflow_engine.registry.discovery import RegistryDiscovery
+from workflow_engine.registry.options import RegistryOptions
+
+
+def worker_options(settings: Settings) -> WorkerOptions:
+    """A worker configured as the settings say (embedded or standalone alike)."""
+    return WorkerOptions(
+        concurrency=settings.worker_concurrency,
+        lease=timedelta(seconds=settings.worker_lease_seconds),
+        node_settings=NodeSettings(
+            http_allowed_hosts=tuple(settings.http_allowed_hosts),
+            http_max_response_bytes=settings.http_max_response_bytes,
+            llm=llm_settings(settings),
+        ),
+        env={name: os.environ[name] for name in settings.workflow_env if name in os.environ},
+    )
+
+
+def build_worker(settings: Settings, db: Database) -> Worker:
+    """A worker as the settings say, with the resources its nodes use: MCP sessions to the
+    configured servers (and the demo services when they are on), reused across steps, and
+    servers not configured looked up in the service registry, within its network policy."""
+    servers = mcp_server_configs(
+        settings, demo_base=settings.demo_base_url if settings.demo_services_enabled else None
+    )
+    policy = RegistryOptions.from_settings(settings).policy
+    mcp = MCPClients(servers, RegistryDiscovery(db, policy))
+    return Worker(db, registry, worker_options(settings), mcp=mcp)
 
 
 class WorkflowCatalogService:
@@ -56,8 +90,7 @@ class WorkerService:
         self._worker: Worker | None = None
 
     async def start(self) -> None:
-        options = worker_options(self._settings)
-        self._worker = Worker(self._database.database, registry, options)
+        self._worker = build_worker(self._settings, self._database.database)
         await self._worker.start()
 
     async def stop(self) -> None:

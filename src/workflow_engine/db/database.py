@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
 from contextvars import ContextVar
 from pathlib import Path
@@ -21,6 +21,7 @@ from typing import Any
 
 from sqlalchemy import event, func, select, text
 from sqlalchemy.engine import URL
+from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from workflow_engine.db.sqlite_inline import InlineSQLite
@@ -95,11 +96,16 @@ class Database:
             conn.info.pop(_AFTER_COMMIT, None)
             async with conn.begin():
                 yield conn
-            for kind in conn.info.pop(_COMMIT_MARKS, ()):
-                for listener in self._commit_listeners.get(kind, ()):
-                    listener()
+            self.committed(conn.info.pop(_COMMIT_MARKS, ()))
             for callback in conn.info.pop(_AFTER_COMMIT, ()):
                 callback()
+
+    def committed(self, kinds: Iterable[str]) -> None:
+        """Tell this process's listeners that work of `kinds` committed: what a transaction
+        does at its end, for work committed without one (a single autocommitted statement)."""
+        for kind in kinds:
+            for listener in self._commit_listeners.get(kind, ()):
+                listener()
 
     def on_commit(self, kind: str, listener: Callable[[], None]) -> None:
         """Call `listener` after each commit of a transaction in this process that marked
@@ -199,19 +205,28 @@ def _create_engine(
 ) -> AsyncEngine:
     if url.get_backend_name() == "sqlite":
         return _create_sqlite_engine(url, pool_size, pool_timeout)
-    return create_async_engine(
+    engine = create_async_engine(
         url,
         pool_size=pool_size,
         max_overflow=0,
         pool_timeout=pool_timeout,
-        # A database restart leaves dead connections in the pool; pre-ping replaces them so
-        # the server recovers without a restart of its own.
-        pool_pre_ping=True,
         # Errors would otherwise quote bound values — event payloads — into logs and messages.
         hide_parameters=True,
         # A `connect_timeout` in the URL (mapped to asyncpg's `timeout`) takes precedence.
         connect_args={} if "timeout" in url.query else {"timeout": connect_timeout},
     )
+
+    @event.listens_for(engine.sync_engine, "checkout")
+    def _replace_closed(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
+        # A database restart leaves dead connections in the pool. asyncpg notices a closed
+        # socket as it happens, so asking it costs nothing, where SQLAlchemy's pre-ping costs
+        # three round trips (BEGIN, a query, ROLLBACK) on every checkout. Raising this makes
+        # the pool drop the connection and hand out a new one; a statement that still meets a
+        # dead connection invalidates it, and the next checkout connects afresh.
+        if dbapi_connection.driver_connection.is_closed():
+            raise DisconnectionError("the connection was closed by the server")
+
+    return engine
 
 
 def ensure_sqlite_directory(url: URL) -> None:

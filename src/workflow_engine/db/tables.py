@@ -199,6 +199,8 @@ workflow_runs = Table(
     Column("started_at", UTCDateTime(), nullable=True),
     Column("finished_at", UTCDateTime(), nullable=True),
     Column("updated_at", UTCDateTime(), nullable=False),
+    # The version of the run's aggregate (its number of events): what a transition expects.
+    Column("version", Integer(), nullable=False, server_default="0"),
 )
 
 step_runs = Table(

@@ -1,219 +1,102 @@
-"""The run and step read models (`workflow_runs`, `step_runs`), folded from run events.
+"""The run and step read models (`workflow_runs`, `step_runs`) as a projection of run events.
 
 Every run event lives on the run's aggregate (type `runs`, id = the run id), so the event
-stream shows a run's progress live, and these tables can be rebuilt by replay. Folds tolerate
-events arriving out of order in a rebuild (see `events/projections.py`): a step never goes
-back to an earlier attempt, a finished run never changes status, and `steps_done` is counted,
-not incremented.
+stream shows a run's progress live, and these tables can be rebuilt by replay. The engine's
+own transitions write these rows themselves (`engine/store.py`, the same fold in memory); this
+projection folds the events appended any other way — a trigger, a cancel — and rebuilds the
+tables. Both use `run_fold.fold`, which gives the same rows in any order of events.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
-from datetime import datetime
-from typing import Any
 
-from sqlalchemy import and_, func, select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from workflow_engine.db.tables import step_runs, workflow_runs
-from workflow_engine.engine.run_events import FINAL_STATUS, RUN_AGGREGATE, RunEvent
-from workflow_engine.engine.states import RUN_FINISHED, STEP_FINISHED, RunStatus, StepStatus
+from workflow_engine.engine.records import RunRecord, StepRecord
+from workflow_engine.engine.run_events import RUN_AGGREGATE, RunEvent
+from workflow_engine.engine.run_fold import FoldedEvent, fold, new_run
 from workflow_engine.events.projections import Projection
 from workflow_engine.events.store import RecordedEvent
+
+_RUN_ID = bindparam("run_id", type_=workflow_runs.c.id.type)
+_RUN = select(workflow_runs).where(workflow_runs.c.id == _RUN_ID)
+_STEPS = (
+    select(
+        step_runs.c.step_id, step_runs.c.uses, step_runs.c.status, step_runs.c.attempts,
+        step_runs.c.output, step_runs.c.error, step_runs.c.next_attempt_at,
+        step_runs.c.started_at, step_runs.c.finished_at,
+    )
+    .where(step_runs.c.run_id == _RUN_ID)
+    .order_by(step_runs.c.position)
+)  # fmt: skip
+_RUN_COLUMNS = ("status", "output", "error", "steps_done", "started_at", "finished_at",
+                "updated_at", "version")  # fmt: skip
+_STEP_COLUMNS = ("status", "attempts", "output", "error", "next_attempt_at", "started_at",
+                 "finished_at")  # fmt: skip
 
 
 class RunsProjection(Projection):
     name = "workflow_runs"
-    version = 1
+    version = 2
     tables = (workflow_runs, step_runs)
 
     def wants(self, event: RecordedEvent) -> bool:
         return event.aggregate_type == RUN_AGGREGATE
 
     async def apply(self, conn: AsyncConnection, event: RecordedEvent) -> None:
-        fold = _FOLDS.get(RunEvent(event.event_type)) if event.event_type in _TYPES else None
-        if fold is not None:
-            await fold(conn, event)
-
-
-async def _triggered(conn: AsyncConnection, event: RecordedEvent) -> None:
-    data = event.data
-    definition = data["definition"]
-    run_id = _run_id(event)
-    await conn.execute(
-        workflow_runs.insert().values(
-            id=run_id,
-            tenant_id=event.tenant_id,
-            workflow_name=definition["name"],
-            workflow_version=definition["version"],
-            status=RunStatus.queued,
-            input=data["input"],
-            definition=definition,
-            steps_total=len(definition["steps"]),
-            steps_done=0,
-            correlation_id=event.metadata.get("correlation_id"),
-            created_at=event.recorded_at,
-            updated_at=event.recorded_at,
+        run_id = uuid.UUID(event.aggregate_id)
+        folded = FoldedEvent(
+            event.event_type, event.data, event.metadata, event.version, event.recorded_at
         )
-    )
+        if event.event_type == RunEvent.triggered:
+            await _insert(conn, new_run(run_id, event.tenant_id, folded))
+            return
+        before = await _load(conn, run_id)
+        if before is None:
+            return  # its trigger is not folded yet (a rebuild out of order): it will be
+        await write_changes(conn, before, fold(before, folded))
+
+
+async def _load(conn: AsyncConnection, run_id: uuid.UUID) -> RunRecord | None:
+    row = (await conn.execute(_RUN, {"run_id": run_id})).first()
+    if row is None:
+        return None
+    steps = tuple(StepRecord(**r._mapping) for r in await conn.execute(_STEPS, {"run_id": run_id}))
+    return dataclasses.replace(RunRecord(**row._mapping), steps=steps)
+
+
+async def _insert(conn: AsyncConnection, run: RunRecord) -> None:
+    values = {f.name: getattr(run, f.name) for f in dataclasses.fields(run) if f.name != "steps"}
+    await conn.execute(workflow_runs.insert().values(values))
     await conn.execute(
         step_runs.insert(),
         [
-            {
-                "run_id": run_id,
-                "step_id": step["id"],
-                "tenant_id": event.tenant_id,
-                "position": index,
-                "uses": step["uses"],
-                "status": StepStatus.pending,
-                "attempts": 0,
-            }
-            for index, step in enumerate(definition["steps"])
+            {**dataclasses.asdict(step), "run_id": run.id, "tenant_id": run.tenant_id,
+             "position": index}
+            for index, step in enumerate(run.steps)
         ],
-    )
-
-
-async def _step_started(conn: AsyncConnection, event: RecordedEvent) -> None:
-    attempt = event.data["attempt"]
-    await _update_step(
-        conn, event, attempt, {"status": StepStatus.running, "attempts": attempt,
-                               "started_at": event.recorded_at, "next_attempt_at": None},
-        newer_only=True,
     )  # fmt: skip
-    run = workflow_runs.c
-    await conn.execute(
-        update(workflow_runs)
-        .where(run.id == _run_id(event), run.status == RunStatus.queued)
-        .values(
-            status=RunStatus.running, started_at=event.recorded_at, updated_at=event.recorded_at
-        )
-    )
 
 
-async def _step_completed(conn: AsyncConnection, event: RecordedEvent) -> None:
-    await _finish_step(
-        conn,
-        event,
-        {"status": StepStatus.completed, "output": event.data.get("output"), "error": None},
-    )
-
-
-async def _step_failed(conn: AsyncConnection, event: RecordedEvent) -> None:
-    retry_at = event.data.get("retry_at")
-    if retry_at is not None:
-        await _update_step(
-            conn, event, event.data["attempt"],
-            {"status": StepStatus.scheduled, "error": event.data["error"],
-             "next_attempt_at": datetime.fromisoformat(retry_at)},
-        )  # fmt: skip
+async def write_changes(conn: AsyncConnection, before: RunRecord, after: RunRecord) -> None:
+    """Write the rows of `after` that differ from `before`."""
+    if after == before:
         return
-    await _finish_step(conn, event, {"status": StepStatus.failed, "error": event.data["error"]})
-
-
-async def _step_skipped(conn: AsyncConnection, event: RecordedEvent) -> None:
-    await _finish_step(conn, event, {"status": StepStatus.skipped, "error": None})
-
-
-async def _step_cancelled(conn: AsyncConnection, event: RecordedEvent) -> None:
-    # Whatever attempt it was at: a cancel settles any step that has not finished.
-    step = step_runs.c
-    await conn.execute(
-        update(step_runs)
-        .where(
-            step.run_id == _run_id(event),
-            step.step_id == event.data["step_id"],
-            step.status.not_in(STEP_FINISHED),
+    changed = {
+        c: getattr(after, c) for c in _RUN_COLUMNS if getattr(after, c) != getattr(before, c)
+    }
+    if changed:
+        await conn.execute(
+            update(workflow_runs).where(workflow_runs.c.id == after.id).values(changed)
         )
-        .values(status=StepStatus.cancelled, finished_at=event.recorded_at, next_attempt_at=None)
-    )
-    await _count_done(conn, event)
-
-
-async def _finish_step(conn: AsyncConnection, event: RecordedEvent, values: dict[str, Any]) -> None:
-    attempt = event.data.get("attempt", 0)
-    await _update_step(
-        conn, event, attempt, {**values, "finished_at": event.recorded_at, "next_attempt_at": None}
-    )
-    await _count_done(conn, event)
-
-
-async def _update_step(
-    conn: AsyncConnection,
-    event: RecordedEvent,
-    attempt: int,
-    values: dict[str, Any],
-    *,
-    newer_only: bool = False,
-) -> None:
-    """Update the step unless the row already reflects a later attempt (or, for a start, a
-    finished step: its outcome was folded first)."""
-    step = step_runs.c
-    current = (
-        and_(step.attempts < attempt, step.status.not_in(STEP_FINISHED))
-        if newer_only
-        else step.attempts <= attempt
-    )
-    await conn.execute(
-        update(step_runs)
-        .where(step.run_id == _run_id(event), step.step_id == event.data["step_id"], current)
-        .values(attempts=attempt, **{k: v for k, v in values.items() if k != "attempts"})
-    )
-
-
-async def _count_done(conn: AsyncConnection, event: RecordedEvent) -> None:
-    step = step_runs.c
-    done = (
-        select(func.count())
-        .where(and_(step.run_id == _run_id(event), step.status.in_(STEP_FINISHED)))
-        .scalar_subquery()
-    )
-    await conn.execute(
-        update(workflow_runs)
-        .where(workflow_runs.c.id == _run_id(event))
-        .values(steps_done=done, updated_at=event.recorded_at)
-    )
-
-
-async def _run_finished(conn: AsyncConnection, event: RecordedEvent) -> None:
-    status = FINAL_STATUS[RunEvent(event.event_type)]
-    run = workflow_runs.c
-    await conn.execute(
-        update(workflow_runs)
-        .where(run.id == _run_id(event), run.status.not_in(RUN_FINISHED))
-        .values(
-            status=status,
-            output=event.data.get("output"),
-            error=event.data.get("error"),
-            finished_at=event.recorded_at,
-            updated_at=event.recorded_at,
-        )
-    )
-
-
-async def _cancel_requested(conn: AsyncConnection, event: RecordedEvent) -> None:
-    run = workflow_runs.c
-    await conn.execute(
-        update(workflow_runs)
-        .where(run.id == _run_id(event), run.status.not_in(RUN_FINISHED))
-        .values(status=RunStatus.cancelling, updated_at=event.recorded_at)
-    )
-
-
-def _run_id(event: RecordedEvent) -> uuid.UUID:
-    return uuid.UUID(event.aggregate_id)
-
-
-_FOLDS = {
-    RunEvent.triggered: _triggered,
-    RunEvent.step_started: _step_started,
-    RunEvent.step_completed: _step_completed,
-    RunEvent.step_failed: _step_failed,
-    RunEvent.step_skipped: _step_skipped,
-    RunEvent.step_cancelled: _step_cancelled,
-    RunEvent.completed: _run_finished,
-    RunEvent.failed: _run_finished,
-    RunEvent.cancelled: _run_finished,
-    RunEvent.cancel_requested: _cancel_requested,
-}
-_TYPES = frozenset(RunEvent)
+    for old, new in zip(before.steps, after.steps, strict=True):
+        if old != new:
+            await conn.execute(
+                update(step_runs)
+                .where(step_runs.c.run_id == after.id, step_runs.c.step_id == new.step_id)
+                .values({c: getattr(new, c) for c in _STEP_COLUMNS})
+            )

@@ -29,8 +29,9 @@ import uuid
 
 import structlog
 
+from workflow_engine.engine.records import RunRecord
 from workflow_engine.engine.run_events import FINAL_STATUS
-from workflow_engine.engine.runs import RunRecord, RunService
+from workflow_engine.engine.runs import RunService
 from workflow_engine.engine.states import RUN_FINISHED
 from workflow_engine.events.store import LogKey, RecordedEvent
 from workflow_engine.events.tail import LogTail

@@ -28,6 +28,7 @@ from workflow_engine.db.tables import idempotency_keys, step_runs, tasks, workfl
 from workflow_engine.engine import queue, scheduler
 from workflow_engine.engine.catalog import DefinitionCatalog
 from workflow_engine.engine.definitions import WorkflowDefinition
+from workflow_engine.engine.records import RunRecord, StepRecord
 from workflow_engine.engine.run_events import RUN_AGGREGATE, RunEvent
 from workflow_engine.engine.run_logs import LogEntry, read_entries
 from workflow_engine.engine.run_metrics import count_run_events
@@ -42,40 +43,6 @@ from workflow_engine.observability import tracing
 # their running steps at once instead of at their next heartbeat.
 RUN_CANCELLED = "runs.cancelled"
 MAX_ERRORS = 20
-
-
-@dataclass(frozen=True)
-class StepRecord:
-    step_id: str
-    uses: str
-    status: str
-    attempts: int
-    output: Any
-    error: Any
-    next_attempt_at: datetime | None
-    started_at: datetime | None
-    finished_at: datetime | None
-
-
-@dataclass(frozen=True)
-class RunRecord:
-    id: uuid.UUID
-    tenant_id: uuid.UUID
-    workflow_name: str
-    workflow_version: int
-    status: str
-    input: Any
-    output: Any
-    error: Any
-    definition: dict[str, Any]
-    steps_total: int
-    steps_done: int
-    correlation_id: str | None
-    created_at: datetime
-    started_at: datetime | None
-    finished_at: datetime | None
-    updated_at: datetime
-    steps: tuple[StepRecord, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -289,32 +256,6 @@ async def lock_run(conn: AsyncConnection, tenant_id: uuid.UUID, run_id: uuid.UUI
     return RunRecord(**row._mapping)
 
 
-async def lock_run_status(conn: AsyncConnection, run_id: uuid.UUID) -> str | None:
-    """`lock_run` for the worker when the status is all it needs (no documents decoded);
-    None when the run is gone."""
-    found = await conn.execute(
-        select(workflow_runs.c.status).where(workflow_runs.c.id == run_id).with_for_update()
-    )
-    return found.scalar_one_or_none()
-
-
-async def read_definition(conn: AsyncConnection, run_id: uuid.UUID) -> dict[str, Any]:
-    """The definition a run is pinned to."""
-    found = await conn.execute(
-        select(workflow_runs.c.definition).where(workflow_runs.c.id == run_id)
-    )
-    return dict(found.scalar_one())
-
-
-async def read_run_unconfined(conn: AsyncConnection, run_id: uuid.UUID) -> RunRecord | None:
-    """For the worker (cross-tenant machinery): the run and its steps, or None."""
-    row = (await conn.execute(select(workflow_runs).where(workflow_runs.c.id == run_id))).first()
-    if row is None:
-        return None
-    run = RunRecord(**row._mapping)
-    return _with_steps(run, await _steps(conn, run_id))
-
-
 async def _read_run(conn: AsyncConnection, tenant_id: uuid.UUID, run_id: uuid.UUID) -> RunRecord:
     row = (
         await conn.execute(
@@ -342,28 +283,6 @@ def run_state(run: RunRecord, held: Iterable[str] = ()) -> scheduler.RunState:
         },
         frozenset(held),
     )
-
-
-def with_state(
-    run: RunRecord,
-    state: scheduler.RunState,
-    settled: str | None = None,
-    result: scheduler.StepResult | None = None,
-) -> RunRecord:
-    """`run` as it is once a decision that led to `state` committed (and the output of the
-    step `settled`, if it completed): what expressions of the steps it made ready see."""
-    steps = []
-    for step in run.steps:
-        now = state.steps[step.step_id]
-        output = step.output
-        if step.step_id == settled and result is not None and now.status is StepStatus.completed:
-            output = result.output
-        steps.append(
-            dataclasses.replace(
-                step, status=now.status, attempts=now.attempts, error=now.error, output=output
-            )
-        )
-    return dataclasses.replace(run, status=state.status, steps=tuple(steps))
 
 
 async def _steps(conn: AsyncConnection, run_id: uuid.UUID) -> list[StepRecord]:

@@ -134,7 +134,9 @@ class Decision:
 
     state: RunState
     events: list[tuple[RunEvent, dict[str, Any]]] = field(default_factory=list)
-    ready: list[str] = field(default_factory=list)  # steps to enqueue (attempt 1)
+    # Steps this decision made ready, to enqueue (attempt 1). A step that was ready before
+    # already has its task: the decision that made it ready enqueued it.
+    ready: list[str] = field(default_factory=list)
     retry: Retry | None = None
     drop_waiting: bool = False  # the run stopped: delete its tasks no worker holds
     finished: bool = False  # every step has finished: the run's output is due
@@ -183,7 +185,7 @@ def settle(
             decision.retry = Retry(step_id, attempt + 1, at)
         decision.record(RunEvent.step_failed, failed)
         decision.counted = "retried" if at is not None else "failed"
-    _advance(definition, decision)
+    _advance(definition, decision, state)
     return decision
 
 
@@ -203,14 +205,6 @@ def fail(definition: WorkflowDefinition, state: RunState, error: Mapping[str, An
     """Fail an active run (its deadline passed, its output failed, the engine gave up)."""
     decision = Decision(state)
     _fail_run(definition, decision, dict(error))
-    return decision
-
-
-def advance(definition: WorkflowDefinition, state: RunState) -> Decision:
-    """Move the run along from `state` with nothing new to record (a run whose tasks were
-    lost and must be scheduled again)."""
-    decision = Decision(state)
-    _advance(definition, decision)
     return decision
 
 
@@ -244,7 +238,9 @@ def skip_reason(step: StepDefinition, state: RunState) -> str | None:
     return None
 
 
-def _advance(definition: WorkflowDefinition, decision: Decision) -> None:
+def _advance(definition: WorkflowDefinition, decision: Decision, before: RunState | None) -> None:
+    """`before`: the state before the decision, whose ready steps have their tasks already
+    (None: list every ready step: the decision started nothing)."""
     state = decision.state
     if state.status is RunStatus.cancelling:
         if not state.held:
@@ -268,7 +264,7 @@ def _advance(definition: WorkflowDefinition, decision: Decision) -> None:
             )
         if not skipped:
             break
-    decision.ready = [s.id for s in ready]
+    decision.ready = [s.id for s in ready if before is None or not _ready(definition, s, before)]
     decision.finished = all(s.status in STEP_FINISHED for s in decision.state.steps.values())
 
 

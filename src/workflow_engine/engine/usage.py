@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from workflow_engine.engine.runs import RunRecord
+from workflow_engine.engine.records import RunRecord
 
 FIGURES = ("calls", "prompt_tokens", "completion_tokens", "total_tokens")
 

@@ -1,0 +1,43 @@
+"""A run and its steps as the read model holds them (`workflow_runs`, `step_runs`)."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+
+@dataclass(frozen=True)
+class StepRecord:
+    step_id: str
+    uses: str
+    status: str
+    attempts: int
+    output: Any
+    error: Any
+    next_attempt_at: datetime | None
+    started_at: datetime | None
+    finished_at: datetime | None
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    id: uuid.UUID
+    tenant_id: uuid.UUID
+    workflow_name: str
+    workflow_version: int
+    status: str
+    input: Any
+    output: Any
+    error: Any
+    definition: dict[str, Any]
+    steps_total: int
+    steps_done: int
+    correlation_id: str | None
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    updated_at: datetime
+    version: int = 0  # of the run's aggregate: the number of events it has
+    steps: tuple[StepRecord, ...] = ()
