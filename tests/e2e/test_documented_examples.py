@@ -20,6 +20,7 @@ TESTED = {
     "service-bootstrap",  # the tests below
     "basic-server-setup",
     "node-module",
+    "engine-in-process",
     "customer-support-demo",  # test_customer_support_demo.py
 }
 
@@ -88,3 +89,16 @@ def test_node_module_example_lets_definitions_use_its_node(
     workflows = {s["name"]: s for s in detailed["services"]}["workflows"]
     # the three templates (order_summary, customer_support, knowledge_base) and customer_lookup
     assert workflows["data"] == {"workflows": 4}
+
+
+def test_engine_in_process_example_runs_a_workflow_without_the_server(
+    installed_bin: Path, tmp_path: Path
+) -> None:
+    script = tmp_path / "engine_example.py"
+    script.write_text(documented_block("engine-in-process"))
+    done = subprocess.run(
+        [str(installed_bin / "python"), str(script)], capture_output=True, text=True,
+        timeout=60, cwd=tmp_path,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().splitlines()[-1] == "True completed HELLO ADA, BYE"
