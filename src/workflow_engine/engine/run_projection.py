@@ -53,7 +53,7 @@ class RunsProjection(Projection):
             event.event_type, event.data, event.metadata, event.version, event.recorded_at
         )
         if event.event_type == RunEvent.triggered:
-            await _insert(conn, new_run(run_id, event.tenant_id, folded))
+            await insert_run(conn, new_run(run_id, event.tenant_id, folded))
             return
         before = await _load(conn, run_id)
         if before is None:
@@ -69,7 +69,8 @@ async def _load(conn: AsyncConnection, run_id: uuid.UUID) -> RunRecord | None:
     return dataclasses.replace(RunRecord(**row._mapping), steps=steps)
 
 
-async def _insert(conn: AsyncConnection, run: RunRecord) -> None:
+async def insert_run(conn: AsyncConnection, run: RunRecord) -> None:
+    """Write a new run's row and its steps' rows."""
     values = {f.name: getattr(run, f.name) for f in dataclasses.fields(run) if f.name != "steps"}
     await conn.execute(workflow_runs.insert().values(values))
     await conn.execute(

@@ -19,20 +19,21 @@ from typing import Any
 
 from jsonschema import Draft202012Validator
 from sqlalchemy import func, select
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from workflow_engine.db import Database
 from workflow_engine.db.database import mark_commit
-from workflow_engine.db.tables import idempotency_keys, step_runs, tasks, workflow_runs
+from workflow_engine.db.tables import step_runs, tasks, workflow_runs
 from workflow_engine.engine import queue, scheduler
 from workflow_engine.engine.catalog import DefinitionCatalog
 from workflow_engine.engine.definitions import WorkflowDefinition
 from workflow_engine.engine.records import RunRecord, StepRecord
 from workflow_engine.engine.run_events import RUN_AGGREGATE, RunEvent
+from workflow_engine.engine.run_fold import FoldedEvent, new_run
 from workflow_engine.engine.run_logs import LogEntry, read_entries
 from workflow_engine.engine.run_metrics import count_run_events
 from workflow_engine.engine.states import RUN_FINISHED, RunStatus, StepStatus
+from workflow_engine.engine.store import NewRun, RunStore
 from workflow_engine.errors import Conflict, InvalidInput, NotFound
 from workflow_engine.events.append import append_events
 from workflow_engine.events.storable import check_document
@@ -59,6 +60,7 @@ class RunService:
     def __init__(self, db: Database, catalog: DefinitionCatalog) -> None:
         self.db = db
         self.catalog = catalog
+        self.store = RunStore(db)
 
     async def trigger(
         self,
@@ -74,16 +76,21 @@ class RunService:
         definition = self.catalog.get(workflow_name, version)
         check_document("data", data)  # before hashing: NaN or a lone surrogate cannot be hashed
         check_input(definition, data)
-        request_hash = _request_hash(workflow_name, version, data)
-        run_id = uuid.uuid4()
+        new = _new_run(tenant_id, definition, data, origin)
+        new.idempotency_key = idempotency_key
+        new.request_hash = _request_hash(workflow_name, version, data)
         async with self.db.tenant_transaction(tenant_id) as conn:
-            if idempotency_key is not None:
-                earlier = await _claim_key(conn, tenant_id, idempotency_key, request_hash, run_id)
-                if earlier is not None:
-                    return await _read_run(conn, tenant_id, earlier), False
-            await start_run(conn, tenant_id, run_id, definition, data, origin)
-            run = await _read_run(conn, tenant_id, run_id)
-        return run, True
+            earlier = await self.store.start(conn, new)
+            if earlier is not None:
+                if earlier.request_hash != new.request_hash:
+                    raise InvalidInput(
+                        "this Idempotency-Key was used with a different request; use a new key",
+                        errors=[{"loc": ["header", "Idempotency-Key"],
+                                 "msg": "reused with another body",
+                                 "type": "idempotency.mismatch"}],
+                    )  # fmt: skip
+                return await _read_run(conn, tenant_id, earlier.run_id), False
+        return new.run, True
 
     async def get(self, tenant_id: uuid.UUID, run_id: uuid.UUID) -> RunRecord:
         async with self.db.tenant_read(tenant_id) as conn:
@@ -187,22 +194,18 @@ def check_input(definition: WorkflowDefinition, data: Any) -> None:
     )
 
 
-async def start_run(
-    conn: AsyncConnection,
-    tenant_id: uuid.UUID,
-    run_id: uuid.UUID,
-    definition: WorkflowDefinition,
-    data: Any,
-    origin: Origin,
-) -> None:
-    document = definition.document()
-    await append_run_events(
-        conn, tenant_id, run_id,
-        [NewEvent(RunEvent.triggered, {"definition": document, "input": data},
-                  origin.metadata())],
-        expected_version=0,
-    )  # fmt: skip
-    trace_context = tracing.inject()  # the steps' spans join the trigger's trace
+def _new_run(
+    tenant_id: uuid.UUID, definition: WorkflowDefinition, data: Any, origin: Origin
+) -> NewRun:
+    """The run a trigger starts: its rows as `WorkflowTriggered` folds them, and the tasks of
+    the steps that need nothing (and of its deadline); the steps' spans join the trigger's
+    trace."""
+    run_id = uuid.uuid4()
+    payload = {"definition": definition.document(), "input": data}
+    metadata = origin.metadata()
+    at = datetime.now(UTC)
+    run = new_run(run_id, tenant_id, FoldedEvent(RunEvent.triggered, payload, metadata, 1, at))
+    trace_context = tracing.inject()
     first = [
         queue.NewTask(tenant_id, run_id, step.id, correlation_id=origin.correlation_id,
                       trace_context=trace_context)
@@ -210,11 +213,11 @@ async def start_run(
         if not step.needs
     ]  # fmt: skip
     if definition.timeout is not None:
-        deadline = datetime.now(UTC) + timedelta(seconds=definition.timeout)
+        deadline = at + timedelta(seconds=definition.timeout)
         first.append(
             queue.NewTask(tenant_id, run_id, queue.DEADLINE, available_at=deadline, priority=1)
         )
-    await queue.enqueue(conn, first)
+    return NewRun(run, payload, metadata, first)
 
 
 async def append_run_events(
@@ -311,45 +314,6 @@ async def leased_step_ids(conn: AsyncConnection, run_id: uuid.UUID) -> list[str]
         )
     )
     return [row.step_id for row in rows]
-
-
-async def _claim_key(
-    conn: AsyncConnection,
-    tenant_id: uuid.UUID,
-    key: str,
-    request_hash: str,
-    run_id: uuid.UUID,
-) -> uuid.UUID | None:
-    """Record `key` for the new run; or return the run an earlier request with the same key
-    and body started (422 if the body differs)."""
-    try:
-        async with conn.begin_nested():
-            await conn.execute(
-                idempotency_keys.insert().values(
-                    tenant_id=tenant_id,
-                    key=key,
-                    request_hash=request_hash,
-                    run_id=run_id,
-                    created_at=datetime.now(UTC),
-                )
-            )
-        return None
-    except IntegrityError:
-        pass
-    row = (
-        await conn.execute(
-            select(idempotency_keys.c.request_hash, idempotency_keys.c.run_id).where(
-                idempotency_keys.c.tenant_id == tenant_id, idempotency_keys.c.key == key
-            )
-        )
-    ).one()
-    if row.request_hash != request_hash:
-        raise InvalidInput(
-            "this Idempotency-Key was used with a different request; use a new key",
-            errors=[{"loc": ["header", "Idempotency-Key"], "msg": "reused with another body",
-                     "type": "idempotency.mismatch"}],
-        )  # fmt: skip
-    return uuid.UUID(str(row.run_id))
 
 
 def _request_hash(name: str, version: int | None, data: Any) -> str:

@@ -41,12 +41,21 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from workflow_engine.db import Database
 from workflow_engine.db.database import after_commit, mark_commit
-from workflow_engine.db.tables import events, run_logs, step_runs, tasks, workflow_runs
+from workflow_engine.db.tables import (
+    events,
+    idempotency_keys,
+    run_logs,
+    step_runs,
+    tasks,
+    workflow_runs,
+)
+from workflow_engine.db.upsert import upsert
 from workflow_engine.engine import queue
 from workflow_engine.engine.records import RunRecord, StepRecord
 from workflow_engine.engine.run_events import RUN_AGGREGATE, RunEvent
 from workflow_engine.engine.run_fold import FoldedEvent, fold
 from workflow_engine.engine.run_logs import entries_of
+from workflow_engine.engine.run_projection import insert_run
 from workflow_engine.engine.states import RUN_FINISHED
 from workflow_engine.events.catalogue import AggregateCatalogue
 from workflow_engine.events.projections import Projections, registry
@@ -91,6 +100,27 @@ class Applied:
     handed: list[queue.Task] = field(default_factory=list)
 
 
+@dataclass
+class NewRun:
+    """A run to start: its rows as `WorkflowTriggered` folds them, the event's payload and
+    metadata, its first tasks, and the idempotency key it claims (with the request's hash)."""
+
+    run: RunRecord
+    data: dict[str, Any]
+    metadata: dict[str, Any]
+    tasks: Sequence[queue.NewTask]
+    idempotency_key: str | None = None
+    request_hash: str = ""
+
+
+@dataclass(frozen=True)
+class Earlier:
+    """The run an earlier request with the same idempotency key started, and its hash."""
+
+    run_id: uuid.UUID
+    request_hash: str
+
+
 class RunStore:
     def __init__(
         self, db: Database, projections: Projections = registry, *, keep_connection: bool = False
@@ -114,6 +144,46 @@ class RunStore:
             ]
             held = frozenset(r.step_id for r in await conn.execute(_READ_HELD, {"run_id": run_id}))
         return dataclasses.replace(RunRecord(**row._mapping), steps=tuple(steps)), held
+
+    async def start(self, conn: AsyncConnection, new: NewRun) -> Earlier | None:
+        """Start `new` in the caller's (tenant) transaction: claim its idempotency key, append
+        `WorkflowTriggered`, write the run's rows, its log entry, its catalogue row and its
+        first tasks. Returns the earlier run when the key was claimed before (nothing written).
+        One statement on PostgreSQL; other projections that want the event fold it too."""
+        event = RecordedEvent(
+            position=0, event_id=uuid.uuid4(), tenant_id=new.run.tenant_id,
+            aggregate_type=RUN_AGGREGATE, aggregate_id=str(new.run.id), version=1,
+            event_type=RunEvent.triggered, schema_version=1, data=new.data,
+            metadata=new.metadata, recorded_at=new.run.created_at,
+        )  # fmt: skip
+        if self.db.is_sqlite:
+            earlier, position = await _start_sqlite(conn, new, event)
+        else:
+            answer = (
+                await conn.exec_driver_sql(_START, (_start_document(new, event),))
+            ).scalar_one()
+            result = json.loads(answer) if isinstance(answer, str) else answer
+            if result["status"] == "exists":
+                earlier = Earlier(uuid.UUID(result["run_id"]), result["request_hash"])
+            else:
+                earlier, position = None, int(result["position"])
+        if earlier is not None:
+            return earlier
+        recorded = dataclasses.replace(event, position=position)
+        for projection in self.projections:
+            if projection.name not in _WRITTEN_HERE and projection.wants(recorded):
+                await projection.apply(conn, recorded)
+        mark_commit(conn, APPENDED)
+        if new.tasks:
+            mark_commit(conn, queue.TASKS_READY)
+        name = new.run.workflow_name
+
+        def count() -> None:
+            metrics.runs_started.labels(name).inc()
+            metrics.events_appended.labels(RUN_AGGREGATE).inc()
+
+        after_commit(conn, count)
+        return None
 
     async def record(self, transition: Transition) -> Applied:
         """Record `transition` atomically (see the module doc)."""
@@ -215,6 +285,29 @@ def _document(t: Transition, plan: _Plan, at: datetime) -> str:
         "drop_waiting": t.drop_waiting, "drop_deadline": t.drop_deadline,
         "tasks": [_task(task, leased=False) for task in t.enqueue]
                  + [_task(task, leased=True) for task in t.hand_to],
+    }  # fmt: skip
+    return json.dumps(document, default=_encode, separators=(",", ":"))
+
+
+def _start_document(new: NewRun, event: RecordedEvent) -> str:
+    run = new.run
+    columns = {f.name: getattr(run, f.name) for f in dataclasses.fields(run) if f.name != "steps"}
+    document = {
+        "run_id": run.id, "tenant_id": run.tenant_id, "recorded_at": run.created_at,
+        "event_id": event.event_id, "data": new.data, "metadata": new.metadata,
+        "idempotency_key": new.idempotency_key, "request_hash": new.request_hash,
+        "run": columns,
+        "steps": [
+            {**dataclasses.asdict(step), "run_id": run.id, "tenant_id": run.tenant_id,
+             "position": index}
+            for index, step in enumerate(run.steps)
+        ],
+        "logs": [
+            {"entry": e.entry, "step_id": e.step_id, "attempt": e.attempt, "level": e.level,
+             "message": e.message, "fields": e.fields, "logged_at": e.logged_at}
+            for e in entries_of(event)
+        ],
+        "tasks": [_task(task, leased=False) for task in new.tasks],
     }  # fmt: skip
     return json.dumps(document, default=_encode, separators=(",", ":"))
 
@@ -353,9 +446,55 @@ async def _record_sqlite(
     return Applied("ok", after.status, after, recorded, handed)
 
 
+async def _start_sqlite(
+    conn: AsyncConnection, new: NewRun, event: RecordedEvent
+) -> tuple[Earlier | None, int]:
+    run = new.run
+    if new.idempotency_key is not None:
+        key = {"tenant_id": run.tenant_id, "key": new.idempotency_key}
+        claimed = await conn.execute(
+            upsert(conn, idempotency_keys)
+            .values(**key, request_hash=new.request_hash, run_id=run.id, created_at=run.created_at)
+            .on_conflict_do_nothing(
+                index_elements=[idempotency_keys.c.tenant_id, idempotency_keys.c.key]
+            )
+        )
+        if claimed.rowcount == 0:
+            row = (await conn.execute(
+                select(idempotency_keys.c.run_id, idempotency_keys.c.request_hash).where(
+                    idempotency_keys.c.tenant_id == run.tenant_id,
+                    idempotency_keys.c.key == new.idempotency_key,
+                )
+            )).one()  # fmt: skip
+            return Earlier(row.run_id, row.request_hash), 0
+    inserted = await conn.execute(
+        events.insert().returning(events.c.position),
+        {"event_id": event.event_id, "tenant_id": run.tenant_id, "aggregate_type": RUN_AGGREGATE,
+         "aggregate_id": str(run.id), "version": 1, "event_type": event.event_type,
+         "schema_version": 1, "data": new.data, "metadata": new.metadata,
+         "recorded_at": run.created_at},
+    )  # fmt: skip
+    position = int(inserted.scalar_one())
+    recorded = dataclasses.replace(event, position=position)
+    await _CATALOGUE.apply(conn, recorded)
+    await insert_run(conn, run)
+    entries = entries_of(recorded)
+    if entries:
+        await conn.execute(
+            run_logs.insert(),
+            [{"run_id": run.id, "position": position, "entry": e.entry,
+              "tenant_id": run.tenant_id, "step_id": e.step_id, "attempt": e.attempt,
+              "level": e.level, "message": e.message, "fields": e.fields,
+              "logged_at": e.logged_at} for e in entries],
+        )  # fmt: skip
+    await queue.enqueue(conn, list(new.tasks))
+    return None, position
+
+
 # --- PostgreSQL: one function call on a connection kept while transitions keep coming -------
 
 _CALL = "SELECT workflow_engine_run_transition($1::jsonb)"
+_START = "SELECT workflow_engine_start_run($1::jsonb)"
 
 
 class _Lane:

@@ -1,11 +1,14 @@
-"""A run's version on its row, and on PostgreSQL the function that records a run transition
-in one round trip.
+"""A run's version on its row, and on PostgreSQL the functions that start a run and record a
+run transition, each in one round trip.
 
 `workflow_runs.version` is the version of the run's aggregate (how many events it has): the
 engine's optimistic concurrency compares it. `workflow_engine_run_transition(jsonb)` does what
 `engine/store.py` describes for one transition — check the expected version and the lease,
 append the events, write the read-model rows the engine folded, the log entries and the
 aggregate catalogue, drop and enqueue tasks, notify — and answers with a JSON document.
+`workflow_engine_start_run(jsonb)` does the same for a trigger: the idempotency key, the
+`WorkflowTriggered` event, the run's rows as the engine folded them, its first log entry and
+catalogue row, its first tasks, the notifications.
 
 Revision ID: 0016
 Revises: 0015
@@ -160,6 +163,63 @@ $fn$
 """
 
 
+START = r"""
+CREATE OR REPLACE FUNCTION workflow_engine_start_run(t jsonb) RETURNS jsonb
+LANGUAGE plpgsql AS $fn$
+DECLARE
+    v_run uuid := (t->>'run_id')::uuid;
+    v_tenant uuid := (t->>'tenant_id')::uuid;
+    v_at timestamptz := (t->>'recorded_at')::timestamptz;
+    v_hash text;
+    v_earlier uuid;
+    v_position bigint;
+BEGIN
+    IF t->'idempotency_key' <> 'null'::jsonb THEN
+        INSERT INTO idempotency_keys (tenant_id, key, request_hash, run_id, created_at)
+        VALUES (v_tenant, t->>'idempotency_key', t->>'request_hash', v_run, v_at)
+        ON CONFLICT (tenant_id, key) DO NOTHING;
+        IF NOT FOUND THEN
+            SELECT request_hash, run_id INTO v_hash, v_earlier FROM idempotency_keys
+            WHERE tenant_id = v_tenant AND key = t->>'idempotency_key';
+            RETURN jsonb_build_object('status', 'exists', 'run_id', v_earlier,
+                                      'request_hash', v_hash);
+        END IF;
+    END IF;
+
+    INSERT INTO events (event_id, tenant_id, aggregate_type, aggregate_id, version, event_type,
+                        schema_version, data, metadata, recorded_at)
+    VALUES ((t->>'event_id')::uuid, v_tenant, 'runs', v_run::text, 1, 'WorkflowTriggered', 1,
+            t->'data', t->'metadata', v_at)
+    RETURNING position INTO v_position;
+    INSERT INTO aggregates (tenant_id, aggregate_id, aggregate_type, version, last_event_type,
+                            last_position, created_at, updated_at)
+    VALUES (v_tenant, v_run::text, 'runs', 1, 'WorkflowTriggered', v_position, v_at, v_at);
+    INSERT INTO workflow_runs SELECT * FROM jsonb_populate_record(NULL::workflow_runs, t->'run');
+    INSERT INTO step_runs SELECT * FROM jsonb_populate_recordset(NULL::step_runs, t->'steps');
+    INSERT INTO run_logs (run_id, position, entry, tenant_id, step_id, attempt, level, message,
+                          fields, logged_at)
+    SELECT v_run, v_position, c.entry, v_tenant, c.step_id, c.attempt, c.level, c.message,
+           c.fields, c.logged_at
+    FROM jsonb_to_recordset(t->'logs') AS c(entry integer, step_id text, attempt integer,
+                                            level text, message text, fields jsonb,
+                                            logged_at timestamptz);
+    INSERT INTO tasks (id, tenant_id, run_id, step_id, attempt, available_at, priority,
+                       correlation_id, trace_context, created_at, claims)
+    SELECT c.id, v_tenant, v_run, c.step_id, c.attempt, coalesce(c.available_at, v_at),
+           c.priority, c.correlation_id, c.trace_context, v_at, 0
+    FROM jsonb_to_recordset(t->'tasks') AS c(id uuid, step_id text, attempt integer,
+                                             available_at timestamptz, priority integer,
+                                             correlation_id text, trace_context jsonb);
+    PERFORM pg_notify('workflow_engine_events', '');
+    IF jsonb_array_length(t->'tasks') > 0 THEN
+        PERFORM pg_notify('workflow_engine_tasks', '');
+    END IF;
+    RETURN jsonb_build_object('status', 'ok', 'position', v_position);
+END
+$fn$
+"""
+
+
 def upgrade() -> None:
     op.add_column(
         "workflow_runs", sa.Column("version", sa.Integer(), nullable=False, server_default="0")
@@ -184,11 +244,13 @@ def upgrade() -> None:
         """
     )
     if op.get_bind().dialect.name == "postgresql":
-        op.get_bind().exec_driver_sql(TRANSITION)  # as written: no bind parameters in it
+        for function in (TRANSITION, START):  # as written: no bind parameters in them
+            op.get_bind().exec_driver_sql(function)
 
 
 def downgrade() -> None:
     if op.get_bind().dialect.name == "postgresql":
         op.execute("DROP FUNCTION IF EXISTS workflow_engine_run_transition(jsonb)")
+        op.execute("DROP FUNCTION IF EXISTS workflow_engine_start_run(jsonb)")
     with op.batch_alter_table("workflow_runs") as batch:
         batch.drop_column("version")
