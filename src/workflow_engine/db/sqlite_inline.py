@@ -73,6 +73,14 @@ class InlineConnection:
         self._connection = None
         self._conn.close()
 
+    def in_write_transaction(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        """`work(connection)` with the `sqlite3` connection itself, for statements sent without
+        SQLAlchemy, inside a write transaction the caller opened (`BEGIN IMMEDIATE` holds the
+        write lock, so none of them can meet another writer's lock)."""
+        if not self._conn.in_transaction:
+            raise RuntimeError("in_write_transaction needs an open write transaction")
+        return work(self._conn)
+
     async def run(self, call: Callable[..., T], *args: Any) -> T:
         """`call(*args)` here; if another process holds the lock, again in a thread that
         waits for it up to the busy timeout."""

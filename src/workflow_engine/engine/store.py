@@ -30,37 +30,36 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
+import sqlite3
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
-from sqlalchemy import bindparam, delete, select, update
+from sqlalchemy import bindparam, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from workflow_engine.db import Database
 from workflow_engine.db.database import after_commit, mark_commit
+from workflow_engine.db.sqlite_inline import InlineConnection
 from workflow_engine.db.tables import (
-    events,
-    idempotency_keys,
-    run_logs,
     step_runs,
     tasks,
     workflow_runs,
 )
-from workflow_engine.db.upsert import upsert
-from workflow_engine.engine import queue
+from workflow_engine.engine import queue, store_sqlite
 from workflow_engine.engine.records import RunRecord, StepRecord
 from workflow_engine.engine.run_events import RUN_AGGREGATE, RunEvent
 from workflow_engine.engine.run_fold import FoldedEvent, fold
 from workflow_engine.engine.run_logs import entries_of
-from workflow_engine.engine.run_projection import insert_run
 from workflow_engine.engine.states import RUN_FINISHED
 from workflow_engine.events.catalogue import AggregateCatalogue
 from workflow_engine.events.projections import Projections, registry
 from workflow_engine.events.store import APPENDED, RecordedEvent
 from workflow_engine.observability import metrics
+
+T = TypeVar("T")
 
 # The read models a transition writes itself; any other projection is folded after it.
 _WRITTEN_HERE = frozenset({"aggregates", "workflow_runs", "run_logs"})
@@ -382,113 +381,52 @@ def _count(before: RunRecord, applied: Applied) -> None:
 async def _record_sqlite(
     conn: AsyncConnection, t: Transition, plan: _Plan, at: datetime
 ) -> Applied:
-    found = (await conn.execute(_VERSION, {"run_id": t.run.id})).first()
-    if found is None:
-        return Applied("gone")
-    version, status = found
-    if t.expect_version and version != t.run.version:
-        return Applied("conflict", status)
-    finish, renew = t.finish_task, t.renew_task
-    if finish is not None and not await queue.finish(conn, finish.id, finish.owner):
-        return Applied("lost", status)
-    if renew is not None and not await queue.renew(conn, renew.id, renew.owner, t.lease):
-        return Applied("lost", status)
-    offset = version - t.run.version  # 0 unless appending regardless of the version
-    recorded = [dataclasses.replace(e, version=e.version + offset) for e in plan.recorded]
-    if recorded:
-        rows = [
-            {"event_id": e.event_id, "tenant_id": e.tenant_id, "aggregate_type": e.aggregate_type,
-             "aggregate_id": e.aggregate_id, "version": e.version, "event_type": e.event_type,
-             "schema_version": 1, "data": dict(e.data), "metadata": dict(e.metadata),
-             "recorded_at": at}
-            for e in recorded
-        ]  # fmt: skip
-        result = await conn.execute(
-            events.insert().returning(events.c.version, events.c.position), rows
-        )
-        positions = {row.version: row.position for row in result}
-        recorded = [dataclasses.replace(e, position=positions[e.version]) for e in recorded]
-        await _CATALOGUE.apply(conn, recorded[-1])
-    after = dataclasses.replace(plan.after, version=version + len(recorded))
-    row: dict[str, Any] = {"version": after.version}
-    if plan.run_changed:
-        row.update(
-            status=after.status, output=after.output, error=after.error,
-            steps_done=after.steps_done, started_at=after.started_at,
-            finished_at=after.finished_at, updated_at=after.updated_at,
-        )  # fmt: skip
-    else:
-        after = dataclasses.replace(after, status=status)
-    await conn.execute(update(workflow_runs).where(workflow_runs.c.id == after.id).values(row))
-    for step in plan.steps:
-        await conn.execute(
-            update(step_runs)
-            .where(step_runs.c.run_id == after.id, step_runs.c.step_id == step.step_id)
-            .values(
-                {k: v for k, v in dataclasses.asdict(step).items() if k not in ("step_id", "uses")}
-            )
-        )
-    if plan.logs:
-        await conn.execute(
-            run_logs.insert(),
-            [{**{k: v for k, v in log.items() if k != "event"}, "run_id": after.id,
-              "tenant_id": after.tenant_id, "position": recorded[log["event"] - 1].position}
-             for log in plan.logs],
-        )  # fmt: skip
-    if t.drop_waiting:
-        await queue.drop_waiting(conn, after.id)
-    if t.drop_deadline:
-        await conn.execute(
-            delete(tasks).where(tasks.c.run_id == after.id, tasks.c.step_id == queue.DEADLINE)
-        )
-    await queue.enqueue(conn, list(t.enqueue))
-    handed = await queue.enqueue_leased(conn, list(t.hand_to), t.owner, t.lease)
-    return Applied("ok", after.status, after, recorded, handed)
+    change = store_sqlite.Change(
+        run=plan.after, expected_version=t.run.version if t.expect_version else None,
+        run_changed=plan.run_changed, events=plan.recorded, steps=plan.steps, logs=plan.logs,
+        finish=(t.finish_task.id, t.finish_task.owner) if t.finish_task else None,
+        renew=(t.renew_task.id, t.renew_task.owner) if t.renew_task else None,
+        drop_waiting=t.drop_waiting, drop_deadline=t.drop_deadline, enqueue=t.enqueue,
+        hand_to=t.hand_to, owner=t.owner, lease=t.lease,
+    )  # fmt: skip
+    written = await _in_sqlite(conn, lambda db: store_sqlite.record(db, change))
+    if written.status != "ok":
+        return Applied(written.status, written.run_status)  # type: ignore[arg-type]
+    if plan.enqueues:
+        mark_commit(conn, queue.TASKS_READY)
+    first = written.version - len(plan.recorded)  # the version the events were appended after
+    recorded = [
+        dataclasses.replace(event, position=position, version=first + n)
+        for n, (event, position) in enumerate(zip(plan.recorded, written.positions, strict=True), 1)
+    ]
+    status = written.run_status or plan.after.status
+    after = dataclasses.replace(plan.after, version=written.version, status=status)
+    return Applied("ok", status, after, recorded, list(written.handed))
+
+
+async def _in_sqlite(conn: AsyncConnection, work: Callable[[sqlite3.Connection], T]) -> T:
+    raw = await conn.get_raw_connection()
+    inline: InlineConnection = raw.driver_connection  # type: ignore[assignment]
+    return inline.in_write_transaction(work)
 
 
 async def _start_sqlite(
     conn: AsyncConnection, new: NewRun, event: RecordedEvent
 ) -> tuple[Earlier | None, int]:
-    run = new.run
-    if new.idempotency_key is not None:
-        key = {"tenant_id": run.tenant_id, "key": new.idempotency_key}
-        claimed = await conn.execute(
-            upsert(conn, idempotency_keys)
-            .values(**key, request_hash=new.request_hash, run_id=run.id, created_at=run.created_at)
-            .on_conflict_do_nothing(
-                index_elements=[idempotency_keys.c.tenant_id, idempotency_keys.c.key]
-            )
-        )
-        if claimed.rowcount == 0:
-            row = (await conn.execute(
-                select(idempotency_keys.c.run_id, idempotency_keys.c.request_hash).where(
-                    idempotency_keys.c.tenant_id == run.tenant_id,
-                    idempotency_keys.c.key == new.idempotency_key,
-                )
-            )).one()  # fmt: skip
-            return Earlier(row.run_id, row.request_hash), 0
-    inserted = await conn.execute(
-        events.insert().returning(events.c.position),
-        {"event_id": event.event_id, "tenant_id": run.tenant_id, "aggregate_type": RUN_AGGREGATE,
-         "aggregate_id": str(run.id), "version": 1, "event_type": event.event_type,
-         "schema_version": 1, "data": new.data, "metadata": new.metadata,
-         "recorded_at": run.created_at},
-    )  # fmt: skip
-    position = int(inserted.scalar_one())
-    recorded = dataclasses.replace(event, position=position)
-    await _CATALOGUE.apply(conn, recorded)
-    await insert_run(conn, run)
-    entries = entries_of(recorded)
-    if entries:
-        await conn.execute(
-            run_logs.insert(),
-            [{"run_id": run.id, "position": position, "entry": e.entry,
-              "tenant_id": run.tenant_id, "step_id": e.step_id, "attempt": e.attempt,
-              "level": e.level, "message": e.message, "fields": e.fields,
-              "logged_at": e.logged_at} for e in entries],
-        )  # fmt: skip
-    await queue.enqueue(conn, list(new.tasks))
-    return None, position
+    key = (new.idempotency_key, new.request_hash) if new.idempotency_key is not None else None
+    logs = [
+        {"entry": e.entry, "step_id": e.step_id, "attempt": e.attempt, "level": e.level,
+         "message": e.message, "fields": e.fields, "logged_at": e.logged_at}
+        for e in entries_of(event)
+    ]  # fmt: skip
+    started = await _in_sqlite(
+        conn, lambda db: store_sqlite.start(db, new.run, event, logs, new.tasks, key)
+    )
+    if isinstance(started, tuple):
+        return Earlier(*started), 0
+    if new.tasks:
+        mark_commit(conn, queue.TASKS_READY)
+    return None, started
 
 
 # --- PostgreSQL: one function call on a connection kept while transitions keep coming -------
