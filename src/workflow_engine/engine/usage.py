@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from workflow_engine.engine.records import RunRecord
+from workflow_engine.engine.states import StepStatus
 
 FIGURES = ("calls", "prompt_tokens", "completion_tokens", "total_tokens")
 
@@ -15,7 +16,7 @@ def llm_usage(run: RunRecord) -> dict[str, Any]:
     per_model: dict[tuple[str, str], dict[str, Any]] = {}
     for step in run.steps:
         output = step.output
-        if not step.uses.startswith("llm.") or step.status != "completed":
+        if not step.uses.startswith("llm.") or step.status != StepStatus.completed:
             continue
         if not isinstance(output, dict) or not isinstance(output.get("usage"), dict):
             continue
