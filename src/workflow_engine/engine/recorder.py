@@ -38,6 +38,7 @@ from workflow_engine.engine.definitions import StepDefinition, WorkflowDefinitio
 from workflow_engine.engine.records import RunRecord
 from workflow_engine.engine.run_events import RunEvent
 from workflow_engine.engine.run_fold import fold_events
+from workflow_engine.engine.run_metrics import count_step
 from workflow_engine.engine.runs import Origin, run_context, run_state
 from workflow_engine.engine.scheduler import StepResult
 from workflow_engine.engine.states import RUN_ACTIVE, RUN_FINISHED, RunStatus
@@ -212,7 +213,7 @@ class RunRecorder:
         if counted is not None:
             uses = self.definition(answer.run).step(task.step_id).uses
             duration = None if counted in ("skipped", "cancelled") else result.duration_ms
-            _count_step(uses, counted, duration)
+            count_step(uses, counted, duration)
         return Settled(answer.handed, started)
 
     async def fail(self, task: queue.Task, error: dict[str, Any]) -> None:
@@ -394,13 +395,6 @@ def _ended(
         return True
     events.append((RunEvent.completed, {"output": output}))
     return True
-
-
-def _count_step(uses: str, outcome: str, duration_ms: float | None) -> None:
-    """A step attempt ended with `outcome` (completed, failed, retried, skipped, cancelled)."""
-    metrics.steps.labels(uses, outcome).inc()
-    if duration_ms is not None:
-        metrics.step_duration.labels(uses, outcome).observe(duration_ms / 1000)
 
 
 def _logged(task: queue.Task, entries: list[dict[str, Any]]) -> tuple[RunEvent, dict[str, Any]]:

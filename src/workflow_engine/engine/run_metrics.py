@@ -1,9 +1,9 @@
 """Counting runs and steps for `/metrics`, once their events have committed.
 
-Every run event passes through `append_run_events`; this looks at what it appended and,
-after the transaction commits (never for one that rolls back), counts runs started and
-finished and observes how long they took. A finished run's name and start time are read
-from its read model, which the same append has just updated.
+Events appended through `append_run_events` (a cancel) are counted after their transaction
+commits (never for one that rolls back): runs finished, with how long they took, read from
+the read model the same append has just updated. The engine's own transitions and triggers
+count what they did with the functions below once they have committed.
 """
 
 from __future__ import annotations
@@ -41,21 +41,20 @@ async def count_run_events(conn: AsyncConnection, recorded: list[RecordedEvent])
 def _finished(
     conn: AsyncConnection, workflow: str, status: str, created: datetime, ended: datetime
 ) -> None:
-    seconds = max((ended - created).total_seconds(), 0.0)
-
-    def count() -> None:
-        metrics.runs_finished.labels(workflow, status).inc()
-        metrics.run_duration.labels(workflow, status).observe(seconds)
-
-    after_commit(conn, count)
+    after_commit(conn, lambda: count_run_finished(workflow, status, created, ended))
 
 
-def count_step(conn: AsyncConnection, node: str, outcome: str, duration_ms: float | None) -> None:
-    """A step attempt ended with `outcome` (completed, failed, retried, skipped, cancelled)."""
+def count_run_finished(workflow: str, status: str, created: datetime, ended: datetime) -> None:
+    """A run ended (its transaction has committed): counted, and how long it took observed."""
+    metrics.runs_finished.labels(workflow, status).inc()
+    metrics.run_duration.labels(workflow, status).observe(
+        max((ended - created).total_seconds(), 0.0)
+    )
 
-    def count() -> None:
-        metrics.steps.labels(node, outcome).inc()
-        if duration_ms is not None:
-            metrics.step_duration.labels(node, outcome).observe(duration_ms / 1000)
 
-    after_commit(conn, count)
+def count_step(node: str, outcome: str, duration_ms: float | None) -> None:
+    """A step attempt ended with `outcome` (completed, failed, retried, skipped, cancelled)
+    (its transaction has committed)."""
+    metrics.steps.labels(node, outcome).inc()
+    if duration_ms is not None:
+        metrics.step_duration.labels(node, outcome).observe(duration_ms / 1000)

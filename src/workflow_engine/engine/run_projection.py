@@ -53,15 +53,16 @@ class RunsProjection(Projection):
             event.event_type, event.data, event.metadata, event.version, event.recorded_at
         )
         if event.event_type == RunEvent.triggered:
-            await insert_run(conn, new_run(run_id, event.tenant_id, folded))
+            await _insert(conn, new_run(run_id, event.tenant_id, folded))
             return
-        before = await _load(conn, run_id)
+        before = await load_run(conn, run_id)
         if before is None:
             return  # its trigger is not folded yet (a rebuild out of order): it will be
         await write_changes(conn, before, fold(before, folded))
 
 
-async def _load(conn: AsyncConnection, run_id: uuid.UUID) -> RunRecord | None:
+async def load_run(conn: AsyncConnection, run_id: uuid.UUID) -> RunRecord | None:
+    """The run's row with its steps' rows, in definition order; None when it has none."""
     row = (await conn.execute(_RUN, {"run_id": run_id})).first()
     if row is None:
         return None
@@ -69,8 +70,7 @@ async def _load(conn: AsyncConnection, run_id: uuid.UUID) -> RunRecord | None:
     return dataclasses.replace(RunRecord(**row._mapping), steps=steps)
 
 
-async def insert_run(conn: AsyncConnection, run: RunRecord) -> None:
-    """Write a new run's row and its steps' rows."""
+async def _insert(conn: AsyncConnection, run: RunRecord) -> None:
     values = {f.name: getattr(run, f.name) for f in dataclasses.fields(run) if f.name != "steps"}
     await conn.execute(workflow_runs.insert().values(values))
     await conn.execute(

@@ -44,7 +44,6 @@ from workflow_engine.db import Database
 from workflow_engine.db.database import after_commit, mark_commit
 from workflow_engine.db.sqlite_inline import InlineConnection
 from workflow_engine.db.tables import (
-    step_runs,
     tasks,
     workflow_runs,
 )
@@ -53,8 +52,9 @@ from workflow_engine.engine.records import RunRecord, StepRecord
 from workflow_engine.engine.run_events import RUN_AGGREGATE, RunEvent
 from workflow_engine.engine.run_fold import FoldedEvent, fold
 from workflow_engine.engine.run_logs import entries_of
+from workflow_engine.engine.run_metrics import count_run_finished
+from workflow_engine.engine.run_projection import load_run
 from workflow_engine.engine.states import RUN_FINISHED
-from workflow_engine.events.catalogue import AggregateCatalogue
 from workflow_engine.events.projections import Projections, registry
 from workflow_engine.events.store import APPENDED, RecordedEvent
 from workflow_engine.observability import metrics
@@ -63,7 +63,6 @@ T = TypeVar("T")
 
 # The read models a transition writes itself; any other projection is folded after it.
 _WRITTEN_HERE = frozenset({"aggregates", "workflow_runs", "run_logs"})
-_CATALOGUE = AggregateCatalogue()
 
 
 @dataclass(frozen=True)
@@ -134,15 +133,11 @@ class RunStore:
     async def read(self, run_id: uuid.UUID) -> tuple[RunRecord, frozenset[str]] | None:
         """The run with its steps, and the steps a worker holds (their task is leased)."""
         async with self.db.read() as conn:
-            row = (await conn.execute(_READ_RUN, {"run_id": run_id})).first()
-            if row is None:
+            run = await load_run(conn, run_id)
+            if run is None:
                 return None
-            steps = [
-                StepRecord(**r._mapping)
-                for r in await conn.execute(_READ_STEPS, {"run_id": run_id})
-            ]
             held = frozenset(r.step_id for r in await conn.execute(_READ_HELD, {"run_id": run_id}))
-        return dataclasses.replace(RunRecord(**row._mapping), steps=tuple(steps)), held
+        return run, held
 
     async def start(self, conn: AsyncConnection, new: NewRun) -> Earlier | None:
         """Start `new` in the caller's (tenant) transaction: claim its idempotency key, append
@@ -370,9 +365,8 @@ def _count(before: RunRecord, applied: Applied) -> None:
     after = applied.run
     if after is None or before.status in RUN_FINISHED or after.status not in RUN_FINISHED:
         return
-    seconds = max(((after.finished_at or after.updated_at) - after.created_at).total_seconds(), 0.0)
-    metrics.runs_finished.labels(after.workflow_name, after.status).inc()
-    metrics.run_duration.labels(after.workflow_name, after.status).observe(seconds)
+    ended = after.finished_at or after.updated_at
+    count_run_finished(after.workflow_name, after.status, after.created_at, ended)
 
 
 # --- SQLite: the same steps as statements in one write transaction -------------------------
@@ -485,21 +479,8 @@ class _Lane:
 
 # Built once: the hot path pays no statement construction.
 _RUN_ID = bindparam("run_id", type_=workflow_runs.c.id.type)
-_READ_RUN = select(workflow_runs).where(workflow_runs.c.id == _RUN_ID)
-_READ_STEPS = (
-    select(
-        step_runs.c.step_id, step_runs.c.uses, step_runs.c.status, step_runs.c.attempts,
-        step_runs.c.output, step_runs.c.error, step_runs.c.next_attempt_at,
-        step_runs.c.started_at, step_runs.c.finished_at,
-    )
-    .where(step_runs.c.run_id == _RUN_ID)
-    .order_by(step_runs.c.position)
-)  # fmt: skip
 _READ_HELD = select(tasks.c.step_id).where(
     tasks.c.run_id == _RUN_ID,
     tasks.c.lease_owner.is_not(None),
     tasks.c.step_id.not_in((queue.FINISH, queue.DEADLINE)),
-)
-_VERSION = select(workflow_runs.c.version, workflow_runs.c.status).where(
-    workflow_runs.c.id == _RUN_ID
 )
