@@ -199,6 +199,31 @@ async def test_a_raced_transition_writes_nothing_and_is_decided_again_from_a_fre
     assert again.run.steps[1].status == StepStatus.completed
 
 
+async def test_log_entries_appended_meanwhile_do_not_make_a_decision_conflict(
+    database: Database, runs: RunService, tenant_id: uuid.UUID
+) -> None:
+    store = RunStore(database)
+    run_id = await _trigger(runs, tenant_id, "store_fan")
+    held = await _lease_all(database, run_id)
+    found = await store.read(run_id)
+    assert found is not None
+    snapshot, _ = found
+    # y's heartbeat appends what its node logged, at whatever version the run has reached.
+    entries = [{"level": "info", "message": "working", "fields": {}, "at": NOW.isoformat()}]
+    logged = await store.record(Transition(
+        snapshot, [(RunEvent.step_logged, {"step_id": "y", "attempt": 1, "entries": entries})],
+        {}, renew_task=held["y"], owner="w", expect_version=False,
+    ))  # fmt: skip
+    assert logged.status == "ok"
+    settled = await store.record(_settle(snapshot, "x", held["x"]))  # decided before the logs
+
+    assert settled.status == "ok"
+    assert settled.run is not None
+    assert settled.run.version == snapshot.version + 2
+    assert [e.version for e in settled.events] == [snapshot.version + 2]
+    assert await _count_events(database, run_id, "StepCompleted") == 1
+
+
 async def test_a_transition_whose_lease_was_lost_writes_nothing(
     database: Database, runs: RunService, tenant_id: uuid.UUID
 ) -> None:

@@ -120,7 +120,7 @@ def test_a_final_failure_fails_the_run_fast_and_cancels_idle_steps() -> None:
     assert decision.events[-1][1]["error"] == {
         "step_id": "x", "class": "boom", "message": "it broke", "retryable": False,
     }  # fmt: skip
-    assert decision.drop_waiting
+    assert decision.dropped == ["join"]
     assert decision.state.status is RunStatus.failed
     assert decision.ready == []
 

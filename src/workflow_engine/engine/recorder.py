@@ -45,6 +45,8 @@ from workflow_engine.engine.states import RUN_ACTIVE, RUN_FINISHED, RunStatus
 from workflow_engine.engine.states import Outcome as OutcomeKind
 from workflow_engine.engine.step_runner import Beat
 from workflow_engine.engine.store import Applied, RunStore, TaskLease, Transition
+from workflow_engine.errors import InvalidInput
+from workflow_engine.events.storable import check_document
 from workflow_engine.observability import metrics
 
 DEFINITIONS_CACHED = 1024  # parsed definitions of recent runs (a run's never changes)
@@ -103,9 +105,14 @@ class RunRecorder:
 
     # --- the runs a worker has tasks of ------------------------------------------------------
 
-    def open(self, task: queue.Task) -> None:
-        """A task of the run starts in this worker."""
-        self._books.setdefault(task.run_id, RunBook()).tasks += 1
+    def open(self, task: queue.Task, *, handed: bool) -> None:
+        """A task of the run starts in this worker. A task it claimed (not one a transition of
+        its own handed it) was made ready by someone else: what this worker knows of the run
+        is older than that, so the run is read again before the task decides anything."""
+        book = self._books.setdefault(task.run_id, RunBook())
+        book.tasks += 1
+        if not handed:
+            book.run = None
 
     def close(self, task: queue.Task) -> None:
         """A task of the run has ended in this worker: forget the run after its last."""
@@ -291,7 +298,8 @@ class RunRecorder:
         return self._transition(
             task, run, events, finish_task=TaskLease(task.id, self.owner),
             enqueue=enqueue + ready[room:], hand_to=ready[:room],
-            drop_waiting=decision.drop_waiting, drop_deadline=ending,
+            drop_steps=decision.dropped,
+            drop_deadline=ending or decision.state.status in RUN_FINISHED,
         )  # fmt: skip
 
     def _transition(
@@ -357,10 +365,7 @@ _STATUS = select(workflow_runs.c.status).where(workflow_runs.c.id == bindparam("
 
 def _needs_holders(decision: scheduler.Decision) -> bool:
     """Whether the decision depends on which steps a worker holds (a run stopping)."""
-    return decision.drop_waiting or decision.state.status in (
-        RunStatus.cancelling,
-        RunStatus.cancelled,
-    )
+    return decision.state.status in (RunStatus.failed, RunStatus.cancelling, RunStatus.cancelled)
 
 
 def _prepared(step: StepDefinition, context: Mapping[str, Any]) -> dict[str, Any] | None:
@@ -389,8 +394,12 @@ def _ended(
         return False
     try:
         output = expressions.evaluate(definition.output, context)
-    except expressions.ExpressionError as exc:
-        error = {"class": "expression", "message": f"output: {exc}", "retryable": False}
+        check_document("output", {"output": output})
+    except (expressions.ExpressionError, InvalidInput) as exc:
+        error_class = (
+            "expression" if isinstance(exc, expressions.ExpressionError) else "invalid_output"
+        )
+        error = {"class": error_class, "message": f"output: {exc}", "retryable": False}
         events.append((RunEvent.failed, {"error": error}))
         return True
     events.append((RunEvent.completed, {"output": output}))

@@ -162,13 +162,15 @@ class RunService:
                 raise Conflict(f"run {run_id} already finished: {run.status}")
             if run.status in (RunStatus.cancelling, RunStatus.cancelled):
                 return await _read_run(conn, tenant_id, run_id)
+            # Drop the waiting tasks before reading who holds steps: a task given back after
+            # the read would otherwise be dropped with its step left unsettled.
+            await queue.drop_waiting(conn, run_id)
             full = _with_steps(run, await _steps(conn, run_id))
             definition = WorkflowDefinition.model_validate(full.definition)
             state = run_state(full, await leased_step_ids(conn, run_id))
             decision = scheduler.cancel(definition, state, origin.actor)
             meta = origin.metadata()
             events = [NewEvent(kind, data, meta) for kind, data in decision.events]
-            await queue.drop_waiting(conn, run_id)
             await append_run_events(conn, tenant_id, run_id, events, locked=True)
             mark_commit(conn, RUN_CANCELLED)
             return await _read_run(conn, tenant_id, run_id)

@@ -138,7 +138,10 @@ class Decision:
     # already has its task: the decision that made it ready enqueued it.
     ready: list[str] = field(default_factory=list)
     retry: Retry | None = None
-    drop_waiting: bool = False  # the run stopped: delete its tasks no worker holds
+    # The run stopped: the waiting tasks of these steps (those it cancelled) are dropped. Only
+    # theirs: a task given back by its worker after the decision was made survives, and its
+    # next claimer finds the run stopped and settles the step.
+    dropped: list[str] = field(default_factory=list)
     finished: bool = False  # every step has finished: the run's output is due
     counted: str | None = None  # the metric outcome of the settled attempt, if one was recorded
 
@@ -289,8 +292,8 @@ def _fail_run(definition: WorkflowDefinition, decision: Decision, error: dict[st
 
 
 def _stop_idle_steps(definition: WorkflowDefinition, decision: Decision) -> None:
-    decision.drop_waiting = True
     held = decision.state.held
     for step in definition.steps:
         if decision.state.steps[step.id].status not in STEP_FINISHED and step.id not in held:
             decision.record(RunEvent.step_cancelled, {"step_id": step.id})
+            decision.dropped.append(step.id)

@@ -84,7 +84,7 @@ class Transition:
     hand_to: Sequence[queue.NewTask] = ()  # enqueued already leased to `owner`
     owner: str = ""
     lease: timedelta = timedelta(seconds=30)
-    drop_waiting: bool = False  # delete the run's tasks no worker holds
+    drop_steps: Sequence[str] = ()  # delete these steps' tasks no worker holds
     drop_deadline: bool = False  # delete the run's `:deadline` task
     expect_version: bool = True  # False: append whatever the run's version is now
 
@@ -276,7 +276,7 @@ def _document(t: Transition, plan: _Plan, at: datetime) -> str:
         },
         "steps": [dataclasses.asdict(step) for step in plan.steps],
         "logs": plan.logs,
-        "drop_waiting": t.drop_waiting, "drop_deadline": t.drop_deadline,
+        "drop_steps": list(t.drop_steps), "drop_deadline": t.drop_deadline,
         "tasks": [_task(task, leased=False) for task in t.enqueue]
                  + [_task(task, leased=True) for task in t.hand_to],
     }  # fmt: skip
@@ -330,9 +330,12 @@ def _applied(t: Transition, plan: _Plan, answer: str | dict[str, Any]) -> Applie
     status = result["status"]
     if status != "ok":
         return Applied(status, result.get("run_status"))
+    first = result["version"] - len(plan.recorded)  # log entries may have come in between
     recorded = [
-        dataclasses.replace(event, position=position)
-        for event, position in zip(plan.recorded, result["positions"], strict=True)
+        dataclasses.replace(event, position=position, version=first + n)
+        for n, (event, position) in enumerate(
+            zip(plan.recorded, result["positions"], strict=True), 1
+        )
     ]
     handed = [
         queue.Task(
@@ -380,7 +383,7 @@ async def _record_sqlite(
         run_changed=plan.run_changed, events=plan.recorded, steps=plan.steps, logs=plan.logs,
         finish=(t.finish_task.id, t.finish_task.owner) if t.finish_task else None,
         renew=(t.renew_task.id, t.renew_task.owner) if t.renew_task else None,
-        drop_waiting=t.drop_waiting, drop_deadline=t.drop_deadline, enqueue=t.enqueue,
+        drop_steps=t.drop_steps, drop_deadline=t.drop_deadline, enqueue=t.enqueue,
         hand_to=t.hand_to, owner=t.owner, lease=t.lease,
     )  # fmt: skip
     written = await _in_sqlite(conn, lambda db: store_sqlite.record(db, change))

@@ -25,6 +25,10 @@ from workflow_engine.engine.run_events import RUN_AGGREGATE
 from workflow_engine.events.store import RecordedEvent
 
 _VERSION = "SELECT version, status FROM workflow_runs WHERE id = ?"
+_MOVED = (
+    "SELECT 1 FROM events WHERE tenant_id = ? AND aggregate_id = ? AND version > ?"
+    " AND event_type <> 'StepLogged' LIMIT 1"
+)
 _FINISH_TASK = "DELETE FROM tasks WHERE id = ? AND lease_owner = ?"
 _RENEW_TASK = "UPDATE tasks SET lease_expires_at = ? WHERE id = ? AND lease_owner = ?"
 _INSERT_EVENT = (
@@ -68,7 +72,7 @@ _INSERT_LOG = (
     "INSERT INTO run_logs (run_id, position, entry, tenant_id, step_id, attempt, level, message,"
     " fields, logged_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
-_DROP_WAITING = "DELETE FROM tasks WHERE run_id = ? AND lease_owner IS NULL"
+_DROP_WAITING = "DELETE FROM tasks WHERE run_id = ? AND step_id = ? AND lease_owner IS NULL"
 _DROP_TASKS_OF = "DELETE FROM tasks WHERE run_id = ? AND step_id = ?"
 _INSERT_TASK = (
     "INSERT INTO tasks (id, tenant_id, run_id, step_id, attempt, available_at, priority,"
@@ -107,7 +111,7 @@ class Change:
     logs: Sequence[dict[str, Any]]  # with "event": 1-based index into `events`
     finish: tuple[uuid.UUID, str] | None  # task id, owner
     renew: tuple[uuid.UUID, str] | None
-    drop_waiting: bool
+    drop_steps: Sequence[str]
     drop_deadline: bool
     enqueue: Sequence[queue.NewTask]
     hand_to: Sequence[queue.NewTask]
@@ -122,7 +126,8 @@ def record(db: sqlite3.Connection, change: Change) -> Written:
     if found is None:
         return Written("gone")
     version, status = found
-    if change.expected_version is not None and version != change.expected_version:
+    expected = change.expected_version
+    if expected is not None and version != expected and _moved(db, change.run, expected):
         return Written("conflict", version, status)
     now = datetime.now(UTC)
     finish = change.finish
@@ -159,8 +164,7 @@ def record(db: sqlite3.Connection, change: Change) -> Written:
         for step in change.steps
     ])  # fmt: skip
     _insert_logs(db, run, change.logs, positions)
-    if change.drop_waiting:
-        db.execute(_DROP_WAITING, (run.id.hex,))
+    db.executemany(_DROP_WAITING, [(run.id.hex, step_id) for step_id in change.drop_steps])
     if change.drop_deadline:
         db.execute(_DROP_TASKS_OF, (run.id.hex, queue.DEADLINE))
     for task in change.enqueue:
@@ -172,6 +176,13 @@ def record(db: sqlite3.Connection, change: Change) -> Written:
         if (handed := _insert_task(db, run, task, now, change.owner, expiry_at)) is not None
     )
     return Written("ok", new_version, status, positions, handed)
+
+
+def _moved(db: sqlite3.Connection, run: RunRecord, since: int) -> bool:
+    """Whether the run changed since version `since`: an event other than log entries (which
+    change no row a decision is made from) was appended after it."""
+    found = db.execute(_MOVED, (run.tenant_id.hex, str(run.id), since)).fetchone()
+    return found is not None
 
 
 def start(

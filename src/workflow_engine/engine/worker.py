@@ -46,7 +46,9 @@ from workflow_engine.engine.scheduler import StepResult
 from workflow_engine.engine.states import RUN_ACTIVE
 from workflow_engine.engine.states import Outcome as OutcomeKind
 from workflow_engine.engine.step_runner import StepRunner, failure
+from workflow_engine.errors import InvalidInput
 from workflow_engine.events.signal import Signal
+from workflow_engine.events.storable import check_document
 from workflow_engine.integrations.mcp import MCPClients
 from workflow_engine.nodes.registry import NodeContext, NodeRegistry, NodeSettings
 from workflow_engine.observability import metrics, tracing
@@ -166,9 +168,12 @@ class Worker:
             else:
                 await self._wake.wait(self._wake.generation, wait)
 
-    def _spawn(self, task: queue.Task, started: dict[str, Any] | None = None) -> None:
-        """Run `task`; `started`: its arguments, when its start was recorded already."""
-        self.recorder.open(task)
+    def _spawn(
+        self, task: queue.Task, *, handed: bool = False, started: dict[str, Any] | None = None
+    ) -> None:
+        """Run `task`: claimed, or `handed` to this worker by its own transition; `started`:
+        its arguments, when its start was recorded already."""
+        self.recorder.open(task, handed=handed)
         self._active[task.id] = asyncio.create_task(
             self._run_task(task, started), name=f"task-{task.step_id}"
         )
@@ -312,7 +317,7 @@ class Worker:
             arguments = started.get(task.step_id)
             if arguments is not None:
                 metrics.schedule_to_start.observe(0.0)
-            self._spawn(task, arguments)
+            self._spawn(task, handed=True, started=arguments)
         if handed[room:]:
             async with self.db.transaction() as conn:
                 for task in handed[room:]:
@@ -337,8 +342,12 @@ class Worker:
         definition = self.recorder.definition(run)
         try:
             output = await self._evaluate(definition.output, run_context(run, self.options.env))
-        except expressions.ExpressionError as exc:
-            error = {"class": "expression", "message": f"output: {exc}", "retryable": False}
+            check_document("output", {"output": output})
+        except (expressions.ExpressionError, InvalidInput) as exc:
+            error_class = (
+                "expression" if isinstance(exc, expressions.ExpressionError) else "invalid_output"
+            )
+            error = {"class": error_class, "message": f"output: {exc}", "retryable": False}
             await self.recorder.fail(task, error)
             return
         await self.recorder.finish(task, output)

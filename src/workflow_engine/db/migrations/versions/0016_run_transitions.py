@@ -44,8 +44,14 @@ BEGIN
     IF NOT FOUND THEN
         RETURN jsonb_build_object('status', 'gone');
     END IF;
+    -- Another transition got there first, unless all it appended were log entries (which
+    -- change no row the decision was made from).
     IF t->'expected_version' <> 'null'::jsonb
-       AND (t->>'expected_version')::integer <> v_version THEN
+       AND (t->>'expected_version')::integer <> v_version
+       AND EXISTS (SELECT 1 FROM events
+                   WHERE tenant_id = v_tenant AND aggregate_id = v_run::text
+                     AND version > (t->>'expected_version')::integer
+                     AND event_type <> 'StepLogged') THEN
         RETURN jsonb_build_object('status', 'conflict', 'version', v_version,
                                   'run_status', v_status);
     END IF;
@@ -118,9 +124,9 @@ BEGIN
                                             attempt integer, level text, message text,
                                             fields jsonb, logged_at timestamptz);
 
-    IF (t->>'drop_waiting')::boolean THEN
-        DELETE FROM tasks WHERE run_id = v_run AND lease_owner IS NULL;
-    END IF;
+    DELETE FROM tasks
+    WHERE run_id = v_run AND lease_owner IS NULL
+      AND step_id IN (SELECT jsonb_array_elements_text(t->'drop_steps'));
     IF (t->>'drop_deadline')::boolean THEN
         DELETE FROM tasks WHERE run_id = v_run AND step_id = ':deadline';
     END IF;
