@@ -203,11 +203,7 @@ async def test_log_entries_appended_meanwhile_do_not_make_a_decision_conflict(
     database: Database, runs: RunService, tenant_id: uuid.UUID
 ) -> None:
     store = RunStore(database)
-    run_id = await _trigger(runs, tenant_id, "store_fan")
-    held = await _lease_all(database, run_id)
-    found = await store.read(run_id)
-    assert found is not None
-    snapshot, _ = found
+    run_id, held, snapshot = await _started_fan(store, runs, tenant_id)
     # y's heartbeat appends what its node logged, at whatever version the run has reached.
     entries = [{"level": "info", "message": "working", "fields": {}, "at": NOW.isoformat()}]
     logged = await store.record(Transition(
@@ -228,11 +224,7 @@ async def test_a_transition_whose_lease_was_lost_writes_nothing(
     database: Database, runs: RunService, tenant_id: uuid.UUID
 ) -> None:
     store = RunStore(database)
-    run_id = await _trigger(runs, tenant_id, "store_fan")
-    held = await _lease_all(database, run_id)
-    found = await store.read(run_id)
-    assert found is not None
-    snapshot, _ = found
+    run_id, held, snapshot = await _started_fan(store, runs, tenant_id)
     stolen = TaskLease(held["x"].id, "another worker")
     lost = await store.record(_settle(snapshot, "x", stolen))
 
@@ -257,6 +249,17 @@ async def test_the_worker_records_one_outcome_per_step_when_siblings_finish_toge
                 select(events.c.event_type).where(events.c.aggregate_id == str(run_id))
                 .order_by(events.c.version))]  # fmt: skip
         assert kinds.count("StepStarted") == 3, kinds
+
+
+async def _started_fan(
+    store: RunStore, runs: RunService, tenant_id: uuid.UUID
+) -> tuple[uuid.UUID, dict[str, TaskLease], RunRecord]:
+    """A fan run whose ready tasks (x and y) worker "w" has leased, and the run as read then."""
+    run_id = await _trigger(runs, tenant_id, "store_fan")
+    held = await _lease_all(store.db, run_id)
+    found = await store.read(run_id)
+    assert found is not None
+    return run_id, held, found[0]
 
 
 def _settle(run: RunRecord, step_id: str, lease: TaskLease) -> Transition:

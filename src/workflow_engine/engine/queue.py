@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, delete, func, literal, not_, or_, select, update
+from sqlalchemy import and_, bindparam, delete, func, literal, not_, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -204,6 +204,18 @@ async def drop_waiting(conn: AsyncConnection, run_id: uuid.UUID) -> list[str]:
         .returning(tasks.c.step_id)
     )
     return [row.step_id for row in result]
+
+
+_HELD = select(tasks.c.step_id).where(
+    tasks.c.run_id == bindparam("run_id", type_=tasks.c.run_id.type),
+    tasks.c.lease_owner.is_not(None),
+    tasks.c.step_id.not_in((FINISH, DEADLINE)),
+)
+
+
+async def held_steps(conn: AsyncConnection, run_id: uuid.UUID) -> frozenset[str]:
+    """The run's steps a worker holds: their task is leased (the worker records their outcome)."""
+    return frozenset(row.step_id for row in await conn.execute(_HELD, {"run_id": run_id}))
 
 
 async def next_available(conn: AsyncConnection) -> datetime | None:

@@ -8,7 +8,6 @@ definition later never affects it.
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import uuid
@@ -23,15 +22,16 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from workflow_engine.db import Database
 from workflow_engine.db.database import mark_commit
-from workflow_engine.db.tables import step_runs, tasks, workflow_runs
+from workflow_engine.db.tables import workflow_runs
 from workflow_engine.engine import queue, scheduler
 from workflow_engine.engine.catalog import DefinitionCatalog
 from workflow_engine.engine.definitions import WorkflowDefinition
-from workflow_engine.engine.records import RunRecord, StepRecord
+from workflow_engine.engine.records import RunRecord
 from workflow_engine.engine.run_events import RUN_AGGREGATE, RunEvent
 from workflow_engine.engine.run_fold import FoldedEvent, new_run
 from workflow_engine.engine.run_logs import LogEntry, read_entries
 from workflow_engine.engine.run_metrics import count_run_events
+from workflow_engine.engine.run_projection import load_run
 from workflow_engine.engine.states import RUN_FINISHED, RunStatus, StepStatus
 from workflow_engine.engine.store import NewRun, RunStore
 from workflow_engine.errors import Conflict, InvalidInput, NotFound
@@ -151,7 +151,7 @@ class RunService:
         """Whether a worker still holds one of the run's steps (a step interrupted by a cancel
         or a failure records its outcome after the run's)."""
         async with self.db.tenant_read(tenant_id) as conn:
-            return await _has_leased_steps(conn, run_id)
+            return bool(await queue.held_steps(conn, run_id))
 
     async def cancel(self, tenant_id: uuid.UUID, run_id: uuid.UUID, origin: Origin) -> RunRecord:
         """Ask a run to stop: steps not started never start, running ones are interrupted by
@@ -165,9 +165,9 @@ class RunService:
             # Drop the waiting tasks before reading who holds steps: a task given back after
             # the read would otherwise be dropped with its step left unsettled.
             await queue.drop_waiting(conn, run_id)
-            full = _with_steps(run, await _steps(conn, run_id))
+            full = await _read_run(conn, tenant_id, run_id)
             definition = WorkflowDefinition.model_validate(full.definition)
-            state = run_state(full, await leased_step_ids(conn, run_id))
+            state = run_state(full, await queue.held_steps(conn, run_id))
             decision = scheduler.cancel(definition, state, origin.actor)
             meta = origin.metadata()
             events = [NewEvent(kind, data, meta) for kind, data in decision.events]
@@ -262,20 +262,10 @@ async def lock_run(conn: AsyncConnection, tenant_id: uuid.UUID, run_id: uuid.UUI
 
 
 async def _read_run(conn: AsyncConnection, tenant_id: uuid.UUID, run_id: uuid.UUID) -> RunRecord:
-    row = (
-        await conn.execute(
-            select(workflow_runs).where(
-                workflow_runs.c.id == run_id, workflow_runs.c.tenant_id == tenant_id
-            )
-        )
-    ).first()
-    if row is None:
+    run = await load_run(conn, run_id)
+    if run is None or run.tenant_id != tenant_id:
         raise NotFound(f"no run {run_id}")
-    return _with_steps(RunRecord(**row._mapping), await _steps(conn, run_id))
-
-
-def _with_steps(run: RunRecord, steps: list[StepRecord]) -> RunRecord:
-    return dataclasses.replace(run, steps=tuple(steps))
+    return run
 
 
 def run_state(run: RunRecord, held: Iterable[str] = ()) -> scheduler.RunState:
@@ -288,34 +278,6 @@ def run_state(run: RunRecord, held: Iterable[str] = ()) -> scheduler.RunState:
         },
         frozenset(held),
     )
-
-
-async def _steps(conn: AsyncConnection, run_id: uuid.UUID) -> list[StepRecord]:
-    step = step_runs.c
-    rows = await conn.execute(
-        select(
-            step.step_id, step.uses, step.status, step.attempts, step.output, step.error,
-            step.next_attempt_at, step.started_at, step.finished_at,
-        )
-        .where(step.run_id == run_id)
-        .order_by(step.position)
-    )  # fmt: skip
-    return [StepRecord(**row._mapping) for row in rows]
-
-
-async def _has_leased_steps(conn: AsyncConnection, run_id: uuid.UUID) -> bool:
-    return bool(await leased_step_ids(conn, run_id))
-
-
-async def leased_step_ids(conn: AsyncConnection, run_id: uuid.UUID) -> list[str]:
-    rows = await conn.execute(
-        select(tasks.c.step_id).where(
-            tasks.c.run_id == run_id,
-            tasks.c.lease_owner.is_not(None),
-            tasks.c.step_id.not_in((queue.FINISH, queue.DEADLINE)),
-        )
-    )
-    return [row.step_id for row in rows]
 
 
 def _request_hash(name: str, version: int | None, data: Any) -> str:

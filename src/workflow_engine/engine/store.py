@@ -37,16 +37,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal, TypeVar
 
-from sqlalchemy import bindparam, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from workflow_engine.db import Database
 from workflow_engine.db.database import after_commit, mark_commit
 from workflow_engine.db.sqlite_inline import InlineConnection
-from workflow_engine.db.tables import (
-    tasks,
-    workflow_runs,
-)
 from workflow_engine.engine import queue, store_sqlite
 from workflow_engine.engine.records import RunRecord, StepRecord
 from workflow_engine.engine.run_events import RUN_AGGREGATE, RunEvent
@@ -136,8 +131,7 @@ class RunStore:
             run = await load_run(conn, run_id)
             if run is None:
                 return None
-            held = frozenset(r.step_id for r in await conn.execute(_READ_HELD, {"run_id": run_id}))
-        return run, held
+            return run, await queue.held_steps(conn, run_id)
 
     async def start(self, conn: AsyncConnection, new: NewRun) -> Earlier | None:
         """Start `new` in the caller's (tenant) transaction: claim its idempotency key, append
@@ -478,12 +472,3 @@ class _Lane:
         if invalidate:
             await conn.invalidate()
         await conn.close()
-
-
-# Built once: the hot path pays no statement construction.
-_RUN_ID = bindparam("run_id", type_=workflow_runs.c.id.type)
-_READ_HELD = select(tasks.c.step_id).where(
-    tasks.c.run_id == _RUN_ID,
-    tasks.c.lease_owner.is_not(None),
-    tasks.c.step_id.not_in((queue.FINISH, queue.DEADLINE)),
-)
