@@ -44,19 +44,19 @@ class Reader:
 
     def __init__(self, follower: LogFollower) -> None:
         self._stop = anyio.Event()
-        self._messages = follower.messages(self._stop)
+        self._events = follower.events(self._stop, asyncio.get_running_loop().create_future())
 
     async def take(self, count: int) -> list[int]:
         got = []
         async with asyncio.timeout(10):
             for _ in range(count):
-                message = await anext(self._messages)
-                got.append(int(message.id))
+                event = await anext(self._events)
+                got.append(event.position)
         return got
 
     async def close(self) -> None:
         self._stop.set()
-        await self._messages.aclose()
+        await self._events.aclose()
 
 
 async def test_a_slow_follower_falls_behind_the_window_and_misses_nothing(

@@ -7,7 +7,6 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Any
 
-import anyio
 from fastapi import APIRouter, Header, Path, Query, Response
 from pydantic import BaseModel, ConfigDict, Field
 from sse_starlette import EventSourceResponse
@@ -15,6 +14,7 @@ from sse_starlette import EventSourceResponse
 from workflow_engine.api.context import DatabaseDep, EventStoreDep, LogTailDep
 from workflow_engine.api.pagination import Cursor, Limit, Page, decode_cursor, page_of
 from workflow_engine.api.security import Origin, require
+from workflow_engine.api.streams import GuardDep, event_stream
 from workflow_engine.api.validation import Moment
 from workflow_engine.auth.permissions import Permission
 from workflow_engine.auth.principal import Principal
@@ -24,7 +24,6 @@ from workflow_engine.events.follower import LogFollower
 from workflow_engine.events.store import (
     RecordedEvent,
 )
-from workflow_engine.observability import metrics
 
 router = APIRouter(tags=["events"])
 
@@ -161,6 +160,7 @@ async def stream_events(
     principal: Annotated[Principal, require(Permission.events_read)],
     store: EventStoreDep,
     tail: LogTailDep,
+    guard: GuardDep,
     after: Annotated[
         int | None, Query(ge=0, le=INT64_MAX, description="Resume after this position.")
     ] = None,
@@ -174,7 +174,8 @@ async def stream_events(
     """Each message: `id` = the event's position, `event` = its type, `data` = the event as
     JSON. Reconnecting with `Last-Event-ID` (or `?after=`) resumes exactly after that event,
     however old. Without either, the stream starts at the present. A comment every 15 s keeps
-    idle connections open through proxies."""
+    idle connections open through proxies. The stream ends, with a last `closed` message, when
+    the credential it was opened with expires or is revoked."""
     start = int(last_event_id) if last_event_id is not None else after
     if start is not None and start > INT64_MAX:
         raise InvalidInput("Last-Event-ID is beyond any position")
@@ -182,11 +183,7 @@ async def stream_events(
         store, tail, principal.tenant_id, start,
         aggregate_id=aggregate_id, aggregate_type=aggregate_type, type_prefix=event_type_prefix,
     )  # fmt: skip
-    stop = anyio.Event()  # set by sse-starlette when the server begins to shut down
-    return EventSourceResponse(
-        metrics.subscribed(follow.messages(stop)), ping=15, send_timeout=30, shutdown_event=stop,
-        shutdown_grace_period=2,
-    )  # fmt: skip
+    return event_stream(guard, principal, follow.messages)
 
 
 @router.get("/api/v1/events/{aggregate_id}", summary="An aggregate's events, in order")

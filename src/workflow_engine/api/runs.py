@@ -13,12 +13,14 @@ import anyio
 from fastapi import APIRouter, Depends, Header, Query, Request, Response, status
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ConfigDict, Field
-from sse_starlette import EventSourceResponse, ServerSentEvent
+from sse_starlette import ServerSentEvent
 
 from workflow_engine.api.context import Context, LogTailDep, RunsDep, RunWaiterDep
 from workflow_engine.api.pagination import Cursor, Limit, Page, decode_cursor, encode_cursor
 from workflow_engine.api.security import Origin, require
+from workflow_engine.api.streams import GuardDep, event_stream
 from workflow_engine.api.validation import Moment, utc_moment
+from workflow_engine.auth.credential_guard import Closing
 from workflow_engine.auth.permissions import Permission
 from workflow_engine.auth.principal import Principal
 from workflow_engine.engine import runs, states
@@ -31,7 +33,6 @@ from workflow_engine.engine.usage import llm_usage
 from workflow_engine.errors import Conflict, InvalidInput
 from workflow_engine.events.notifier import FOLLOW_TIMEOUT
 from workflow_engine.events.tail import LogTail
-from workflow_engine.observability import metrics
 
 router = APIRouter(tags=["workflows"])
 T = TypeVar("T")
@@ -409,13 +410,15 @@ async def run_logs(
     principal: Annotated[Principal, require(Permission.workflows_read)],
     service: RunsDep,
     tail: LogTailDep,
+    guard: GuardDep,
     after: Annotated[str | None, Query(max_length=40, description="An entry id.")] = None,
     limit: Limit = 100,
     follow: bool = False,
     last_event_id: Annotated[str | None, Header(alias="Last-Event-ID", max_length=40)] = None,
 ) -> Any:
     """Entries with stable ids, oldest first. `follow=true` streams them as server-sent events
-    (`id` = entry id, `event` = level) until the run ends, resuming after `Last-Event-ID`."""
+    (`id` = entry id, `event` = level) until the run ends, resuming after `Last-Event-ID`; a
+    stream whose credential expires or is revoked ends with a `closed` message."""
     start = _entry_id(last_event_id, "Last-Event-ID") or _entry_id(after, "after")
     run, first = await service.logs(principal.tenant_id, workflow_id, after=start, limit=limit)
     if not follow:
@@ -423,15 +426,11 @@ async def run_logs(
             items=[_entry(e) for e in first[:limit]],
             next_cursor=first[-1].id if len(first) == limit else None,
         )
-    stop = anyio.Event()
-    messages = follow_log(service, tail, principal.tenant_id, run.id, start, stop)
-    return EventSourceResponse(
-        metrics.subscribed(messages),
-        ping=15,
-        send_timeout=30,
-        shutdown_event=stop,
-        shutdown_grace_period=2,
-    )
+    return event_stream(
+        guard, principal,
+        lambda stop, closing: follow_log(service, tail, principal.tenant_id, run.id, start, stop,
+                                         closing),
+    )  # fmt: skip
 
 
 async def follow_log(
@@ -441,14 +440,16 @@ async def follow_log(
     run_id: uuid.UUID,
     after: tuple[int, int] | None,
     stop: anyio.Event,
+    closing: Closing,
 ) -> AsyncIterator[ServerSentEvent]:
-    """Entries as they are written, until the run has ended and its last entry was sent.
+    """Entries as they are written, until the run has ended and its last entry was sent (or
+    the server stops, or the caller's credential is let go).
 
     The entries come from the read model; the shared tail says when to look again, and only
     when it holds a new event of this run (or fell out of reach), so a thousand followers of
     quiet runs cost no queries."""
     with tail.following():
-        async for message in _follow_log(service, tail, tenant_id, run_id, after, stop):
+        async for message in _follow_log(service, tail, tenant_id, run_id, after, stop, closing):
             yield message
 
 
@@ -459,13 +460,16 @@ async def _follow_log(
     run_id: uuid.UUID,
     after: tuple[int, int] | None,
     stop: anyio.Event,
+    closing: Closing,
 ) -> AsyncIterator[ServerSentEvent]:
     aggregate = str(run_id)
     watched = tail.end
-    while not stop.is_set():
+    while not (stop.is_set() or closing.done()):
         seen = tail.generation
         run, entries = await service.logs(tenant_id, run_id, after=after, limit=500)
         for entry in entries:
+            if closing.done():
+                return
             after = (entry.position, entry.entry)
             yield ServerSentEvent(
                 id=entry.id, event=entry.level, data=_entry(entry).model_dump_json()
@@ -476,12 +480,11 @@ async def _follow_log(
             # Says so, so that a browser's EventSource does not reconnect for ever.
             yield ServerSentEvent(event="end", data=json.dumps({"status": run.status}))
             return
-        while not stop.is_set():
-            with anyio.move_on_after(FOLLOW_TIMEOUT) as waited:
-                await tail.wait(seen)
+        while not (stop.is_set() or closing.done()):
+            woken = await tail.wait(seen, FOLLOW_TIMEOUT, unless=closing)
             seen = tail.generation
             recent = tail.since(watched) if watched is not None else None
-            if recent is None or waited.cancelled_caught:
+            if recent is None or not woken:
                 watched = tail.end
                 break  # out of reach, or a second passed: look at the read model
             if recent:

@@ -19,6 +19,7 @@ class UserSession:
     token_id: str
     session_id: uuid.UUID  # the refresh-token family the token belongs to
     expires_at: datetime
+    generation: int  # the user's token generation when the token was issued
 
 
 @dataclass(frozen=True)
@@ -30,6 +31,9 @@ class Principal:
     tenant_id: uuid.UUID
     role: Role
     session: UserSession | None = None
+    #: When the credential stops being valid on its own (a token's `exp`, a key's expiry);
+    #: a stream opened with it ends then.
+    expires_at: datetime | None = None
 
     @property
     def actor(self) -> str:

@@ -8,14 +8,15 @@ Guarantees:
   family — every token descended from the same login — and records a security event; the
   revocation commits even though the request is refused.
 - A logged-out access token, any token of a deactivated user, and a revoked API key are
-  refused by every process within `STANDING_TTL` (one second): each process caches what the
-  database says about a credential for at most that long.
+  refused by every process within `STANDING_TTL` (one second). Each process remembers what the
+  database said about a credential until the credential epoch moves (`credential_watch.py`),
+  so a request with a known credential costs no query; `recheck` answers for a credential
+  still in use (an open stream) after such a move.
 """
 
 from __future__ import annotations
 
 import secrets
-import time
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -31,11 +32,12 @@ from workflow_engine.auth.audit import (
     record,
     record_user_event,
 )
+from workflow_engine.auth.credential_watch import CredentialWatch
 from workflow_engine.auth.login_throttle import ThrottlePolicy
 from workflow_engine.auth.passwords import Passwords
 from workflow_engine.auth.principal import Principal, UserSession
+from workflow_engine.auth.standing_cache import StandingCache
 from workflow_engine.auth.tokens import (
-    AccessClaims,
     InvalidTokenError,
     IssuedToken,
     TokenIssuer,
@@ -45,8 +47,12 @@ from workflow_engine.errors import InvalidInput, TooManyRequests, Unauthorized
 from workflow_engine.observability import metrics
 
 STANDING_TTL = 1.0
-_STANDING_CACHE_LIMIT = 10_000
 _BAD_CREDENTIALS = "invalid email or password"
+
+
+@dataclass(frozen=True)
+class _KeyLookup:
+    found: api_keys.ApiKey | None  # None: no such key (remembered too)
 
 
 @dataclass(frozen=True)
@@ -68,14 +74,17 @@ class AuthService:
         *,
         refresh_lifetime: timedelta,
         throttle: ThrottlePolicy,
+        watch: CredentialWatch,
     ) -> None:
         self.db = db
         self.throttle = throttle
         self.passwords = passwords
         self.tokens = tokens
         self.refresh_lifetime = refresh_lifetime
-        self._standing: dict[str, tuple[float, store.TokenStanding]] = {}
-        self._keys: dict[str, tuple[float, api_keys.ApiKey | None]] = {}
+        self.watch = watch
+        self._standing: StandingCache[str, store.TokenStanding] = StandingCache(watch)
+        self._keys: StandingCache[str, _KeyLookup] = StandingCache(watch)
+        self._key_ids: StandingCache[uuid.UUID, _KeyLookup] = StandingCache(watch)
 
     # --- login --------------------------------------------------------------------------
 
@@ -233,7 +242,7 @@ class AuthService:
                 origin=origin,
                 data={"session_id": str(session.session_id)},
             )
-        self._standing.pop(session.token_id, None)
+        self._standing.drop(session.token_id)
 
     # --- every request ------------------------------------------------------------------
 
@@ -245,63 +254,92 @@ class AuthService:
 
     async def _authenticate_key(self, key: str) -> Principal:
         now = datetime.now(UTC)
-        cache_key = "key:" + store.token_digest(key)
-        cached = self._keys.get(cache_key)
-        if cached is not None and time.monotonic() - cached[0] < STANDING_TTL:
-            found = cached[1]
-        else:
+        cache_key = store.token_digest(key)
+        lookup = self._keys.get(cache_key)
+        if lookup is None:
+            ticket = self._keys.ticket()
             async with self.db.read() as conn:
-                found = await api_keys.find_by_key(conn, key)
-            self._remember_key(cache_key, found)
+                lookup = _KeyLookup(await api_keys.find_by_key(conn, key))
+            self._keys.put(cache_key, lookup, ticket)
+        found = lookup.found
         if found is None or not found.usable_at(now):
             raise Unauthorized("the API key is not valid, expired or revoked")
         if found.last_used_at is None or now - found.last_used_at >= api_keys.LAST_USED_RESOLUTION:
             async with self.db.transaction() as conn:
                 await api_keys.touch(conn, found, now)
-            self._keys.pop(cache_key, None)
+            self._keys.drop(cache_key)
         return Principal(kind="api_key", subject_id=found.id, tenant_id=found.tenant_id,
-                         role=found.role)  # fmt: skip
-
-    def _remember_key(self, cache_key: str, found: api_keys.ApiKey | None) -> None:
-        if len(self._keys) >= _STANDING_CACHE_LIMIT:
-            self._keys.clear()
-        self._keys[cache_key] = (time.monotonic(), found)
+                         role=found.role, expires_at=found.expires_at)  # fmt: skip
 
     async def _authenticate_token(self, token: str) -> Principal:
         try:
             claims = self.tokens.verify(token)
         except InvalidTokenError as exc:
             raise Unauthorized(str(exc)) from None
-        standing = await self._standing_of(claims)
-        if standing.revoked:
-            raise Unauthorized("the token has been revoked")
-        if not standing.user_active:
-            raise Unauthorized("the account is deactivated")
-        if claims.generation != standing.token_generation:
-            raise Unauthorized("the token has been revoked")  # role changed since it was issued
+        session = UserSession(
+            claims.token_id, claims.session_id, claims.expires_at, claims.generation
+        )
+        reason = _refusal(await self._standing_of(session, claims.tenant_id, claims.user_id),
+                          session)  # fmt: skip
+        if reason is not None:
+            raise Unauthorized(reason)
         return Principal(
             kind="user",
             subject_id=claims.user_id,
             tenant_id=claims.tenant_id,
             role=claims.role,
-            session=UserSession(claims.token_id, claims.session_id, claims.expires_at),
+            session=session,
+            expires_at=claims.expires_at,
         )
 
-    async def _standing_of(self, claims: AccessClaims) -> store.TokenStanding:
-        jti = claims.token_id
-        now = time.monotonic()
-        cached = self._standing.get(jti)
-        if cached is not None and now - cached[0] < STANDING_TTL:
-            return cached[1]
+    async def recheck(self, principal: Principal) -> str | None:
+        """Why `principal`'s credential is no longer good (revoked, deactivated, demoted,
+        expired), or None while it still is. For a credential in use beyond one request."""
+        now = datetime.now(UTC)
+        if principal.expires_at is not None and principal.expires_at <= now:
+            return "the credential expired"
+        if principal.session is not None:
+            standing = await self._standing_of(
+                principal.session, principal.tenant_id, principal.subject_id
+            )
+            return _refusal(standing, principal.session)
+        lookup = self._key_ids.get(principal.subject_id)
+        if lookup is None:
+            ticket = self._key_ids.ticket()
+            async with self.db.read() as conn:
+                lookup = _KeyLookup(
+                    await api_keys.get_api_key(conn, principal.tenant_id, principal.subject_id)
+                )
+            self._key_ids.put(principal.subject_id, lookup, ticket)
+        found = lookup.found
+        if found is None or not found.usable_at(now) or found.role != principal.role:
+            return "the API key is not valid, expired or revoked"
+        return None
+
+    async def _standing_of(
+        self, session: UserSession, tenant_id: uuid.UUID, user_id: uuid.UUID
+    ) -> store.TokenStanding:
+        standing = self._standing.get(session.token_id)
+        if standing is not None:
+            return standing
+        ticket = self._standing.ticket()
         async with self.db.read() as conn:
             standing = await store.token_standing(
                 conn,
-                jti=jti,
-                session_id=claims.session_id,
-                tenant_id=claims.tenant_id,
-                user_id=claims.user_id,
+                jti=session.token_id,
+                session_id=session.session_id,
+                tenant_id=tenant_id,
+                user_id=user_id,
             )
-        if len(self._standing) >= _STANDING_CACHE_LIMIT:
-            self._standing.clear()  # bounded memory; the next second refills what is hot
-        self._standing[jti] = (now, standing)
+        self._standing.put(session.token_id, standing, ticket)
         return standing
+
+
+def _refusal(standing: store.TokenStanding, session: UserSession) -> str | None:
+    if not standing.user_active:  # first: deactivation revokes the sessions too
+        return "the account is deactivated"
+    if standing.revoked:
+        return "the token has been revoked"
+    if session.generation != standing.token_generation:
+        return "the token has been revoked"  # role changed since it was issued
+    return None

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import structlog
 
+from workflow_engine.auth.credential_guard import CredentialGuard
+from workflow_engine.auth.credential_watch import CredentialWatch
 from workflow_engine.auth.login_throttle import ThrottlePolicy
 from workflow_engine.auth.passwords import HashParameters, Passwords
 from workflow_engine.auth.service import AuthService
@@ -161,6 +163,8 @@ class AuthServiceProvider:
         self._settings = settings
         self._database = database
         self._auth: AuthService | None = None
+        self._watch: CredentialWatch | None = None
+        self._guard: CredentialGuard | None = None
 
     @property
     def auth(self) -> AuthService:
@@ -168,8 +172,16 @@ class AuthServiceProvider:
             raise RuntimeError("the auth service has not started")
         return self._auth
 
+    @property
+    def guard(self) -> CredentialGuard:
+        if self._guard is None:
+            raise RuntimeError("the auth service has not started")
+        return self._guard
+
     async def start(self) -> None:
         settings = self._settings
+        self._watch = CredentialWatch(self._database.database)
+        await self._watch.start()
         self._auth = AuthService(
             self._database.database,
             Passwords(
@@ -195,10 +207,17 @@ class AuthServiceProvider:
                 account_window=timedelta(seconds=settings.login_account_window_seconds),
                 account_lock=timedelta(seconds=settings.login_account_lock_seconds),
             ),
+            watch=self._watch,
         )
+        self._guard = CredentialGuard(self._auth, self._watch)
+        await self._guard.start()
 
     async def stop(self) -> None:
-        self._auth = None
+        if self._guard is not None:
+            await self._guard.stop()
+        if self._watch is not None:
+            await self._watch.stop()
+        self._auth = self._guard = self._watch = None
 
     async def check_health(self) -> Health:
         return Health.ok()

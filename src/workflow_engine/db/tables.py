@@ -124,6 +124,14 @@ api_keys = Table(
     Column("revoked_at", UTCDateTime(), nullable=True),
 )
 
+# One row; its `epoch` moves (by triggers, migration 0017) whenever a credential loses standing.
+credential_epoch = Table(
+    "credential_epoch",
+    metadata,
+    Column("id", Integer(), primary_key=True),
+    Column("epoch", BigInteger(), nullable=False),
+)
+
 login_throttle = Table(
     "login_throttle",
     metadata,

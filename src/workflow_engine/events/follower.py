@@ -5,14 +5,21 @@ tail's window; one that is behind it reads the database from its own cursor, in 
 it reaches the window. Either way it holds at most one batch: a slow consumer delays nobody
 and grows no buffer, it just falls behind the window and catches up from the database.
 
-Cursors are log keys (see `store.py`); clients see positions, the `id` of each message.
+Cursors are log keys (see `store.py`); clients see positions, the `id` of each message. An
+event in the tail's window is encoded as a message once, however many subscribers send it.
+
+A follower ends when the server shuts down (`stop`, looked at after every wake-up and at
+least every `FOLLOW_TIMEOUT`) or at once when its caller's credential is let go (`closing`,
+see `auth/credential_guard.py`).
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import uuid
 from collections.abc import AsyncIterator
+from typing import Any
 
 import anyio
 from sse_starlette import ServerSentEvent
@@ -53,24 +60,31 @@ class LogFollower:
             and (self._type_prefix is None or event.event_type.startswith(self._type_prefix))
         )
 
-    async def messages(self, stop: anyio.Event) -> AsyncIterator[ServerSentEvent]:
-        """Messages until `stop` is set (the server is shutting down): then the generator
-        returns, and the response ends cleanly instead of being cut off."""
-        async for event in self.events(stop):
-            yield _message(event)
+    async def messages(
+        self, stop: anyio.Event, closing: asyncio.Future[Any]
+    ) -> AsyncIterator[bytes]:
+        """Encoded messages until `stop` is set (the server is shutting down) or `closing` is
+        done: then the generator returns, and the response ends cleanly instead of being cut
+        off."""
+        async for event in self.events(stop, closing):
+            yield self._tail.encoded(event, message)
 
-    async def events(self, stop: anyio.Event) -> AsyncIterator[RecordedEvent]:
-        """The wanted events, in log order, until `stop` is set."""
+    async def events(
+        self, stop: anyio.Event, closing: asyncio.Future[Any]
+    ) -> AsyncIterator[RecordedEvent]:
+        """The wanted events, in log order, until `stop` is set or `closing` is done."""
         with self._tail.following():
-            async for event in self._follow(stop):
+            async for event in self._follow(stop, closing):
                 yield event
 
-    async def _follow(self, stop: anyio.Event) -> AsyncIterator[RecordedEvent]:
+    async def _follow(
+        self, stop: anyio.Event, closing: asyncio.Future[Any]
+    ) -> AsyncIterator[RecordedEvent]:
         if self._after is not None:
             key = await self._store.log_key(self._tenant_id, self._after)
         else:
             key = self._tail.end or await self._store.log_head(self._tenant_id)
-        while not stop.is_set():
+        while not (stop.is_set() or closing.done()):
             seen = self._tail.generation
             recent = self._tail.since(key)
             if recent is None:  # behind the window: catch up from the database
@@ -79,21 +93,25 @@ class LogFollower:
                     after=key, limit=BATCH, tenant_id=self._tenant_id
                 )
                 for event in batch:
+                    if closing.done():
+                        return
                     key = event.key
                     if self.wanted(event):
                         yield event
                 if len(batch) == BATCH:
                     continue
                 if settled is None:  # the tail has not found the log yet: poll politely
-                    await _wait_unless_stopped(self._tail, seen, stop)
+                    await self._tail.wait(seen, unless=closing)
                 key = _caught_up(key, settled)
                 continue
             for event in recent:
+                if closing.done():
+                    return
                 key = event.key
                 if self.wanted(event):
                     yield event
             if not recent:
-                await _wait_unless_stopped(self._tail, seen, stop)
+                await self._tail.wait(seen, unless=closing)
 
 
 def _caught_up(key: LogKey, settled: LogKey | None) -> LogKey:
@@ -103,20 +121,11 @@ def _caught_up(key: LogKey, settled: LogKey | None) -> LogKey:
     return key if settled is None else max(key, settled)
 
 
-async def _wait_unless_stopped(tail: LogTail, seen: int, stop: anyio.Event) -> None:
-    async with anyio.create_task_group() as waiting:
-
-        async def on_stop() -> None:
-            await stop.wait()
-            waiting.cancel_scope.cancel()
-
-        waiting.start_soon(on_stop)
-        await tail.wait(seen)
-        waiting.cancel_scope.cancel()
-
-
-def _message(event: RecordedEvent) -> ServerSentEvent:
-    return ServerSentEvent(id=str(event.position), event=event.event_type, data=_json(event))
+def message(event: RecordedEvent) -> bytes:
+    """The event as one server-sent message: `id` its position, `event` its type."""
+    return ServerSentEvent(
+        id=str(event.position), event=event.event_type, data=_json(event)
+    ).encode()
 
 
 def _json(event: RecordedEvent) -> str:

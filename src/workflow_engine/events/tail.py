@@ -9,7 +9,8 @@ take their next events from the window — no query of their own — and followe
 it (a slow consumer, a client resuming from an old position) read the database from their own
 cursor until they reach it. So a thousand idle subscribers cost one query per wake-up, not a
 thousand, and memory is bounded by the window (in events and in bytes) whatever the consumers
-do: a follower takes at most one batch from it at a time.
+do: a follower takes at most one batch from it at a time. The window also keeps each event's
+encoded message once a subscriber asked for it, so the thousand send the same bytes.
 
 The window holds a contiguous run of the log: every event whose key lies in
 (`start`, `end`], in log order. Tenant filtering is the follower's job; the tail reads with
@@ -22,7 +23,8 @@ import asyncio
 import contextlib
 import json
 from bisect import bisect_right
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import structlog
 
@@ -55,6 +57,7 @@ class LogTail:
         self._events: list[RecordedEvent] = []
         self._keys: list[LogKey] = []
         self._sizes: list[int] = []
+        self._encoded: dict[LogKey, bytes] = {}
         self._bytes = 0
         self._start: LogKey | None = None
         self._changed = Signal()
@@ -101,9 +104,26 @@ class LogTail:
         first = bisect_right(self._keys, key)
         return self._events[first : first + limit]
 
-    async def wait(self, seen: int, timeout: float = FOLLOW_TIMEOUT) -> None:
-        """Return once `generation` differs from `seen`, or after `timeout` seconds."""
-        await self._changed.wait(seen, timeout)
+    def encoded(self, event: RecordedEvent, encode: Callable[[RecordedEvent], bytes]) -> bytes:
+        """`encode(event)`, made once for an event of the window and shared."""
+        found = self._encoded.get(event.key)
+        if found is None:
+            found = encode(event)
+            end = self.end
+            if self._start is not None and end is not None and self._start < event.key <= end:
+                self._encoded[event.key] = found
+        return found
+
+    async def wait(
+        self,
+        seen: int,
+        timeout: float = FOLLOW_TIMEOUT,
+        *,
+        unless: asyncio.Future[Any] | None = None,
+    ) -> bool:
+        """Return once `generation` differs from `seen`, `unless` is done, or after `timeout`
+        seconds; False only in the last case."""
+        return await self._changed.wait(seen, timeout, unless=unless)
 
     async def _run(self) -> None:
         while True:
@@ -125,6 +145,7 @@ class LogTail:
 
     def _forget(self) -> None:
         self._events.clear()
+        self._encoded.clear()
         self._keys.clear()
         self._sizes.clear()
         self._bytes = 0
@@ -156,6 +177,8 @@ class LogTail:
             freed += self._sizes[dropped]
             dropped += 1
         self._start = self._keys[dropped - 1]
+        for key in self._keys[:dropped]:
+            self._encoded.pop(key, None)
         del self._events[:dropped]
         del self._keys[:dropped]
         del self._sizes[:dropped]
