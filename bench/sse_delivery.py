@@ -6,9 +6,15 @@
 Starts `workflow-engine serve` (SQLite in a temporary directory, and a throwaway PostgreSQL
 database when given), opens N `GET /api/v1/events/stream` connections, then appends events
 one at a time with `POST /events`, each carrying the time it was sent. Latency is measured per
-(subscriber, event) from just before the POST to the moment the subscriber parsed the message.
-Client and server share the machine, so the figures include the client's own parsing of
-N streams in one Python process.
+(subscriber, event) from just before the POST to the moment the subscriber read the message.
+
+The subscribers are bare HTTP/1.1 connections over asyncio streams in one client process
+(httpx would spend more CPU parsing a thousand streams than the server spends writing them,
+and client and server share the machine): each reads until the end of a message and takes its
+`sent_at`. The figures still include the client's own reading of N streams.
+
+Also reports the server's resident memory (VmRSS from /proc) before the subscribers connect
+and after the last event was delivered.
 """
 
 from __future__ import annotations
@@ -28,37 +34,68 @@ import httpx
 from harness import free_port, login, process_env, start, throwaway_postgres, wait_healthy
 
 
-async def measure(base: str, subscribers: int, events: int) -> dict[str, float]:
-    limits = httpx.Limits(max_connections=None, max_keepalive_connections=None)
-    async with httpx.AsyncClient(base_url=base, limits=limits, timeout=60) as client:
+def rss_mb(pid: int) -> float:
+    """A process's resident memory in MB, as the kernel counts it."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError(f"no VmRSS for {pid}")
+
+
+async def subscriber(
+    host: str, port: int, request: bytes, events: int, latencies: list[float],
+    connected: asyncio.Event, counter: list[int], subscribers: int,
+) -> None:  # fmt: skip
+    reader, writer = await asyncio.open_connection(host, port)
+    try:
+        writer.write(request)
+        status = await reader.readline()
+        if b" 200 " not in status:
+            raise SystemExit(f"the stream answered {status!r}")
+        while (await reader.readline()) not in (b"\r\n", b""):
+            pass  # response headers
+        counter[0] += 1
+        if counter[0] == subscribers:
+            connected.set()
+        received = 0
+        while received < events:
+            # Chunked transfer: a chunk size line, then the chunk, which holds whole messages.
+            size = int((await reader.readline()).strip(), 16)
+            chunk = await reader.readexactly(size + 2)
+            now = time.time()
+            for line in chunk.split(b"\n"):
+                if line.startswith(b"data:"):
+                    latencies.append(now - json.loads(line[5:])["data"]["sent_at"])
+                    received += 1
+    finally:
+        writer.close()
+
+
+async def measure(base: str, pid: int, subscribers: int, events: int) -> dict[str, float]:
+    async with httpx.AsyncClient(base_url=base, timeout=60) as client:
         headers = await login(client)
         aggregate = f"bench-{uuid.uuid4().hex[:8]}"
+        host, port = base.removeprefix("http://").split(":")
+        request = (
+            f"GET /api/v1/events/stream?aggregate_id={aggregate} HTTP/1.1\r\n"
+            f"Host: {host}:{port}\r\nAuthorization: {headers['Authorization']}\r\n"
+            "Accept: text/event-stream\r\n\r\n"
+        ).encode()
         latencies: list[float] = []
-        connected = 0
-        all_connected = asyncio.Event()
-
-        async def subscribe() -> None:
-            nonlocal connected
-            received = 0
-            params = {"aggregate_id": aggregate}
-            async with client.stream(
-                "GET", "/api/v1/events/stream", headers=headers, params=params
-            ) as stream:
-                stream.raise_for_status()
-                connected += 1
-                if connected == subscribers:
-                    all_connected.set()
-                async for line in stream.aiter_lines():
-                    if line.startswith("data:"):
-                        sent = json.loads(line[5:])["data"]["sent_at"]
-                        latencies.append(time.time() - sent)
-                        received += 1
-                        if received == events:
-                            return
-
-        tasks = [asyncio.create_task(subscribe()) for _ in range(subscribers)]
-        await asyncio.wait_for(all_connected.wait(), 120)
+        connected = asyncio.Event()
+        counter = [0]
+        idle_rss = rss_mb(pid)
+        tasks = [
+            asyncio.create_task(
+                subscriber(
+                    host, int(port), request, events, latencies, connected, counter, subscribers
+                )
+            )
+            for _ in range(subscribers)
+        ]
+        await asyncio.wait_for(connected.wait(), 120)
         await asyncio.sleep(1)  # every stream is past its first read and waiting
+        connected_rss = rss_mb(pid)
         started = time.perf_counter()
         for _ in range(events):
             response = await client.post(
@@ -71,6 +108,7 @@ async def measure(base: str, subscribers: int, events: int) -> dict[str, float]:
             await asyncio.sleep(0.5)
         await asyncio.wait_for(asyncio.gather(*tasks), 120)
         elapsed = time.perf_counter() - started
+        final_rss = rss_mb(pid)
     latencies.sort()
     return {
         "deliveries": len(latencies),
@@ -79,6 +117,9 @@ async def measure(base: str, subscribers: int, events: int) -> dict[str, float]:
         "p99": latencies[int(len(latencies) * 0.99) - 1] * 1000,
         "max": latencies[-1] * 1000,
         "seconds": elapsed,
+        "idle_rss": idle_rss,
+        "connected_rss": connected_rss,
+        "final_rss": final_rss,
     }
 
 
@@ -90,13 +131,16 @@ def run(label: str, database_url: str | None, subscribers: int, events: int) -> 
         try:
             base = f"http://127.0.0.1:{port}"
             asyncio.run(wait_healthy(base, server, Path(directory) / "server.log"))
-            result = asyncio.run(measure(base, subscribers, events))
+            result = asyncio.run(measure(base, server.pid, subscribers, events))
         finally:
             server.terminate()
             server.wait(30)
+    expected = subscribers * events
     print(
-        f"| {label} | {subscribers} | {events} | {result['deliveries']:,.0f} | "
-        f"{result['p50']:.0f} | {result['p95']:.0f} | {result['p99']:.0f} | {result['max']:.0f} |"
+        f"| {label} | {subscribers} | {events} | {result['deliveries']:,.0f} of {expected:,} | "
+        f"{result['p50']:.0f} | {result['p95']:.0f} | {result['p99']:.0f} | {result['max']:.0f} "
+        f"| {result['idle_rss']:.0f} → {result['final_rss']:.0f} "
+        f"(+{result['final_rss'] - result['idle_rss']:.0f}) |"
     )
 
 
@@ -107,8 +151,9 @@ def main() -> None:
     parser.add_argument("--postgres", help="a server the benchmark may create a database on")
     args = parser.parse_args()
     print(f"Python {platform.python_version()} on {platform.machine()}, {os.cpu_count()} CPUs\n")
-    print("| database | subscribers | events | deliveries | p50 ms | p95 ms | p99 ms | max ms |")
-    print("|---|---|---|---|---|---|---|---|")
+    print("| database | subscribers | events | deliveries | p50 ms | p95 ms | p99 ms | max ms "
+          "| server RSS MB |")  # fmt: skip
+    print("|---|---|---|---|---|---|---|---|---|")
     run("SQLite", None, args.subscribers, args.events)
     if args.postgres:
         with throwaway_postgres(args.postgres) as url:

@@ -42,5 +42,7 @@ class Signal:
             waiting.append(unless)
         # `asyncio.wait` never cancels what it waits on: the shared future stays good for the
         # other waiters when this one times out or is cancelled.
-        done, _pending = await asyncio.wait(waiting, timeout=timeout)
+        done, _pending = await asyncio.wait(
+            waiting, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
+        )
         return bool(done)
