@@ -13,8 +13,9 @@ The subscribers are bare HTTP/1.1 connections over asyncio streams in one client
 and client and server share the machine): each reads until the end of a message and takes its
 `sent_at`. The figures still include the client's own reading of N streams.
 
-Also reports the server's resident memory (VmRSS from /proc) before the subscribers connect
-and after the last event was delivered.
+Also reports the server's CPU time per delivered message while the events flow, and its
+resident memory (VmRSS) before the subscribers connect and after the last event was delivered,
+both from /proc.
 """
 
 from __future__ import annotations
@@ -32,6 +33,12 @@ from pathlib import Path
 
 import httpx
 from harness import free_port, login, process_env, start, throwaway_postgres, wait_healthy
+
+
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU time a process has used, from /proc/<pid>/stat."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def rss_mb(pid: int) -> float:
@@ -96,6 +103,7 @@ async def measure(base: str, pid: int, subscribers: int, events: int) -> dict[st
         await asyncio.wait_for(connected.wait(), 120)
         await asyncio.sleep(1)  # every stream is past its first read and waiting
         connected_rss = rss_mb(pid)
+        cpu_before = cpu_seconds(pid)
         started = time.perf_counter()
         for _ in range(events):
             response = await client.post(
@@ -108,6 +116,7 @@ async def measure(base: str, pid: int, subscribers: int, events: int) -> dict[st
             await asyncio.sleep(0.5)
         await asyncio.wait_for(asyncio.gather(*tasks), 120)
         elapsed = time.perf_counter() - started
+        cpu = cpu_seconds(pid) - cpu_before
         final_rss = rss_mb(pid)
     latencies.sort()
     return {
@@ -117,6 +126,7 @@ async def measure(base: str, pid: int, subscribers: int, events: int) -> dict[st
         "p99": latencies[int(len(latencies) * 0.99) - 1] * 1000,
         "max": latencies[-1] * 1000,
         "seconds": elapsed,
+        "cpu_us": cpu / max(len(latencies), 1) * 1e6,
         "idle_rss": idle_rss,
         "connected_rss": connected_rss,
         "final_rss": final_rss,
@@ -139,7 +149,7 @@ def run(label: str, database_url: str | None, subscribers: int, events: int) -> 
     print(
         f"| {label} | {subscribers} | {events} | {result['deliveries']:,.0f} of {expected:,} | "
         f"{result['p50']:.0f} | {result['p95']:.0f} | {result['p99']:.0f} | {result['max']:.0f} "
-        f"| {result['idle_rss']:.0f} → {result['final_rss']:.0f} "
+        f"| {result['cpu_us']:.0f} | {result['idle_rss']:.0f} → {result['final_rss']:.0f} "
         f"(+{result['final_rss'] - result['idle_rss']:.0f}) |"
     )
 
@@ -152,8 +162,8 @@ def main() -> None:
     args = parser.parse_args()
     print(f"Python {platform.python_version()} on {platform.machine()}, {os.cpu_count()} CPUs\n")
     print("| database | subscribers | events | deliveries | p50 ms | p95 ms | p99 ms | max ms "
-          "| server RSS MB |")  # fmt: skip
-    print("|---|---|---|---|---|---|---|---|---|")
+          "| server CPU µs per delivery | server RSS MB |")  # fmt: skip
+    print("|---|---|---|---|---|---|---|---|---|---|")
     run("SQLite", None, args.subscribers, args.events)
     if args.postgres:
         with throwaway_postgres(args.postgres) as url:

@@ -43,7 +43,7 @@ def event_stream(
     stop = anyio.Event()  # set by sse-starlette when the server begins to shut down
 
     async def messages() -> AsyncIterator[Message]:
-        with guard.guarding(principal) as closing:
+        with guard.guarding(principal) as closing, metrics.subscribing():
             async for message in produce(stop, closing):
                 yield message
             if closing.done():
@@ -51,6 +51,6 @@ def event_stream(
                 yield ServerSentEvent(event="closed", data=json.dumps(detail))
 
     return EventSourceResponse(
-        metrics.subscribed(messages()), ping=PING_SECONDS, send_timeout=SEND_TIMEOUT,
+        messages(), ping=PING_SECONDS, send_timeout=SEND_TIMEOUT,
         shutdown_event=stop, shutdown_grace_period=SHUTDOWN_GRACE,
     )  # fmt: skip

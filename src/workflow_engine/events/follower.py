@@ -65,21 +65,24 @@ class LogFollower:
     ) -> AsyncIterator[bytes]:
         """Encoded messages until `stop` is set (the server is shutting down) or `closing` is
         done: then the generator returns, and the response ends cleanly instead of being cut
-        off."""
-        async for event in self.events(stop, closing):
-            yield self._tail.encoded(event, message)
+        off. The wanted events of one read go out together, as one write."""
+        with self._tail.following():
+            async for batch in self._follow(stop, closing):
+                yield b"".join(self._tail.encoded(event, message) for event in batch)
 
     async def events(
         self, stop: anyio.Event, closing: asyncio.Future[Any]
     ) -> AsyncIterator[RecordedEvent]:
         """The wanted events, in log order, until `stop` is set or `closing` is done."""
         with self._tail.following():
-            async for event in self._follow(stop, closing):
-                yield event
+            async for batch in self._follow(stop, closing):
+                for event in batch:
+                    yield event
 
     async def _follow(
         self, stop: anyio.Event, closing: asyncio.Future[Any]
-    ) -> AsyncIterator[RecordedEvent]:
+    ) -> AsyncIterator[list[RecordedEvent]]:
+        """Batches of wanted events, each from one read of the window or the database."""
         if self._after is not None:
             key = await self._store.log_key(self._tenant_id, self._after)
         else:
@@ -92,25 +95,23 @@ class LogFollower:
                 batch = await self._store.read_log(
                     after=key, limit=BATCH, tenant_id=self._tenant_id
                 )
-                for event in batch:
-                    if closing.done():
-                        return
-                    key = event.key
-                    if self.wanted(event):
-                        yield event
+                if closing.done():
+                    return
+                if batch:
+                    key = batch[-1].key
+                    if wanted := [event for event in batch if self.wanted(event)]:
+                        yield wanted
                 if len(batch) == BATCH:
                     continue
                 if settled is None:  # the tail has not found the log yet: poll politely
                     await self._tail.wait(seen, unless=closing)
                 key = _caught_up(key, settled)
                 continue
-            for event in recent:
-                if closing.done():
-                    return
-                key = event.key
-                if self.wanted(event):
-                    yield event
-            if not recent:
+            if recent:
+                key = recent[-1].key
+                if wanted := [event for event in recent if self.wanted(event)]:
+                    yield wanted
+            else:
                 await self._tail.wait(seen, unless=closing)
 
 

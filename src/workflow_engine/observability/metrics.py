@@ -19,10 +19,10 @@ import os
 import re
 import socket
 import threading
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from socketserver import ThreadingMixIn
-from typing import Any, TypeVar
+from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from prometheus_client import (
@@ -39,7 +39,6 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
 from prometheus_client.registry import Collector
 
-T = TypeVar("T")
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 MULTIPROCESS_DIR = "PROMETHEUS_MULTIPROC_DIR"
 
@@ -136,12 +135,12 @@ mcp_duration = Histogram(
 )
 
 
-async def subscribed(messages: AsyncIterator[T]) -> AsyncIterator[T]:
-    """`messages`, counted in `sse_subscribers` while a client is reading them."""
+@contextlib.contextmanager
+def subscribing() -> Iterator[None]:
+    """Counts a stream in `sse_subscribers` while it is open."""
     sse_subscribers.inc()
     try:
-        async for message in messages:
-            yield message
+        yield
     finally:
         sse_subscribers.dec()
 
