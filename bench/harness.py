@@ -47,10 +47,12 @@ def process_env(data_dir: Path, database_url: str | None, **extra: str) -> dict[
     return env
 
 
-def start(command: str, data_dir: Path, env: dict[str, str], name: str) -> subprocess.Popen[bytes]:
+def start(
+    command: str, data_dir: Path, env: dict[str, str], name: str, *args: str
+) -> subprocess.Popen[bytes]:
     binary = Path(sys.executable).parent / "workflow-engine"
     with (data_dir / f"{name}.log").open("wb") as log:  # the child keeps its own descriptor
-        return subprocess.Popen([str(binary), command], env=env, stdout=log, stderr=log)
+        return subprocess.Popen([str(binary), command, *args], env=env, stdout=log, stderr=log)
 
 
 async def wait_healthy(base: str, server: subprocess.Popen[bytes], log: Path) -> None:

@@ -1,37 +1,49 @@
-"""What the middleware stack costs: an authenticated status read against a bare route.
+"""What the request path costs: authenticated reads and the middleware against a bare route.
 
     .venv/bin/python bench/middleware.py [--seconds 15] [--concurrency 16]
+        [--postgres postgresql://postgres@127.0.0.1/postgres] [--redis redis://127.0.0.1:6379/15]
 
-Three targets, each a single uvicorn process on loopback, driven by the same client (httpx,
-keep-alive connections, `--concurrency` requests in flight) for `--seconds`:
+Every target is a real server process on loopback, driven by the same client: `--concurrency`
+keep-alive HTTP/1.1 connections, each sending its next request when the last answer is in, for
+`--seconds` (closed loop: the most the target answers). Rows:
 
 1. bare: a Starlette app with one route answering a small JSON document — no middleware, no
-   database: the floor of uvicorn plus the client.
+   database: the floor of uvicorn plus the client, the yardstick of the ratios.
 2. /health: our server's liveness route — the whole middleware stack (correlation id, access
    log and metrics, security headers, error handling, rate limiting of an anonymous caller,
-   body checks, tracing) but no authentication and no database.
+   body checks) but no authentication and no database.
 3. status: `GET /api/v1/workflows/{id}/status` with a bearer token — the middleware stack,
-   JWT verification and revocation check, the rate limiter per principal, and the run's read
-   (SQLite, the embedded default).
+   the token's verification and standing, the rate limiter per principal, and the run's read;
+   on SQLite (the embedded default) and, with `--postgres`, on a throwaway PostgreSQL
+   database.
+4. with `--postgres` and `--redis`: the status read with the rate limits kept in Redis (what
+   several processes need) by one process and by `serve --workers 2`, and their ratio.
 
-Reports requests per second and p50/p99 latency as the client saw them. The client runs on
-the same machine and takes a share of its CPU; compare the rows with each other.
+Then the status read at a steady 500 requests/s (open loop: each request has its scheduled
+time and its latency counts from it, so a stall shows as latency instead of fewer requests),
+and the idle server's resident memory (VmRSS from /proc) with its embedded worker.
+
+The client runs on the same machine and takes a share of its CPU: compare the rows with each
+other, as ratios, not with other machines.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import platform
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import httpx
-from harness import free_port, login, process_env, start, wait_healthy
+from harness import free_port, login, process_env, start, throwaway_postgres, wait_healthy
 
 BARE_APP = """
 from starlette.applications import Starlette
@@ -45,36 +57,52 @@ async def status(request):
 
 app = Starlette(routes=[Route("/status/{id}", status)])
 """
+STEADY_RATE = 500  # requests per second
 
 
-async def drive(base: str, path: str, headers: dict[str, str], seconds: float,
-                concurrency: int) -> tuple[float, list[float]]:  # fmt: skip
-    """`concurrency` keep-alive connections, each sending the next request when the last
-    answer is in. A bare HTTP/1.1 client over asyncio streams: httpx would cost more CPU
+class Connection:
+    """A bare HTTP/1.1 keep-alive connection over asyncio streams: httpx would cost more CPU
     than the servers under test, and the client shares their machine."""
-    host, port = base.removeprefix("http://").split(":")
-    head = "".join(f"{name}: {value}\r\n" for name, value in headers.items())
-    request = f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\n{head}\r\n".encode()
+
+    def __init__(self, base: str, path: str, headers: dict[str, str]) -> None:
+        self.host, port = base.removeprefix("http://").split(":")
+        self.port = int(port)
+        head = "".join(f"{name}: {value}\r\n" for name, value in headers.items())
+        self.request = f"GET {path} HTTP/1.1\r\nHost: {self.host}:{port}\r\n{head}\r\n".encode()
+        self.path = path
+
+    async def __aenter__(self) -> Connection:
+        self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
+        return self
+
+    async def __aexit__(self, *_exc: object) -> None:
+        self.writer.close()
+
+    async def get(self) -> None:
+        self.writer.write(self.request)
+        status_line = await self.reader.readline()
+        length = 0
+        while (line := await self.reader.readline()) not in (b"\r\n", b""):
+            if line.lower().startswith(b"content-length:"):
+                length = int(line.split(b":", 1)[1])
+        await self.reader.readexactly(length)
+        if b" 200 " not in status_line:
+            raise SystemExit(f"{self.path} answered {status_line!r}")
+
+
+async def closed_loop(
+    base: str, path: str, headers: dict[str, str], seconds: float, concurrency: int
+) -> tuple[float, list[float]]:
+    """Requests per second and latencies with `concurrency` requests always in flight."""
     latencies: list[float] = []
 
     async def one_connection(stop: float, record: bool) -> None:
-        reader, writer = await asyncio.open_connection(host, int(port))
-        try:
+        async with Connection(base, path, headers) as connection:
             while time.perf_counter() < stop:
                 started = time.perf_counter()
-                writer.write(request)
-                status_line = await reader.readline()
-                length = 0
-                while (line := await reader.readline()) not in (b"\r\n", b""):
-                    if line.lower().startswith(b"content-length:"):
-                        length = int(line.split(b":", 1)[1])
-                await reader.readexactly(length)
-                if b" 200 " not in status_line:
-                    raise SystemExit(f"{path} answered {status_line!r}")
+                await connection.get()
                 if record:
                     latencies.append(time.perf_counter() - started)
-        finally:
-            writer.close()
 
     await one_connection(time.perf_counter() + 1, record=False)  # warm up
     began = time.perf_counter()
@@ -83,79 +111,161 @@ async def drive(base: str, path: str, headers: dict[str, str], seconds: float,
     return len(latencies) / (time.perf_counter() - began), latencies
 
 
-def row(name: str, rps: float, latencies: list[float]) -> str:
+async def steady(
+    base: str, path: str, headers: dict[str, str], seconds: float, rate: int, connections: int = 16
+) -> list[float]:
+    """Latencies at a steady `rate`, each counted from the request's scheduled time."""
+    latencies: list[float] = []
+    began = time.perf_counter() + 0.5
+    total = int(rate * seconds)
+
+    async def one_connection(offset: int) -> None:
+        async with Connection(base, path, headers) as connection:
+            for n in range(offset, total, connections):
+                scheduled = began + n / rate
+                await asyncio.sleep(max(0.0, scheduled - time.perf_counter()))
+                await connection.get()
+                latencies.append(time.perf_counter() - scheduled)
+
+    await asyncio.gather(*(one_connection(offset) for offset in range(connections)))
+    return latencies
+
+
+def p99(latencies: list[float]) -> float:
     ordered = sorted(latencies)
-    p99 = ordered[int(0.99 * (len(ordered) - 1))]
-    return (f"| {name} | {rps:,.0f} | {statistics.median(ordered) * 1000:.2f} ms "
-            f"| {p99 * 1000:.2f} ms |")  # fmt: skip
+    return ordered[int(0.99 * (len(ordered) - 1))]
 
 
-async def bare(seconds: float, concurrency: int, work: Path) -> str:
+def row(name: str, rps: float, latencies: list[float], bare_rps: float | None) -> str:
+    ratio = f"1/{bare_rps / rps:.1f}" if bare_rps else "1"
+    return (f"| {name} | {rps:,.0f} | {ratio} | {statistics.median(latencies) * 1000:.2f} ms "
+            f"| {p99(latencies) * 1000:.2f} ms |")  # fmt: skip
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError(f"no VmRSS for {pid}")
+
+
+@contextlib.contextmanager
+def bare_server(work: Path) -> Iterator[str]:
     (work / "bare_app.py").write_text(BARE_APP)
     port = free_port()
     env = {**os.environ, "PYTHONPATH": str(work)}
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "uvicorn", "bare_app:app", "--port", str(port), "--log-level",
-        "warning", "--no-access-log", env=env,
+    process = subprocess.Popen(
+        [sys.executable, "-m", "uvicorn", "bare_app:app", "--port", str(port), "--log-level",
+         "warning", "--no-access-log"], env=env,
     )  # fmt: skip
-    base = f"http://127.0.0.1:{port}"
     try:
         for _ in range(100):
             try:
-                async with httpx.AsyncClient() as client:
-                    await client.get(f"{base}/status/x")
+                httpx.get(f"http://127.0.0.1:{port}/status/x")
                 break
             except httpx.TransportError:
-                await asyncio.sleep(0.1)
-        rps, latencies = await drive(base, "/status/a-run-id", {}, seconds, concurrency)
-        return row("bare Starlette route", rps, latencies)
+                time.sleep(0.1)
+        yield f"http://127.0.0.1:{port}"
     finally:
         process.terminate()
-        await process.wait()
+        process.wait()
 
 
-async def ours(seconds: float, concurrency: int, work: Path) -> list[str]:
+@contextlib.asynccontextmanager
+async def our_server(
+    work: Path, database_url: str | None, *args: str, **env: str
+) -> AsyncIterator[tuple[str, subprocess.Popen[bytes], dict[str, str], str]]:
+    """A server with a finished run: its base URL, process, auth headers and status path."""
     port = free_port()
-    env = process_env(work, None, PORT=str(port), LOG_LEVEL="warning")
-    server = start("serve", work, env, "server")
+    data_dir = work / f"server-{port}"
+    data_dir.mkdir()
+    environment = process_env(data_dir, database_url, PORT=str(port), LOG_LEVEL="warning", **env)
+    server = start("serve", data_dir, environment, "server", *args)
     base = f"http://127.0.0.1:{port}"
     try:
-        await wait_healthy(base, server, work / "server.log")
+        await wait_healthy(base, server, data_dir / "server.log")
         async with httpx.AsyncClient(base_url=base) as client:
             headers = await login(client)
             triggered = await client.post(
-                "/api/v1/workflows/trigger", headers=headers,
+                "/api/v1/workflows/trigger?wait=10", headers=headers,
                 json={"workflow_name": "order_summary",
                       "data": {"customer": "Ada", "items": [{"name": "Manual", "amount": 1}]}},
             )  # fmt: skip
             status_path = triggered.json()["links"]["status"]
-            for _ in range(100):
-                if (await client.get(status_path, headers=headers)).json()["status"] == "completed":
-                    break
-                await asyncio.sleep(0.05)
-        health = await drive(base, "/health", {}, seconds, concurrency)
-        status = await drive(base, status_path, headers, seconds, concurrency)
-        return [row("/health (middleware, no auth, no database)", *health),
-                row("authenticated status read (SQLite)", *status)]  # fmt: skip
+            assert (await client.get(status_path, headers=headers)).json()["status"] == "completed"
+        yield base, server, headers, status_path
     finally:
         server.terminate()
         server.wait()
 
 
-async def main() -> None:
+async def measure(args: argparse.Namespace, url: str | None) -> None:
+    seconds, concurrency = args.seconds, args.concurrency
+    rows: list[str] = []
+    steady_rows: list[str] = []
+    notes: list[str] = []
+    with tempfile.TemporaryDirectory() as directory:
+        work = Path(directory)
+        with bare_server(work) as base:
+            bare_rps, latencies = await closed_loop(base, "/status/a-run-id", {}, seconds,
+                                                    concurrency)  # fmt: skip
+        rows.append(row("bare Starlette route", bare_rps, latencies, None))
+
+        async with our_server(work, None) as (base, server, headers, status_path):
+            await asyncio.sleep(3)  # idle: the worker and the pollers at rest
+            notes.append(f"idle server with its embedded worker (SQLite): "
+                         f"{rss_mb(server.pid):.0f} MB RSS")  # fmt: skip
+            rps, latencies = await closed_loop(base, "/health", {}, seconds, concurrency)
+            rows.append(row("/health (middleware, no auth, no database)", rps, latencies,
+                            bare_rps))  # fmt: skip
+            rps, latencies = await closed_loop(base, status_path, headers, seconds, concurrency)
+            rows.append(row("authenticated status read (SQLite)", rps, latencies, bare_rps))
+            latencies = await steady(base, status_path, headers, seconds, STEADY_RATE)
+            steady_rows.append(f"| status read (SQLite) | {STEADY_RATE} | "
+                               f"{p99(latencies) * 1000:.2f} ms |")  # fmt: skip
+
+        if url:
+            async with our_server(work, url) as (base, _server, headers, status_path):
+                rps, latencies = await closed_loop(base, status_path, headers, seconds,
+                                                   concurrency)  # fmt: skip
+                rows.append(row("authenticated status read (PostgreSQL)", rps, latencies,
+                                bare_rps))  # fmt: skip
+                latencies = await steady(base, status_path, headers, seconds, STEADY_RATE)
+                steady_rows.append(f"| status read (PostgreSQL) | {STEADY_RATE} | "
+                                   f"{p99(latencies) * 1000:.2f} ms |")  # fmt: skip
+            if args.redis:
+                shared = {"RATE_LIMIT_STORAGE_URL": args.redis}
+                measured: dict[int, float] = {}
+                for workers in (1, 2):
+                    async with our_server(work, url, "--workers", str(workers), **shared) as (
+                        base, _server, headers, status_path
+                    ):  # fmt: skip
+                        rps, latencies = await closed_loop(base, status_path, headers, seconds,
+                                                           concurrency)  # fmt: skip
+                    measured[workers] = rps
+                    rows.append(row(f"status read (PostgreSQL, limits in Redis), "
+                                    f"--workers {workers}", rps, latencies, bare_rps))  # fmt: skip
+                notes.append(f"--workers 2 ÷ --workers 1 (PostgreSQL, limits in Redis): "
+                             f"{measured[2] / measured[1]:.2f} times")  # fmt: skip
+    print(f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
+          f"{concurrency} in flight, {seconds:g} s each")  # fmt: skip
+    print("| target | requests/s | ÷ bare | p50 | p99 |\n|---|---|---|---|---|")
+    print("\n".join(rows))
+    print("\n| at a steady rate | requests/s | p99 |\n|---|---|---|\n" + "\n".join(steady_rows))
+    print("\n" + "\n".join(f"- {note}" for note in notes))
+
+
+def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=float, default=15)
     parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--postgres", help="a server the benchmark may create databases on")
+    parser.add_argument("--redis", help="a Redis database for the rate limits of --workers 2")
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as directory:
-        work = Path(directory)
-        rows = [await bare(args.seconds, args.concurrency, work)]
-        rows += await ours(args.seconds, args.concurrency, work)
-    print(f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
-          f"{args.concurrency} in flight, {args.seconds:g} s each")  # fmt: skip
-    print("| target | requests/s | p50 | p99 |\n|---|---|---|---|")
-    print("\n".join(rows))
+    with contextlib.ExitStack() as stack:
+        url = stack.enter_context(throwaway_postgres(args.postgres)) if args.postgres else None
+        asyncio.run(measure(args, url))
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    main()
