@@ -41,6 +41,9 @@ class IssuedToken:
     claims: AccessClaims
 
 
+VERIFIED_LIMIT = 10_000
+
+
 class TokenIssuer:
     def __init__(
         self,
@@ -56,6 +59,7 @@ class TokenIssuer:
         self.audience = audience
         self.lifetime = lifetime
         self.leeway = leeway
+        self._verified: dict[str, AccessClaims] = {}
 
     def issue(
         self,
@@ -96,6 +100,21 @@ class TokenIssuer:
         return IssuedToken(token, claims)
 
     def verify(self, token: str) -> AccessClaims:
+        """The token's claims, or `InvalidTokenError`. A token is checked (signature, issuer,
+        audience, claims) once and then remembered until it expires: the answer depends only
+        on the token and the clock, and a busy client presents the same token all day."""
+        claims = self._verified.get(token)
+        if claims is None:
+            claims = self._check(token)
+            if len(self._verified) >= VERIFIED_LIMIT:
+                self._verified.clear()  # bounded memory; what is in use comes back at once
+            self._verified[token] = claims
+        if datetime.now(UTC) >= claims.expires_at + self.leeway:
+            self._verified.pop(token, None)
+            raise InvalidTokenError("the token has expired")
+        return claims
+
+    def _check(self, token: str) -> AccessClaims:
         try:
             # One algorithm, ours: `none` and HMAC-with-the-public-key confusions fail here.
             payload = jwt.decode(
