@@ -71,17 +71,18 @@ documents; every response carries an `X-Correlation-ID` header.
 """
 
 #: The routers of the public API, in the order they are mounted. Fixed paths come before
-#: parameterised ones within each router.
+#: parameterised ones within each router. A request is matched against the routers in this
+#: order, so the ones polled most come first.
 routers: tuple[APIRouter, ...] = (
+    workflows.router,  # before runs: /workflows/templates/{name} is not a run's path
+    runs.router,
+    events.router,
     health.router,
     metrics.router,
     api_keys.router,  # before auth: its fixed paths must win over any parameterised ones
     auth.router,
     users.router,
-    events.router,
     aggregates.router,
-    workflows.router,
-    runs.router,
     registry.router,
     jwks.router,
     docs.router,
