@@ -1,17 +1,20 @@
 """PostgreSQL LISTEN on a dedicated connection outside the pool, which would drop the LISTEN with
-a returned connection (pitfall 5 in docs/architecture.md).
+a returned connection (pitfall 5 in docs/architecture.md) — one connection per process for
+every channel.
 
-`listen(db, channel, on_notify)` runs until cancelled: it connects, listens, calls
-`on_notify()` for every notification and once after each (re)connection — notifications sent
-while it was away are lost, so the caller catches up then — and reconnects with backoff after
-a database restart or a dropped network (a cheap query every few seconds notices a connection
-that died silently).
+`listen(db, channel, on_notify)` runs until cancelled: while it runs, `on_notify()` is called
+for every notification on `channel`, and once after each (re)connection — notifications sent
+while the connection was away are lost, so the caller catches up then. The process's channels
+share one connection (the event log's, the task queue's, the credentials'), which reconnects
+with backoff after a database restart or a dropped network (a cheap query every few seconds
+notices a connection that died silently) and is closed when nobody listens any more.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -38,30 +41,101 @@ async def listen(
     on_notify: Callable[[], None],
     state: Listening | None = None,
 ) -> None:
-    import asyncpg
+    hub = _hubs.get(db)
+    if hub is None:
+        hub = _hubs[db] = _Hub(db)
+    await hub.subscribe(channel, on_notify, state)
+    try:
+        await asyncio.get_running_loop().create_future()  # until cancelled
+    finally:
+        await hub.unsubscribe(channel, on_notify, state)
 
-    state = state or Listening()
-    url = db.url
-    delay = 0.5
-    while True:
-        connection: Any = None
-        try:
-            connection = await asyncpg.connect(**connect_arguments(url))
-            await connection.add_listener(channel, lambda *_args: on_notify())
-            state.connected = True
-            delay = 0.5
-            on_notify()  # catch up: notifications sent while away are lost
-            await _until_closed(connection)
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
-            logger.warning("listener disconnected", channel=channel, error=type(exc).__name__)
-        finally:
-            state.connected = False
-            if connection is not None and not connection.is_closed():
-                await connection.close()
-        await asyncio.sleep(delay)
-        delay = min(delay * 2, _RECONNECT_MAX)
+
+class _Hub:
+    """The process's LISTEN connection and who listens to which channel on it."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+        self._subscribers: dict[str, list[Callable[[], None]]] = {}
+        self._states: list[Listening] = []
+        self._connection: Any = None
+        self._listened: set[str] = set()  # the channels LISTENed to on this connection
+        self._task: asyncio.Task[None] | None = None
+
+    async def subscribe(
+        self, channel: str, on_notify: Callable[[], None], state: Listening | None
+    ) -> None:
+        self._subscribers.setdefault(channel, []).append(on_notify)
+        if state is not None:
+            self._states.append(state)
+            state.connected = self._connection is not None
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(), name="database-listener")
+        elif self._connection is not None:
+            await self._listen(self._connection, channel)
+            on_notify()  # a late subscriber catches up like a reconnected one
+
+    async def unsubscribe(
+        self, channel: str, on_notify: Callable[[], None], state: Listening | None
+    ) -> None:
+        callbacks = self._subscribers.get(channel, [])
+        if on_notify in callbacks:
+            callbacks.remove(on_notify)
+        if not callbacks:
+            self._subscribers.pop(channel, None)
+        if state in self._states:
+            self._states.remove(state)
+        if not self._subscribers and self._task is not None:
+            task, self._task = self._task, None
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def _listen(self, connection: Any, channel: str) -> None:
+        if channel in self._listened:
+            return
+        self._listened.add(channel)
+        await connection.add_listener(channel, self._dispatch)
+
+    def _dispatch(self, _connection: Any, _pid: int, channel: str, _payload: str) -> None:
+        for on_notify in list(self._subscribers.get(channel, ())):
+            on_notify()
+
+    def _set_connected(self, connected: bool) -> None:
+        for state in self._states:
+            state.connected = connected
+
+    async def _run(self) -> None:
+        import asyncpg
+
+        delay = 0.5
+        while True:
+            connection: Any = None
+            try:
+                connection = await asyncpg.connect(**connect_arguments(self._db.url))
+                self._connection, self._listened = connection, set()
+                for channel in list(self._subscribers):
+                    await self._listen(connection, channel)
+                self._set_connected(True)
+                delay = 0.5
+                for callbacks in list(self._subscribers.values()):
+                    for on_notify in list(callbacks):
+                        on_notify()  # catch up: notifications sent while away are lost
+                await _until_closed(connection)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                logger.warning("listener disconnected", error=type(exc).__name__)
+            finally:
+                self._connection = None
+                self._set_connected(False)
+                if connection is not None and not connection.is_closed():
+                    await connection.close()
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, _RECONNECT_MAX)
+
+
+_hubs: weakref.WeakKeyDictionary[Database, _Hub] = weakref.WeakKeyDictionary()
 
 
 def connect_arguments(url: URL) -> dict[str, Any]:
