@@ -1,6 +1,6 @@
 """Loading a large optional package on first use, from a running event loop.
 
-Packages that only some deployments use (the MCP SDK above all: about 25 MB and half a second
+Packages that only some deployments use (the MCP SDK above all: about 20 MB and half a second
 to import) are imported where they are first needed, not at start-up; docs/architecture.md
 ("What is loaded when") lists them. When that first use happens in a serving process, an
 import on the event loop would stall every request and step for as long as it takes, so it

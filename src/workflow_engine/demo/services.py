@@ -5,7 +5,7 @@ in docs/architecture.md): `DemoServices` builds fresh servers per app and runs t
 as a lifecycle service of the host app.
 
 Mounted, the servers are built by the first request to any of them, which waits until they
-are up: the MCP SDK they run on is about 25 MB, and a server whose demo nobody calls should
+are up: the MCP SDK they run on is about 20 MB, and a server whose demo nobody calls should
 not hold it (docs/architecture.md, "What is loaded when").
 """
 

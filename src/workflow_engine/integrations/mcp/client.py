@@ -39,7 +39,7 @@ if TYPE_CHECKING:
     from mcp import Client
 
 # The SDK is imported by the first session a process opens: a worker whose workflows call no
-# MCP server never holds it (about 25 MB; see docs/architecture.md).
+# MCP server never holds it (about 20 MB; see docs/architecture.md).
 SDK_MODULES = ("httpx2", "mcp", "mcp.client.sse", "mcp.client.streamable_http")
 
 FAILURES_TO_OPEN = 5
