@@ -8,6 +8,8 @@ import importlib.util
 import json
 import os
 import sys
+import threading
+import traceback
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Annotated, NoReturn, TypeVar
@@ -228,6 +230,38 @@ def _migrate(settings: Settings) -> None:
         _fail([f"migration failed on {url.render_as_string()}: {_reason(exc)}"], status=1)
 
 
+def _migrate_apart(settings: Settings) -> None:
+    """`_migrate` for a process that goes on to serve or work: done in a forked child, so that
+    Alembic (about 8 MB, of no use once the schema is current) is never loaded in it. The
+    child prints a failure itself, in one line; its exit status becomes this process's."""
+    if sys.platform != "linux" or threading.active_count() > 1:
+        # fork() copies only this thread (another's locks would stay held in the child), and
+        # is unsafe on macOS once some system libraries are loaded.
+        _migrate(settings)
+        return
+    sys.stdout.flush()
+    sys.stderr.flush()
+    pid = os.fork()
+    if pid == 0:  # the child: it must never return into the CLI
+        status = 1
+        try:
+            _migrate(settings)
+            status = 0
+        except typer.Exit as exc:
+            status = exc.exit_code
+        except KeyboardInterrupt:
+            status = 130
+        except BaseException:
+            traceback.print_exc()
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(status)  # not `exit`: the parent's atexit handlers are not the child's
+    status = os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
+    if status != 0:
+        raise typer.Exit(status if status > 0 else 1)  # killed by a signal: -signum
+
+
 def _reason(exc: BaseException) -> str:
     while exc.__cause__ is not None:
         exc = exc.__cause__
@@ -280,7 +314,7 @@ def serve(
     _check_workflows(settings)
     _require_database(settings)
     if settings.should_auto_migrate:
-        _migrate(settings)
+        _migrate_apart(settings)
     _bootstrap_admin(settings)
     if settings.jwt_secret is None:
         _, created = development_jwt_secret(settings.data_dir)
@@ -321,7 +355,7 @@ def worker(
     _check_workflows(settings)  # imports NODE_MODULES: the node types this worker can run
     _require_database(settings)
     if settings.should_auto_migrate:
-        _migrate(settings)
+        _migrate_apart(settings)
     from workflow_engine.worker_process import run_worker
 
     raise typer.Exit(asyncio.run(run_worker(settings)))

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import signal
 import socket
+import sqlite3
 import subprocess
 import time
 from pathlib import Path
@@ -258,3 +260,21 @@ def test_a_node_module_that_does_not_import_stops_serve(
     assert result.returncode == 2
     assert "NODE_MODULES: cannot import 'acme.missing'" in result.stderr
     assert "Traceback" not in result.stderr + result.stdout
+
+
+def test_a_failed_migration_stops_serve_with_one_line_and_exit_1(
+    installed_bin: Path, tmp_path: Path
+) -> None:
+    # A schema stamped with a revision this release does not know: the upgrade cannot start.
+    data = tmp_path / "data"
+    data.mkdir()
+    with contextlib.closing(sqlite3.connect(data / "workflow-engine.db")) as db:
+        db.execute("CREATE TABLE alembic_version (version_num VARCHAR(32) PRIMARY KEY)")
+        db.execute("INSERT INTO alembic_version VALUES ('9999')")
+        db.commit()
+    result = run_cli(installed_bin, "serve", cwd=tmp_path, env={"DATA_DIR": str(data)})
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("workflow-engine: migration failed on sqlite+aiosqlite:///")
+    assert "'9999'" in lines[0]

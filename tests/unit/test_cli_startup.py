@@ -11,7 +11,8 @@ def test_help_and_version_do_not_import_the_server() -> None:
     script = (
         "import sys\n"
         "from workflow_engine import cli\n"
-        "heavy = [m for m in ('workflow_engine.app', 'fastapi', 'mcp', 'workflow_engine.db')\n"
+        "heavy = [m for m in ('workflow_engine.app', 'fastapi', 'mcp', 'workflow_engine.db',\n"
+        "                     'opentelemetry')\n"
         "         if m in sys.modules]\n"
         "print(heavy)\n"
     )

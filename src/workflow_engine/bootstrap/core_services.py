@@ -105,11 +105,11 @@ class MigrationsService:
 
     def __init__(self, database: DatabaseService) -> None:
         self._database = database
-        self._heads: set[str] = set()
+        self._heads: frozenset[str] = frozenset()
 
     async def start(self) -> None:
         # The code's head revisions are fixed for the life of the process: read the scripts once.
-        self._heads = head_revisions(self._database.database.url)
+        self._heads = head_revisions()
 
     async def stop(self) -> None:
         return None
@@ -311,7 +311,7 @@ class EventStoreService:
     async def _rebuild_stale_read_models(self) -> None:
         db = self._database.database
         async with db.read() as conn:
-            pending = await pending_revisions(conn, db.url, head_revisions(db.url))
+            pending = await pending_revisions(conn, db.url, head_revisions())
         if pending:  # AUTO_MIGRATE=false on an old schema: /health/detailed says so
             logger.warning("read models not checked: the schema is not migrated")
             return

@@ -6,12 +6,27 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import JSON, DateTime
-from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator, TypeEngine
 
+
+class _JSONB(TypeDecorator[Any]):
+    """PostgreSQL's JSONB, named before its dialect is imported: the dialect (about 2 MB) is
+    loaded when a PostgreSQL statement is first compiled, never by a server on SQLite."""
+
+    impl = JSON
+    cache_ok = True
+    # As JSONB's own asyncpg type does: parameters are sent as `$1::JSONB`.
+    render_bind_cast = True
+
+    def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
+        from sqlalchemy.dialects.postgresql import JSONB
+
+        return dialect.type_descriptor(JSONB())
+
+
 # JSONB on PostgreSQL (indexable, compact), JSON text on SQLite.
-JsonDocument: TypeEngine[Any] = JSON().with_variant(JSONB(), "postgresql")
+JsonDocument: TypeEngine[Any] = JSON().with_variant(_JSONB(), "postgresql")
 
 
 class UTCDateTime(TypeDecorator[datetime]):

@@ -3,6 +3,10 @@
 A mounted MCP app does not run its own lifespan, and each session manager runs once (pitfall 9
 in docs/architecture.md): `DemoServices` builds fresh servers per app and runs their managers
 as a lifecycle service of the host app.
+
+Mounted, the servers are built by the first request to any of them, which waits until they
+are up: the MCP SDK they run on is about 20 MB, and a server whose demo nobody calls should
+not hold it (docs/architecture.md, "What is loaded when").
 """
 
 from __future__ import annotations
@@ -12,32 +16,43 @@ import contextlib
 import signal
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from mcp.server.mcpserver import MCPServer
-from mcp.server.transport_security import TransportSecuritySettings
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from workflow_engine.bootstrap.lifecycle import Health
-from workflow_engine.demo import helpscout, notion, slack
-from workflow_engine.demo.store import DemoStore
+from workflow_engine.lazy import import_off_loop
 
-BUILDERS = {"helpscout": helpscout.build, "notion": notion.build, "slack": slack.build}
+if TYPE_CHECKING:
+    from mcp.server.mcpserver import MCPServer
+    from mcp.server.transport_security import TransportSecuritySettings
+
+NAMES = ("helpscout", "notion", "slack")
 PORTS = {"helpscout": 8001, "notion": 8002, "slack": 8003}  # the seed's
 MOUNT = "/demo/mcp"
 LOOPBACK_HOSTS = ["127.0.0.1:*", "localhost:*", "[::1]:*", "localhost", "127.0.0.1"]
+# What `servers()` imports: the SDK, through the servers' own modules.
+MODULES = ("mcp.server.transport_security", *(f"workflow_engine.demo.{name}" for name in NAMES))
 
 
 def servers(data_dir: Path) -> dict[str, MCPServer]:
-    return {name: build(DemoStore(name, data_dir)) for name, build in BUILDERS.items()}
+    from workflow_engine.demo import helpscout, notion, slack
+    from workflow_engine.demo.store import DemoStore
+
+    builders = {"helpscout": helpscout.build, "notion": notion.build, "slack": slack.build}
+    return {name: builders[name](DemoStore(name, data_dir)) for name in NAMES}
 
 
 def security(host: str) -> TransportSecuritySettings:
     """DNS-rebinding protection for a server on loopback (a browser page must not reach it
     through a hostile name); none when it listens on every interface and is reached by names
     we cannot know (a container's)."""
+    from mcp.server.transport_security import TransportSecuritySettings
+
     if host in ("0.0.0.0", "::", ""):  # noqa: S104  (what the server listens on)
         return TransportSecuritySettings(enable_dns_rebinding_protection=False)
     return TransportSecuritySettings(
@@ -48,52 +63,81 @@ def security(host: str) -> TransportSecuritySettings:
 
 
 class DemoServices:
-    """The three servers' apps for one host app; the lifecycle service that runs them."""
+    """The three servers' mounts in one host app; the lifecycle service that runs them."""
 
     def __init__(self, data_dir: Path, host: str) -> None:
-        self.apps: dict[str, Starlette] = {}
-        self._managers = []
-        for name, server in servers(data_dir).items():
-            self.apps[name] = server.streamable_http_app(
-                streamable_http_path="/", transport_security=security(host), host=host
-            )
-            self._managers.append(server.session_manager)
+        self._data_dir = data_dir
+        self._host = host
+        self._apps: dict[str, ASGIApp] = {}
         self._owner: asyncio.Task[None] | None = None
+        self._ready: asyncio.Future[None] | None = None
+        self._wanted = asyncio.Event()
         self._closing = asyncio.Event()
 
     def mount_on(self, app: Starlette) -> None:
-        for name, sub in self.apps.items():
-            app.mount(f"{MOUNT}/{name}", sub)
+        for name in NAMES:
+            app.mount(f"{MOUNT}/{name}", self._mounted(name))
+
+    def _mounted(self, name: str) -> ASGIApp:
+        async def app(scope: Scope, receive: Receive, send: Send) -> None:
+            await self._up()
+            await self._apps[name](scope, receive, send)
+
+        return app
 
     async def start(self) -> None:
         # The managers' task groups must be left by the task that entered them, and the
         # lifecycle may start and stop services from different tasks: one task owns them.
-        ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        # It is started here, in the lifespan's context, and builds them when first asked.
+        self._ready = asyncio.get_running_loop().create_future()
+        self._wanted = asyncio.Event()
         self._closing = asyncio.Event()
-        self._owner = asyncio.create_task(self._own(ready), name="demo-services")
-        await ready
+        self._owner = asyncio.create_task(self._own(self._ready), name="demo-services")
+
+    async def _up(self) -> None:
+        if self._ready is None:
+            # As the SDK's own session manager says when its `run()` was not entered.
+            raise RuntimeError("the demo services are not running (the app's lifespan is off)")
+        self._wanted.set()
+        await asyncio.shield(self._ready)
 
     async def _own(self, ready: asyncio.Future[None]) -> None:
         try:
+            await self._wanted.wait()
+            await import_off_loop(*MODULES)
+            managers = []
+            for name, server in servers(self._data_dir).items():
+                self._apps[name] = server.streamable_http_app(
+                    streamable_http_path="/", transport_security=security(self._host),
+                    host=self._host,
+                )  # fmt: skip
+                managers.append(server.session_manager)
             async with contextlib.AsyncExitStack() as stack:
-                for manager in self._managers:
+                for manager in managers:
                     await stack.enter_async_context(manager.run())
                 ready.set_result(None)
                 await self._closing.wait()
         except BaseException as exc:
-            if not ready.done():
-                ready.set_exception(exc)
+            if ready.done():
+                raise
+            if not isinstance(exc, asyncio.CancelledError):
+                ready.set_exception(exc)  # the requests waiting for the servers raise it
+                return
+            ready.set_exception(RuntimeError("the demo services have stopped"))
+            ready.exception()  # retrieved: no warning when no request was waiting
             raise
 
     async def stop(self) -> None:
         if self._owner is not None:
             self._closing.set()
+            if not self._wanted.is_set():
+                self._owner.cancel()  # never asked for: nothing was built
             with contextlib.suppress(asyncio.CancelledError):
                 await self._owner
             self._owner = None
 
     async def check_health(self) -> Health:
-        return Health.ok(servers=sorted(self.apps), demo=True)
+        return Health.ok(servers=list(NAMES), demo=True)
 
 
 async def _healthy(_request: Request) -> JSONResponse:

@@ -13,8 +13,12 @@ import asyncio
 import ipaddress
 import socket
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
-import httpx
+if TYPE_CHECKING:
+    # Imported where a URL is parsed or a request sent: a process that does neither never
+    # loads httpx (docs/architecture.md, "What is loaded when").
+    import httpx
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -78,6 +82,8 @@ def parse_networks(values: Iterable[str]) -> tuple[IPNetwork, ...]:
 
 def http_url(url: str) -> httpx.URL:
     """`url` parsed, if it is an http(s) URL with a host and no credentials."""
+    import httpx
+
     try:
         parsed = httpx.URL(url)
         host, port = parsed.host, parsed.port  # decoding an IDNA host may fail here
@@ -96,6 +102,8 @@ def http_url(url: str) -> httpx.URL:
 
 def without_credentials(url: str) -> str:
     """`url` safe to quote back: any user and password it carries are dropped."""
+    import httpx
+
     try:
         return str(httpx.URL(url).copy_with(userinfo=b""))
     except (httpx.InvalidURL, TypeError, ValueError):

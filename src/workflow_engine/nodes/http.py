@@ -14,9 +14,12 @@ from __future__ import annotations
 
 import asyncio
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import httpx
+if TYPE_CHECKING:
+    # Imported where a URL is parsed or a request sent: a process that does neither never
+    # loads httpx (docs/architecture.md, "What is loaded when").
+    import httpx
 
 from workflow_engine.net.addresses import RefusedURL, is_internal, never_reachable, resolve
 from workflow_engine.nodes.registry import FatalStepError, NodeContext, StepError, node
@@ -51,6 +54,8 @@ async def http_request(
     json: Any = None,
     timeout: float = 30.0,
 ) -> dict[str, Any]:
+    import httpx
+
     target = _target(url, ctx.settings.http_allowed_hosts)
     await _check_addresses(target, ctx.settings.http_allowed_hosts)
     if headers is not None and not all(
@@ -115,6 +120,8 @@ def _named_exactly(host: str, allowed: tuple[str, ...]) -> bool:
 
 
 def _target(url: str, allowed: tuple[str, ...]) -> httpx.URL:
+    import httpx
+
     try:
         target = httpx.URL(url)
     except httpx.InvalidURL as exc:

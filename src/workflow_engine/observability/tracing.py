@@ -21,18 +21,15 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import Iterator, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import structlog
 
-logger = structlog.get_logger(__name__)
-
-try:
+if TYPE_CHECKING:
     from opentelemetry import propagate, trace
-    from opentelemetry.trace import SpanKind, Status, StatusCode
-except ImportError:  # the `monitoring` extra is not installed
-    trace = None  # type: ignore[assignment]
+
+logger = structlog.get_logger(__name__)
 
 TRACER_NAME = "workflow_engine"
 ENDPOINT_VARIABLES = ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
@@ -50,7 +47,7 @@ _enabled = False
 
 def setup(enabled: bool, environ: Mapping[str, str] | None = None) -> str:
     """Install the tracer provider once per process; returns what happened, in words."""
-    global _enabled
+    global _enabled, propagate, trace
     environ = os.environ if environ is None else environ
     if not enabled:
         return "tracing is off (TRACING_ENABLED=false)"
@@ -59,7 +56,9 @@ def setup(enabled: bool, environ: Mapping[str, str] | None = None) -> str:
     if not any(environ.get(name) for name in ENDPOINT_VARIABLES):
         # Spans nobody receives would cost every request and statement for nothing.
         return "tracing is off: set OTEL_EXPORTER_OTLP_ENDPOINT to export traces over OTLP"
+    # Imported only now: a process with tracing off never loads OpenTelemetry (a few MB).
     try:
+        from opentelemetry import propagate, trace
         from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
         from opentelemetry.sdk.resources import Resource
         from opentelemetry.sdk.trace import TracerProvider
@@ -81,6 +80,7 @@ def setup(enabled: bool, environ: Mapping[str, str] | None = None) -> str:
     HTTPXClientInstrumentor().instrument(
         tracer_provider=provider, request_hook=_client_url, async_request_hook=_async_client_url
     )
+    _KINDS.update(_span_kinds())
     _enabled = True
     return "tracing is on: spans go to the OTLP endpoint in OTEL_EXPORTER_OTLP_*"
 
@@ -199,6 +199,8 @@ def annotate(attributes: Mapping[str, Any], error: str | None = None) -> None:
     or call that failed without an exception escaping the span)."""
     if not _enabled:
         return
+    from opentelemetry.trace import Status, StatusCode
+
     current = trace.get_current_span()
     current.set_attributes(dict(attributes))
     if error is not None:
@@ -226,6 +228,7 @@ def _sampler() -> Any:
         Sampler,
         SamplingResult,
     )
+    from opentelemetry.trace import SpanKind
 
     class NoLoneStatements(Sampler):
         def should_sample(  # type: ignore[no-untyped-def]
@@ -254,8 +257,10 @@ class _NoSpan:
         return None
 
 
-_KINDS: dict[str, Any] = (
-    {"internal": SpanKind.INTERNAL, "client": SpanKind.CLIENT, "consumer": SpanKind.CONSUMER}
-    if trace is not None
-    else {}
-)
+def _span_kinds() -> dict[str, Any]:
+    from opentelemetry.trace import SpanKind
+
+    return {"internal": SpanKind.INTERNAL, "client": SpanKind.CLIENT, "consumer": SpanKind.CONSUMER}
+
+
+_KINDS: dict[str, Any] = {}  # filled by setup() when tracing is on

@@ -16,9 +16,8 @@ import time
 import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import httpx
 import structlog
 
 from workflow_engine.bootstrap.core_services import DatabaseService
@@ -30,6 +29,9 @@ from workflow_engine.registry.events import record_service_event, record_status_
 from workflow_engine.registry.options import RegistryOptions
 from workflow_engine.registry.probe import ProbeResult, new_client, probe
 from workflow_engine.registry.status import ServiceStatus, Standing, after_check, has_expired
+
+if TYPE_CHECKING:
+    import httpx
 
 logger = structlog.get_logger(__name__)
 
@@ -46,6 +48,7 @@ class HealthChecker:
         self.rounds = 0
         self.last_round_at: datetime | None = None
         self._next_sweep = 0.0
+        self._client: httpx.AsyncClient | None = None
 
     @property
     def tick(self) -> float:
@@ -84,22 +87,33 @@ class HealthChecker:
 
     async def _run(self) -> None:
         assert self._leadership is not None
-        async with new_client() as client:
+        try:
             while True:
                 try:
                     if await self._leadership.lead():
-                        await self.run_round(client)
+                        await self.run_round()
                 except Exception:
                     logger.exception("registry check round failed")
                 await asyncio.sleep(self.tick)
+        finally:
+            if self._client is not None:
+                await self._client.aclose()
+                self._client = None
 
-    async def run_round(self, client: httpx.AsyncClient) -> None:
+    def _http(self) -> httpx.AsyncClient:
+        # Made for the first probe: its TLS context (the CA bundle, parsed) and the HTTP
+        # machinery cost about 2.5 MB that a server with no health check to run never needs.
+        if self._client is None:
+            self._client = new_client()
+        return self._client
+
+    async def run_round(self) -> None:
         db = self._database.database
         now = datetime.now(UTC)
         async with db.read() as conn:
             due = await store.due_for_check(conn, now, ROUND_SIZE)
         if due:
-            results = await self._probe_all(client, due)
+            results = await self._probe_all(self._http(), due)
             await _record_checks(db, results, self.options)
         if time.monotonic() >= self._next_sweep:  # TTLs need no finer grain than checks
             self._next_sweep = time.monotonic() + self.options.check_interval

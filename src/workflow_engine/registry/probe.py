@@ -15,8 +15,12 @@ import os
 import socket
 import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import httpx
+if TYPE_CHECKING:
+    # Imported where a URL is parsed or a request sent: a process that does neither never
+    # loads httpx (docs/architecture.md, "What is loaded when").
+    import httpx
 
 from workflow_engine.net.addresses import NetworkPolicy, RefusedURL, http_url, without_credentials
 from workflow_engine.observability import tracing
@@ -40,6 +44,8 @@ def user_agent() -> str:
 def new_client() -> httpx.AsyncClient:
     """A client for probes. No kept-alive connections: the pool would hand a probe of
     `https://b.example` a connection verified for `a.example` at the same address."""
+    import httpx
+
     return httpx.AsyncClient(limits=httpx.Limits(max_keepalive_connections=0))
 
 
@@ -60,6 +66,8 @@ async def probe(
     client: httpx.AsyncClient, url: str, policy: NetworkPolicy, timeout: float
 ) -> ProbeResult:
     """GET `url` within `timeout` seconds; passed when it answers 2xx."""
+    import httpx
+
     started = time.perf_counter()
 
     def result(**fields: object) -> ProbeResult:

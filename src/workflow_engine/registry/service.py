@@ -13,8 +13,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-import httpx
-
 from workflow_engine.auth.audit import RequestOrigin
 from workflow_engine.db import Database
 from workflow_engine.errors import Conflict, InvalidInput, NotFound
@@ -206,6 +204,8 @@ async def _check_url(field: str, url: str, options: RegistryOptions) -> None:
 
 
 async def _refuse_redirect(location: str, url: str, options: RegistryOptions) -> None:
+    import httpx  # a redirect was met: httpx is loaded already
+
     try:
         target = str(httpx.URL(url).join(location))
         await options.policy.addresses(http_url(target))

@@ -15,9 +15,12 @@ import email.utils
 import random
 import time
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import httpx
+if TYPE_CHECKING:
+    # Imported where a URL is parsed or a request sent: a process that does neither never
+    # loads httpx (docs/architecture.md, "What is loaded when").
+    import httpx
 
 from workflow_engine.integrations.llm.structured import ChatBackedProvider
 from workflow_engine.integrations.llm.types import ChatRequest, Completion, LLMError, Usage
@@ -46,6 +49,8 @@ class OpenAICompatible(ChatBackedProvider):
         self._max_retries = max_retries
 
     async def chat(self, request: ChatRequest) -> Completion:
+        import httpx
+
         body: dict[str, Any] = {
             "model": request.model or self.model,
             "messages": [{"role": m.role, "content": m.content} for m in request.messages],
@@ -66,6 +71,8 @@ class OpenAICompatible(ChatBackedProvider):
     async def _post(
         self, client: httpx.AsyncClient, body: dict[str, Any], headers: dict[str, str]
     ) -> Any:
+        import httpx
+
         url = f"{self.base_url}/chat/completions"
         for attempt in range(self._max_retries + 1):
             last = attempt == self._max_retries

@@ -29,15 +29,18 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Any, Protocol
-
-import httpx2
-from mcp import Client, MCPError, StdioServerParameters
-from mcp.client.sse import sse_client
-from mcp.client.streamable_http import streamable_http_client
+from typing import TYPE_CHECKING, Any, Protocol
 
 from workflow_engine.integrations.mcp.config import MCPServerConfig
+from workflow_engine.lazy import import_off_loop
 from workflow_engine.observability import metrics, tracing
+
+if TYPE_CHECKING:
+    from mcp import Client
+
+# The SDK is imported by the first session a process opens: a worker whose workflows call no
+# MCP server never holds it (about 20 MB; see docs/architecture.md).
+SDK_MODULES = ("httpx2", "mcp", "mcp.client.sse", "mcp.client.streamable_http")
 
 FAILURES_TO_OPEN = 5
 COOLDOWN = 30.0  # seconds a server's circuit stays open
@@ -93,6 +96,8 @@ class _Session:
         self._owner: asyncio.Task[None] | None = None
 
     async def open(self) -> Client:
+        # Before the connection's timeout starts: the first import takes a while.
+        await import_off_loop(*SDK_MODULES)
         if self._ready is None:
             self._ready = asyncio.get_running_loop().create_future()
             self._owner = asyncio.create_task(self._own(), name=f"mcp-{self.config.name}")
@@ -106,6 +111,8 @@ class _Session:
     async def _own(self) -> None:
         assert self._ready is not None
         try:
+            from mcp import Client  # imported by open()
+
             async with _transport(self.config) as transport, Client(
                 transport, read_timeout_seconds=self.config.timeout
             ) as client:  # fmt: skip
@@ -138,6 +145,11 @@ class _Session:
 
 @contextlib.asynccontextmanager
 async def _transport(config: MCPServerConfig) -> AsyncIterator[Any]:
+    import httpx2
+    from mcp import StdioServerParameters
+    from mcp.client.sse import sse_client
+    from mcp.client.streamable_http import streamable_http_client
+
     headers = dict(config.headers)
     if config.transport == "stdio":
         assert config.command is not None
@@ -344,6 +356,8 @@ class MCPClients:
                 if timed_out:
                     break  # a server that hangs on the handshake will hang again
                 continue
+            from mcp import MCPError  # loaded by the session just opened
+
             try:
                 async with asyncio.timeout(seconds + 1):  # the SDK's own timeout, and a net
                     result = await call(client, seconds)
@@ -396,6 +410,8 @@ def _unreachable(server: str, exc: BaseException) -> MCPCallError:
 
 def _refused(exc: BaseException) -> bool:
     """A failure to connect: the request cannot have arrived."""
+    import httpx2  # loaded with the SDK, whose sessions fail this way
+
     exc = _flatten(exc)
     return isinstance(exc, httpx2.ConnectError | ConnectionRefusedError)
 
