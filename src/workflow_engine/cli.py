@@ -230,14 +230,16 @@ def _migrate(settings: Settings) -> None:
         _fail([f"migration failed on {url.render_as_string()}: {_reason(exc)}"], status=1)
 
 
-def _migrate_apart(settings: Settings) -> None:
-    """`_migrate` for a process that goes on to serve or work: done in a forked child, so that
-    Alembic (about 8 MB, of no use once the schema is current) is never loaded in it. The
-    child prints a failure itself, in one line; its exit status becomes this process's."""
+def _in_child(work: Callable[[], None]) -> None:
+    """One-time start-up `work` (migrating, creating the first admin) for a process that goes
+    on to serve or work: done in a forked child, so that what it loads and allocates — Alembic
+    (about 8 MB), the common-password list (about 11 MB), argon2's 64 MiB for the admin's
+    hash — never stays in the long-lived process. The child prints a failure itself, in one
+    line; its exit status becomes this process's."""
     if sys.platform != "linux" or threading.active_count() > 1:
         # fork() copies only this thread (another's locks would stay held in the child), and
         # is unsafe on macOS once some system libraries are loaded.
-        _migrate(settings)
+        work()
         return
     sys.stdout.flush()
     sys.stderr.flush()
@@ -245,7 +247,7 @@ def _migrate_apart(settings: Settings) -> None:
     if pid == 0:  # the child: it must never return into the CLI
         status = 1
         try:
-            _migrate(settings)
+            work()
             status = 0
         except typer.Exit as exc:
             status = exc.exit_code
@@ -313,9 +315,13 @@ def serve(
             _fail([f"invalid configuration: JWT_PRIVATE_KEY_FILE: {exc}"])
     _check_workflows(settings)
     _require_database(settings)
-    if settings.should_auto_migrate:
-        _migrate_apart(settings)
-    _bootstrap_admin(settings)
+
+    def prepare() -> None:
+        if settings.should_auto_migrate:
+            _migrate(settings)
+        _bootstrap_admin(settings)
+
+    _in_child(prepare)
     if settings.jwt_secret is None:
         _, created = development_jwt_secret(settings.data_dir)
         logger.warning(
@@ -355,7 +361,7 @@ def worker(
     _check_workflows(settings)  # imports NODE_MODULES: the node types this worker can run
     _require_database(settings)
     if settings.should_auto_migrate:
-        _migrate_apart(settings)
+        _in_child(lambda: _migrate(settings))
     from workflow_engine.worker_process import run_worker
 
     raise typer.Exit(asyncio.run(run_worker(settings)))

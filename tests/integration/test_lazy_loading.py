@@ -11,8 +11,9 @@ from workflow_engine.config import to_async_url
 from workflow_engine.db.migrate import upgrade
 
 # Loaded by the first MCP session or demo request, a migration, a URL parsed or a request
-# sent, a statement for PostgreSQL: nothing an idle default server does.
-LAZY = ("alembic", "httpx", "httpx2", "mcp", "mcp_types", "sqlalchemy.dialects.postgresql")
+# sent, a statement for PostgreSQL, a new password checked: nothing an idle default server does.
+LAZY = ("alembic", "httpx", "httpx2", "mcp", "mcp_types", "sqlalchemy.dialects.postgresql",
+        "zxcvbn")  # fmt: skip
 
 SCRIPT = """
 import asyncio, json, sys

@@ -9,12 +9,12 @@ would stall every other request (pitfall 11 in docs/architecture.md).
 from __future__ import annotations
 
 import asyncio
+import functools
 from dataclasses import dataclass
 from functools import cached_property
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from zxcvbn.frequency_lists import FREQUENCY_LISTS
 
 MIN_LENGTH = 10
 MAX_LENGTH = 1024  # bounds the work an attacker can ask of the hasher
@@ -60,7 +60,13 @@ class Passwords:
         return self._hasher.check_needs_rehash(password_hash)
 
 
-_COMMON = frozenset(FREQUENCY_LISTS["passwords"][:COMMON_PASSWORDS_CHECKED])
+@functools.cache
+def _common_passwords() -> frozenset[str]:
+    # zxcvbn's lists take about 11 MB once imported: only a process that checks a new
+    # password (creating a user) pays for them.
+    from zxcvbn.frequency_lists import FREQUENCY_LISTS
+
+    return frozenset(FREQUENCY_LISTS["passwords"][:COMMON_PASSWORDS_CHECKED])
 
 
 def password_problems(password: str, email: str) -> list[str]:
@@ -74,6 +80,6 @@ def password_problems(password: str, email: str) -> list[str]:
     local_part = email.split("@", 1)[0].lower()
     if lowered == email.lower() or (len(local_part) >= 4 and local_part in lowered):
         problems.append("must not contain the email address")
-    if lowered in _COMMON:
+    if lowered in _common_passwords():
         problems.append("is one of the most common passwords")
     return problems
