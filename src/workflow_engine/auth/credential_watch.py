@@ -2,7 +2,7 @@
 
 The database keeps one counter, `credential_epoch.epoch`, which its own triggers move whenever a
 user's role, active state or token generation changes, an access token is logged out, a
-session is revoked, or an API key is revoked, changed or deleted (migration 0017) — whichever
+session is revoked, or an API key is revoked, changed or deleted (migration 0018) — whichever
 process, CLI command or hand-written statement made the change. This watch reads the counter
 every `POLL_INTERVAL` and, on PostgreSQL, also as soon as the committing transaction's
 `NOTIFY` arrives on a dedicated LISTEN connection. When the counter moves, `generation` moves
@@ -30,7 +30,7 @@ from workflow_engine.events.signal import Signal
 
 logger = structlog.get_logger(__name__)
 
-CHANNEL = "workflow_engine_credentials"  # kept in step with migration 0017
+CHANNEL = "workflow_engine_credentials"  # kept in step with migration 0018
 POLL_INTERVAL = 0.25
 #: How long a confirmation of the counter stays good. Together with the poll interval, it
 #: bounds how stale a cached answer can be: the promise is one second.

@@ -124,7 +124,7 @@ api_keys = Table(
     Column("revoked_at", UTCDateTime(), nullable=True),
 )
 
-# One row; its `epoch` moves (by triggers, migration 0017) whenever a credential loses standing.
+# One row; its `epoch` moves (by triggers, migration 0018) whenever a credential loses standing.
 credential_epoch = Table(
     "credential_epoch",
     metadata,

@@ -14,8 +14,8 @@ are deferred constraint triggers: the counter's row is locked only
 at commit, after every other lock the transaction takes, so two transactions that revoke
 credentials at once queue for a moment and can never deadlock over it.
 
-Revision ID: 0017
-Revises: 0016
+Revision ID: 0018
+Revises: 0017
 Create Date: 2026-12-06
 """
 
@@ -24,8 +24,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0017"
-down_revision = "0016"
+revision = "0018"
+down_revision = "0017"
 branch_labels = None
 depends_on = None
 
