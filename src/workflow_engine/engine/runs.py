@@ -23,7 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from workflow_engine.db import Database
 from workflow_engine.db.database import mark_commit
 from workflow_engine.db.tables import workflow_runs
-from workflow_engine.engine import queue, scheduler
+from workflow_engine.engine import queue, run_reads, scheduler
 from workflow_engine.engine.catalog import DefinitionCatalog
 from workflow_engine.engine.definitions import WorkflowDefinition
 from workflow_engine.engine.records import RunRecord
@@ -95,6 +95,10 @@ class RunService:
     async def get(self, tenant_id: uuid.UUID, run_id: uuid.UUID) -> RunRecord:
         async with self.db.tenant_read(tenant_id) as conn:
             return await _read_run(conn, tenant_id, run_id)
+
+    async def status(self, tenant_id: uuid.UUID, run_id: uuid.UUID) -> run_reads.StatusDocument:
+        """The run's status as the API answers it, read in one statement."""
+        return await run_reads.read_status(self.db, tenant_id, run_id)
 
     async def list_runs(
         self,

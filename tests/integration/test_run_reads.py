@@ -1,0 +1,234 @@
+"""A run's status answers with exactly the document the response model describes, on both
+databases: every member in the model's order, times as `...T03:04:05.123400Z` (no fraction
+when it is zero), durations as floats (`1500.0`), JSON columns as JSON. It is one statement;
+on PostgreSQL it runs under the tenant's row-level security.
+
+The rows are written directly, with chosen times, so each format is pinned to a value. Stored
+JSON documents are written with their keys in JSONB's order (shorter keys first), which both
+databases then keep (pitfall 7 in docs/architecture.md).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from collections.abc import AsyncIterator, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from sqlalchemy import event, text
+
+from tests.integration.conftest import Accounts
+from workflow_engine.auth.permissions import Role
+from workflow_engine.db import Database
+from workflow_engine.db.tables import run_logs, step_runs, workflow_runs
+from workflow_engine.engine.catalog import DefinitionCatalog
+from workflow_engine.engine.runs import RunService
+from workflow_engine.nodes import registry
+
+T0 = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
+SECOND = timedelta(seconds=1)
+MICRO = timedelta(microseconds=1)
+USAGE = {"provider": "openai", "model": "gpt-test", "calls": 2, "latency_ms": 12.25,
+         "usage": {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15}}  # fmt: skip
+
+
+def strictly(document: Any) -> str:
+    """Equal documents with members in the same order and numbers of the same type (1.0 is
+    not 1): what a client parsing the body would tell apart."""
+    return json.dumps(document)
+
+
+async def reader(accounts: Accounts) -> tuple[dict[str, str], uuid.UUID]:
+    login = await accounts.login(await accounts.user(Role.viewer))
+    return {"Authorization": f"Bearer {login['token']}"}, uuid.UUID(login["user"]["tenant_id"])
+
+
+class Rows:
+    """Read-model rows a test writes directly, deleted when it ends: no event accounts for
+    them, so a replay of the read models by another test on the shared PostgreSQL database
+    would find them gone."""
+
+    def __init__(self) -> None:
+        self.written: list[tuple[Database, uuid.UUID]] = []
+
+    async def run(
+        self,
+        db: Database,
+        tenant_id: uuid.UUID,
+        *,
+        created_at: datetime = T0,
+        status: str = "running",
+        name: str = "reads",
+        steps: Sequence[dict[str, Any]] = (),
+        **columns: Any,
+    ) -> uuid.UUID:
+        run_id = uuid.uuid4()
+        row = {
+            "id": run_id, "tenant_id": tenant_id, "workflow_name": name, "workflow_version": 3,
+            "status": status, "input": {}, "output": None, "error": None, "definition": {},
+            "steps_total": len(steps), "steps_done": 0, "correlation_id": None,
+            "created_at": created_at, "started_at": None, "finished_at": None,
+            "updated_at": created_at, "version": 1, **columns,
+        }  # fmt: skip
+        step_defaults = {"attempts": 0, "output": None, "error": None, "next_attempt_at": None,
+                         "started_at": None, "finished_at": None, "status": "pending"}  # fmt: skip
+        self.written.append((db, run_id))
+        async with db.transaction() as conn:
+            await conn.execute(workflow_runs.insert().values(row))
+            for position, step in enumerate(steps):
+                values = {**step_defaults, **step, "run_id": run_id, "tenant_id": tenant_id,
+                          "position": position}  # fmt: skip
+                await conn.execute(step_runs.insert().values(values))
+        return run_id
+
+    async def remove(self) -> None:
+        for db, run_id in self.written:
+            async with db.transaction() as conn:
+                for table in (run_logs, step_runs):
+                    await conn.execute(table.delete().where(table.c.run_id == run_id))
+                await conn.execute(workflow_runs.delete().where(workflow_runs.c.id == run_id))
+
+
+@pytest.fixture
+async def rows() -> AsyncIterator[Rows]:
+    written = Rows()
+    yield written
+    await written.remove()
+
+
+async def test_a_status_answers_every_member_in_the_models_format(
+    accounts: Accounts, rows: Rows
+) -> None:
+    headers, tenant = await reader(accounts)
+    steps = [
+        {"step_id": "ask", "uses": "llm.chat", "status": "completed", "attempts": 1,
+         "output": USAGE, "started_at": T0 + SECOND / 2, "finished_at": T0 + 2 * SECOND},
+        {"step_id": "again", "uses": "llm.chat", "status": "completed", "attempts": 1,
+         "output": {**USAGE, "calls": 1, "latency_ms": 0.5}, "started_at": T0 + SECOND,
+         "finished_at": T0 + SECOND + 999 * MICRO},
+        # Only completed LLM steps count toward the usage.
+        {"step_id": "failed_ask", "uses": "llm.chat", "status": "failed", "attempts": 2,
+         "output": USAGE, "error": {"count": 2, "ratio": 0.5, "message": "déjà vu ✓"},
+         "started_at": T0 + 3 * SECOND, "finished_at": T0 + 2.5 * SECOND,
+         "next_attempt_at": T0 + 4 * SECOND + 120_000 * MICRO},
+        {"step_id": "later", "uses": "transform"},
+    ]  # fmt: skip
+    run_id = await rows.run(
+        accounts.db, tenant, steps=steps, steps_done=2, started_at=T0 + 123_400 * MICRO,
+        error={"step": "failed_ask", "message": "a step failed"},
+    )  # fmt: skip
+
+    response = await accounts.client.get(f"/api/v1/workflows/{run_id}/status", headers=headers)
+
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"] == "application/json"
+    base = f"/api/v1/workflows/{run_id}"
+    assert strictly(response.json()) == strictly({
+        "workflow_id": str(run_id), "workflow_name": "reads", "version": 3, "status": "running",
+        "created_at": "2026-01-02T03:04:05Z", "started_at": "2026-01-02T03:04:05.123400Z",
+        "finished_at": None, "progress": {"completed": 2, "total": 4},
+        "steps": [
+            {"id": "ask", "uses": "llm.chat", "status": "completed", "attempts": 1,
+             "started_at": "2026-01-02T03:04:05.500000Z",
+             "finished_at": "2026-01-02T03:04:07Z", "duration_ms": 1500.0,
+             "next_attempt_at": None, "error": None},
+            {"id": "again", "uses": "llm.chat", "status": "completed", "attempts": 1,
+             "started_at": "2026-01-02T03:04:06Z", "finished_at": "2026-01-02T03:04:06.000999Z",
+             "duration_ms": 0.999, "next_attempt_at": None, "error": None},
+            {"id": "failed_ask", "uses": "llm.chat", "status": "failed", "attempts": 2,
+             "started_at": "2026-01-02T03:04:08Z", "finished_at": "2026-01-02T03:04:07.500000Z",
+             "duration_ms": -500.0, "next_attempt_at": "2026-01-02T03:04:09.120000Z",
+             "error": {"count": 2, "ratio": 0.5, "message": "déjà vu ✓"}},
+            {"id": "later", "uses": "transform", "status": "pending", "attempts": 0,
+             "started_at": None, "finished_at": None, "duration_ms": None,
+             "next_attempt_at": None, "error": None},
+        ],
+        "error": {"step": "failed_ask", "message": "a step failed"},
+        "llm_usage": {
+            "calls": 3, "prompt_tokens": 20, "completion_tokens": 10, "total_tokens": 30,
+            "by_model": [{"provider": "openai", "model": "gpt-test", "calls": 3,
+                          "prompt_tokens": 20, "completion_tokens": 10, "total_tokens": 30,
+                          "latency_ms": 12.75}],
+        },
+        "links": {"status": f"{base}/status", "results": f"{base}/results",
+                  "logs": f"{base}/logs", "cancel": f"{base}/cancel",
+                  "events": f"/api/v1/events/{run_id}"},
+    })  # fmt: skip
+
+
+async def test_a_run_without_steps_or_llm_steps_reads_empty(accounts: Accounts, rows: Rows) -> None:
+    headers, tenant = await reader(accounts)
+    run_id = await rows.run(accounts.db, tenant, status="queued")
+    body = (await accounts.client.get(f"/api/v1/workflows/{run_id}/status", headers=headers)).json()
+    assert body["steps"] == []
+    assert strictly(body["llm_usage"]) == strictly({
+        "calls": 0, "prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0, "by_model": []
+    })  # fmt: skip
+
+
+async def test_another_tenants_run_is_not_found_by_any_read(accounts: Accounts, rows: Rows) -> None:
+    headers, _ = await reader(accounts)
+    _, other = await reader(accounts)
+    theirs = await rows.run(accounts.db, other)
+    client = accounts.client
+    for path in (f"/api/v1/workflows/{theirs}/status", f"/api/v1/workflows/{theirs}/logs",
+                 f"/api/v1/workflows/{uuid.uuid4()}/status"):  # fmt: skip
+        response = await client.get(path, headers=headers)
+        assert response.status_code == 404, path
+        assert response.headers["content-type"] == "application/problem+json"
+    listed = (await client.get("/api/v1/workflows", headers=headers)).json()
+    assert listed == {"items": [], "next_cursor": None}
+
+
+async def test_a_status_read_is_one_statement_on_postgresql(
+    postgres_database: Database, tenant_id: uuid.UUID, rows: Rows
+) -> None:
+    """Between taking a connection from the pool and giving it back, a read sends one
+    statement: no BEGIN, no role or tenant set apart, no COMMIT."""
+    db = postgres_database
+    assert await db.detect_row_level_security()
+    run_id = await rows.run(db, tenant_id, steps=[{"step_id": "a", "uses": "transform"}])
+    windows: list[list[str]] = []
+
+    @event.listens_for(db.engine.sync_engine, "connect")
+    def log_statements(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.driver_connection.add_query_logger(
+            lambda query: windows[-1].append(query.query)
+        )
+
+    @event.listens_for(db.engine.sync_engine, "checkout")
+    def taken(*_: Any) -> None:
+        windows.append([])
+
+    await db.dispose()  # connections made from here on log what they send
+    runs = RunService(db, DefinitionCatalog(registry))
+    reads = [runs.status(tenant_id, run_id)]
+    for read in reads:
+        assert await read is not None
+        await asyncio.sleep(0)  # asyncpg tells its query loggers on the next turn of the loop
+    assert [len(window) for window in windows] == [1], windows
+    assert all("FROM workflow_engine_read_" in window[0] for window in windows)
+
+
+async def test_a_read_function_confines_itself_to_the_tenant(
+    postgres_database: Database, tenant_id: uuid.UUID, rows: Rows
+) -> None:
+    """It runs its query as the role the policies bind, with the tenant set for the call
+    only: what follows in the same transaction sees no tenant's rows."""
+    db = postgres_database
+    assert await db.detect_row_level_security()
+    run_id = await rows.run(db, tenant_id)
+    async with db.read() as conn:
+        found = await conn.execute(
+            text("SELECT document FROM workflow_engine_read_run(:tenant, true, :run)"),
+            {"tenant": tenant_id, "run": run_id},
+        )
+        assert json.loads(found.scalar_one())["workflow_id"] == str(run_id)
+        after = await conn.execute(
+            text("SELECT current_user, current_setting('app.tenant_id', true),"
+                 " (SELECT count(*) FROM workflow_runs)")
+        )  # fmt: skip
+        assert tuple(after.one()) == ("workflow_engine_api", "", 0)
