@@ -1,7 +1,8 @@
-"""A run's status answers with exactly the document the response model describes, on both
-databases: every member in the model's order, times as `...T03:04:05.123400Z` (no fraction
-when it is zero), durations as floats (`1500.0`), JSON columns as JSON. It is one statement;
-on PostgreSQL it runs under the tenant's row-level security.
+"""The hot reads of runs — a run's status, the run list, a run's log — answer with exactly
+the documents the response models describe, on both databases: every member in
+the models' order, times as `...T03:04:05.123400Z` (no fraction when it is zero), durations
+as floats (`1500.0`), JSON columns as JSON. Each is one statement; on PostgreSQL it runs
+under the tenant's row-level security.
 
 The rows are written directly, with chosen times, so each format is pinned to a value. Stored
 JSON documents are written with their keys in JSONB's order (shorter keys first), which both
@@ -11,6 +12,7 @@ databases then keep (pitfall 7 in docs/architecture.md).
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import uuid
 from collections.abc import AsyncIterator, Sequence
@@ -83,6 +85,18 @@ class Rows:
                           "position": position}  # fmt: skip
                 await conn.execute(step_runs.insert().values(values))
         return run_id
+
+    async def logs(
+        self, db: Database, run_id: uuid.UUID, tenant_id: uuid.UUID, entries: list[tuple[Any, ...]]
+    ) -> None:
+        """Entries as (position, index, step, attempt, level, message, fields, time)."""
+        async with db.transaction() as conn:
+            await conn.execute(run_logs.insert(), [
+                {"run_id": run_id, "position": position, "entry": entry, "tenant_id": tenant_id,
+                 "step_id": step, "attempt": attempt, "level": level, "message": message,
+                 "fields": fields, "logged_at": at}
+                for position, entry, step, attempt, level, message, fields, at in entries
+            ])  # fmt: skip
 
     async def remove(self) -> None:
         for db, run_id in self.written:
@@ -183,7 +197,90 @@ async def test_another_tenants_run_is_not_found_by_any_read(accounts: Accounts, 
     assert listed == {"items": [], "next_cursor": None}
 
 
-async def test_a_status_read_is_one_statement_on_postgresql(
+async def test_the_run_list_pages_newest_first_in_the_models_format(
+    accounts: Accounts, rows: Rows
+) -> None:
+    headers, tenant = await reader(accounts)
+    db = accounts.db
+    first = await rows.run(db, tenant, created_at=T0, status="completed",
+                          finished_at=T0 + SECOND, steps_done=0)  # fmt: skip
+    # Two runs created at the same moment are ordered by id.
+    twins = sorted([await rows.run(db, tenant, created_at=T0 + 250_000 * MICRO, name="other")
+                    for _ in range(2)], reverse=True)  # fmt: skip
+    client = accounts.client
+
+    page = (await client.get("/api/v1/workflows", headers=headers, params={"limit": 2})).json()
+    assert strictly(page["items"]) == strictly([
+        {"workflow_id": str(run_id), "workflow_name": "other", "version": 3,
+         "status": "running", "created_at": "2026-01-02T03:04:05.250000Z",
+         "finished_at": None, "progress": {"completed": 0, "total": 0}}
+        for run_id in twins
+    ])  # fmt: skip
+    cursor = json.loads(base64.urlsafe_b64decode(page["next_cursor"] + "=="))
+    assert cursor == {"created_at": "2026-01-02T03:04:05.250000+00:00", "id": str(twins[1])}
+    after_page = {"limit": 2, "cursor": page["next_cursor"]}
+    rest = (await client.get("/api/v1/workflows", headers=headers, params=after_page)).json()
+    assert strictly(rest) == strictly({
+        "items": [{"workflow_id": str(first), "workflow_name": "reads", "version": 3,
+                   "status": "completed", "created_at": "2026-01-02T03:04:05Z",
+                   "finished_at": "2026-01-02T03:04:06Z",
+                   "progress": {"completed": 0, "total": 0}}],
+        "next_cursor": None,
+    })  # fmt: skip
+
+    async def ids(**params: Any) -> list[str]:
+        listed = await client.get("/api/v1/workflows", headers=headers, params=params)
+        assert listed.status_code == 200, listed.text
+        return [item["workflow_id"] for item in listed.json()["items"]]
+
+    assert await ids(status="completed") == [str(first)]
+    assert await ids(workflow_name="other") == [str(run_id) for run_id in twins]
+    assert await ids(since="2026-01-02T03:04:05.1Z") == [str(run_id) for run_id in twins]
+    assert await ids(until="2026-01-02T04:04:05.25+01:00") == [str(first)]
+    # A page that is exactly full has no next page.
+    assert (await client.get("/api/v1/workflows", headers=headers,
+                             params={"limit": 3})).json()["next_cursor"] is None  # fmt: skip
+
+
+async def test_a_log_page_reads_entries_in_order_in_the_models_format(
+    accounts: Accounts, rows: Rows
+) -> None:
+    headers, tenant = await reader(accounts)
+    run_id = await rows.run(accounts.db, tenant)
+    entries = [
+        (7, 0, None, None, "info", "run queued", {}, T0),
+        (7, 1, "ask", 1, "warning", "naïve — “quoted”", {"n": 1.0, "nested": {"ok": True}},
+         T0 + 5 * MICRO),
+        (9, 0, "ask", 2, "error", "failed", {"error": {"message": None}}, T0 + SECOND),
+    ]  # fmt: skip
+    await rows.logs(accounts.db, run_id, tenant, entries)
+    logs = f"/api/v1/workflows/{run_id}/logs"
+    client = accounts.client
+
+    page = (await client.get(logs, headers=headers, params={"limit": 2})).json()
+    assert strictly(page) == strictly({
+        "items": [
+            {"id": "7.0", "time": "2026-01-02T03:04:05Z", "level": "info", "step": None,
+             "attempt": None, "message": "run queued", "fields": {}},
+            {"id": "7.1", "time": "2026-01-02T03:04:05.000005Z", "level": "warning",
+             "step": "ask", "attempt": 1, "message": "naïve — “quoted”",
+             "fields": {"n": 1.0, "nested": {"ok": True}}},
+        ],
+        "next_cursor": "7.1",
+    })  # fmt: skip
+    rest = (await client.get(logs, headers=headers, params={"after": "7.1"})).json()
+    assert [(e["id"], e["time"], e["fields"]) for e in rest["items"]] == [
+        ("9.0", "2026-01-02T03:04:06Z", {"error": {"message": None}})
+    ]
+    assert rest["next_cursor"] is None
+    # A full page names its last entry even when nothing follows it.
+    last = (await client.get(logs, headers=headers, params={"after": "7.1", "limit": 1})).json()
+    assert last["next_cursor"] == "9.0"
+    beyond = (await client.get(logs, headers=headers, params={"after": "9.0"})).json()
+    assert beyond == {"items": [], "next_cursor": None}
+
+
+async def test_each_hot_read_is_one_statement_on_postgresql(
     postgres_database: Database, tenant_id: uuid.UUID, rows: Rows
 ) -> None:
     """Between taking a connection from the pool and giving it back, a read sends one
@@ -205,11 +302,15 @@ async def test_a_status_read_is_one_statement_on_postgresql(
 
     await db.dispose()  # connections made from here on log what they send
     runs = RunService(db, DefinitionCatalog(registry))
-    reads = [runs.status(tenant_id, run_id)]
+    reads = [
+        runs.status(tenant_id, run_id),
+        runs.run_page(tenant_id, limit=10),
+        runs.log_page(tenant_id, run_id, after=None, limit=10),
+    ]
     for read in reads:
         assert await read is not None
         await asyncio.sleep(0)  # asyncpg tells its query loggers on the next turn of the loop
-    assert [len(window) for window in windows] == [1], windows
+    assert [len(window) for window in windows] == [1, 1, 1], windows
     assert all("FROM workflow_engine_read_" in window[0] for window in windows)
 
 

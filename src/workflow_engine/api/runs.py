@@ -16,7 +16,14 @@ from pydantic import BaseModel, ConfigDict, Field
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from workflow_engine.api.context import Context, LogTailDep, RunsDep, RunWaiterDep
-from workflow_engine.api.pagination import Cursor, Limit, Page, decode_cursor, encode_cursor
+from workflow_engine.api.pagination import (
+    Cursor,
+    Limit,
+    Page,
+    decode_cursor,
+    encode_cursor,
+    page_response,
+)
 from workflow_engine.api.security import Origin, require
 from workflow_engine.api.validation import Moment, utc_moment
 from workflow_engine.auth.permissions import Permission
@@ -290,7 +297,9 @@ async def until_disconnected(request: Request, waiting: Awaitable[T], otherwise:
     return answer
 
 
-@router.get("/api/v1/workflows", summary="Runs, newest first, filtered")
+@router.get(
+    "/api/v1/workflows", summary="Runs, newest first, filtered", response_model=Page[RunSummary]
+)
 async def list_runs(
     principal: Annotated[Principal, require(Permission.workflows_read)],
     service: RunsDep,
@@ -300,7 +309,7 @@ async def list_runs(
     until: Moment | None = None,
     limit: Limit = 50,
     cursor: Cursor = None,
-) -> Page[RunSummary]:
+) -> Response:
     key = decode_cursor(cursor, created_at=str, id=str)
     before = None
     if key is not None:
@@ -311,20 +320,15 @@ async def list_runs(
                 raise ValueError("naive")
         except ValueError:
             raise InvalidInput("the cursor is not one this server issued") from None
-    found = await service.list_runs(
+    page = await service.run_page(
         principal.tenant_id, status=status_is, workflow_name=workflow_name, since=since,
-        until=until, before=before, limit=limit + 1,
+        until=until, before=before, limit=limit,
     )  # fmt: skip
-    shown = found[:limit]
-    next_cursor = (
-        encode_cursor({"created_at": shown[-1].created_at.isoformat(), "id": str(shown[-1].id)})
-        if len(found) > limit
-        else None
-    )
-    return Page[RunSummary](
-        items=[_summary(run) for run in shown],
-        next_cursor=next_cursor,
-    )
+    next_cursor = None
+    if page.next_key is not None:
+        created_at, run_id = page.next_key
+        next_cursor = encode_cursor({"created_at": created_at.isoformat(), "id": str(run_id)})
+    return page_response(page.items, next_cursor)
 
 
 @router.get(
@@ -423,12 +427,10 @@ async def run_logs(
     """Entries with stable ids, oldest first. `follow=true` streams them as server-sent events
     (`id` = entry id, `event` = level) until the run ends, resuming after `Last-Event-ID`."""
     start = _entry_id(last_event_id, "Last-Event-ID") or _entry_id(after, "after")
-    run, first = await service.logs(principal.tenant_id, workflow_id, after=start, limit=limit)
     if not follow:
-        return Page[LogEntryView](
-            items=[_entry(e) for e in first[:limit]],
-            next_cursor=first[-1].id if len(first) == limit else None,
-        )
+        page = await service.log_page(principal.tenant_id, workflow_id, after=start, limit=limit)
+        return page_response(page.items, page.next_key)
+    run = await service.get(principal.tenant_id, workflow_id)  # 404 before the stream starts
     stop = anyio.Event()
     messages = follow_log(service, tail, principal.tenant_id, run.id, start, stop)
     return EventSourceResponse(

@@ -84,3 +84,60 @@ SELECT (
 )
 """The run's status without `llm_usage` and `links` (null when the run is unknown here), and
 the outputs of its completed LLM steps (a JSON array, null when there are none)."""
+
+RUN_PAGE = ReadStatement(
+    params=("tenant", "confine", "status", "workflow_name", "since", "until", "before_at",
+            "before_id", "limit"),
+    postgresql="SELECT items, next_created_at, next_id"
+               " FROM workflow_engine_read_runs($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+    sqlite=f"""
+SELECT json_group_array(json_object(
+           'workflow_id', {_uuid("id")}, 'workflow_name', workflow_name,
+           'version', workflow_version, 'status', status,
+           'created_at', {_time("created_at")}, 'finished_at', {_time("finished_at")},
+           'progress', json_object('completed', steps_done, 'total', steps_total)))
+           FILTER (WHERE n <= :limit),
+       CASE WHEN count(*) > :limit THEN max(created_at) FILTER (WHERE n = :limit) END,
+       CASE WHEN count(*) > :limit THEN max(id) FILTER (WHERE n = :limit) END
+FROM (
+    SELECT id, workflow_name, workflow_version, status, created_at, finished_at, steps_done,
+           steps_total, row_number() OVER (ORDER BY created_at DESC, id DESC) AS n
+    FROM workflow_runs
+    WHERE tenant_id = :tenant
+      AND (:status IS NULL OR status = :status)
+      AND (:workflow_name IS NULL OR workflow_name = :workflow_name)
+      AND (:since IS NULL OR created_at >= :since)
+      AND (:until IS NULL OR created_at < :until)
+      AND (:before_at IS NULL OR (created_at, id) < (:before_at, :before_id))
+    ORDER BY created_at DESC, id DESC
+    LIMIT :limit + 1
+)
+""",
+)  # fmt: skip
+"""Newest first: the page's items, and the created_at and id of its last run when another
+page follows."""
+
+RUN_LOG_PAGE = ReadStatement(
+    params=("tenant", "confine", "run", "after_position", "after_entry", "limit"),
+    postgresql="SELECT known, items, last_id"
+               " FROM workflow_engine_read_run_logs($1, $2, $3, $4, $5, $6)",
+    sqlite=f"""
+SELECT EXISTS (SELECT 1 FROM workflow_runs WHERE id = :run AND tenant_id = :tenant),
+       json_group_array(json_object(
+           'id', position || '.' || entry, 'time', {_time("logged_at")}, 'level', level,
+           'step', step_id, 'attempt', attempt, 'message', message, 'fields', json(fields))),
+       CASE WHEN count(*) = :limit
+            THEN max(position || '.' || entry) FILTER (WHERE n = :limit) END
+FROM (
+    SELECT position, entry, step_id, attempt, level, message, fields, logged_at,
+           row_number() OVER (ORDER BY position, entry) AS n
+    FROM run_logs
+    WHERE run_id = :run AND tenant_id = :tenant
+      AND (:after_position IS NULL OR (position, entry) > (:after_position, :after_entry))
+    ORDER BY position, entry
+    LIMIT :limit
+)
+""",
+)  # fmt: skip
+"""Whether the run is known here, its entries after (position, entry) in order, and the
+id of the last one when the page is full."""

@@ -18,12 +18,14 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from sqlalchemy.util import greenlet_spawn
 
 from workflow_engine.db.database import Database
 from workflow_engine.db.sqlite_inline import InlineConnection
+
+K = TypeVar("K")
 
 
 @dataclass(frozen=True)
@@ -68,3 +70,12 @@ def _sqlite_value(value: Any) -> Any:
     if isinstance(value, datetime):
         return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
     return value
+
+
+@dataclass(frozen=True)
+class JsonPage(Generic[K]):
+    """A page as the database rendered it: its items as a JSON array, and the key of its last
+    item when another page follows (what the next cursor names)."""
+
+    items: str
+    next_key: K | None

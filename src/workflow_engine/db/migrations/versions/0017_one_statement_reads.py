@@ -98,8 +98,83 @@ END
 $fn$
 """
 
-FUNCTIONS = (JSON_TIME, JSON_MS, READ_RUN)
+READ_RUNS = rf"""
+CREATE OR REPLACE FUNCTION workflow_engine_read_runs(
+    p_tenant uuid, p_confine boolean, p_status text, p_workflow text, p_since timestamptz,
+    p_until timestamptz, p_before_at timestamptz, p_before_id uuid, p_limit integer,
+    OUT items text, OUT next_created_at timestamptz, OUT next_id uuid)
+LANGUAGE plpgsql SET app.tenant_id = '' AS $fn$
+BEGIN{_CONFINE}
+    -- One row more than the page: whether it exists decides the next cursor.
+    SELECT coalesce(array_to_json(array_agg(run ORDER BY page.n)
+                                  FILTER (WHERE page.n <= p_limit)), '[]'::json)::text,
+           CASE WHEN count(*) > p_limit
+                THEN max(page.created_at) FILTER (WHERE page.n = p_limit) END,
+           CASE WHEN count(*) > p_limit
+                THEN (array_agg(page.id) FILTER (WHERE page.n = p_limit))[1] END
+    INTO items, next_created_at, next_id
+    FROM (
+        SELECT id, workflow_name, workflow_version, status, created_at, finished_at,
+               steps_done, steps_total,
+               row_number() OVER (ORDER BY created_at DESC, id DESC) AS n
+        FROM workflow_runs
+        WHERE tenant_id = p_tenant
+          AND (p_status IS NULL OR status = p_status)
+          AND (p_workflow IS NULL OR workflow_name = p_workflow)
+          AND (p_since IS NULL OR created_at >= p_since)
+          AND (p_until IS NULL OR created_at < p_until)
+          AND (p_before_at IS NULL OR (created_at, id) < (p_before_at, p_before_id))
+        ORDER BY created_at DESC, id DESC
+        LIMIT p_limit + 1
+    ) page
+    CROSS JOIN LATERAL (
+        SELECT page.id AS workflow_id, page.workflow_name, page.workflow_version AS version,
+               page.status, workflow_engine_json_time(page.created_at) AS created_at,
+               workflow_engine_json_time(page.finished_at) AS finished_at,
+               (SELECT p FROM (SELECT page.steps_done AS completed,
+                                      page.steps_total AS total) p) AS progress
+    ) run;
+END
+$fn$
+"""
+
+READ_RUN_LOGS = rf"""
+CREATE OR REPLACE FUNCTION workflow_engine_read_run_logs(
+    p_tenant uuid, p_confine boolean, p_run uuid, p_after_position bigint,
+    p_after_entry integer, p_limit integer,
+    OUT known boolean, OUT items text, OUT last_id text)
+LANGUAGE plpgsql SET app.tenant_id = '' AS $fn$
+BEGIN{_CONFINE}
+    SELECT EXISTS (SELECT 1 FROM workflow_runs WHERE id = p_run AND tenant_id = p_tenant),
+           coalesce(array_to_json(array_agg(line ORDER BY page.n)), '[]'::json)::text,
+           -- A full page names its last entry: the next page starts after it.
+           CASE WHEN count(*) = p_limit
+                THEN max(line.id) FILTER (WHERE page.n = p_limit) END
+    INTO known, items, last_id
+    FROM (
+        SELECT position, entry, step_id, attempt, level, message, fields, logged_at,
+               row_number() OVER (ORDER BY position, entry) AS n
+        FROM run_logs
+        WHERE run_id = p_run AND tenant_id = p_tenant
+          AND (p_after_position IS NULL
+               OR (position, entry) > (p_after_position, p_after_entry))
+        ORDER BY position, entry
+        LIMIT p_limit
+    ) page
+    CROSS JOIN LATERAL (
+        SELECT page.position || '.' || page.entry AS id,
+               workflow_engine_json_time(page.logged_at) AS time, page.level,
+               page.step_id AS step, page.attempt, page.message, page.fields
+    ) line;
+END
+$fn$
+"""
+
+FUNCTIONS = (JSON_TIME, JSON_MS, READ_RUN, READ_RUNS, READ_RUN_LOGS)
 SIGNATURES = (
+    "workflow_engine_read_run_logs(uuid, boolean, uuid, bigint, integer, integer)",
+    "workflow_engine_read_runs(uuid, boolean, text, text, timestamptz, timestamptz, "
+    "timestamptz, uuid, integer)",
     "workflow_engine_read_run(uuid, boolean, uuid)",
     "workflow_engine_json_ms(timestamptz, timestamptz)",
     "workflow_engine_json_time(timestamptz)",
