@@ -1,5 +1,5 @@
-"""The hot reads of runs — a run's status, the run list, a run's log — answer with exactly
-the documents the response models describe, on both databases: every member in
+"""The hot reads — a run's status, the run list, a run's log, an aggregate's events — answer
+with exactly the documents the response models describe, on both databases: every member in
 the models' order, times as `...T03:04:05.123400Z` (no fraction when it is zero), durations
 as floats (`1500.0`), JSON columns as JSON. Each is one statement; on PostgreSQL it runs
 under the tenant's row-level security.
@@ -28,6 +28,7 @@ from workflow_engine.db import Database
 from workflow_engine.db.tables import run_logs, step_runs, workflow_runs
 from workflow_engine.engine.catalog import DefinitionCatalog
 from workflow_engine.engine.runs import RunService
+from workflow_engine.events import EventStore, NewEvent
 from workflow_engine.nodes import registry
 
 T0 = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
@@ -280,6 +281,54 @@ async def test_a_log_page_reads_entries_in_order_in_the_models_format(
     assert beyond == {"items": [], "next_cursor": None}
 
 
+async def test_an_aggregates_events_page_in_the_models_format(accounts: Accounts) -> None:
+    login = await accounts.login(await accounts.user(Role.operator))
+    headers = {"Authorization": f"Bearer {login['token']}"}
+    client = accounts.client
+    appended = []
+    for n in range(3):
+        response = await client.post("/events", headers=headers, json={
+            "aggregate_type": "order", "aggregate_id": "order-7", "event_type": "ItemAdded",
+            "data": {"n": n, "price": 2.5, "label": "crème"}, "metadata": {"channel": "web"},
+        })  # fmt: skip
+        assert response.status_code == 201, response.text
+        appended.append(response.json())
+
+    page = (await client.get("/api/v1/events/order-7", headers=headers,
+                             params={"limit": 2})).json()  # fmt: skip
+    first = page["items"][0]
+    assert list(first) == [
+        "event_id",
+        "position",
+        "aggregate_type",
+        "aggregate_id",
+        "version",
+        "event_type",
+        "schema_version",
+        "data",
+        "metadata",
+        "recorded_at",
+    ]
+    assert (first["event_id"], first["position"], first["recorded_at"]) == (
+        appended[0]["event_id"], appended[0]["position"],
+        appended[0]["recorded_at"],  # the append's answer comes from the models
+    )  # fmt: skip
+    assert first["data"] == {"n": 0, "price": 2.5, "label": "crème"}
+    assert first["metadata"]["channel"] == "web"
+    assert [e["version"] for e in page["items"]] == [1, 2]
+    after_page = {"limit": 2, "cursor": page["next_cursor"]}
+    rest = (await client.get("/api/v1/events/order-7", headers=headers, params=after_page)).json()
+    assert [e["version"] for e in rest["items"]] == [3]
+    assert rest["next_cursor"] is None
+    # Past its last event an aggregate's page is empty; an unknown aggregate is a 404.
+    later = await client.get("/api/v1/events/order-7?from_version=4", headers=headers)
+    assert later.json() == {"items": [], "next_cursor": None}
+    unknown = await client.get("/api/v1/events/order-8", headers=headers)
+    assert unknown.status_code == 404
+    other, _ = await reader(accounts)
+    assert (await client.get("/api/v1/events/order-7", headers=other)).status_code == 404
+
+
 async def test_each_hot_read_is_one_statement_on_postgresql(
     postgres_database: Database, tenant_id: uuid.UUID, rows: Rows
 ) -> None:
@@ -288,6 +337,10 @@ async def test_each_hot_read_is_one_statement_on_postgresql(
     db = postgres_database
     assert await db.detect_row_level_security()
     run_id = await rows.run(db, tenant_id, steps=[{"step_id": "a", "uses": "transform"}])
+    await EventStore(db).append(
+        tenant_id=tenant_id, aggregate_type="order", aggregate_id="o-1",
+        new_events=[NewEvent("ItemAdded", {"n": 1})], expected_version=0,
+    )  # fmt: skip
     windows: list[list[str]] = []
 
     @event.listens_for(db.engine.sync_engine, "connect")
@@ -306,11 +359,12 @@ async def test_each_hot_read_is_one_statement_on_postgresql(
         runs.status(tenant_id, run_id),
         runs.run_page(tenant_id, limit=10),
         runs.log_page(tenant_id, run_id, after=None, limit=10),
+        EventStore(db).aggregate_page(tenant_id, "o-1", from_version=1, limit=10),
     ]
     for read in reads:
         assert await read is not None
         await asyncio.sleep(0)  # asyncpg tells its query loggers on the next turn of the loop
-    assert [len(window) for window in windows] == [1, 1, 1], windows
+    assert [len(window) for window in windows] == [1, 1, 1, 1], windows
     assert all("FROM workflow_engine_read_" in window[0] for window in windows)
 
 

@@ -141,3 +141,32 @@ FROM (
 )  # fmt: skip
 """Whether the run is known here, its entries after (position, entry) in order, and the
 id of the last one when the page is full."""
+
+AGGREGATE_PAGE = ReadStatement(
+    params=("tenant", "confine", "aggregate_id", "from_version", "limit"),
+    postgresql="SELECT known, items, next_version"
+               " FROM workflow_engine_read_aggregate($1, $2, $3, $4, $5)",
+    sqlite=f"""
+SELECT CASE WHEN count(*) > 0 THEN 1
+            ELSE EXISTS (SELECT 1 FROM events
+                         WHERE tenant_id = :tenant AND aggregate_id = :aggregate_id) END,
+       json_group_array(json_object(
+           'event_id', {_uuid("event_id")}, 'position', position,
+           'aggregate_type', aggregate_type, 'aggregate_id', aggregate_id,
+           'version', version, 'event_type', event_type, 'schema_version', schema_version,
+           'data', json(data), 'metadata', json(metadata),
+           'recorded_at', {_time("recorded_at")})) FILTER (WHERE n <= :limit),
+       CASE WHEN count(*) > :limit THEN max(version) FILTER (WHERE n <= :limit) END
+FROM (
+    SELECT event_id, position, aggregate_type, aggregate_id, version, event_type,
+           schema_version, data, metadata, recorded_at,
+           row_number() OVER (ORDER BY version) AS n
+    FROM events
+    WHERE tenant_id = :tenant AND aggregate_id = :aggregate_id AND version >= :from_version
+    ORDER BY version
+    LIMIT :limit + 1
+)
+""",
+)  # fmt: skip
+"""Whether the aggregate has events (asked only when the page is empty), the page's events
+in version order, and the version of its last event when another page follows."""

@@ -170,8 +170,43 @@ END
 $fn$
 """
 
-FUNCTIONS = (JSON_TIME, JSON_MS, READ_RUN, READ_RUNS, READ_RUN_LOGS)
+READ_AGGREGATE = rf"""
+CREATE OR REPLACE FUNCTION workflow_engine_read_aggregate(
+    p_tenant uuid, p_confine boolean, p_aggregate text, p_from_version integer,
+    p_limit integer, OUT known boolean, OUT items text, OUT next_version integer)
+LANGUAGE plpgsql SET app.tenant_id = '' AS $fn$
+BEGIN{_CONFINE}
+    -- An empty page is a 404 only when the aggregate has no events at all.
+    SELECT CASE WHEN count(*) > 0 THEN true
+                ELSE EXISTS (SELECT 1 FROM events
+                             WHERE tenant_id = p_tenant AND aggregate_id = p_aggregate) END,
+           coalesce(array_to_json(array_agg(event ORDER BY page.version)
+                                  FILTER (WHERE page.n <= p_limit)), '[]'::json)::text,
+           CASE WHEN count(*) > p_limit
+                THEN max(page.version) FILTER (WHERE page.n <= p_limit) END
+    INTO known, items, next_version
+    FROM (
+        SELECT event_id, position, aggregate_type, aggregate_id, version, event_type,
+               schema_version, data, metadata, recorded_at,
+               row_number() OVER (ORDER BY version) AS n
+        FROM events
+        WHERE tenant_id = p_tenant AND aggregate_id = p_aggregate
+          AND version >= p_from_version
+        ORDER BY version
+        LIMIT p_limit + 1
+    ) page
+    CROSS JOIN LATERAL (
+        SELECT page.event_id, page.position, page.aggregate_type, page.aggregate_id,
+               page.version, page.event_type, page.schema_version, page.data, page.metadata,
+               workflow_engine_json_time(page.recorded_at) AS recorded_at
+    ) event;
+END
+$fn$
+"""
+
+FUNCTIONS = (JSON_TIME, JSON_MS, READ_RUN, READ_RUNS, READ_RUN_LOGS, READ_AGGREGATE)
 SIGNATURES = (
+    "workflow_engine_read_aggregate(uuid, boolean, text, integer, integer)",
     "workflow_engine_read_run_logs(uuid, boolean, uuid, bigint, integer, integer)",
     "workflow_engine_read_runs(uuid, boolean, text, text, timestamptz, timestamptz, "
     "timestamptz, uuid, integer)",
