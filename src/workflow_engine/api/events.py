@@ -11,6 +11,7 @@ from fastapi import APIRouter, Header, Path, Query, Response
 from pydantic import BaseModel, ConfigDict, Field
 from sse_starlette import EventSourceResponse
 
+from workflow_engine.api import pagination
 from workflow_engine.api.context import DatabaseDep, EventStoreDep, LogTailDep
 from workflow_engine.api.pagination import Cursor, Limit, Page, decode_cursor, page_of
 from workflow_engine.api.security import Origin, require
@@ -186,7 +187,11 @@ async def stream_events(
     return event_stream(guard, principal, follow.messages)
 
 
-@router.get("/api/v1/events/{aggregate_id}", summary="An aggregate's events, in order")
+@router.get(
+    "/api/v1/events/{aggregate_id}",
+    summary="An aggregate's events, in order",
+    response_model=Page[EventView],
+)
 async def aggregate_events(
     aggregate_id: Annotated[str, Path(pattern=AGGREGATE_ID)],
     principal: Annotated[Principal, require(Permission.events_read)],
@@ -194,12 +199,15 @@ async def aggregate_events(
     from_version: Annotated[int, Query(ge=1, le=INT32_MAX)] = 1,
     limit: Limit = 100,
     cursor: Cursor = None,
-) -> Page[EventView]:
+) -> Response:
     key = decode_cursor(cursor, version=int)
     start = int(key["version"]) + 1 if key else from_version
-    found = await store.read_aggregate(
-        principal.tenant_id, aggregate_id, from_version=start, limit=limit + 1
+    page = await store.aggregate_page(
+        principal.tenant_id, aggregate_id, from_version=start, limit=limit
     )
-    if not found and not await store.aggregate_exists(principal.tenant_id, aggregate_id):
+    if page is None:
         raise NotFound(f"no aggregate {aggregate_id!r}")
-    return page_of(found, limit, _view, lambda event: {"version": event.version})
+    next_cursor = (
+        None if page.next_key is None else pagination.encode_cursor({"version": page.next_key})
+    )
+    return pagination.page_response(page.items, next_cursor)

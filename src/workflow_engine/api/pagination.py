@@ -8,7 +8,7 @@ import json
 from collections.abc import Callable, Sequence
 from typing import Annotated, Any, Generic, TypeVar
 
-from fastapi import Query
+from fastapi import Query, Response
 from pydantic import BaseModel, Field
 
 from workflow_engine.api.validation import is_storable_text
@@ -80,3 +80,11 @@ def page_of(
     shown = found[:limit]
     next_cursor = encode_cursor(cursor_key(shown[-1])) if len(found) > limit else None
     return Page[T](items=[view(row) for row in shown], next_cursor=next_cursor)
+
+
+def page_response(items: str, next_cursor: str | None) -> Response:
+    """A `Page` whose items the database rendered as a JSON array, answered as they are: the
+    body the `Page` model would give, without building it (the route keeps the model as its
+    `response_model`, for the OpenAPI document)."""
+    body = f'{{"items":{items},"next_cursor":{json.dumps(next_cursor)}}}'
+    return Response(body, media_type="application/json")

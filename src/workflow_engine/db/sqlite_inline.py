@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
 from sqlalchemy.dialects.sqlite.aiosqlite import (
@@ -80,6 +80,11 @@ class InlineConnection:
         if not self._conn.in_transaction:
             raise RuntimeError("in_write_transaction needs an open write transaction")
         return work(self._conn)
+
+    async def fetchone(self, sql: str, parameters: Mapping[str, Any]) -> Any:
+        """The first row of one statement sent without SQLAlchemy. Outside a transaction
+        (autocommit) the statement is a transaction of its own."""
+        return await self.run(lambda: self._conn.execute(sql, parameters).fetchone())
 
     async def run(self, call: Callable[..., T], *args: Any) -> T:
         """`call(*args)` here; if another process holds the lock, again in a thread that

@@ -22,8 +22,9 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from workflow_engine.db import Database
 from workflow_engine.db.database import mark_commit
+from workflow_engine.db.single_statement import JsonPage
 from workflow_engine.db.tables import workflow_runs
-from workflow_engine.engine import queue, scheduler
+from workflow_engine.engine import queue, run_reads, scheduler
 from workflow_engine.engine.catalog import DefinitionCatalog
 from workflow_engine.engine.definitions import WorkflowDefinition
 from workflow_engine.engine.records import RunRecord
@@ -96,7 +97,11 @@ class RunService:
         async with self.db.tenant_read(tenant_id) as conn:
             return await _read_run(conn, tenant_id, run_id)
 
-    async def list_runs(
+    async def status(self, tenant_id: uuid.UUID, run_id: uuid.UUID) -> run_reads.StatusDocument:
+        """The run's status as the API answers it, read in one statement."""
+        return await run_reads.read_status(self.db, tenant_id, run_id)
+
+    async def run_page(
         self,
         tenant_id: uuid.UUID,
         *,
@@ -104,32 +109,22 @@ class RunService:
         workflow_name: str | None = None,
         since: datetime | None = None,
         until: datetime | None = None,
-        before: tuple[datetime, uuid.UUID] | None = None,
+        before: run_reads.RunKey | None = None,
         limit: int = 50,
-    ) -> list[RunRecord]:
-        """Newest first; `before` is the (created_at, id) of the last run of the previous page."""
-        run = workflow_runs.c
-        stmt = (
-            select(workflow_runs)
-            .where(run.tenant_id == tenant_id)
-            .order_by(run.created_at.desc(), run.id.desc())
-            .limit(limit)
-        )
-        if status is not None:
-            stmt = stmt.where(run.status == status)
-        if workflow_name is not None:
-            stmt = stmt.where(run.workflow_name == workflow_name)
-        if since is not None:
-            stmt = stmt.where(run.created_at >= since)
-        if until is not None:
-            stmt = stmt.where(run.created_at < until)
-        if before is not None:
-            created, last_id = before
-            stmt = stmt.where(
-                (run.created_at < created) | ((run.created_at == created) & (run.id < last_id))
-            )
-        async with self.db.tenant_read(tenant_id) as conn:
-            return [RunRecord(**row._mapping) for row in await conn.execute(stmt)]
+    ) -> JsonPage[run_reads.RunKey]:
+        """A page of the run list as the API answers it, newest first, in one statement;
+        `before` is the (created_at, id) of the last run of the previous page."""
+        return await run_reads.read_run_page(
+            self.db, tenant_id, status=status, workflow_name=workflow_name, since=since,
+            until=until, before=before, limit=limit,
+        )  # fmt: skip
+
+    async def log_page(
+        self, tenant_id: uuid.UUID, run_id: uuid.UUID, *, after: tuple[int, int] | None, limit: int
+    ) -> JsonPage[str]:
+        """A page of the run's log as the API answers it, in one statement (404 when the run
+        is unknown here)."""
+        return await run_reads.read_log_page(self.db, tenant_id, run_id, after=after, limit=limit)
 
     async def logs(
         self,

@@ -1,23 +1,20 @@
 """What a run's LLM steps cost, summed from their outputs (each `llm.*` output records its
-provider, model, token usage, latency and calls)."""
+provider, model, token usage, latency and calls). The run's status read picks the outputs:
+those of its completed `llm.*` steps (`db/read_statements.py`)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
-
-from workflow_engine.engine.records import RunRecord
-from workflow_engine.engine.states import StepStatus
 
 FIGURES = ("calls", "prompt_tokens", "completion_tokens", "total_tokens")
 
 
-def llm_usage(run: RunRecord) -> dict[str, Any]:
-    """Totals over the run's completed LLM steps, and per provider and model."""
+def llm_usage(outputs: Iterable[Any]) -> dict[str, Any]:
+    """Totals over the outputs of a run's completed LLM steps (in the steps' order), and per
+    provider and model."""
     per_model: dict[tuple[str, str], dict[str, Any]] = {}
-    for step in run.steps:
-        output = step.output
-        if not step.uses.startswith("llm.") or step.status != StepStatus.completed:
-            continue
+    for output in outputs:
         if not isinstance(output, dict) or not isinstance(output.get("usage"), dict):
             continue
         key = (str(output.get("provider")), str(output.get("model")))

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from pydantic_core import to_json
+
 from workflow_engine.db import Database
+from workflow_engine.db.read_statements import AGGREGATE_PAGE
+from workflow_engine.db.single_statement import JsonPage, fetch_row
 from workflow_engine.events.append import append_events
 from workflow_engine.events.catalogue import AggregateSummary, list_aggregates
 from workflow_engine.events.store import (
@@ -15,7 +20,6 @@ from workflow_engine.events.store import (
     NewEvent,
     RecordedEvent,
     Snapshot,
-    current_version,
     last_position,
     log_head,
     log_key,
@@ -96,9 +100,21 @@ class EventStore:
             )
         return [self.upcasters.apply(event) for event in found]
 
-    async def aggregate_exists(self, tenant_id: uuid.UUID, aggregate_id: str) -> bool:
-        async with self.db.tenant_read(tenant_id) as conn:
-            return await current_version(conn, tenant_id, aggregate_id) > 0
+    async def aggregate_page(
+        self, tenant_id: uuid.UUID, aggregate_id: str, *, from_version: int, limit: int
+    ) -> JsonPage[int] | None:
+        """A page of the aggregate's events from `from_version`, as the API answers it (JSON),
+        in one statement; the next page's key is the version of the page's last event. None
+        when the aggregate has no events at all."""
+        known, items, next_version = await fetch_row(
+            self.db, AGGREGATE_PAGE, tenant=tenant_id, aggregate_id=aggregate_id,
+            from_version=from_version, limit=limit,
+        )  # fmt: skip
+        if not known:
+            return None
+        if not self.upcasters.empty:
+            items = _upcast(self.upcasters, items)
+        return JsonPage(items, next_version)
 
     async def read_log(
         self, *, after: int | LogKey = 0, limit: int = 500, tenant_id: uuid.UUID | None = None
@@ -177,3 +193,14 @@ class EventStore:
 
 
 _LOAD_BATCH = 1000
+
+
+def _upcast(upcasters: Upcasters, items: str) -> str:
+    """The rendered events with their data in the current shapes (the one case where the
+    page goes through Python objects: the upcasters are Python)."""
+    events = json.loads(items)
+    for event in events:
+        event["data"], event["schema_version"] = upcasters.upcast(
+            event["event_type"], event["schema_version"], event["data"]
+        )
+    return to_json(events).decode()

@@ -44,10 +44,22 @@ class Upcasters:
             version += 1
         return version
 
+    @property
+    def empty(self) -> bool:
+        """No upcaster is registered: every event reads as it was written."""
+        return not self._steps
+
     def apply(self, event: RecordedEvent) -> RecordedEvent:
-        data, version = event.data, event.schema_version
-        while (step := self._steps.get((event.event_type, version))) is not None:
-            data, version = step(dict(data)), version + 1
+        data, version = self.upcast(event.event_type, event.schema_version, event.data)
         if version == event.schema_version:
             return event
         return dataclasses.replace(event, data=data, schema_version=version)
+
+    def upcast(
+        self, event_type: str, schema_version: int, data: dict[str, Any]
+    ) -> tuple[dict[str, Any], int]:
+        """The data in its current shape, and the schema version of that shape."""
+        version = schema_version
+        while (step := self._steps.get((event_type, version))) is not None:
+            data, version = step(dict(data)), version + 1
+        return data, version
