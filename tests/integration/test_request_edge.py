@@ -25,6 +25,14 @@ async def test_each_edge_header_is_sent_once(client: httpx.AsyncClient) -> None:
     assert response.headers["cache-control"] == "no-store"
 
 
+async def test_a_request_without_an_id_is_given_a_fresh_uuid(client: httpx.AsyncClient) -> None:
+    ids = [(await client.get("/health")).headers["x-correlation-id"] for _ in range(20)]
+    assert len(set(ids)) == len(ids)
+    for given in ids:
+        assert str(uuid.UUID(given)) == given
+        assert uuid.UUID(given).version == 4
+
+
 async def test_a_response_keeps_the_security_headers_it_sets_itself(
     client: httpx.AsyncClient,
 ) -> None:

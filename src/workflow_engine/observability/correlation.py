@@ -6,8 +6,8 @@ where the current one lives.
 
 from __future__ import annotations
 
+import os
 import re
-import uuid
 from collections.abc import Iterable
 from contextvars import ContextVar
 
@@ -37,4 +37,8 @@ def incoming_id(headers: Iterable[tuple[bytes, bytes]]) -> str | None:
 
 
 def new_id() -> str:
-    return str(uuid.uuid4())
+    """A random (version 4) UUID in its usual text form, written out directly: `uuid.uuid4()`
+    and its `str()` cost three times as much, on every request that brings no id."""
+    digits = os.urandom(16).hex()
+    variant = "89ab"[int(digits[16], 16) & 3]
+    return f"{digits[:8]}-{digits[8:12]}-4{digits[13:16]}-{variant}{digits[17:20]}-{digits[20:]}"
