@@ -1,10 +1,10 @@
 """The outermost middleware: what every answer gets, whoever produced it.
 
-One plain ASGI layer does four things that each used to be a layer of its own — the
-correlation id, the access line and HTTP metrics, the security headers — because every layer
-costs a call and a wrapped `send` per request, and these four all act at the same two moments:
-when the request arrives and when the answer starts. The response's headers are walked once,
-and ours are appended as bytes encoded at start-up.
+One plain ASGI layer does what used to be three — the correlation id, the access line and
+HTTP metrics, the security headers — because every layer costs each request a call and a
+wrapped `send`, and all three act at the same two moments: when the request arrives and when
+the answer starts. The response's headers are walked once, and ours are appended as bytes
+encoded at start-up.
 """
 
 from __future__ import annotations
