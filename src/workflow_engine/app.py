@@ -89,11 +89,11 @@ routers: tuple[APIRouter, ...] = (
 #: `api_keys` ahead of `auth`.
 matching_order: tuple[APIRouter, ...] = (
     health.router,
-    metrics.router,
     workflows.router,
     runs.router,
     events.router,
     aggregates.router,
+    metrics.router,  # scraped every few seconds, not per request
     api_keys.router,
     auth.router,
     users.router,
