@@ -37,62 +37,78 @@ class AppContext:
     stats: RequestStats = field(default_factory=RequestStats)
     started_at: datetime = field(default_factory=lambda: datetime.now(UTC))
     started_monotonic: float = field(default_factory=time.monotonic)
+    _by_name: dict[str, object] = field(default_factory=dict, init=False, repr=False)
 
     def uptime_seconds(self) -> float:
         return time.monotonic() - self.started_monotonic
 
     def service(self, name: str, kind: type[T]) -> T:
-        service = self.services.get(name)
+        service = self._by_name.get(name)
+        if service is None:  # a request looks several up: the manager's list is scanned once
+            service = self._by_name[name] = self.services.get(name)
         if not isinstance(service, kind):
             raise TypeError(f"service {name!r} is a {type(service).__name__}, not {kind.__name__}")
         return service
 
 
-async def get_context(request: Request) -> AppContext:
+def context_of(request: Request) -> AppContext:
     context: AppContext = request.app.state.context
     return context
+
+
+# Each dependency below reads the context from the request itself rather than depending on
+# `Context`: FastAPI pays a few microseconds for every node of a request's dependency tree,
+# cached or not, so a flat tree answers sooner than a chain.
+
+
+async def get_context(request: Request) -> AppContext:
+    return context_of(request)
 
 
 Context = Annotated[AppContext, Depends(get_context)]
 
 
-async def get_database(context: Context) -> Database:
-    return context.service("database", DatabaseService).database
+async def get_database(request: Request) -> Database:
+    return context_of(request).service("database", DatabaseService).database
 
 
 DatabaseDep = Annotated[Database, Depends(get_database)]
 
 
-async def get_log_tail(context: Context) -> LogTail:
-    return context.service("events", EventStoreService).tail
+async def get_log_tail(request: Request) -> LogTail:
+    return context_of(request).service("events", EventStoreService).tail
 
 
 LogTailDep = Annotated[LogTail, Depends(get_log_tail)]
 
 
-async def get_event_store(context: Context) -> EventStore:
-    return context.service("events", EventStoreService).store
+async def get_event_store(request: Request) -> EventStore:
+    return context_of(request).service("events", EventStoreService).store
 
 
 EventStoreDep = Annotated[EventStore, Depends(get_event_store)]
 
 
-async def get_catalog(context: Context) -> DefinitionCatalog:
-    return context.service("workflows", WorkflowCatalogService).catalog
+async def get_catalog(request: Request) -> DefinitionCatalog:
+    return context_of(request).service("workflows", WorkflowCatalogService).catalog
 
 
 CatalogDep = Annotated[DefinitionCatalog, Depends(get_catalog)]
 
 
-async def get_runs(database: DatabaseDep, catalog: CatalogDep) -> RunService:
-    return RunService(database, catalog)
+async def get_runs(request: Request) -> RunService:
+    context = context_of(request)
+    return RunService(
+        context.service("database", DatabaseService).database,
+        context.service("workflows", WorkflowCatalogService).catalog,
+    )
 
 
 RunsDep = Annotated[RunService, Depends(get_runs)]
 
 
-async def get_run_waiter(runs: RunsDep, tail: LogTailDep) -> RunWaiter:
-    return RunWaiter(runs, tail)
+async def get_run_waiter(request: Request, runs: RunsDep) -> RunWaiter:
+    return RunWaiter(runs, context_of(request).service("events", EventStoreService).tail)
 
 
 RunWaiterDep = Annotated[RunWaiter, Depends(get_run_waiter)]

@@ -7,6 +7,7 @@ really give, all pointing at the `Problem` schema.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -85,22 +86,34 @@ _AUTH_PROBLEMS = {
 }
 
 
-def install_openapi(app: FastAPI, *, title: str, description: str) -> None:
+def install_openapi(
+    app: FastAPI, *, title: str, description: str, order: Sequence[APIRouter] = ()
+) -> None:
+    """`order`: the routers as the document lists them, whatever order they are matched in;
+    other routes follow them, as they were added."""
+
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
-            app.openapi_schema = _build(app, title, description)
+            app.openapi_schema = _build(app, title, description, order)
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
 
 
-def _build(app: FastAPI, title: str, description: str) -> dict[str, Any]:
+def _build(
+    app: FastAPI, title: str, description: str, order: Sequence[APIRouter]
+) -> dict[str, Any]:
+    position = {id(router): index for index, router in enumerate(order)}
+    routes = sorted(
+        app.routes,
+        key=lambda route: position.get(id(getattr(route, "original_router", None)), len(order)),
+    )
     schema = get_openapi(
         title=title,
         version=__version__,
         openapi_version="3.1.0",
         description=description,
-        routes=app.routes,
+        routes=routes,
         license_info={"name": "MIT", "identifier": "MIT"},
     )
     components = schema.setdefault("components", {}).setdefault("schemas", {})

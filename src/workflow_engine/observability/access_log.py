@@ -2,80 +2,81 @@
 
 from __future__ import annotations
 
-import time
+import logging
 from collections.abc import Iterable
+from typing import Any
 
 import structlog
 from fastapi import APIRouter
 from fastapi.routing import APIRoute
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import Scope
 
 from workflow_engine.observability import metrics
 from workflow_engine.observability.request_stats import RequestStats
 
-logger = structlog.get_logger("workflow_engine.access")
+ACCESS_LOGGER = "workflow_engine.access"
 # Any other method a client invents is one label, not one series each.
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
 
-class AccessLogMiddleware:
-    """Logs method, route template, status and duration — never a body, query or secret."""
+class AccessLog:
+    """Records each finished request: one access line (method, route template, status,
+    duration — never a body, query or secret), the counters behind `/api/v1/uptime`, and the
+    HTTP metrics. `api/edge.py` calls it; it keeps no state per request."""
 
-    def __init__(self, app: ASGIApp, stats: RequestStats, routes: RouteTable | None = None) -> None:
-        self.app = app
+    def __init__(self, stats: RequestStats, routes: RouteTable | None = None) -> None:
         self.stats = stats
         self.routes = routes
+        # Bound once: the lazy proxy would look its configuration up again on every call.
+        self._logger = structlog.get_logger(ACCESS_LOGGER).bind()
+        # prometheus_client's `labels()` checks and locks on each call; a series, once made,
+        # is the same object for the life of the process.
+        self._series: dict[tuple[str, str, int], tuple[Any, Any]] = {}
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        started = time.perf_counter()
-        root_path = scope.get("root_path", "")  # a mounted app (the demo services) extends it
-        answered: float | None = None  # when a stream's answer began
-        status = 500
+    @staticmethod
+    def started() -> None:
         metrics.http_in_flight.inc()
-        in_flight = True
 
-        async def recording_send(message: Message) -> None:
-            nonlocal status, answered, in_flight
-            if message["type"] == "http.response.start":
-                status = message["status"]
-                if _streams(message):
-                    # A stream lasts as long as its reader stays: its latency is the time to
-                    # its first byte, and `sse_subscribers` counts it while it is open.
-                    answered = time.perf_counter()
-                    metrics.http_in_flight.dec()
-                    in_flight = False
-            await send(message)
+    @staticmethod
+    def answering() -> None:
+        """A stream began: it lasts as long as its reader stays, so its latency is the time
+        to its first byte and `sse_subscribers` counts it while it is open, not in flight."""
+        metrics.http_in_flight.dec()
 
-        try:
-            await self.app(scope, receive, recording_send)
-        finally:
-            ended = time.perf_counter()
-            duration_ms = (ended - started) * 1000
-            response_ms = ((answered or ended) - started) * 1000
-            self.stats.record(status, response_ms)
-            route = route_template(scope, self.routes, root_path)
-            method = scope["method"] if scope["method"] in METHODS else "OTHER"
-            if in_flight:
-                metrics.http_in_flight.dec()
-            metrics.http_requests.labels(method, route, str(status)).inc()
-            metrics.http_duration.labels(method, route).observe(response_ms / 1000)
-            logger.info(
+    def finished(
+        self,
+        scope: Scope,
+        root_path: str,
+        status: int,
+        duration: float,
+        response_time: float,
+        in_flight: bool,
+    ) -> None:
+        """`duration` and `response_time` in seconds: the whole exchange, and until the answer
+        began (the same but for a stream)."""
+        self.stats.record(status, response_time * 1000)
+        route = route_template(scope, self.routes, root_path)
+        method = scope["method"] if scope["method"] in METHODS else "OTHER"
+        if in_flight:
+            metrics.http_in_flight.dec()
+        series = self._series.get((method, route, status))
+        if series is None:
+            series = (
+                metrics.http_requests.labels(method, route, str(status)),
+                metrics.http_duration.labels(method, route),
+            )
+            self._series[(method, route, status)] = series
+        requests, durations = series
+        requests.inc()
+        durations.observe(response_time)
+        if self._logger.is_enabled_for(logging.INFO):
+            self._logger.info(
                 "request",
                 method=scope["method"],
                 route=route,
                 status=status,
-                duration_ms=round(duration_ms, 2),
+                duration_ms=round(duration * 1000, 2),
             )
-
-
-def _streams(start: Message) -> bool:
-    return any(
-        name == b"content-type" and value.startswith(b"text/event-stream")
-        for name, value in start.get("headers", ())
-    )
 
 
 class RouteTable:

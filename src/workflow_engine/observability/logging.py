@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from functools import lru_cache
 from typing import Any
 
 import structlog
@@ -29,9 +30,16 @@ _HANDLER_NAME = "workflow_engine"
 _SECRET_KEYS = ("password", "secret", "token", "authorization", "api_key", "cookie")
 
 
+@lru_cache(maxsize=4096)
+def _is_secret(key: str) -> bool:
+    # Lines repeat the same few keys: deciding each once keeps redaction off the request path.
+    lowered = key.lower()
+    return any(marker in lowered for marker in _SECRET_KEYS)
+
+
 def _redact_secrets(_logger: Any, _method: str, event_dict: EventDict) -> EventDict:
     for key in event_dict:
-        if any(marker in key.lower() for marker in _SECRET_KEYS):
+        if _is_secret(key):
             event_dict[key] = "**********"
     return event_dict
 
@@ -73,7 +81,14 @@ def configure_logging(level: str, fmt: str) -> None:
         )
 
     structlog.configure(
-        processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
+        # A line below the level is dropped before any processor runs (the standard library
+        # would drop it only after all of them); `shared` also formats foreign records, which
+        # the standard library has already filtered.
+        processors=[
+            structlog.stdlib.filter_by_level,
+            *shared,
+            structlog.stdlib.ProcessorFormatter.wrap_for_formatter,
+        ],
         logger_factory=structlog.stdlib.LoggerFactory(),
         wrapper_class=structlog.stdlib.BoundLogger,
         cache_logger_on_first_use=True,

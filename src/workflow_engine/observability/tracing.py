@@ -85,6 +85,11 @@ def setup(enabled: bool, environ: Mapping[str, str] | None = None) -> str:
     return "tracing is on: spans go to the OTLP endpoint in OTEL_EXPORTER_OTLP_*"
 
 
+def is_on() -> bool:
+    """Whether `setup` installed the tracer provider in this process."""
+    return _enabled
+
+
 def flush(timeout_millis: int = 5000) -> None:
     """Send spans still buffered (when a server or worker stops)."""
     if _enabled:

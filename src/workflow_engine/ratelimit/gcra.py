@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import cached_property
+from typing import NamedTuple
 
 
 @dataclass(frozen=True)
@@ -18,23 +20,24 @@ class Limit:
     per_minute: int
     burst: int
 
-    @property
+    # Computed once: every request reads them for each of its buckets.
+    @cached_property
     def interval(self) -> float:
         return 60.0 / self.per_minute
 
-    @property
+    @cached_property
     def tolerance(self) -> float:
         return (self.burst - 1) * self.interval
 
 
-@dataclass(frozen=True)
-class Bucket:
+# Bucket and Decision are made for every request: named tuples cost a third of frozen
+# dataclasses to build.
+class Bucket(NamedTuple):
     key: str
     limit: Limit
 
 
-@dataclass(frozen=True)
-class Decision:
+class Decision(NamedTuple):
     """The outcome for one request, described by its most constrained bucket."""
 
     allowed: bool
@@ -48,39 +51,40 @@ def decide(
     buckets: list[Bucket], tats: list[float | None], now: float
 ) -> tuple[Decision, list[float]]:
     """Check every bucket; consume from all of them only if all allow. Returns the decision and
-    the new TATs to store (unchanged ones when refused)."""
-    current = [max(tat if tat is not None else now, now) for tat in tats]
-    wait = max(
-        tat - bucket.limit.tolerance - now for bucket, tat in zip(buckets, current, strict=True)
-    )
+    the new TATs to store (unchanged ones when refused). The bucket that describes a refusal
+    is the one with the longest wait; an allowed request, the one with the fewest tokens left
+    (the first such, on a tie). Plain loops: this runs on every request."""
+    current: list[float] = []
+    wait, waiting = -math.inf, 0
+    for index, (bucket, stored) in enumerate(zip(buckets, tats, strict=True)):
+        tat = now if stored is None or stored < now else stored
+        current.append(tat)
+        bucket_wait = tat - bucket.limit.tolerance - now
+        if bucket_wait > wait:
+            wait, waiting = bucket_wait, index
     if wait > 0:
-        binding = max(
-            range(len(buckets)),
-            key=lambda i: current[i] - buckets[i].limit.tolerance - now,
+        decision = Decision(
+            allowed=False,
+            limit=buckets[waiting].limit.burst,
+            remaining=0,
+            reset_after=current[waiting] - now,
+            retry_after=wait,
         )
-        return (
-            Decision(
-                allowed=False,
-                limit=buckets[binding].limit.burst,
-                remaining=0,
-                reset_after=current[binding] - now,
-                retry_after=wait,
-            ),
-            current,
-        )
-    updated = [tat + bucket.limit.interval for bucket, tat in zip(buckets, current, strict=True)]
-    remaining = [
-        math.floor((now + b.limit.tolerance + b.limit.interval - tat) / b.limit.interval + 1e-9)
-        for b, tat in zip(buckets, updated, strict=True)
-    ]
-    binding = min(range(len(buckets)), key=lambda i: remaining[i])
-    return (
-        Decision(
-            allowed=True,
-            limit=buckets[binding].limit.burst,
-            remaining=max(0, remaining[binding]),
-            reset_after=updated[binding] - now,
-            retry_after=0.0,
-        ),
-        updated,
+        return decision, current
+    updated: list[float] = []
+    fewest, binding = math.inf, 0
+    for index, (bucket, tat) in enumerate(zip(buckets, current, strict=True)):
+        limit = bucket.limit
+        new = tat + limit.interval
+        updated.append(new)
+        left = math.floor((now + limit.tolerance + limit.interval - new) / limit.interval + 1e-9)
+        if left < fewest:
+            fewest, binding = left, index
+    decision = Decision(
+        allowed=True,
+        limit=buckets[binding].limit.burst,
+        remaining=max(0, int(fewest)),
+        reset_after=updated[binding] - now,
+        retry_after=0.0,
     )
+    return decision, updated
