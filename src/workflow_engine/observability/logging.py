@@ -2,8 +2,8 @@
 
 Everything is routed through structlog — our own loggers and the standard-library ones
 (uvicorn, alembic, sqlalchemy) — so every line carries the same fields, including the
-correlation id bound by `CorrelationIdMiddleware`. A redaction step masks secrets by key name,
-so a token or password passed as a log field never reaches the output.
+correlation id bound by the edge middleware (`api/edge.py`). A redaction step masks secrets by
+key name, so a token or password passed as a log field never reaches the output.
 """
 
 from __future__ import annotations
