@@ -44,8 +44,10 @@ async def listen(
     hub = _hubs.get(db)
     if hub is None:
         hub = _hubs[db] = _Hub(db)
-    await hub.subscribe(channel, on_notify, state)
     try:
+        # Inside the `try`: a listener cancelled while it subscribes (an app stopped right
+        # after it started) must still leave, or the connection would outlive everyone.
+        await hub.subscribe(channel, on_notify, state)
         await asyncio.get_running_loop().create_future()  # until cancelled
     finally:
         await hub.unsubscribe(channel, on_notify, state)
