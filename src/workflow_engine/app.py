@@ -33,6 +33,7 @@ from workflow_engine.api.cors import CORSProblemMiddleware
 from workflow_engine.api.edge import EdgeMiddleware
 from workflow_engine.api.guard import GuardMiddleware
 from workflow_engine.api.problems import install_problem_handlers
+from workflow_engine.api.routing import mount, operation_id
 from workflow_engine.bootstrap import ServiceBootstrapManager
 from workflow_engine.bootstrap.core_services import (
     AuthServiceProvider,
@@ -81,8 +82,8 @@ routers: tuple[APIRouter, ...] = (
     docs.router,
 )
 
-#: The same routers in the order a request is matched against them. FastAPI tries each router in
-#: turn and each route in it, at a microsecond or two a route: the ones most requests are for
+#: The same routers in the order a request is matched against them. A request is tried against
+#: each route in turn, at a microsecond or two a route: the ones most requests are for
 #: come first (a run's status read tried some 30 routes before its own). A router moves ahead of
 #: another only where no request could match a route in both (`tests/unit/test_app_routes.py`
 #: checks): `workflows`' fixed `/templates` paths stay ahead of `runs`' `/{workflow_id}/...`,
@@ -187,14 +188,13 @@ def create_app(
         openapi_url=docs.OPENAPI_URL,
         docs_url=None,
         redoc_url=None,
-        generate_unique_id_function=lambda route: route.name,
+        generate_unique_id_function=operation_id,  # for an embedding app's own routers
         # FastAPI's own OpenTelemetry hooks look for configured providers on every request;
         # with our tracing off there are none to find, and the looking costs ~5 us a request.
         telemetry=None if tracing.is_on() else {"tracing": False, "metrics": False, "logs": False},
     )
     app.state.context = context
-    for router in matching_order:
-        app.include_router(router)
+    mount(app, matching_order)
     if demo is not None:
         demo.mount_on(app)
     install_problem_handlers(app)

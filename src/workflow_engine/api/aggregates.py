@@ -5,18 +5,19 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import Query
 from pydantic import BaseModel
 
 from workflow_engine.api.context import EventStoreDep
 from workflow_engine.api.events import AGGREGATE_TYPE
 from workflow_engine.api.pagination import Cursor, Limit, Page, decode_cursor, page_of
+from workflow_engine.api.routing import resource_router
 from workflow_engine.api.security import require
 from workflow_engine.auth.permissions import Permission
 from workflow_engine.auth.principal import Principal
 from workflow_engine.events.catalogue import AggregateSummary
 
-router = APIRouter(tags=["events"])
+router = resource_router(tags=["events"])
 
 
 class AggregateView(BaseModel):

@@ -6,18 +6,19 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
-from fastapi import APIRouter, Response
+from fastapi import Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from workflow_engine.api.context import DatabaseDep
 from workflow_engine.api.pagination import Cursor, Limit, Page, decode_cursor, page_of
+from workflow_engine.api.routing import resource_router
 from workflow_engine.api.security import Origin, require
 from workflow_engine.auth import api_keys
 from workflow_engine.auth.permissions import Permission, Role
 from workflow_engine.auth.principal import Principal
 from workflow_engine.errors import InvalidInput
 
-router = APIRouter(prefix="/api/v1/auth/api-keys", tags=["auth"])
+router = resource_router(prefix="/api/v1/auth/api-keys", tags=["auth"])
 Admin = Annotated[Principal, require(Permission.api_keys_manage)]
 
 

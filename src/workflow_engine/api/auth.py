@@ -5,10 +5,11 @@ from __future__ import annotations
 import math
 from typing import Annotated
 
-from fastapi import APIRouter, Response
+from fastapi import Response
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from workflow_engine.api.context import DatabaseDep
+from workflow_engine.api.routing import resource_router
 from workflow_engine.api.security import AuthServiceDep, Origin, require
 from workflow_engine.api.validation import StorableText
 from workflow_engine.auth import api_keys, store
@@ -18,7 +19,7 @@ from workflow_engine.auth.principal import Principal
 from workflow_engine.auth.service import Session
 from workflow_engine.errors import NotFound
 
-router = APIRouter(prefix="/api/v1/auth", tags=["auth"])
+router = resource_router(prefix="/api/v1/auth", tags=["auth"])
 
 
 class LoginRequest(BaseModel):

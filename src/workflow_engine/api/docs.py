@@ -7,6 +7,7 @@ really give, all pointing at the `Problem` schema.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -15,9 +16,13 @@ from fastapi import APIRouter, FastAPI
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse
+from fastapi.routing import APIRoute
+from starlette.routing import BaseRoute
 from swagger_ui_bundle import swagger_ui_path
 
 from workflow_engine.api.problems import MEDIA_TYPE, FieldError, Problem
+from workflow_engine.api.routing import resource_router
+from workflow_engine.api.security import SECURITY_SCHEMES, security_requirements
 from workflow_engine.auth.permissions import Permission, roles_with
 from workflow_engine.errors import NotFound
 from workflow_engine.version import __version__
@@ -34,7 +39,7 @@ _DOCS_CSP = (
     "img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'"
 )
 
-router = APIRouter(include_in_schema=False)
+router = resource_router(include_in_schema=False)
 
 
 @router.get("/swagger-ui")
@@ -103,11 +108,8 @@ def install_openapi(
 def _build(
     app: FastAPI, title: str, description: str, order: Sequence[APIRouter]
 ) -> dict[str, Any]:
-    position = {id(router): index for index, router in enumerate(order)}
-    routes = sorted(
-        app.routes,
-        key=lambda route: position.get(id(getattr(route, "original_router", None)), len(order)),
-    )
+    position = {id(route): index for index, router in enumerate(order) for route in router.routes}
+    routes = sorted(app.routes, key=lambda route: position.get(id(route), len(order)))
     schema = get_openapi(
         title=title,
         version=__version__,
@@ -116,6 +118,7 @@ def _build(
         routes=routes,
         license_info={"name": "MIT", "identifier": "MIT"},
     )
+    _document_security(schema, routes)
     components = schema.setdefault("components", {}).setdefault("schemas", {})
     components.pop("HTTPValidationError", None)
     components.pop("ValidationError", None)
@@ -127,6 +130,23 @@ def _build(
         for operation in path_item.values():
             _document_problems(operation)
     return schema
+
+
+def _document_security(schema: dict[str, Any], routes: Sequence[BaseRoute]) -> None:
+    """Each secured operation's security requirements, and the schemes they name."""
+    secured = False
+    for route in routes:
+        if not isinstance(route, APIRoute) or not route.include_in_schema:
+            continue
+        requirements = security_requirements(route.dependant)
+        if not requirements:
+            continue
+        secured = True
+        path_item = schema["paths"][route.path_format]
+        for method in route.methods or ():
+            path_item[method.lower()]["security"] = requirements
+    if secured:
+        schema.setdefault("components", {})["securitySchemes"] = copy.deepcopy(SECURITY_SCHEMES)
 
 
 def _document_permission(operation: dict[str, Any]) -> dict[str, str]:

@@ -7,13 +7,14 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, Path, Query, Response
+from fastapi import Header, Path, Query, Response
 from pydantic import BaseModel, ConfigDict, Field
 from sse_starlette import EventSourceResponse
 
 from workflow_engine.api import pagination
 from workflow_engine.api.context import DatabaseDep, EventStoreDep, LogTailDep
 from workflow_engine.api.pagination import Cursor, Limit, Page, decode_cursor, page_of
+from workflow_engine.api.routing import resource_router
 from workflow_engine.api.security import Origin, require
 from workflow_engine.api.streams import GuardDep, event_stream
 from workflow_engine.api.validation import Moment
@@ -26,7 +27,7 @@ from workflow_engine.events.store import (
     RecordedEvent,
 )
 
-router = APIRouter(tags=["events"])
+router = resource_router(tags=["events"])
 
 INT32_MAX = 2**31 - 1
 INT64_MAX = 2**63 - 1

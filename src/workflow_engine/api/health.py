@@ -5,15 +5,16 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from fastapi import APIRouter, Request, Response
+from fastapi import Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from workflow_engine.api.context import Context, context_of
+from workflow_engine.api.routing import resource_router
 from workflow_engine.bootstrap import HealthStatus, ServiceReport
 from workflow_engine.version import __version__
 
-router = APIRouter(tags=["health"])
+router = resource_router(tags=["health"])
 
 
 class HealthResponse(BaseModel):

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Response
+from fastapi import Response
 from pydantic import BaseModel, ConfigDict, Field
 
+from workflow_engine.api.routing import resource_router
 from workflow_engine.api.security import AuthServiceDep
 
-router = APIRouter(tags=["auth"])
+router = resource_router(tags=["auth"])
 
 
 class JsonWebKeySet(BaseModel):

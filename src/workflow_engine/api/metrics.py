@@ -8,17 +8,18 @@ import hmac
 from datetime import UTC, datetime
 
 import structlog
-from fastapi import APIRouter, Request, Response
+from fastapi import Request, Response
 from prometheus_client.core import Metric
 
 from workflow_engine.api.context import Context, DatabaseDep
+from workflow_engine.api.routing import resource_router
 from workflow_engine.db import Database
 from workflow_engine.engine import queue, runs
 from workflow_engine.errors import NotFound, Unauthorized
 from workflow_engine.observability import metrics
 from workflow_engine.registry import store as registry_store
 
-router = APIRouter(tags=["monitoring"])
+router = resource_router(tags=["monitoring"])
 logger = structlog.get_logger(__name__)
 
 

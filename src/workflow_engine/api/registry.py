@@ -7,11 +7,12 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Response
+from fastapi import Query, Response
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, field_validator
 
 from workflow_engine.api.context import Context, DatabaseDep
 from workflow_engine.api.pagination import Cursor, Limit, Page, decode_cursor, page_of
+from workflow_engine.api.routing import resource_router
 from workflow_engine.api.security import Origin, require
 from workflow_engine.api.validation import StorableText
 from workflow_engine.auth.permissions import Permission
@@ -24,7 +25,7 @@ from workflow_engine.registry.checker import HealthChecker
 from workflow_engine.registry.status import ServiceStatus
 from workflow_engine.registry.store import RegisteredService
 
-router = APIRouter(prefix="/api/v1/registry", tags=["registry"])
+router = resource_router(prefix="/api/v1/registry", tags=["registry"])
 Reader = Annotated[Principal, require(Permission.registry_read)]
 Writer = Annotated[Principal, require(Permission.registry_write)]
 

@@ -10,7 +10,7 @@ from datetime import datetime
 from typing import Annotated, Any, TypeVar
 
 import anyio
-from fastapi import APIRouter, Depends, Header, Query, Request, Response, status
+from fastapi import Depends, Header, Query, Request, Response, status
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ConfigDict, Field
 from sse_starlette import ServerSentEvent
@@ -24,6 +24,7 @@ from workflow_engine.api.pagination import (
     encode_cursor,
     page_response,
 )
+from workflow_engine.api.routing import resource_router
 from workflow_engine.api.security import Origin, require
 from workflow_engine.api.streams import GuardDep, event_stream
 from workflow_engine.api.validation import Moment, utc_moment
@@ -41,7 +42,7 @@ from workflow_engine.errors import Conflict, InvalidInput
 from workflow_engine.events.notifier import FOLLOW_TIMEOUT
 from workflow_engine.events.tail import LogTail
 
-router = APIRouter(tags=["workflows"])
+router = resource_router(tags=["workflows"])
 T = TypeVar("T")
 
 RUN_STATUSES = f"^({'|'.join(states.RunStatus)})$"

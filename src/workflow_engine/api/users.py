@@ -6,11 +6,12 @@ import uuid
 from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Response
+from fastapi import Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from workflow_engine.api.context import DatabaseDep
 from workflow_engine.api.pagination import Cursor, Limit, Page, decode_cursor, page_of
+from workflow_engine.api.routing import resource_router
 from workflow_engine.api.security import AuthServiceDep, Origin, require
 from workflow_engine.api.validation import StorableText
 from workflow_engine.auth import accounts, store
@@ -19,7 +20,7 @@ from workflow_engine.auth.permissions import Permission, Role
 from workflow_engine.auth.principal import Principal
 from workflow_engine.errors import InvalidInput, NotFound
 
-router = APIRouter(prefix="/api/v1/users", tags=["users"])
+router = resource_router(prefix="/api/v1/users", tags=["users"])
 Admin = Annotated[Principal, require(Permission.users_manage)]
 
 

@@ -4,17 +4,18 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Path, Query
+from fastapi import Path, Query
 from pydantic import BaseModel, Field
 
 from workflow_engine.api.context import CatalogDep
+from workflow_engine.api.routing import resource_router
 from workflow_engine.api.security import require
 from workflow_engine.auth.permissions import Permission
 from workflow_engine.auth.principal import Principal
 from workflow_engine.engine.catalog import DefinitionCatalog
 from workflow_engine.engine.definitions import NAME_PATTERN, WorkflowDefinition
 
-router = APIRouter(tags=["workflows"])
+router = resource_router(tags=["workflows"])
 
 
 class TemplateStep(BaseModel):
