@@ -14,9 +14,11 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import sqlite3
 import uuid
 from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -24,7 +26,10 @@ from sqlalchemy import event, text
 
 from tests.integration.conftest import Accounts
 from workflow_engine.auth.permissions import Role
+from workflow_engine.config import to_async_url
 from workflow_engine.db import Database
+from workflow_engine.db.migrate import upgrade
+from workflow_engine.db.read_statements import RUN_LOG_PAGE, RUN_STATUS
 from workflow_engine.db.tables import run_logs, step_runs, workflow_runs
 from workflow_engine.engine.catalog import DefinitionCatalog
 from workflow_engine.engine.runs import RunService
@@ -387,3 +392,20 @@ async def test_a_read_function_confines_itself_to_the_tenant(
                  " (SELECT count(*) FROM workflow_runs)")
         )  # fmt: skip
         assert tuple(after.one()) == ("workflow_engine_api", "", 0)
+
+
+def test_each_read_of_one_run_finds_it_by_its_key_on_sqlite(tmp_path: Path) -> None:
+    """SQLite's planner without statistics would rather search a one-column tenant index than
+    the run's key, and then read every row of the tenant: no read of one run may do that."""
+    upgrade(to_async_url(f"sqlite:///{tmp_path / 'plans.db'}"))
+    connection = sqlite3.connect(tmp_path / "plans.db")
+    try:
+        for statement in (RUN_STATUS, RUN_LOG_PAGE):
+            values = dict.fromkeys(statement.params) | {"limit": 10}
+            plan = [row[3] for row in connection.execute(
+                f"EXPLAIN QUERY PLAN {statement.sqlite}", values)]  # fmt: skip
+            searches = [step for step in plan if step.startswith("SEARCH")]
+            assert searches, plan
+            assert all("(id=?)" in step or "(run_id=?)" in step for step in searches), plan
+    finally:
+        connection.close()

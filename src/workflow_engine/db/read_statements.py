@@ -12,6 +12,10 @@ SQLite stores values as SQLAlchemy's types do: UUIDs as 32 hex digits, times as
 `json_object` it is JSON, not a string). A subquery's value loses that mark, so a JSON
 subquery is wrapped in `json(...)` too. `json_group_array` collects rows in the order of its
 subquery: SQLite never flattens an ordered subquery into an aggregate.
+
+A run's steps are found by the run's key. Without statistics SQLite's planner prefers the
+one-column index on `tenant_id` to the primary key `(run_id, step_id)` and would scan every
+step of the tenant; a unary `+` on the tenant's column keeps it a filter, never an index.
 """
 
 from __future__ import annotations
@@ -68,7 +72,7 @@ SELECT (
                 'duration_ms', {_milliseconds("s.micros")},
                 'next_attempt_at', {_time("s.next_attempt_at")}, 'error', json(s.error)))
             FROM (SELECT *, {_micros("started_at", "finished_at")} AS micros
-                  FROM step_runs WHERE run_id = r.id AND tenant_id = r.tenant_id
+                  FROM step_runs WHERE run_id = r.id AND +tenant_id = r.tenant_id
                   ORDER BY position) s)),
         'error', json(r.error))
     FROM workflow_runs r
@@ -76,7 +80,7 @@ SELECT (
 ), (
     SELECT CASE WHEN count(*) > 0 THEN json_group_array(json(output)) END
     FROM (SELECT output FROM step_runs
-          WHERE run_id = :run AND tenant_id = :tenant
+          WHERE run_id = :run AND +tenant_id = :tenant
             AND substr(uses, 1, 4) = 'llm.' AND status = 'completed'
           ORDER BY position)
 )
