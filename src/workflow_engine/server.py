@@ -62,6 +62,10 @@ def uvicorn_config(app: FastAPI | str, settings: Settings, *, workers: int = 1) 
         log_config=None,  # logging is ours (observability.logging)
         access_log=False,
         server_header=False,
+        # The client's address is ours to decide (`TRUSTED_PROXIES`, `api/client_address.py`):
+        # uvicorn's own proxy handling would believe `X-Forwarded-For` from any local peer
+        # before we see the request, and costs a layer on every request.
+        proxy_headers=False,
         timeout_graceful_shutdown=math.ceil(settings.shutdown_timeout),
     )
 

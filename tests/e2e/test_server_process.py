@@ -38,6 +38,17 @@ def test_bare_command_serves_health_on_the_embedded_default(
     assert server.stop() == 0
 
 
+def test_forwarded_for_is_believed_only_from_a_trusted_proxy(server_factory: type[Server]) -> None:
+    """With no `TRUSTED_PROXIES`, a local peer claiming other addresses is still one client
+    to the rate limiter: the second request shares the first one's bucket of one."""
+    limits = {"RATE_LIMIT_PER_MINUTE": "1", "RATE_LIMIT_BURST": "1", "RATE_LIMIT_ENDPOINTS": "{}"}
+    server = server_factory(env=limits).start()
+    claims = [{"X-Forwarded-For": "203.0.113.1"}, {"X-Forwarded-For": "203.0.113.2"}]
+    answers = [httpx.get(f"{server.url}/api/v1/workflows", headers=claim) for claim in claims]
+    assert [answer.status_code for answer in answers] == [401, 429]
+    assert server.stop() == 0
+
+
 def test_no_arguments_means_serve(installed_bin: Path, tmp_path: Path) -> None:
     server = Server(
         [str(installed_bin / "workflow-engine")], cwd=tmp_path, env={"DATA_DIR": str(tmp_path)}
