@@ -28,6 +28,8 @@ pytestmark = pytest.mark.e2e
 SEED = 20261126
 RUNS = 100
 KILLS = 5
+# Each step takes about a second, so that work is still leased when the fifth kill comes
+# (with shorter steps two workers could finish all runs first, leaving nothing to kill).
 NODES = """
 import asyncio
 import random
@@ -37,7 +39,7 @@ from workflow_engine.nodes import NodeContext, node
 
 @node("crash.work")
 async def work(ctx: NodeContext, *, n: int) -> dict:
-    await asyncio.sleep(random.uniform(0.2, 0.6))
+    await asyncio.sleep(random.uniform(0.5, 1.5))
     return {"n": n + 1}
 """
 FLOW = """
