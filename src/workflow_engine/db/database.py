@@ -24,7 +24,7 @@ from sqlalchemy.engine import URL
 from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
-from workflow_engine.db.sqlite_inline import InlineSQLite
+from workflow_engine.db.sqlite_inline import InlineConnection, InlineSQLite
 
 # How long a statement waits for another process's write lock (see `sqlite_inline`).
 SQLITE_BUSY_TIMEOUT_MS = 5000
@@ -78,6 +78,7 @@ class Database:
         self.is_sqlite = url.get_backend_name() == "sqlite"
         self.row_level_security = False
         self.engine = _create_engine(url, pool_size, pool_timeout, connect_timeout)
+        self._statement_reader: InlineConnection | None = None
         self._commit_listeners: dict[str, list[Callable[[], None]]] = {}
         # SQLite has one writer at a time. Queueing this process's writers here (first come,
         # first served, holding no pooled connection) leaves SQLite's busy timeout only the
@@ -196,7 +197,30 @@ class Database:
         size = getattr(pool, "size", lambda: 1)()
         return int(checked_out), int(size)
 
+    def statement_reader(self) -> InlineConnection | None:
+        """SQLite: this process's connection for reads of one statement, or None (another
+        database, an in-memory one, or the reader is waiting for a lock right now).
+
+        A pooled connection costs more to take and give back — two greenlet switches and a
+        rollback — than a status read's statement takes to run. The statement runs on the
+        event loop's thread and holds it until done, so one connection serves every reader of
+        the process; it is read-only, and in WAL mode it never waits for the writer."""
+        reader = self._statement_reader
+        if reader is None:
+            if not self.is_sqlite or self.url.database in (None, "", ":memory:"):
+                return None
+            dialect = self.engine.dialect
+            args, kwargs = dialect.create_connect_args(self.engine.url)
+            reader = dialect.loaded_dbapi.connect_inline(*args, **kwargs)
+            reader.isolation_level = None  # autocommit: each statement its own snapshot
+            reader.execute_now("PRAGMA query_only=ON")
+            self._statement_reader = reader
+        return None if reader.waiting else reader
+
     async def dispose(self) -> None:
+        if self._statement_reader is not None:
+            self._statement_reader.close_now()
+            self._statement_reader = None
         await self.engine.dispose()
 
 

@@ -5,7 +5,8 @@ outside a transaction is a transaction of its own, with one snapshot. On Postgre
 statement goes through asyncpg directly (as the engine's transitions do), so the call is one
 round trip and no SQLAlchemy statement is built, compiled or processed; with no transaction
 begun, giving the connection back costs no ROLLBACK either. On SQLite it runs on the
-`sqlite3` connection on the event loop's thread (`sqlite_inline`), in autocommit.
+process's read-only statement reader (`Database.statement_reader`), on the event loop's thread
+(`sqlite_inline`), in autocommit.
 
 Values are given once, as Python values; each database gets them the way SQLAlchemy's column
 types store them (on SQLite: UUIDs as 32 hex digits, times as naive UTC text). `confine` is
@@ -41,6 +42,9 @@ class ReadStatement:
 async def fetch_row(db: Database, statement: ReadStatement, **values: Any) -> tuple[Any, ...]:
     """The statement's one row (each of these reads answers with exactly one)."""
     values["confine"] = db.row_level_security
+    reader = db.statement_reader()
+    if reader is not None:
+        return tuple(await reader.fetchone(statement.sqlite, _sqlite_values(values)))
     # The pooled connection itself: SQLAlchemy's connection around it costs more to open
     # and close than the statement takes.
     connection = await db.engine.raw_connection()

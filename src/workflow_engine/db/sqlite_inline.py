@@ -44,6 +44,9 @@ class InlineConnection:
         # commit and rollback on a closed one.
         self._connection: sqlite3.Connection | None = connection
         self._busy_timeout_ms = busy_timeout_ms
+        # True while a statement waits for another process's lock in a thread: the one time
+        # another caller on this thread could reach the connection mid-statement.
+        self.waiting = False
         connection.execute("PRAGMA busy_timeout=0")
 
     @property
@@ -68,6 +71,10 @@ class InlineConnection:
 
     async def close(self) -> None:
         self.close_now()
+
+    def execute_now(self, sql: str) -> None:
+        """A setting (`PRAGMA`) applied at once."""
+        self._conn.execute(sql)
 
     def close_now(self) -> None:
         self._connection = None
@@ -97,11 +104,13 @@ class InlineConnection:
         return await asyncio.to_thread(self._waiting, call, *args)
 
     def _waiting(self, call: Callable[..., T], *args: Any) -> T:
+        self.waiting = True
         self._conn.execute(f"PRAGMA busy_timeout={int(self._busy_timeout_ms)}")
         try:
             return call(*args)
         finally:
             self._conn.execute("PRAGMA busy_timeout=0")
+            self.waiting = False
 
 
 class InlineCursor:
@@ -190,10 +199,12 @@ class InlineSQLite(AsyncAdapt_aiosqlite_dbapi):
         self._busy_timeout_ms = busy_timeout_ms
 
     def connect(self, *args: Any, **kwargs: Any) -> _AdaptedConnection:
+        return _AdaptedConnection(self, self.connect_inline(*args, **kwargs))  # type: ignore[arg-type]  # aiosqlite-shaped
+
+    def connect_inline(self, *args: Any, **kwargs: Any) -> InlineConnection:
+        """A connection of our own, outside SQLAlchemy (`connect`'s arguments)."""
         kwargs.pop("async_creator_fn", None)
         # The busy-lock fallback runs a statement in a worker thread; the pool still hands a
         # connection to one user at a time.
         kwargs["check_same_thread"] = False
-        connection = sqlite3.connect(*args, **kwargs)
-        inline = InlineConnection(connection, self._busy_timeout_ms)
-        return _AdaptedConnection(self, inline)  # type: ignore[arg-type]  # aiosqlite-shaped
+        return InlineConnection(sqlite3.connect(*args, **kwargs), self._busy_timeout_ms)
