@@ -334,6 +334,22 @@ async def test_bad_triggers_are_precise_4xx(api: tuple[Any, Any]) -> None:
     assert not_found.status_code == 404
 
 
+async def test_a_status_read_checks_the_credential_then_the_run_id(api: tuple[Any, Any]) -> None:
+    client, headers = api
+    anonymous = await client.get("/api/v1/workflows/not-a-run/status")
+    assert anonymous.status_code == 401  # the credential first, whatever the id
+    malformed = await client.get("/api/v1/workflows/not-a-run/status", headers=headers)
+    assert malformed.status_code == 422
+    assert malformed.headers["content-type"] == "application/problem+json"
+    assert [(e["loc"], e["type"]) for e in malformed.json()["errors"]] == [
+        (["path", "workflow_id"], "uuid_parsing")
+    ]
+    forged = await client.get(
+        "/api/v1/workflows/not-a-run/status", headers={"Authorization": "Bearer not.a.token"}
+    )
+    assert forged.status_code == 401
+
+
 async def test_a_string_of_digits_stays_a_string(api: tuple[Any, Any]) -> None:
     client, headers = api
     run = await trigger_run(client, headers, "strings", {"ticket_id": "12345"})
