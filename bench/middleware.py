@@ -17,7 +17,10 @@ keep-alive HTTP/1.1 connections, each sending its next request when the last ans
    on SQLite (the embedded default) and, with `--postgres`, on a throwaway PostgreSQL
    database.
 4. with `--postgres` and `--redis`: the status read with the rate limits kept in Redis (what
-   several processes need) by one process and by `serve --workers 2`, and their ratio.
+   several processes need) by one process and by `serve --workers 2`, and their ratio; and
+   where the CPU went while each ran (from /proc: the server's processes, PostgreSQL's,
+   Redis, this client, the rest of the machine), per request, with the cores kept busy. Two
+   processes can gain at most what the server's share leaves room for on the machine's cores.
 
 Then the status read at a steady 500 requests/s (open loop: each request has its scheduled
 time and its latency counts from it, so a stall shows as latency instead of fewer requests),
@@ -142,6 +145,59 @@ def row(name: str, rps: float, latencies: list[float], bare_rps: float | None) -
             f"| {p99(latencies) * 1000:.2f} ms |")  # fmt: skip
 
 
+def _cpu_seconds(pid: int) -> float:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (FileNotFoundError, ProcessLookupError):
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
+
+
+def _processes() -> list[tuple[int, int, str]]:
+    """(pid, parent pid, command name) of every process."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except (FileNotFoundError, ProcessLookupError):
+                continue
+            name = stat[stat.index("(") + 1 : stat.rindex(")")]
+            found.append((int(entry.name), int(stat.rsplit(")", 1)[1].split()[1]), name))
+    return found
+
+
+class CpuShares:
+    """CPU seconds spent while a target runs, by who spent them: the server (the process and
+    its children), PostgreSQL, Redis, this client, and everything else on the machine."""
+
+    def __init__(self, server_pid: int) -> None:
+        self.server_pid = server_pid
+
+    def _snapshot(self) -> dict[str, float]:
+        processes = _processes()
+        family = {self.server_pid}
+        for _ in range(3):  # the supervisor's children (and theirs)
+            family |= {pid for pid, parent, _ in processes if parent in family}
+        shares = {"server": 0.0, "postgresql": 0.0, "redis": 0.0, "other": 0.0}
+        for pid, _, name in processes:
+            if pid == os.getpid():
+                continue
+            kind = ("server" if pid in family else "postgresql" if name.startswith("postgres")
+                    else "redis" if name.startswith("redis") else "other")  # fmt: skip
+            shares[kind] += _cpu_seconds(pid)
+        shares["client"] = time.process_time()
+        return shares
+
+    def __enter__(self) -> CpuShares:
+        self._before = self._snapshot()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        after = self._snapshot()
+        self.spent = {kind: after[kind] - self._before[kind] for kind in after}
+
+
 def rss_mb(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -204,6 +260,7 @@ async def measure(args: argparse.Namespace, url: str | None) -> None:
     rows: list[str] = []
     steady_rows: list[str] = []
     notes: list[str] = []
+    cpu_rows: list[str] = []
     with tempfile.TemporaryDirectory() as directory:
         work = Path(directory)
         with bare_server(work) as base:
@@ -238,13 +295,21 @@ async def measure(args: argparse.Namespace, url: str | None) -> None:
                 measured: dict[int, float] = {}
                 for workers in (1, 2):
                     async with our_server(work, url, "--workers", str(workers), **shared) as (
-                        base, _server, headers, status_path
+                        base, server, headers, status_path
                     ):  # fmt: skip
-                        rps, latencies = await closed_loop(base, status_path, headers, seconds,
-                                                           concurrency)  # fmt: skip
+                        with CpuShares(server.pid) as cpu:
+                            rps, latencies = await closed_loop(base, status_path, headers,
+                                                               seconds, concurrency)  # fmt: skip
                     measured[workers] = rps
                     rows.append(row(f"status read (PostgreSQL, limits in Redis), "
                                     f"--workers {workers}", rps, latencies, bare_rps))  # fmt: skip
+                    requests = rps * seconds
+                    cpu_rows.append(
+                        f"| --workers {workers} | "
+                        + " | ".join(f"{cpu.spent[kind] / requests * 1e6:,.0f}" for kind in
+                                     ("server", "postgresql", "redis", "client", "other"))
+                        + f" | {sum(cpu.spent.values()) / seconds:.2f} |"
+                    )  # fmt: skip
                 notes.append(f"--workers 2 ÷ --workers 1 (PostgreSQL, limits in Redis): "
                              f"{measured[2] / measured[1]:.2f} times")  # fmt: skip
     print(f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
@@ -252,6 +317,10 @@ async def measure(args: argparse.Namespace, url: str | None) -> None:
     print("| target | requests/s | ÷ bare | p50 | p99 |\n|---|---|---|---|---|")
     print("\n".join(rows))
     print("\n| at a steady rate | requests/s | p99 |\n|---|---|---|\n" + "\n".join(steady_rows))
+    if cpu_rows:
+        print("\n| status read, limits in Redis | CPU µs per request: server | PostgreSQL "
+              "| Redis | client | other | cores busy |\n|---|---|---|---|---|---|---|")  # fmt: skip
+        print("\n".join(cpu_rows))
     print("\n" + "\n".join(f"- {note}" for note in notes))
 
 
