@@ -117,12 +117,12 @@ class LogTail:
     async def wait(
         self,
         seen: int,
-        timeout: float = FOLLOW_TIMEOUT,
+        timeout: float | None = FOLLOW_TIMEOUT,
         *,
         unless: asyncio.Future[Any] | None = None,
     ) -> bool:
         """Return once `generation` differs from `seen`, `unless` is done, or after `timeout`
-        seconds; False only in the last case."""
+        seconds (None: no limit); False only in the last case."""
         return await self._changed.wait(seen, timeout, unless=unless)
 
     async def _run(self) -> None:
