@@ -61,6 +61,27 @@ async def test_a_stream_writes_what_its_producer_writes_then_ends() -> None:
     assert client.complete
 
 
+async def test_an_offer_that_would_wait_is_finished_by_the_streams_task_in_order() -> None:
+    client = Client()
+    offered = asyncio.Event()
+    results: list[bool] = []
+
+    async def produce(ending: Ending, outlet: Outlet) -> None:
+        results.append(outlet.offer(b"data: 1\r\n\r\n"))  # the client reads: sent at once
+        client.reading.clear()
+        results.append(outlet.offer(b"data: 2\r\n\r\n"))  # it stopped: left over
+        offered.set()
+        await outlet.write(b"data: 3\r\n\r\n")  # finishes the one left over first
+
+    response = asyncio.create_task(EventStreamResponse(produce)(SCOPE, client.receive, client.send))
+    await offered.wait()
+    assert results == [True, False]
+    assert client.body == b"data: 1\r\n\r\n"
+    client.reading.set()
+    await asyncio.wait_for(response, 5)
+    assert client.body == b"data: 1\r\n\r\ndata: 2\r\n\r\ndata: 3\r\n\r\n"
+
+
 async def test_an_idle_stream_is_pinged_with_a_comment() -> None:
     client = Client()
 

@@ -1,36 +1,47 @@
-"""Server-sent event responses of our own: the request's task writes, one more task watches.
+"""Server-sent event responses of our own: written by the request's task or the tail's, and
+watched by one more task.
 
 The streams used sse-starlette's `EventSourceResponse` until a thousand subscribers of one
 aggregate showed what it costs per message: an anyio cancel scope around every send (its send
-timeout) and a task group of four tasks per connection — most of the server's CPU per
-delivered event (docs/benchmarks.md). Here a stream is:
+timeout), a task group of four tasks per connection, and a thousand tasks woken to send one
+event each — most of the server's CPU per delivered event (docs/benchmarks.md). Here a stream
+has an `Outlet` that two tasks write to:
 
-- the request's own task, in which the producer writes each chunk to the stream's `Outlet` as
-  soon as it has it, with nothing around the send;
-- a watcher task, which waits on `receive()` for the client to go away, and wakes every
-  `PING_SECONDS` to send a comment (proxies close connections that stay silent) — or, when a
-  send has been waiting on the client for `SEND_TIMEOUT`, to give the stream up.
+- the request's own task, in which the producer writes (`Outlet.write`) as soon as it has
+  something, with nothing around the send, waiting as long as the client needs;
+- the tail's task (`events/tail.py`), which offers a caught-up follower's next events as it
+  reads them (`Outlet.offer`), one pass over every such stream: a send that completes at once
+  is done, one that would have to wait for its client is left for the request's task to
+  finish (`api/eager.py`), so one slow client never holds the others up.
+
+A watcher task per stream waits on `receive()` for the client to go away, and wakes every
+`PING_SECONDS` to send a comment (proxies close connections that stay silent) — or, when a
+send has been waiting on the client for `SEND_TIMEOUT`, to give the stream up.
 
 The producer is handed `ending`, a future that resolves, with the reason, when the stream must
 end: the client went away, the server is stopping (`stop_streams`, called by the signal
 handler), or the producer's caller decided so (a credential let go, `api/streams.py`). The
 producer then returns and the response ends cleanly. A client that does not read delays only
-its own stream: its sends wait (uvicorn's flow control), and its producer with them; after
-`SEND_TIMEOUT` (looked at with the pings: within 30 to 45 s) the connection is dropped.
+its own stream: its sends wait (uvicorn's flow control), the tail hands its producer back to
+its own task, and after `SEND_TIMEOUT` (looked at with the pings: within 30 to 45 s) the
+connection is dropped.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import weakref
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from datetime import UTC, datetime
+from typing import Any
 
 import structlog
 from starlette.responses import Response
 from starlette.types import Message, Receive, Scope, Send
 
+from workflow_engine.api.eager import Rest, start
 from workflow_engine.events import sse_format
 
 logger = structlog.get_logger(__name__)
@@ -91,6 +102,7 @@ class EventStreamResponse(Response):
         try:
             with _open(ending):
                 await self._produce(ending, outlet)
+            outlet.discard()  # a send left over: the client resumes before it (Last-Event-ID)
             await outlet.finish()
         except asyncio.CancelledError:
             if not outlet.given_up:
@@ -102,6 +114,7 @@ class EventStreamResponse(Response):
             return
         finally:
             watcher.cancel()
+            outlet.discard()
         if self.background is not None:
             await self.background()
 
@@ -117,7 +130,7 @@ class EventStreamResponse(Response):
                 async with asyncio.timeout(self._ping):
                     message = await receive()
             except TimeoutError:
-                if outlet.in_flight:
+                if outlet.in_flight or outlet.pending:
                     now = loop.time()
                     if stuck is None or stuck[0] != outlet.completed:
                         stuck = (outlet.completed, now)
@@ -139,21 +152,47 @@ class EventStreamResponse(Response):
 
 
 class Outlet:
-    """One stream's writing side, its sends counted for the watcher: it pings only a stream
-    with none under way, and tells a slow client (a send that completes late) from a stalled
-    one (none completes)."""
+    """One stream's writing side. The request's task writes with `write`, which waits for the
+    client as long as it must; the tail's task offers with `offer`, which never waits. Sends
+    are counted for the watcher: it pings only a stream with none under way or left over, and
+    tells a slow client (a send that completes late) from a stalled one (none completes)."""
 
-    __slots__ = ("_send", "completed", "given_up", "in_flight")
+    __slots__ = ("_context", "_pending", "_send", "completed", "given_up", "in_flight")
 
     def __init__(self, send: Send) -> None:
         self._send = send
+        self._context = contextvars.copy_context()  # the request's, for sends the tail starts
+        self._pending: Rest | Coroutine[Any, Any, None] | None = None
         self.in_flight = 0
         self.completed = 0
         self.given_up = False
 
+    @property
+    def pending(self) -> bool:
+        """Whether an offered send is left for the request's task (`flush`)."""
+        return self._pending is not None
+
     async def write(self, chunk: bytes) -> None:
-        """Sends `chunk`, waiting for the client if it must."""
+        """Sends `chunk` (after any send left over), waiting for the client if it must."""
+        if self._pending is not None:
+            await self.flush()
         await self._body(chunk)
+
+    def offer(self, chunk: bytes) -> bool:
+        """Sends `chunk` if that takes no waiting: True. Otherwise the send is left for the
+        request's task to finish (`flush`): False. Only with nothing left over already."""
+        assert self._pending is None, "offered to an outlet with a send left over"
+        if self.in_flight:  # a ping waits for the client: this send goes after it
+            self._pending = self._body(chunk)
+            return False
+        self._pending = start(self._body(chunk), self._context)
+        return self._pending is None
+
+    async def flush(self) -> None:
+        """Finishes the send `offer` left, if any."""
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            await pending
 
     async def ping(self) -> None:
         await self._body(_ping())
@@ -162,8 +201,14 @@ class Outlet:
         """Ends the response: the last, empty chunk."""
         await self._counted(_LAST)
 
+    def discard(self) -> None:
+        """Drops the send left over, if any (the stream ends without it)."""
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            pending.close()
+
     async def _body(self, chunk: bytes) -> None:
-        # `_counted` inlined: this is the one call per delivered message.
+        # `_counted` inlined: this is the one call per message the tail's task makes.
         self.in_flight += 1
         try:
             await self._send({"type": "http.response.body", "body": chunk, "more_body": True})

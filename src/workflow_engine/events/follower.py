@@ -8,9 +8,14 @@ and grows no buffer, it just falls behind the window and catches up from the dat
 Cursors are log keys (see `store.py`); clients see positions, the `id` of each message. An
 event in the tail's window is encoded as a message once, however many subscribers send it.
 
+A follower streaming to a client (`stream`) that is caught up parks in the tail (`_Parked`,
+`LogTail.park`): the tail's task writes its next events to its outlet as it reads them, with
+no task woken, until the outlet must wait for the client (a send left over, which the
+follower's task finishes), the follower falls behind the window, or a burst is more than one
+write: then the follower goes on in its own task, as above.
+
 A follower ends as soon as `ending` is done: its stream must end (the client went away, the
-server is stopping, the caller's credential was let go; see `api/sse.py`). It waits on the
-tail and on `ending` together, so a caught-up follower has no timer of its own.
+server is stopping, the caller's credential was let go; see `api/sse.py`).
 
 Messages go out in writes of about `WRITE_BYTES`: a client that stops reading holds one write
 and its socket's buffer in the server, not a whole batch.
@@ -22,7 +27,7 @@ import asyncio
 import json
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from workflow_engine.events import sse_format
 from workflow_engine.events.notifier import FOLLOW_TIMEOUT
@@ -37,8 +42,18 @@ WRITE_BYTES = 64 * 1024
 class Outlet(Protocol):
     """Where a stream's messages go (`api/sse.py`)."""
 
+    @property
+    def pending(self) -> bool:
+        """Whether an offered send is left over, to be finished by `flush`."""
+
     async def write(self, chunk: bytes) -> None:
-        """Sends `chunk`, waiting for the client if it must."""
+        """Sends `chunk` after any send left over, waiting for the client if it must."""
+
+    def offer(self, chunk: bytes) -> bool:
+        """Sends `chunk` if that takes no waiting (True); else leaves the send over (False)."""
+
+    async def flush(self) -> None:
+        """Finishes the send left over, if any."""
 
 
 class LogFollower:
@@ -61,6 +76,7 @@ class LogFollower:
         self._aggregate_id = aggregate_id
         self._aggregate_type = aggregate_type
         self._type_prefix = type_prefix
+        self.filters = (tenant_id, aggregate_id, aggregate_type, type_prefix)
 
     def wanted(self, event: RecordedEvent) -> bool:
         return (
@@ -75,7 +91,7 @@ class LogFollower:
         the response ends cleanly instead of being cut off. The wanted events of one read go
         out together, in as few writes as `WRITE_BYTES` allows."""
         with self._tail.following():
-            async for batch in self._follow(ending):
+            async for batch in self._follow(ending, outlet):
                 encoded = [self._tail.encoded(event, message) for event in batch]
                 for chunk in _writes(encoded):
                     await outlet.write(chunk)
@@ -87,8 +103,12 @@ class LogFollower:
                 for event in batch:
                     yield event
 
-    async def _follow(self, ending: asyncio.Future[Any]) -> AsyncIterator[list[RecordedEvent]]:
-        """Batches of wanted events, each from one read of the window or the database."""
+    async def _follow(
+        self, ending: asyncio.Future[Any], outlet: Outlet | None = None
+    ) -> AsyncIterator[list[RecordedEvent]]:
+        """Batches of wanted events, each from one read of the window or the database; with an
+        outlet, those the tail's task delivers while the follower is parked are not among
+        them."""
         if self._after is not None:
             key = await self._store.log_key(self._tenant_id, self._after)
         else:
@@ -117,8 +137,60 @@ class LogFollower:
                 key = recent[-1].key
                 if wanted := [event for event in recent if self.wanted(event)]:
                     yield wanted
-            else:
+            elif outlet is None:
                 await self._tail.wait(seen, None, unless=ending)
+            elif outlet.pending:
+                await outlet.flush()  # the tail's task offers only to an outlet with none
+            else:  # caught up, and nothing awaited since `since`: park
+                parked = _Parked(self, key, outlet)
+                await self._tail.park(parked, unless=ending)
+                key = parked.key
+
+
+class _Parked:
+    """A caught-up follower while the tail's task delivers its events (`LogTail.park`)."""
+
+    __slots__ = ("_follower", "_outlet", "key")
+
+    def __init__(self, follower: LogFollower, key: LogKey, outlet: Outlet) -> None:
+        self._follower = follower
+        self._outlet = outlet
+        self.key = key
+
+    def deliver(self, alike: dict[Any, Any]) -> bool:
+        # Followers with the same filters at the same cursor get the same write: made once.
+        same = (self._follower.filters, self.key)
+        if same not in alike:
+            alike[same] = self._next_write()
+        write = alike[same]
+        if write is None:
+            return False  # behind the window: the follower goes on by itself
+        sent = not write.chunk or self._outlet.offer(write.chunk)
+        self.key = write.last  # offered: sent, or left over for the follower's task to finish
+        return sent and not write.more
+
+    def _next_write(self) -> _Write | None:
+        """What the window holds beyond the cursor for this follower, as one write of about
+        `WRITE_BYTES` at most; None when the cursor is older than the window."""
+        tail = self._follower._tail
+        recent = tail.since(self.key)
+        if recent is None:
+            return None
+        messages, size, last = [], 0, self.key
+        for index, event in enumerate(recent):
+            last = event.key
+            if self._follower.wanted(event):
+                messages.append(tail.encoded(event, message))
+                size += len(messages[-1])
+                if size >= WRITE_BYTES:
+                    return _Write(b"".join(messages), last, more=index < len(recent) - 1)
+        return _Write(b"".join(messages), last, more=False)
+
+
+class _Write(NamedTuple):
+    chunk: bytes  # empty when none of the events is wanted
+    last: LogKey  # the last event it covers
+    more: bool  # events remain: the rest of a burst is the follower's work, not everyone's wait
 
 
 def _caught_up(key: LogKey, settled: LogKey | None) -> LogKey:
