@@ -3,6 +3,7 @@ what it could not send it: memory stays bounded however much is appended meanwhi
 
 from __future__ import annotations
 
+import re
 import socket
 import threading
 from pathlib import Path
@@ -52,6 +53,7 @@ class Reader(threading.Thread):
         self.sock.sendall(_stream_request(server, token))
         self.expected = expected
         self.received = 0
+        self.stream = bytearray()
 
     def run(self) -> None:
         carry = b""  # too short to hold a whole `\nid: `: no line is counted twice
@@ -59,8 +61,13 @@ class Reader(threading.Thread):
             data = self.sock.recv(1 << 20)
             if not data:
                 return
+            self.stream += data
             self.received += (carry + data).count(b"\nid: ")  # one `id:` line per message
             carry = data[-4:]
+
+    @property
+    def positions(self) -> list[int]:
+        return [int(found) for found in re.findall(rb"\nid: (\d+)\r\n", self.stream)]
 
 
 def _rss_mb(pid: int) -> float:
@@ -70,7 +77,8 @@ def _rss_mb(pid: int) -> float:
     raise AssertionError(f"no VmRSS for {pid}")
 
 
-def _append(client: httpx.Client, count: int) -> None:
+def _append(client: httpx.Client, count: int) -> list[int]:
+    positions = []
     for n in range(count):
         response = client.post(
             "/events",
@@ -78,6 +86,8 @@ def _append(client: httpx.Client, count: int) -> None:
                   "data": {"n": n, "pad": PAD}},
         )  # fmt: skip
         assert response.status_code == 201, response.text
+        positions.append(response.json()["position"])
+    return positions
 
 
 def test_a_stalled_client_delays_no_one_and_costs_bounded_memory(
@@ -95,16 +105,16 @@ def test_a_stalled_client_delays_no_one_and_costs_bounded_memory(
     with httpx.Client(
         base_url=server.url, headers={"Authorization": f"Bearer {token}"}, timeout=30
     ) as client:
-        _append(client, WARM_UP)
+        appended = _append(client, WARM_UP)
         before = _rss_mb(server.process.pid)
-        _append(client, MEASURED)
+        appended += _append(client, MEASURED)
     reader.join(60)
     after = _rss_mb(server.process.pid)
 
-    assert reader.received == WARM_UP + MEASURED  # all of it, while the other stalled
-    appended = MEASURED * len(PAD) / 2**20
+    assert reader.positions == appended  # all of it, once each, in order, while one stalled
+    measured_mb = MEASURED * len(PAD) / 2**20
     # Kept for the stalled client, it would be all of it; a server that keeps nothing for it
     # grows by far less than a quarter of it (the window was full before).
-    assert after - before < appended / 4, (before, after, appended)
+    assert after - before < measured_mb / 4, (before, after, measured_mb)
     stalled.close()
     assert server.stop() == 0

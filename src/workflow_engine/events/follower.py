@@ -179,14 +179,14 @@ class _Parked:
         if recent is None:
             return None
         messages, size, last = [], 0, self.key
-        for index, event in enumerate(recent):
+        for event in recent:
             last = event.key
             if self._follower.wanted(event):
                 messages.append(tail.encoded(event, message))
                 size += len(messages[-1])
                 if size >= WRITE_BYTES:
-                    return _Write(b"".join(messages), last, more=index < len(recent) - 1)
-        return _Write(b"".join(messages), last, more=False)
+                    break
+        return _Write(b"".join(messages), last, more=last != tail.end)
 
 
 class _Write(NamedTuple):
