@@ -5,6 +5,10 @@ within SHUTDOWN_TIMEOUT, stops its services (the app's lifespan), and the proces
 uvicorn on its own re-raises the captured signal after a graceful stop, which turns a clean
 shutdown into exit status 143 (pitfall 6 in docs/architecture.md); `GracefulServer` keeps the
 signal handling and drops the re-raise.
+
+uvicorn waits for open responses before it stops the app's services, and a live stream never
+ends by itself: the signal also ends every open stream (`api/sse.py`), which would otherwise
+be cut off at SHUTDOWN_TIMEOUT.
 """
 
 from __future__ import annotations
@@ -18,14 +22,16 @@ import shutil
 import signal
 import tempfile
 import threading
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from pathlib import Path
+from types import FrameType
 
 import uvicorn
 from fastapi import FastAPI
 from uvicorn.config import STARTUP_FAILURE
 from uvicorn.supervisors import Multiprocess
 
+from workflow_engine.api.sse import stop_streams
 from workflow_engine.config import Settings
 from workflow_engine.observability import metrics
 from workflow_engine.observability.metrics import MULTIPROCESS_DIR
@@ -49,6 +55,10 @@ class GracefulServer(uvicorn.Server):
         finally:
             for sig in _HANDLED:
                 loop.remove_signal_handler(sig)
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        stop_streams()
+        super().handle_exit(sig, frame)
 
 
 def uvicorn_config(app: FastAPI | str, settings: Settings, *, workers: int = 1) -> uvicorn.Config:
@@ -111,4 +121,26 @@ def app_from_environment() -> FastAPI:
 
     settings, _ = load_settings()
     configure_logging(settings.log_level, settings.effective_log_format)
+    _stop_streams_on_signals()
     return create_app(settings)
+
+
+def _stop_streams_on_signals() -> None:
+    """In a `--workers` process uvicorn's own server handles the signals (with `signal.signal`,
+    installed before it loads the app): put `stop_streams` in front of its handler."""
+    if threading.current_thread() is not threading.main_thread():
+        return  # signals are handled on the main thread only
+    for sig in _HANDLED:
+        handler = signal.getsignal(sig)
+        if callable(handler):
+            signal.signal(sig, _stopping_streams_first(handler))
+
+
+def _stopping_streams_first(
+    handler: Callable[[int, FrameType | None], object],
+) -> Callable[[int, FrameType | None], None]:
+    def handle(sig: int, frame: FrameType | None) -> None:
+        stop_streams()
+        handler(sig, frame)
+
+    return handle

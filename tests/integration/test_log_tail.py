@@ -9,7 +9,6 @@ import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
-import anyio
 import pytest
 from sqlalchemy import event
 
@@ -43,8 +42,8 @@ class Reader:
     """Pulls a follower's messages only when asked: a consumer as slow as the test wants."""
 
     def __init__(self, follower: LogFollower) -> None:
-        self._stop = anyio.Event()
-        self._events = follower.events(self._stop, asyncio.get_running_loop().create_future())
+        self._ending: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        self._events = follower.events(self._ending)
 
     async def take(self, count: int) -> list[int]:
         got = []
@@ -55,7 +54,7 @@ class Reader:
         return got
 
     async def close(self) -> None:
-        self._stop.set()
+        self._ending.set_result("the test is done")
         await self._events.aclose()
 
 

@@ -9,13 +9,13 @@ from typing import Annotated, Any
 
 from fastapi import Header, Path, Query, Response
 from pydantic import BaseModel, ConfigDict, Field
-from sse_starlette import EventSourceResponse
 
 from workflow_engine.api import pagination
 from workflow_engine.api.context import DatabaseDep, EventStoreDep, LogTailDep
 from workflow_engine.api.pagination import Cursor, Limit, Page, decode_cursor, page_of
 from workflow_engine.api.routing import resource_router
 from workflow_engine.api.security import Origin, require
+from workflow_engine.api.sse import EventStreamResponse
 from workflow_engine.api.streams import GuardDep, event_stream
 from workflow_engine.api.validation import Moment
 from workflow_engine.auth.permissions import Permission
@@ -155,7 +155,7 @@ async def audit_trail(
 @router.get(
     "/api/v1/events/stream",
     summary="Server-sent events: the tenant's events as they are appended",
-    response_class=EventSourceResponse,
+    response_class=EventStreamResponse,
     responses={200: {"content": {"text/event-stream": {}}, "description": "An endless stream"}},
 )
 async def stream_events(
@@ -172,7 +172,7 @@ async def stream_events(
     last_event_id: Annotated[
         str | None, Header(alias="Last-Event-ID", pattern=r"^\d{1,19}$")
     ] = None,
-) -> EventSourceResponse:
+) -> EventStreamResponse:
     """Each message: `id` = the event's position, `event` = its type, `data` = the event as
     JSON. Reconnecting with `Last-Event-ID` (or `?after=`) resumes exactly after that event,
     however old. Without either, the stream starts at the present. A comment every 15 s keeps
@@ -185,7 +185,7 @@ async def stream_events(
         store, tail, principal.tenant_id, start,
         aggregate_id=aggregate_id, aggregate_type=aggregate_type, type_prefix=event_type_prefix,
     )  # fmt: skip
-    return event_stream(guard, principal, follow.messages)
+    return event_stream(guard, principal, follow.stream)
 
 
 @router.get(

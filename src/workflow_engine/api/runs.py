@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import re
 import uuid
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import Awaitable
 from datetime import datetime
 from typing import Annotated, Any, TypeVar
 
@@ -13,7 +13,6 @@ import anyio
 from fastapi import Depends, Header, Query, Request, Response, status
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ConfigDict, Field
-from sse_starlette import ServerSentEvent
 
 from workflow_engine.api.context import Context, LogTailDep, RunsDep, RunWaiterDep
 from workflow_engine.api.pagination import (
@@ -26,9 +25,9 @@ from workflow_engine.api.pagination import (
 )
 from workflow_engine.api.routing import resource_router
 from workflow_engine.api.security import Origin, require
+from workflow_engine.api.sse import Ending, Outlet
 from workflow_engine.api.streams import GuardDep, event_stream
 from workflow_engine.api.validation import Moment, utc_moment
-from workflow_engine.auth.credential_guard import Closing
 from workflow_engine.auth.permissions import Permission
 from workflow_engine.auth.principal import Principal
 from workflow_engine.engine import runs, states
@@ -39,6 +38,7 @@ from workflow_engine.engine.runs import RunService
 from workflow_engine.engine.states import RUN_FINISHED
 from workflow_engine.engine.usage import llm_usage
 from workflow_engine.errors import Conflict, InvalidInput
+from workflow_engine.events import sse_format
 from workflow_engine.events.notifier import FOLLOW_TIMEOUT
 from workflow_engine.events.tail import LogTail
 
@@ -437,8 +437,8 @@ async def run_logs(
     run = await service.get(principal.tenant_id, workflow_id)  # 404 before the stream starts
     return event_stream(
         guard, principal,
-        lambda stop, closing: follow_log(service, tail, principal.tenant_id, run.id, start, stop,
-                                         closing),
+        lambda ending, outlet: follow_log(service, tail, principal.tenant_id, run.id, start,
+                                          ending, outlet),
     )  # fmt: skip
 
 
@@ -448,18 +448,18 @@ async def follow_log(
     tenant_id: uuid.UUID,
     run_id: uuid.UUID,
     after: tuple[int, int] | None,
-    stop: anyio.Event,
-    closing: Closing,
-) -> AsyncIterator[ServerSentEvent]:
-    """Entries as they are written, until the run has ended and its last entry was sent (or
-    the server stops, or the caller's credential is let go).
+    ending: Ending,
+    outlet: Outlet,
+) -> None:
+    """Writes the entries as they are written, until the run has ended and its last entry was
+    sent (or the stream ends: the client went away, the server stops, or the caller's
+    credential is let go).
 
     The entries come from the read model; the shared tail says when to look again, and only
     when it holds a new event of this run (or fell out of reach), so a thousand followers of
     quiet runs cost no queries."""
     with tail.following():
-        async for message in _follow_log(service, tail, tenant_id, run_id, after, stop, closing):
-            yield message
+        await _follow_log(service, tail, tenant_id, run_id, after, ending, outlet)
 
 
 async def _follow_log(
@@ -468,29 +468,29 @@ async def _follow_log(
     tenant_id: uuid.UUID,
     run_id: uuid.UUID,
     after: tuple[int, int] | None,
-    stop: anyio.Event,
-    closing: Closing,
-) -> AsyncIterator[ServerSentEvent]:
+    ending: Ending,
+    outlet: Outlet,
+) -> None:
     aggregate = str(run_id)
     watched = tail.end
-    while not (stop.is_set() or closing.done()):
+    while not ending.done():
         seen = tail.generation
         run, entries = await service.logs(tenant_id, run_id, after=after, limit=500)
         for entry in entries:
-            if closing.done():
+            if ending.done():
                 return
             after = (entry.position, entry.entry)
-            yield ServerSentEvent(
-                id=entry.id, event=entry.level, data=_entry(entry).model_dump_json()
+            await outlet.write(
+                sse_format.message(_entry(entry).model_dump_json(), id=entry.id, event=entry.level)
             )
         if len(entries) == 500:
             continue
         if run.status in RUN_FINISHED and not await service.holds_steps(tenant_id, run_id):
             # Says so, so that a browser's EventSource does not reconnect for ever.
-            yield ServerSentEvent(event="end", data=json.dumps({"status": run.status}))
+            await outlet.write(sse_format.message(json.dumps({"status": run.status}), event="end"))
             return
-        while not (stop.is_set() or closing.done()):
-            woken = await tail.wait(seen, FOLLOW_TIMEOUT, unless=closing)
+        while not ending.done():
+            woken = await tail.wait(seen, FOLLOW_TIMEOUT, unless=ending)
             seen = tail.generation
             recent = tail.since(watched) if watched is not None else None
             if recent is None or not woken:

@@ -8,26 +8,17 @@ A stream let go says why in a last message, `event: closed` with `{"status": 401
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Callable
 from typing import Annotated
 
-import anyio
 from fastapi import Depends
-from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from workflow_engine.api.context import Context
-from workflow_engine.auth.credential_guard import Closing, CredentialGuard
+from workflow_engine.api.sse import Ending, EventStreamResponse, Outlet, Producer, end
+from workflow_engine.auth.credential_guard import CredentialGuard
 from workflow_engine.auth.principal import Principal
 from workflow_engine.bootstrap.core_services import AuthServiceProvider
+from workflow_engine.events import sse_format
 from workflow_engine.observability import metrics
-
-Message = bytes | ServerSentEvent
-#: Makes a stream's messages; it must return once `stop` is set or `closing` is done.
-Producer = Callable[[anyio.Event, Closing], AsyncIterator[Message]]
-
-PING_SECONDS = 15
-SEND_TIMEOUT = 30
-SHUTDOWN_GRACE = 2
 
 
 async def get_credential_guard(context: Context) -> CredentialGuard:
@@ -39,18 +30,14 @@ GuardDep = Annotated[CredentialGuard, Depends(get_credential_guard)]
 
 def event_stream(
     guard: CredentialGuard, principal: Principal, produce: Producer
-) -> EventSourceResponse:
-    stop = anyio.Event()  # set by sse-starlette when the server begins to shut down
-
-    async def messages() -> AsyncIterator[Message]:
+) -> EventStreamResponse:
+    async def guarded(ending: Ending, outlet: Outlet) -> None:
         with guard.guarding(principal) as closing, metrics.subscribing():
-            async for message in produce(stop, closing):
-                yield message
+            # One future for the producer to watch: the credential's end is the stream's.
+            closing.add_done_callback(lambda closed: end(ending, closed.result()))
+            await produce(ending, outlet)
             if closing.done():
                 detail = {"status": 401, "detail": closing.result()}
-                yield ServerSentEvent(event="closed", data=json.dumps(detail))
+                await outlet.write(sse_format.message(json.dumps(detail), event="closed"))
 
-    return EventSourceResponse(
-        messages(), ping=PING_SECONDS, send_timeout=SEND_TIMEOUT,
-        shutdown_event=stop, shutdown_grace_period=SHUTDOWN_GRACE,
-    )  # fmt: skip
+    return EventStreamResponse(guarded)

@@ -8,7 +8,7 @@ registers its caller here and gets a future that resolves, with the reason, when
   process) and a re-check of the caller refuses it.
 
 One task per process does the re-checks, once per distinct credential however many streams
-share it; the streams wait on their future next to their data (`Signal.wait(unless=...)`).
+share it; a stream's end follows its future at once (`api/streams.py`), whatever it waits on.
 """
 
 from __future__ import annotations

@@ -8,9 +8,17 @@ and grows no buffer, it just falls behind the window and catches up from the dat
 Cursors are log keys (see `store.py`); clients see positions, the `id` of each message. An
 event in the tail's window is encoded as a message once, however many subscribers send it.
 
-A follower ends when the server shuts down (`stop`, looked at after every wake-up and at
-least every `FOLLOW_TIMEOUT`) or at once when its caller's credential is let go (`closing`,
-see `auth/credential_guard.py`).
+A follower streaming to a client (`stream`) that is caught up parks in the tail (`_Parked`,
+`LogTail.park`): the tail's task writes its next events to its outlet as it reads them, with
+no task woken, until the outlet must wait for the client (a send left over, which the
+follower's task finishes), the follower falls behind the window, or a burst is more than one
+write: then the follower goes on in its own task, as above.
+
+A follower ends as soon as `ending` is done: its stream must end (the client went away, the
+server is stopping, the caller's credential was let go; see `api/sse.py`).
+
+Messages go out in writes of about `WRITE_BYTES`: a client that stops reading holds one write
+and its socket's buffer in the server, not a whole batch.
 """
 
 from __future__ import annotations
@@ -18,17 +26,34 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from collections.abc import AsyncIterator
-from typing import Any
+from collections.abc import AsyncIterator, Iterator
+from typing import Any, NamedTuple, Protocol
 
-import anyio
-from sse_starlette import ServerSentEvent
-
+from workflow_engine.events import sse_format
+from workflow_engine.events.notifier import FOLLOW_TIMEOUT
 from workflow_engine.events.service import EventStore
 from workflow_engine.events.store import LogKey, RecordedEvent
 from workflow_engine.events.tail import LogTail
 
 BATCH = 500
+WRITE_BYTES = 64 * 1024
+
+
+class Outlet(Protocol):
+    """Where a stream's messages go (`api/sse.py`)."""
+
+    @property
+    def pending(self) -> bool:
+        """Whether an offered send is left over, to be finished by `flush`."""
+
+    async def write(self, chunk: bytes) -> None:
+        """Sends `chunk` after any send left over, waiting for the client if it must."""
+
+    def offer(self, chunk: bytes) -> bool:
+        """Sends `chunk` if that takes no waiting (True); else leaves the send over (False)."""
+
+    async def flush(self) -> None:
+        """Finishes the send left over, if any."""
 
 
 class LogFollower:
@@ -51,6 +76,9 @@ class LogFollower:
         self._aggregate_id = aggregate_id
         self._aggregate_type = aggregate_type
         self._type_prefix = type_prefix
+        # What followers alike share (`_Parked.deliver`); the tenant as an int: a UUID hashes
+        # in Python, a thousand times a pass.
+        self.filters = (tenant_id.int, aggregate_id, aggregate_type, type_prefix)
 
     def wanted(self, event: RecordedEvent) -> bool:
         return (
@@ -60,34 +88,34 @@ class LogFollower:
             and (self._type_prefix is None or event.event_type.startswith(self._type_prefix))
         )
 
-    async def messages(
-        self, stop: anyio.Event, closing: asyncio.Future[Any]
-    ) -> AsyncIterator[bytes]:
-        """Encoded messages until `stop` is set (the server is shutting down) or `closing` is
-        done: then the generator returns, and the response ends cleanly instead of being cut
-        off. The wanted events of one read go out together, as one write."""
+    async def stream(self, ending: asyncio.Future[Any], outlet: Outlet) -> None:
+        """Writes the wanted events as messages until `ending` is done: then it returns, and
+        the response ends cleanly instead of being cut off. The wanted events of one read go
+        out together, in as few writes as `WRITE_BYTES` allows."""
         with self._tail.following():
-            async for batch in self._follow(stop, closing):
-                yield b"".join(self._tail.encoded(event, message) for event in batch)
+            async for batch in self._follow(ending, outlet):
+                encoded = [self._tail.encoded(event, message) for event in batch]
+                for chunk in _writes(encoded):
+                    await outlet.write(chunk)
 
-    async def events(
-        self, stop: anyio.Event, closing: asyncio.Future[Any]
-    ) -> AsyncIterator[RecordedEvent]:
-        """The wanted events, in log order, until `stop` is set or `closing` is done."""
+    async def events(self, ending: asyncio.Future[Any]) -> AsyncIterator[RecordedEvent]:
+        """The wanted events, in log order, until `ending` is done."""
         with self._tail.following():
-            async for batch in self._follow(stop, closing):
+            async for batch in self._follow(ending):
                 for event in batch:
                     yield event
 
     async def _follow(
-        self, stop: anyio.Event, closing: asyncio.Future[Any]
+        self, ending: asyncio.Future[Any], outlet: Outlet | None = None
     ) -> AsyncIterator[list[RecordedEvent]]:
-        """Batches of wanted events, each from one read of the window or the database."""
+        """Batches of wanted events, each from one read of the window or the database; with an
+        outlet, those the tail's task delivers while the follower is parked are not among
+        them."""
         if self._after is not None:
             key = await self._store.log_key(self._tenant_id, self._after)
         else:
             key = self._tail.end or await self._store.log_head(self._tenant_id)
-        while not (stop.is_set() or closing.done()):
+        while not ending.done():
             seen = self._tail.generation
             recent = self._tail.since(key)
             if recent is None:  # behind the window: catch up from the database
@@ -95,7 +123,7 @@ class LogFollower:
                 batch = await self._store.read_log(
                     after=key, limit=BATCH, tenant_id=self._tenant_id
                 )
-                if closing.done():
+                if ending.done():
                     return
                 if batch:
                     key = batch[-1].key
@@ -104,15 +132,67 @@ class LogFollower:
                 if len(batch) == BATCH:
                     continue
                 if settled is None:  # the tail has not found the log yet: poll politely
-                    await self._tail.wait(seen, unless=closing)
+                    await self._tail.wait(seen, FOLLOW_TIMEOUT, unless=ending)
                 key = _caught_up(key, settled)
                 continue
             if recent:
                 key = recent[-1].key
                 if wanted := [event for event in recent if self.wanted(event)]:
                     yield wanted
-            else:
-                await self._tail.wait(seen, unless=closing)
+            elif outlet is None:
+                await self._tail.wait(seen, None, unless=ending)
+            elif outlet.pending:
+                await outlet.flush()  # the tail's task offers only to an outlet with none
+            else:  # caught up, and nothing awaited since `since`: park
+                parked = _Parked(self, key, outlet)
+                await self._tail.park(parked, unless=ending)
+                key = parked.key
+
+
+class _Parked:
+    """A caught-up follower while the tail's task delivers its events (`LogTail.park`)."""
+
+    __slots__ = ("_follower", "_outlet", "key")
+
+    def __init__(self, follower: LogFollower, key: LogKey, outlet: Outlet) -> None:
+        self._follower = follower
+        self._outlet = outlet
+        self.key = key
+
+    def deliver(self, alike: dict[Any, Any]) -> bool:
+        # Followers with the same filters at the same cursor get the same write: made once.
+        same = (self._follower.filters, self.key)
+        if same not in alike:
+            alike[same] = self._next_write()
+        write = alike[same]
+        if write is None:
+            return False  # behind the window: the follower goes on by itself
+        sent = not write.chunk or self._outlet.offer(write.chunk)
+        self.key = write.last  # offered: sent, or left over for the follower's task to finish
+        return sent and not write.more
+
+    def _next_write(self) -> _Write | None:
+        """What the window holds beyond the cursor for this follower, as one write of about
+        `WRITE_BYTES` at most; None when the cursor is older than the window."""
+        tail = self._follower._tail
+        recent = tail.since(self.key)
+        if recent is None:
+            return None
+        messages, size, last = [], 0, self.key
+        for event in recent:
+            last = event.key
+            if self._follower.wanted(event):
+                messages.append(tail.encoded(event, message))
+                size += len(messages[-1])
+                if size >= WRITE_BYTES:
+                    break
+        return _Write(b"".join(messages), last, more=last != tail.end)
+
+
+class _Write(NamedTuple):
+    chunk: bytes  # empty when none of the events is wanted
+    last: LogKey  # the last event it covers
+    more: bool  # events remain: the rest of a burst is the follower's work, not everyone's wait
 
 
 def _caught_up(key: LogKey, settled: LogKey | None) -> LogKey:
@@ -122,11 +202,21 @@ def _caught_up(key: LogKey, settled: LogKey | None) -> LogKey:
     return key if settled is None else max(key, settled)
 
 
+def _writes(messages: list[bytes]) -> Iterator[bytes]:
+    """`messages` joined into writes of about `WRITE_BYTES` (at least one message each)."""
+    first, size = 0, 0
+    for index, encoded in enumerate(messages):
+        size += len(encoded)
+        if size >= WRITE_BYTES:
+            yield b"".join(messages[first : index + 1])
+            first, size = index + 1, 0
+    if first < len(messages):
+        yield b"".join(messages[first:])  # one message: the window's own bytes, not a copy
+
+
 def message(event: RecordedEvent) -> bytes:
     """The event as one server-sent message: `id` its position, `event` its type."""
-    return ServerSentEvent(
-        id=str(event.position), event=event.event_type, data=_json(event)
-    ).encode()
+    return sse_format.message(_json(event), id=str(event.position), event=event.event_type)
 
 
 def _json(event: RecordedEvent) -> str:

@@ -5,44 +5,58 @@ move on, so a change that happens between their look and their wait is never mis
 (`asyncio.Condition` needs its lock re-acquired after a wake-up, and a wait cancelled at that
 moment raised "Lock is not acquired" on Python 3.11.)
 
-All waiters of one generation share one future: a fire resolves it once, and a wait may also
-end on a future of the caller's (`unless`, e.g. "this stream must close") without a task of
-its own — a thousand live streams wait on two futures each, not on a thousand task groups.
+A wait is one future of its own, awaited directly: `fire` resolves it, and so do the caller's
+`unless` (e.g. "this stream must end") and the timeout, through callbacks — no task, no
+`asyncio.wait` (which builds sets, callbacks and a waiter per call) and, without a timeout, no
+timer. A thousand live streams woken by one event cost a thousand `set_result` calls.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 from typing import Any
 
 
 class Signal:
     def __init__(self) -> None:
         self.generation = 0
-        self._fired: asyncio.Future[None] | None = None
+        self._waiters: set[asyncio.Future[bool]] = set()
 
     def fire(self) -> None:
         self.generation += 1
-        fired, self._fired = self._fired, None
-        if fired is not None and not fired.done():
-            fired.set_result(None)
+        waiters, self._waiters = self._waiters, set()
+        for waiter in waiters:
+            _settle(waiter, True)
 
     async def wait(
-        self, seen: int, timeout: float, *, unless: asyncio.Future[Any] | None = None
+        self, seen: int, timeout: float | None, *, unless: asyncio.Future[Any] | None = None
     ) -> bool:
         """Return once `generation` differs from `seen`, `unless` is done, or after `timeout`
-        seconds; False only in the last case."""
+        seconds (None: no limit); False only in the last case."""
         if self.generation != seen or (unless is not None and unless.done()):
             return True
         loop = asyncio.get_running_loop()
-        if self._fired is None or self._fired.get_loop() is not loop:
-            self._fired = loop.create_future()
-        waiting: list[asyncio.Future[Any]] = [self._fired]
+        waiter: asyncio.Future[bool] = loop.create_future()
+        self._waiters.add(waiter)
+        timer = None if timeout is None else loop.call_later(timeout, _settle, waiter, False)
+        wake = functools.partial(_woken_by, waiter)
         if unless is not None:
-            waiting.append(unless)
-        # `asyncio.wait` never cancels what it waits on: the shared future stays good for the
-        # other waiters when this one times out or is cancelled.
-        done, _pending = await asyncio.wait(
-            waiting, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
-        )
-        return bool(done)
+            unless.add_done_callback(wake)
+        try:
+            return await waiter
+        finally:
+            self._waiters.discard(waiter)
+            if timer is not None:
+                timer.cancel()
+            if unless is not None:
+                unless.remove_done_callback(wake)
+
+
+def _settle(waiter: asyncio.Future[bool], result: bool) -> None:
+    if not waiter.done():  # a cancelled wait leaves its future cancelled
+        waiter.set_result(result)
+
+
+def _woken_by(waiter: asyncio.Future[bool], _done: asyncio.Future[Any]) -> None:
+    _settle(waiter, True)

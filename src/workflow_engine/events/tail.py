@@ -12,6 +12,12 @@ thousand, and memory is bounded by the window (in events and in bytes) whatever 
 do: a follower takes at most one batch from it at a time. The window also keeps each event's
 encoded message once a subscriber asked for it, so the thousand send the same bytes.
 
+A caught-up stream does not even wait to be woken: it parks here (`park`), and right after
+each read the tail's task hands every parked follower its new events (`Parked.deliver`), which
+write them to their streams without waiting — one pass over a thousand streams instead of a
+thousand tasks woken one by one. A follower goes back to its own task when its stream must
+wait for its client, when it fell behind the window, or when its stream ends.
+
 The window holds a contiguous run of the log: every event whose key lies in
 (`start`, `end`], in log order. Tenant filtering is the follower's job; the tail reads with
 the server's own connection, not a tenant-confined one.
@@ -21,10 +27,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 from bisect import bisect_right
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, Protocol
 
 import structlog
 
@@ -39,6 +46,13 @@ READ_BATCH = 500
 WINDOW_EVENTS = 10_000
 WINDOW_BYTES = 16 * 1024 * 1024
 IDLE_WAIT = 3600.0  # seconds; an idle tail wakes when a follower arrives
+
+
+class Parked(Protocol):
+    def deliver(self, alike: dict[Any, Any]) -> bool:
+        """Writes what the window holds beyond the follower's cursor, without waiting; False
+        when the follower must go on in its own task. `alike` is the same dict for every
+        follower of one pass: followers alike work out what they send once."""
 
 
 class LogTail:
@@ -63,6 +77,7 @@ class LogTail:
         self._changed = Signal()
         self._followers = 0
         self._followed = Signal()  # fired when the first follower arrives
+        self._parked: dict[Parked, asyncio.Future[None]] = {}  # each with what wakes it
         self._task: asyncio.Task[None] | None = None
 
     @property
@@ -117,13 +132,28 @@ class LogTail:
     async def wait(
         self,
         seen: int,
-        timeout: float = FOLLOW_TIMEOUT,
+        timeout: float | None = FOLLOW_TIMEOUT,
         *,
         unless: asyncio.Future[Any] | None = None,
     ) -> bool:
         """Return once `generation` differs from `seen`, `unless` is done, or after `timeout`
-        seconds; False only in the last case."""
+        seconds (None: no limit); False only in the last case."""
         return await self._changed.wait(seen, timeout, unless=unless)
+
+    async def park(self, follower: Parked, *, unless: asyncio.Future[Any]) -> None:
+        """Hands a caught-up follower to the tail's task, which delivers its new events from
+        now on; returns when `deliver` says it must go on by itself, or `unless` is done. The
+        caller must have seen nothing new for it since the tail's last read (and not awaited
+        since): what the tail reads next is the follower's next delivery."""
+        woken: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._parked[follower] = woken
+        wake = functools.partial(_wake, woken)
+        unless.add_done_callback(wake)
+        try:
+            await woken
+        finally:
+            self._parked.pop(follower, None)
+            unless.remove_done_callback(wake)
 
     async def _run(self) -> None:
         while True:
@@ -142,6 +172,18 @@ class LogTail:
             except Exception as exc:  # the database is away: health reports it; keep trying
                 logger.debug("event log tail read failed", error=type(exc).__name__)
             await self._notifier.wait(seen)
+
+    def _deliver(self) -> None:
+        alike: dict[Any, Any] = {}
+        for follower, woken in list(self._parked.items()):
+            try:
+                stays = follower.deliver(alike)
+            except Exception:  # its own task will meet the error again, and end its stream
+                logger.exception("delivering to a parked follower failed")
+                stays = False
+            if not stays:
+                del self._parked[follower]
+                _wake(woken)
 
     def _forget(self) -> None:
         self._events.clear()
@@ -162,6 +204,7 @@ class LogTail:
                 self._bytes += sum(sizes)
                 self._trim()
                 self._changed.fire()
+                self._deliver()
             if len(batch) < READ_BATCH:
                 return
 
@@ -183,6 +226,11 @@ class LogTail:
         del self._keys[:dropped]
         del self._sizes[:dropped]
         self._bytes -= freed
+
+
+def _wake(woken: asyncio.Future[None], *_: Any) -> None:
+    if not woken.done():
+        woken.set_result(None)
 
 
 def _size(event: RecordedEvent) -> int:
