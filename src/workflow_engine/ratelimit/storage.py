@@ -6,11 +6,15 @@ request refused by its tenant's ceiling does not also spend its principal's toke
 
 from __future__ import annotations
 
+import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, Protocol
 
+from workflow_engine.ratelimit.batching import TurnBatcher
 from workflow_engine.ratelimit.gcra import Bucket, Decision, decide
+from workflow_engine.ratelimit.leases import Lease, LeaseBook, standing
+from workflow_engine.ratelimit.redis_gcra import Ask, Grant, RedisBuckets, Verdict
 
 # Keys of idle buckets are dropped once full again; this bounds memory under many clients.
 _MEMORY_SWEEP_EVERY = 10_000
@@ -56,40 +60,23 @@ class MemoryStorage:
         return None
 
 
-# The same algorithm as `gcra.decide`, atomic inside Redis, on Redis's clock (so that every
-# server process agrees on "now"). Floats travel as strings: Redis truncates Lua numbers.
-_GCRA_LUA = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
-local tats = {}
-local wait, wi = -1e18, 1
-for i = 1, #KEYS do
-  local tau = tonumber(ARGV[2 * i])
-  local tat = tonumber(redis.call('GET', KEYS[i])) or now
-  if tat < now then tat = now end
-  tats[i] = tat
-  if tat - tau - now > wait then wait = tat - tau - now; wi = i end
-end
-if wait > 0 then
-  return {0, 0, tostring(wait), tostring(tats[wi] - now), wi}
-end
-local best, bi, reset = 1e18, 1, 0
-for i = 1, #KEYS do
-  local interval = tonumber(ARGV[2 * i - 1])
-  local tau = tonumber(ARGV[2 * i])
-  local new = tats[i] + interval
-  redis.call('SET', KEYS[i], tostring(new), 'PX', math.ceil((new - now) * 1000) + 1000)
-  local left = math.floor((now + tau + interval - new) / interval + 1e-9)
-  if left < best then best = left; bi = i; reset = new - now end
-end
-return {1, best, '0', tostring(reset), bi}
-"""
-
-
 class RedisStorage:
-    """Buckets in Redis: one limit however many server processes and machines share it."""
+    """Buckets in Redis: one limit however many server processes and machines share it.
 
-    def __init__(self, url: str, *, prefix: str = "workflow-engine:ratelimit:") -> None:
+    A request spends from this process's leases where it holds one for each of its buckets
+    (`leases.py`) and otherwise asks Redis for the buckets it lacks; the asks of one turn of
+    the event loop go in one call (`batching.py`), decided in order by one Lua script
+    (`redis_gcra.py`). A refusal always comes from Redis, so its `Retry-After` is exact.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        prefix: str = "workflow-engine:ratelimit:",
+        leases: LeaseBook | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         import redis.asyncio as redis  # the `redis` extra; checked at start-up by the CLI
 
         self._errors: tuple[type[BaseException], ...] = (
@@ -101,28 +88,56 @@ class RedisStorage:
         self._client: Any = redis.Redis.from_url(
             url, socket_timeout=0.25, socket_connect_timeout=0.25, retry_on_timeout=False
         )
-        self._script = self._client.register_script(_GCRA_LUA)
-        self._prefix = prefix
+        self._buckets = RedisBuckets(self._client, prefix)
+        self._batcher = TurnBatcher(self._decide)
+        self._leases = leases if leases is not None else LeaseBook()
+        self._clock = clock
 
-    async def acquire(self, buckets: list[Bucket]) -> Decision:
-        keys = [self._prefix + bucket.key for bucket in buckets]
-        args: list[float] = []
-        for bucket in buckets:
-            args += [bucket.limit.interval, bucket.limit.tolerance]
+    async def _decide(self, asks: list[Ask]) -> list[Verdict]:
         try:
-            allowed, remaining, retry_after, reset_after, index = await self._script(
-                keys=keys, args=args
-            )
+            return await self._buckets.decide(asks)
         except self._errors as exc:
             raise StorageUnavailable(str(exc)) from exc
-        binding = buckets[int(index) - 1]
-        return Decision(
-            allowed=bool(allowed),
-            limit=binding.limit.burst,
-            remaining=max(0, int(remaining)),
-            reset_after=float(reset_after),
-            retry_after=float(retry_after),
-        )
+
+    async def acquire(self, buckets: list[Bucket]) -> Decision:
+        now = self._clock()
+        taken = self._leases.take(buckets, now)
+        if None not in taken:
+            return _combined(buckets, taken, iter(()), now)
+        lacking = [bucket for bucket, lease in zip(buckets, taken, strict=True) if lease is None]
+        asked = [self._leases.ask(bucket, now) for bucket in lacking]
+        try:
+            verdict = await self._batcher.submit(Ask(lacking, [tokens for tokens, _ in asked]))
+        except BaseException:  # Redis away, or the request cancelled: nothing was granted
+            self._settle(lacking, asked, None, taken, now)
+            raise
+        self._settle(lacking, asked, verdict, taken, now)
+        if not verdict.allowed:
+            binding = lacking[verdict.waiting]
+            return Decision(
+                allowed=False,
+                limit=binding.limit.burst,
+                remaining=0,
+                reset_after=verdict.grants[verdict.waiting].reset_after,
+                retry_after=verdict.retry_after,
+            )
+        return _combined(buckets, taken, iter(verdict.grants), now)
+
+    def _settle(
+        self,
+        lacking: list[Bucket],
+        asked: list[tuple[int, bool]],
+        verdict: Verdict | None,
+        taken: list[Lease | None],
+        now: float,
+    ) -> None:
+        """Renewed leases go into the book; a request not admitted returns its leased tokens."""
+        grants = verdict.grants if verdict is not None and verdict.allowed else None
+        for index, (bucket, (_, renews)) in enumerate(zip(lacking, asked, strict=True)):
+            if renews:
+                self._leases.renewed(bucket, grants[index] if grants else None, now)
+        if grants is None:
+            self._leases.give_back(taken)
 
     async def ping(self) -> None:
         try:
@@ -131,4 +146,29 @@ class RedisStorage:
             raise StorageUnavailable(str(exc)) from exc
 
     async def close(self) -> None:
+        await self._batcher.close()
         await self._client.aclose()
+
+
+def _combined(
+    buckets: list[Bucket], taken: list[Lease | None], grants: Iterator[Grant], now: float
+) -> Decision:
+    """An allowed request's headers, from the bucket with the fewest tokens left (the first
+    such, on a tie, as `gcra.decide`): each bucket as its lease tells it, or as Redis just
+    granted it (`grants`, in order, for the buckets without a lease)."""
+    fewest, binding, reset = math.inf, 0, 0.0
+    for index, lease in enumerate(taken):
+        if lease is not None:
+            left, until_full = standing(lease, now)
+        else:
+            grant = next(grants)
+            left, until_full = grant.remaining + grant.tokens - 1, grant.reset_after
+        if left < fewest:
+            fewest, binding, reset = left, index, until_full
+    return Decision(
+        allowed=True,
+        limit=buckets[binding].limit.burst,
+        remaining=max(0, int(fewest)),
+        reset_after=reset,
+        retry_after=0.0,
+    )
