@@ -29,7 +29,8 @@ _FORGET_AFTER_SECONDS = LEASE_SECONDS
 _SWEEP_EVERY = 10_000
 
 
-@dataclass(slots=True, eq=False)  # compared by identity: `give_back` returns to the same one
+# eq=False: a lease is a holding, not a value; `None in taken` then compares identities only.
+@dataclass(slots=True, eq=False)
 class Lease:
     limit: Limit
     size: int  # tokens granted
