@@ -174,28 +174,31 @@ class CpuShares:
     def __init__(self, server_pid: int) -> None:
         self.server_pid = server_pid
 
-    def _snapshot(self) -> dict[str, float]:
+    def _snapshot(self) -> dict[int, tuple[str, float]]:
+        """Each process's kind and CPU seconds so far (this client as pid 0)."""
         processes = _processes()
         family = {self.server_pid}
         for _ in range(3):  # the supervisor's children (and theirs)
             family |= {pid for pid, parent, _ in processes if parent in family}
-        shares = {"server": 0.0, "postgresql": 0.0, "redis": 0.0, "other": 0.0}
+        found: dict[int, tuple[str, float]] = {0: ("client", time.process_time())}
         for pid, _, name in processes:
             if pid == os.getpid():
                 continue
             kind = ("server" if pid in family else "postgresql" if name.startswith("postgres")
                     else "redis" if name.startswith("redis") else "other")  # fmt: skip
-            shares[kind] += _cpu_seconds(pid)
-        shares["client"] = time.process_time()
-        return shares
+            found[pid] = (kind, _cpu_seconds(pid))
+        return found
 
     def __enter__(self) -> CpuShares:
         self._before = self._snapshot()
         return self
 
     def __exit__(self, *_exc: object) -> None:
-        after = self._snapshot()
-        self.spent = {kind: after[kind] - self._before[kind] for kind in after}
+        # Per process, so one that ends meanwhile takes nothing away (its last share is lost:
+        # /proc forgets it) and one that starts counts from zero.
+        self.spent = dict.fromkeys(("server", "postgresql", "redis", "client", "other"), 0.0)
+        for pid, (kind, seconds) in self._snapshot().items():
+            self.spent[kind] += seconds - self._before.get(pid, (kind, 0.0))[1]
 
 
 def rss_mb(pid: int) -> float:
