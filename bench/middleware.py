@@ -21,6 +21,10 @@ keep-alive HTTP/1.1 connections, each sending its next request when the last ans
    where the CPU went while each ran (from /proc: the server's processes, PostgreSQL's,
    Redis, this client, the rest of the machine), per request, with the cores kept busy. Two
    processes can gain at most what the server's share leaves room for on the machine's cores.
+   With `--wrk` (when `wrk` is installed, e.g. Debian's package), these two rows are also
+   driven by wrk, a load generator in C whose CPU per request is a few microseconds where this
+   client's is a hundred or more: what the server's processes gain with the client's share
+   left to them (wrk's CPU counts under "other").
 
 Then the status read at a steady 500 requests/s (open loop: each request has its scheduled
 time and its latency counts from it, so a stall shows as latency instead of fewer requests),
@@ -37,6 +41,7 @@ import asyncio
 import contextlib
 import os
 import platform
+import shutil
 import statistics
 import subprocess
 import sys
@@ -132,6 +137,33 @@ async def steady(
 
     await asyncio.gather(*(one_connection(offset) for offset in range(connections)))
     return latencies
+
+
+def wrk(
+    url: str, headers: dict[str, str], seconds: float, concurrency: int
+) -> tuple[float, float, float]:
+    """Requests per second, p50 and p99 (seconds) of `wrk` holding `concurrency` connections
+    busy for `seconds` with one thread."""
+    arguments = [f"-H{name}: {value}" for name, value in headers.items()]
+    found = subprocess.run(
+        ["wrk", "-t1", f"-c{concurrency}", f"-d{seconds:g}s", "--latency", *arguments, url],
+        capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    if "Non-2xx" in found:
+        raise SystemExit(f"wrk saw answers other than 2xx:\n{found}")
+    rate = float(found.split("Requests/sec:")[1].split()[0])
+    percentiles = {
+        line.split()[0]: _wrk_seconds(line.split()[1])
+        for line in found.splitlines() if line.strip().startswith(("50%", "99%"))
+    }  # fmt: skip
+    return rate, percentiles["50%"], percentiles["99%"]
+
+
+def _wrk_seconds(value: str) -> float:
+    for unit, scale in (("us", 1e-6), ("ms", 1e-3), ("s", 1.0)):
+        if value.endswith(unit):
+            return float(value.removesuffix(unit)) * scale
+    raise ValueError(f"not a wrk duration: {value}")
 
 
 def p99(latencies: list[float]) -> float:
@@ -295,26 +327,34 @@ async def measure(args: argparse.Namespace, url: str | None) -> None:
                                    f"{p99(latencies) * 1000:.2f} ms |")  # fmt: skip
             if args.redis:
                 shared = {"RATE_LIMIT_STORAGE_URL": args.redis}
-                measured: dict[int, float] = {}
-                for workers in (1, 2):
-                    async with our_server(work, url, "--workers", str(workers), **shared) as (
-                        base, server, headers, status_path
-                    ):  # fmt: skip
-                        with CpuShares(server.pid) as cpu:
-                            rps, latencies = await closed_loop(base, status_path, headers,
-                                                               seconds, concurrency)  # fmt: skip
-                    measured[workers] = rps
-                    rows.append(row(f"status read (PostgreSQL, limits in Redis), "
-                                    f"--workers {workers}", rps, latencies, bare_rps))  # fmt: skip
-                    requests = rps * seconds
-                    cpu_rows.append(
-                        f"| --workers {workers} | "
-                        + " | ".join(f"{cpu.spent[kind] / requests * 1e6:,.0f}" for kind in
-                                     ("server", "postgresql", "redis", "client", "other"))
-                        + f" | {sum(cpu.spent.values()) / seconds:.2f} |"
-                    )  # fmt: skip
-                notes.append(f"--workers 2 ÷ --workers 1 (PostgreSQL, limits in Redis): "
-                             f"{measured[2] / measured[1]:.2f} times")  # fmt: skip
+                for client in ("this client", "wrk") if args.wrk else ("this client",):
+                    measured: dict[int, float] = {}
+                    for workers in (1, 2):
+                        async with our_server(work, url, "--workers", str(workers), **shared) as (
+                            base, server, headers, status_path
+                        ):  # fmt: skip
+                            with CpuShares(server.pid) as cpu:
+                                if client == "wrk":
+                                    rps, p50, p99_ = wrk(base + status_path, headers, seconds,
+                                                         concurrency)  # fmt: skip
+                                else:
+                                    rps, latencies = await closed_loop(
+                                        base, status_path, headers, seconds, concurrency
+                                    )
+                                    p50, p99_ = statistics.median(latencies), p99(latencies)
+                        measured[workers] = rps
+                        rows.append(f"| status read (PostgreSQL, limits in Redis), --workers "
+                                    f"{workers}, {client} | {rps:,.0f} | 1/{bare_rps / rps:.1f} "
+                                    f"| {p50 * 1000:.2f} ms | {p99_ * 1000:.2f} ms |")  # fmt: skip
+                        requests = rps * seconds
+                        cpu_rows.append(
+                            f"| --workers {workers}, {client} | "
+                            + " | ".join(f"{cpu.spent[kind] / requests * 1e6:,.0f}" for kind in
+                                         ("server", "postgresql", "redis", "client", "other"))
+                            + f" | {sum(cpu.spent.values()) / seconds:.2f} |"
+                        )  # fmt: skip
+                    notes.append(f"--workers 2 ÷ --workers 1 (PostgreSQL, limits in Redis, "
+                                 f"{client}): {measured[2] / measured[1]:.2f} times")  # fmt: skip
     print(f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
           f"{concurrency} in flight, {seconds:g} s each")  # fmt: skip
     print("| target | requests/s | ÷ bare | p50 | p99 |\n|---|---|---|---|---|")
@@ -333,7 +373,10 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--postgres", help="a server the benchmark may create databases on")
     parser.add_argument("--redis", help="a Redis database for the rate limits of --workers 2")
+    parser.add_argument("--wrk", action="store_true", help="also drive --workers 1/2 with wrk")
     args = parser.parse_args()
+    if args.wrk and shutil.which("wrk") is None:
+        parser.error("--wrk needs wrk on the PATH (Debian: apt install wrk)")
     with contextlib.ExitStack() as stack:
         url = stack.enter_context(throwaway_postgres(args.postgres)) if args.postgres else None
         asyncio.run(measure(args, url))

@@ -52,6 +52,7 @@ from workflow_engine.events.upcasting import Upcasters
 from workflow_engine.observability import metrics as process_metrics
 from workflow_engine.observability import tracing
 from workflow_engine.observability.access_log import RouteTable
+from workflow_engine.process_gc import frozen_after_startup
 from workflow_engine.registry.checker import HealthChecker
 from workflow_engine.registry.options import RegistryOptions
 from workflow_engine.version import __version__
@@ -175,7 +176,8 @@ def create_app(
         if settings.is_production and settings.metrics_enabled and not settings.metrics_token:
             logger.warning("/metrics is public: set METRICS_TOKEN, or keep the port private")
         try:
-            yield
+            with frozen_after_startup():
+                yield
         finally:
             await context.services.stop_all()
             process_metrics.process_exiting()

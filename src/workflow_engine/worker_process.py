@@ -19,6 +19,7 @@ from workflow_engine.bootstrap.read_models import register_read_models
 from workflow_engine.config import Settings
 from workflow_engine.db import Database
 from workflow_engine.observability import metrics, tracing
+from workflow_engine.process_gc import frozen_after_startup
 
 logger = structlog.get_logger(__name__)
 
@@ -67,7 +68,8 @@ async def run_worker(settings: Settings) -> int:
             )
         await worker.start()
         logger.info("worker started", owner=worker.owner, concurrency=settings.worker_concurrency)
-        await stop.wait()
+        with frozen_after_startup():
+            await stop.wait()
         logger.info("worker stopping", running=worker.running)
         await worker.stop(grace=settings.shutdown_timeout)
     finally:

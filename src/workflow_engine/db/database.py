@@ -19,7 +19,7 @@ from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import event, func, select, text
+from sqlalchemy import String, bindparam, event, func, select, text
 from sqlalchemy.engine import URL
 from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
@@ -31,6 +31,15 @@ SQLITE_BUSY_TIMEOUT_MS = 5000
 # The role tenant-scoped transactions run as on PostgreSQL (created by migration 0005).
 TENANT_ROLE = "workflow_engine_api"
 _WRITE_OPTION = "workflow_engine_write"
+# Built once: a statement built per call costs SQLAlchemy more than its round trip.
+_NOTIFY = select(func.pg_notify(bindparam("channel", type_=String()), ""))
+# The policy-bound role and the tenant its policies compare with, both until the transaction
+# ends, in one round trip: `set_config('role', ..., true)` is `SET LOCAL ROLE`, which takes no
+# bind parameter where set_config does.
+_CONFINE = select(
+    func.set_config("role", TENANT_ROLE, True),
+    func.set_config("app.tenant_id", bindparam("tenant", type_=String()), True),
+)
 _COMMIT_MARKS = "workflow_engine_commit_marks"
 _AFTER_COMMIT = "workflow_engine_after_commit"
 # The task holding a write connection. Tasks it starts inherit the value, but they are other
@@ -60,7 +69,7 @@ async def announce(conn: AsyncConnection, kind: str, channel: str) -> None:
         return
     marks.add(kind)
     if conn.dialect.name == "postgresql":
-        await conn.execute(select(func.pg_notify(channel, "")))
+        await conn.execute(_NOTIFY, {"channel": channel})
 
 
 class Database:
@@ -151,9 +160,7 @@ class Database:
     async def _confine(self, conn: AsyncConnection, tenant_id: uuid.UUID) -> None:
         if not self.row_level_security:
             return
-        # Both end with the transaction; SET takes no bind parameters, set_config does.
-        await conn.execute(text(f"SET LOCAL ROLE {TENANT_ROLE}"))
-        await conn.execute(select(func.set_config("app.tenant_id", str(tenant_id), True)))
+        await conn.execute(_CONFINE, {"tenant": str(tenant_id)})
 
     async def detect_row_level_security(self) -> bool:
         """Whether tenant transactions can run as the policy-bound role (migration 0005)."""

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, Row, Text, cast, func, literal, select, tuple_
+from sqlalchemy import BigInteger, Row, Text, bindparam, cast, func, literal, select, tuple_
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -114,12 +114,28 @@ _COLUMNS = (
 )
 
 
+# The append path's statements, built once: each append runs them, and building a statement
+# costs SQLAlchemy more than executing it on SQLite.
+_AGGREGATE = (
+    events.c.tenant_id == bindparam("tenant_id", type_=events.c.tenant_id.type),
+    events.c.aggregate_id == bindparam("aggregate_id", type_=events.c.aggregate_id.type),
+)
+_CURRENT_VERSION = select(func.coalesce(func.max(events.c.version), 0)).where(*_AGGREGATE)
+_HEAD = (
+    select(events.c.version, events.c.aggregate_type)
+    .where(*_AGGREGATE)
+    .order_by(events.c.version.desc())
+    .limit(1)
+)
+_INSERT = events.insert().returning(*_COLUMNS)
+
+
 async def current_version(conn: AsyncConnection, tenant_id: uuid.UUID, aggregate_id: str) -> int:
     """The aggregate's latest version; 0 when it has no events."""
-    stmt = select(func.coalesce(func.max(events.c.version), 0)).where(
-        events.c.tenant_id == tenant_id, events.c.aggregate_id == aggregate_id
+    found = await conn.execute(
+        _CURRENT_VERSION, {"tenant_id": tenant_id, "aggregate_id": aggregate_id}
     )
-    return int((await conn.execute(stmt)).scalar_one())
+    return int(found.scalar_one())
 
 
 async def insert_events(
@@ -169,12 +185,7 @@ async def insert_events(
 async def _head_version(
     conn: AsyncConnection, tenant_id: uuid.UUID, aggregate_type: str, aggregate_id: str
 ) -> int:
-    head = await conn.execute(
-        select(events.c.version, events.c.aggregate_type)
-        .where(events.c.tenant_id == tenant_id, events.c.aggregate_id == aggregate_id)
-        .order_by(events.c.version.desc())
-        .limit(1)
-    )
+    head = await conn.execute(_HEAD, {"tenant_id": tenant_id, "aggregate_id": aggregate_id})
     latest = head.first()
     if latest is None:
         return 0
@@ -211,9 +222,12 @@ async def _insert(
         for offset, new in enumerate(new_events, start=1)
     ]
     # A savepoint keeps the caller's transaction alive when the unique constraint fires
-    # (PostgreSQL would otherwise abort the whole transaction).
-    async with contextlib.nullcontext() if exclusive else conn.begin_nested():
-        result = await conn.execute(events.insert().returning(*_COLUMNS), rows)
+    # (PostgreSQL would otherwise abort the whole transaction). SQLite needs none: its
+    # writers take turns, so no other append can come between the head read and this insert,
+    # and a failed statement there leaves the transaction as it was.
+    sheltered = exclusive or conn.dialect.name == "sqlite"
+    async with contextlib.nullcontext() if sheltered else conn.begin_nested():
+        result = await conn.execute(_INSERT, rows)
         stored = [RecordedEvent.from_row(row) for row in result]
     await announce(conn, APPENDED, NOTIFY_CHANNEL)  # followers wake once this commits
     return sorted(stored, key=lambda e: e.version)
