@@ -179,6 +179,14 @@ async def finished_run(
             await asyncio.sleep(0.05)
 
 
+async def run_events(
+    client: httpx.AsyncClient, headers: dict[str, str], run_id: str
+) -> list[dict[str, Any]]:
+    """The run's events, oldest first (its aggregate's first 200)."""
+    page = await client.get(f"/api/v1/events/{run_id}", headers=headers, params={"limit": 200})
+    return list(page.json()["items"])
+
+
 def steps_of(status: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return {step["id"]: step for step in status["steps"]}
 

@@ -174,7 +174,7 @@ async def test_a_status_answers_every_member_in_the_models_format(
                           "latency_ms": 12.75}],
         },
         "links": {"status": f"{base}/status", "results": f"{base}/results",
-                  "logs": f"{base}/logs", "cancel": f"{base}/cancel",
+                  "logs": f"{base}/logs", "cancel": f"{base}/cancel", "retry": f"{base}/retry",
                   "events": f"/api/v1/events/{run_id}"},
     })  # fmt: skip
 

@@ -239,3 +239,17 @@ def test_a_step_ready_before_the_decision_is_not_enqueued_again() -> None:
     )
     assert decision.ready == []
     assert decision.state.steps["y"].status is StepStatus.pending
+
+
+def test_a_waiting_step_completes_then_frees_its_dependants_and_a_cancel_settles_it() -> None:
+    waiting = state(a="running", b="pending", c="pending").apply(
+        RunEvent.step_waiting, {"step_id": "a", "attempt": 1, "until": NOW.isoformat()}
+    )
+    assert waiting.steps["a"] == StepState(StepStatus.waiting, 1)
+    woke = scheduler.settle(CHAIN, waiting, "a", 1, OK, now=NOW)
+    assert kinds(woke) == [(RunEvent.step_completed, "a")]
+    assert woke.ready == ["b"]
+    cancelled = scheduler.cancel(CHAIN, waiting, "user:ada")
+    assert (RunEvent.step_cancelled, "a") in kinds(cancelled)
+    assert "a" in cancelled.dropped  # its queued wake-up task goes with it
+    assert cancelled.state.status is RunStatus.cancelled

@@ -77,6 +77,7 @@ class RunLinks(BaseModel):
     results: str
     logs: str
     cancel: str
+    retry: str
     events: str
 
 
@@ -106,7 +107,9 @@ class StepStatus(BaseModel):
     started_at: datetime | None
     finished_at: datetime | None
     duration_ms: float | None
-    next_attempt_at: datetime | None
+    next_attempt_at: datetime | None = Field(
+        description="When a failed step's next attempt runs, or when a waiting `sleep` wakes."
+    )
     error: Any
 
 
@@ -171,7 +174,7 @@ def _links(run_id: uuid.UUID) -> RunLinks:
     base = f"/api/v1/workflows/{run_id}"
     return RunLinks(
         status=f"{base}/status", results=f"{base}/results", logs=f"{base}/logs",
-        cancel=f"{base}/cancel", events=f"/api/v1/events/{run_id}",
+        cancel=f"{base}/cancel", retry=f"{base}/retry", events=f"/api/v1/events/{run_id}",
     )  # fmt: skip
 
 
@@ -379,6 +382,28 @@ async def cancel_run(
     """Steps not started never start; running steps are interrupted within about a second;
     the run ends `cancelled`. Cancelling again is harmless; a finished run is a 409."""
     run = await service.cancel(
+        principal.tenant_id, workflow_id, runs.Origin(principal.actor, origin.correlation_id)
+    )
+    return _summary(run)
+
+
+@router.post(
+    "/api/v1/workflows/{workflow_id}/retry",
+    status_code=status.HTTP_202_ACCEPTED,
+    summary="Retry a failed or cancelled run from where it stopped",
+    responses={409: {"description": "The run is not failed or cancelled, or still stopping"}},
+)
+async def retry_run(
+    workflow_id: uuid.UUID,
+    principal: Annotated[Principal, require(Permission.workflows_run)],
+    service: RunsDep,
+    origin: Origin,
+) -> RunSummary:
+    """The steps that did not complete run again, each with its next attempt number; those
+    that completed keep their outputs and do not run again. A `WorkflowRetried` event records
+    who retried and which steps. 409 for a run that is not failed or cancelled, or whose
+    stopped steps' workers have not reported yet."""
+    run = await service.retry(
         principal.tenant_id, workflow_id, runs.Origin(principal.actor, origin.correlation_id)
     )
     return _summary(run)

@@ -23,7 +23,7 @@ from referencing import Registry
 from referencing.exceptions import Unresolvable
 from referencing.jsonschema import DRAFT202012
 
-from workflow_engine.engine import expressions
+from workflow_engine.engine import expressions, waits
 
 NAME_PATTERN = r"^[a-z][a-z0-9_]{0,63}$"
 STEP_ID_PATTERN = r"^[a-z][a-z0-9_]{0,63}$"
@@ -139,7 +139,10 @@ def validate(
         problem(duplicate, "id", "is used by more than one step")
     known_ids = set(ids)
     for step in definition.steps:
-        if not known_nodes(step.uses):
+        if waits.is_wait(step.uses):
+            for message in waits.argument_problems(step.uses, step.with_):
+                problem(step.id, "with", message)
+        elif not known_nodes(step.uses):
             problem(step.id, "uses", f"unknown node type {step.uses!r}")
         for need in step.needs:
             if need not in known_ids:

@@ -169,6 +169,27 @@ class RunRecorder:
         metrics.schedule_to_start.observe(max(waited, 0.0))
         return "started"
 
+    async def wait(self, task: queue.Task, until: datetime) -> str:
+        """Record the step as waiting until `until` and give its task back to the queue,
+        available then: "waiting", "inactive" (the run stopped: settle the step instead) or
+        "lost" (another worker holds the task now)."""
+        data = {"step_id": task.step_id, "attempt": task.attempt, "until": until.isoformat()}
+        wake = task.follow_on(task.step_id, attempt=task.attempt, available_at=until)
+
+        def decide(run: RunRecord, held: frozenset[str], fresh: bool) -> Transition | str:
+            if run.status not in RUN_ACTIVE:
+                return "inactive"
+            return self._transition(task, run, [(RunEvent.step_waiting, data)],
+                                    finish_task=TaskLease(task.id, self.owner),
+                                    enqueue=[wake])  # fmt: skip
+
+        answer = await self._record(task, decide)
+        if isinstance(answer, str):
+            return answer
+        if answer.status != "ok":
+            return "lost" if answer.status in ("lost", "gone") else "inactive"
+        return "waiting"
+
     async def beat(self, task: queue.Task, entries: list[dict[str, Any]]) -> Beat:
         """Renew the lease; append what the node logged; learn whether the run goes on."""
         if not entries:
@@ -279,7 +300,10 @@ class RunRecorder:
             else []
         )
         events = (logged or []) + decision.events
-        ready = [task.follow_on(step_id) for step_id in decision.ready]
+        ready = [
+            task.follow_on(step_id, attempt=scheduler.next_attempt(decision.state, step_id))
+            for step_id in decision.ready
+        ]
         room = self.room()
         ending = False
         if started is not None and (decision.ready or decision.finished):
@@ -288,7 +312,7 @@ class RunRecorder:
             for new in ready[:room]:
                 arguments = _prepared(definition.step(new.step_id), context)
                 if arguments is not None:
-                    data = {"step_id": new.step_id, "attempt": 1, "worker": self.owner}
+                    data = {"step_id": new.step_id, "attempt": new.attempt, "worker": self.owner}
                     events.append((RunEvent.step_started, data))
                     started[new.step_id] = arguments
             if decision.finished:

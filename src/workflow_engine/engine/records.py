@@ -41,3 +41,9 @@ class RunRecord:
     updated_at: datetime
     version: int = 0  # of the run's aggregate: the number of events it has
     steps: tuple[StepRecord, ...] = ()
+
+    def step(self, step_id: str) -> StepRecord:
+        for step in self.steps:
+            if step.step_id == step_id:
+                return step
+        raise KeyError(step_id)

@@ -16,10 +16,12 @@ RUN_AGGREGATE = "runs"
 class RunEvent(StrEnum):
     triggered = "WorkflowTriggered"
     cancel_requested = "WorkflowCancelRequested"
+    retried = "WorkflowRetried"  # with `steps`: the unfinished ones, pending again
     completed = "WorkflowCompleted"
     failed = "WorkflowFailed"
     cancelled = "WorkflowCancelled"
     step_started = "StepStarted"
+    step_waiting = "StepWaiting"  # with `until`: a durable wait (`sleep`) holds no worker
     step_logged = "StepLogged"
     step_completed = "StepCompleted"
     step_failed = "StepFailed"  # with `retry_at` when another attempt follows

@@ -8,7 +8,9 @@ trip as the events; the `RunsProjection` folds one event at a time for a rebuild
 A fold gives the same rows in any order of the events it is given (a rebuild on PostgreSQL
 may meet a run's events out of version order): a step never goes back to an earlier attempt,
 a finished step or run never changes status again, and `steps_done` is counted, not
-incremented.
+incremented. The one exception is `WorkflowRetried`, which reopens a failed or cancelled run:
+it is appended only under the run's lock once the run has ended and no worker holds a step of
+it, so no event of the run's earlier course can come after it in the log.
 """
 
 from __future__ import annotations
@@ -77,6 +79,9 @@ def fold(run: RunRecord, event: FoldedEvent) -> RunRecord:
     if kind is RunEvent.cancel_requested:
         if run.status not in RUN_FINISHED:
             run = dataclasses.replace(run, status=RunStatus.cancelling, updated_at=at)
+    elif kind is RunEvent.retried:
+        if run.status in (RunStatus.failed, RunStatus.cancelled):
+            run = _retried(run, frozenset(data.get("steps", ())), at)
     elif kind in FINAL_STATUS:
         if run.status not in RUN_FINISHED:
             run = dataclasses.replace(
@@ -86,6 +91,19 @@ def fold(run: RunRecord, event: FoldedEvent) -> RunRecord:
     elif kind in _STEP_FOLDS:
         run = _fold_step(run, kind, data, at)
     return _versioned(run, event)
+
+
+def _retried(run: RunRecord, again: frozenset[str], at: datetime) -> RunRecord:
+    steps = tuple(
+        dataclasses.replace(step, status=StepStatus.pending, output=None, error=None,
+                            next_attempt_at=None, started_at=None, finished_at=None)
+        if step.step_id in again else step
+        for step in run.steps
+    )  # fmt: skip
+    return dataclasses.replace(
+        run, status=RunStatus.running, output=None, error=None, finished_at=None, steps=steps,
+        steps_done=sum(1 for s in steps if s.status in STEP_FINISHED), updated_at=at,
+    )  # fmt: skip
 
 
 def _fold_step(run: RunRecord, kind: RunEvent, data: Mapping[str, Any], at: datetime) -> RunRecord:
@@ -100,10 +118,32 @@ def _fold_step(run: RunRecord, kind: RunEvent, data: Mapping[str, Any], at: date
     if changed is step:
         return run
     steps = (*run.steps[:index], changed, *run.steps[index + 1 :])
+    activity = _activity(run, steps)
+    if activity != run.status:
+        run = dataclasses.replace(run, status=activity, updated_at=at)
     if changed.status in STEP_FINISHED:
         done = sum(1 for s in steps if s.status in STEP_FINISHED)
         return dataclasses.replace(run, steps=steps, steps_done=done, updated_at=at)
     return dataclasses.replace(run, steps=steps)
+
+
+def _activity(run: RunRecord, steps: tuple[StepRecord, ...]) -> str:
+    """A started run is `waiting` while a step of it waits (`sleep`) and nothing else of it
+    runs, is scheduled to retry, or is ready to start; `running` otherwise."""
+    if run.status not in (RunStatus.running, RunStatus.waiting):
+        return run.status
+    status = {step.step_id: step.status for step in steps}
+    if StepStatus.waiting not in status.values():
+        return RunStatus.running
+    if any(s in (StepStatus.running, StepStatus.scheduled) for s in status.values()):
+        return RunStatus.running
+    for spec in run.definition.get("steps", ()):
+        needs = spec.get("needs", ())
+        if status.get(spec["id"]) == StepStatus.pending and all(
+            status.get(need) in STEP_FINISHED for need in needs
+        ):
+            return RunStatus.running
+    return RunStatus.waiting
 
 
 def _started(step: StepRecord, data: Mapping[str, Any], at: datetime) -> StepRecord:
@@ -113,6 +153,16 @@ def _started(step: StepRecord, data: Mapping[str, Any], at: datetime) -> StepRec
     return dataclasses.replace(
         step, status=StepStatus.running, attempts=attempt, started_at=at, next_attempt_at=None
     )
+
+
+def _waiting(step: StepRecord, data: Mapping[str, Any], at: datetime) -> StepRecord:
+    attempt = int(data["attempt"])
+    if step.attempts > attempt or step.status in STEP_FINISHED:
+        return step
+    return dataclasses.replace(
+        step, status=StepStatus.waiting, attempts=attempt,
+        next_attempt_at=datetime.fromisoformat(data["until"]),
+    )  # fmt: skip
 
 
 def _completed(step: StepRecord, data: Mapping[str, Any], at: datetime) -> StepRecord:
@@ -171,6 +221,7 @@ def _versioned(run: RunRecord, event: FoldedEvent) -> RunRecord:
 
 _STEP_FOLDS = {
     RunEvent.step_started: _started,
+    RunEvent.step_waiting: _waiting,
     RunEvent.step_completed: _completed,
     RunEvent.step_failed: _failed,
     RunEvent.step_skipped: _skipped,

@@ -71,6 +71,8 @@ def entries_of(event: RecordedEvent) -> list[LogEntry]:
             return [entry(0, "info", message)]
         case RunEvent.step_started:
             return [entry(0, "info", f"step {step} started (attempt {attempt})")]
+        case RunEvent.step_waiting:
+            return [entry(0, "info", f"step {step} waiting until {data['until']}")]
         case RunEvent.step_completed:
             return [entry(0, "info", f"step {step} completed",
                           {"duration_ms": data.get("duration_ms")})]  # fmt: skip
@@ -91,6 +93,9 @@ def entries_of(event: RecordedEvent) -> list[LogEntry]:
             return [entry(0, "error", f"run failed: {error.get('message')}", {"error": error})]
         case RunEvent.cancelled:
             return [entry(0, "info", "run cancelled")]
+        case RunEvent.retried:
+            steps = ", ".join(data.get("steps", ()))
+            return [entry(0, "info", f"retried by {event.metadata.get('actor')}: {steps}")]
         case RunEvent.cancel_requested:
             return [entry(0, "info", f"cancel requested by {event.metadata.get('actor')}")]
     return []

@@ -170,6 +170,41 @@ class RunService:
             mark_commit(conn, RUN_CANCELLED)
             return await _read_run(conn, tenant_id, run_id)
 
+    async def retry(self, tenant_id: uuid.UUID, run_id: uuid.UUID, origin: Origin) -> RunRecord:
+        """Continue a failed or cancelled run from the steps that did not complete, keeping
+        the outputs of those that did (`scheduler.retry`); the run's `timeout` counts again
+        from now. 409 for a run in any other status, or one a worker still holds a step of."""
+        async with self.db.tenant_transaction(tenant_id) as conn:
+            run = await lock_run(conn, tenant_id, run_id)
+            if run.status not in (RunStatus.failed, RunStatus.cancelled):
+                raise Conflict(f"only a failed or cancelled run can be retried: it is {run.status}")
+            held = await queue.held_steps(conn, run_id)
+            if held:
+                names = ", ".join(sorted(held))
+                raise Conflict(f"run {run_id} still has steps being stopped ({names}): retry soon")
+            await queue.drop_waiting(conn, run_id)  # a leftover deadline, if any
+            full = await _read_run(conn, tenant_id, run_id)
+            definition = WorkflowDefinition.model_validate(full.definition)
+            state = run_state(full, held)
+            decision = scheduler.retry(definition, state)
+            meta = origin.metadata()
+            events = [NewEvent(kind, data, meta) for kind, data in decision.events]
+            await append_run_events(conn, tenant_id, run_id, events, locked=True)
+            ready = [
+                queue.NewTask(tenant_id, run_id, step_id, correlation_id=origin.correlation_id,
+                              attempt=scheduler.next_attempt(decision.state, step_id))
+                for step_id in decision.ready
+            ]  # fmt: skip
+            if decision.finished:  # every step had completed: its output failed before
+                ready.append(queue.NewTask(tenant_id, run_id, queue.FINISH, priority=1,
+                                           correlation_id=origin.correlation_id))  # fmt: skip
+            if definition.timeout is not None:
+                deadline = datetime.now(UTC) + timedelta(seconds=definition.timeout)
+                ready.append(queue.NewTask(tenant_id, run_id, queue.DEADLINE,
+                                           available_at=deadline, priority=1))  # fmt: skip
+            await queue.enqueue(conn, ready)
+            return await _read_run(conn, tenant_id, run_id)
+
 
 def check_input(definition: WorkflowDefinition, data: Any) -> None:
     """422 with one entry per problem when `data` does not match the input schema."""

@@ -19,6 +19,8 @@ Rules:
   worker holds are cancelled, waiting tasks dropped.
 - A run being cancelled ends `cancelled` once no worker holds one of its steps.
 - When every step has finished, the run's output is due (`Decision.finished`).
+- A failed or cancelled run may be retried (`retry`): the steps that did not complete are
+  pending again and run with their next attempt number; completed steps keep their outputs.
 """
 
 from __future__ import annotations
@@ -70,6 +72,12 @@ class RunState:
         status = self.status
         if event is RunEvent.cancel_requested and status not in _RUN_ENDED:
             return replace(self, status=RunStatus.cancelling)
+        if event is RunEvent.retried:
+            if status not in (RunStatus.failed, RunStatus.cancelled):
+                return self
+            again = {name: StepState(StepStatus.pending, self.steps[name].attempts)
+                     for name in data.get("steps", ()) if name in self.steps}  # fmt: skip
+            return replace(self, status=RunStatus.running, steps={**self.steps, **again})
         if event in _RUN_ENDING and status not in _RUN_ENDED:
             return replace(self, status=_RUN_ENDING[event])
         if step is None or step_id is None:
@@ -80,6 +88,10 @@ class RunState:
                 return self
             status = RunStatus.running if status is RunStatus.queued else status
             changed = StepState(StepStatus.running, attempt, step.error)
+        elif event is RunEvent.step_waiting:
+            if step.status in STEP_FINISHED or attempt < step.attempts:
+                return self
+            changed = StepState(StepStatus.waiting, attempt, step.error)
         elif event is RunEvent.step_cancelled:
             if step.status in STEP_FINISHED:
                 return self
@@ -204,6 +216,23 @@ def cancel(definition: WorkflowDefinition, state: RunState, actor: str) -> Decis
     return decision
 
 
+def retry(definition: WorkflowDefinition, state: RunState) -> Decision:
+    """Continue a failed or cancelled run that no worker holds a step of: every step that did
+    not complete is pending again (keeping its attempt count, so its next attempt is a new
+    one), completed steps keep their outputs, and the steps whose needs are met are ready."""
+    decision = Decision(state)
+    again = [step.id for step in definition.steps
+             if state.steps[step.id].status is not StepStatus.completed]  # fmt: skip
+    decision.record(RunEvent.retried, {"steps": again})
+    _advance(definition, decision, None)
+    return decision
+
+
+def next_attempt(state: RunState, step_id: str) -> int:
+    """The attempt a step starts next: 1, or one more than a retried run's earlier attempts."""
+    return state.steps[step_id].attempts + 1
+
+
 def fail(definition: WorkflowDefinition, state: RunState, error: Mapping[str, Any]) -> Decision:
     """Fail an active run (its deadline passed, its output failed, the engine gave up)."""
     decision = Decision(state)
@@ -262,8 +291,9 @@ def _advance(definition: WorkflowDefinition, decision: Decision, before: RunStat
         ready = [s for s in definition.steps if _ready(definition, s, decision.state)]
         skipped = [(s, reason) for s in ready if (reason := skip_reason(s, decision.state))]
         for step, reason in skipped:
+            attempt = next_attempt(decision.state, step.id)
             decision.record(
-                RunEvent.step_skipped, {"step_id": step.id, "attempt": 1, "reason": reason}
+                RunEvent.step_skipped, {"step_id": step.id, "attempt": attempt, "reason": reason}
             )
         if not skipped:
             break

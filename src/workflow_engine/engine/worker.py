@@ -36,14 +36,14 @@ import structlog
 
 from workflow_engine.db import Database
 from workflow_engine.db.listener import listen
-from workflow_engine.engine import expressions, queue, scheduler
+from workflow_engine.engine import expressions, queue, scheduler, waits
 from workflow_engine.engine.definitions import StepDefinition
 from workflow_engine.engine.recorder import RunRecorder
 from workflow_engine.engine.records import RunRecord
 from workflow_engine.engine.run_logs import RunLogBuffer
 from workflow_engine.engine.runs import RUN_CANCELLED, run_context, run_state
 from workflow_engine.engine.scheduler import StepResult
-from workflow_engine.engine.states import RUN_ACTIVE
+from workflow_engine.engine.states import RUN_ACTIVE, StepStatus
 from workflow_engine.engine.states import Outcome as OutcomeKind
 from workflow_engine.engine.step_runner import StepRunner, failure
 from workflow_engine.errors import InvalidInput
@@ -54,6 +54,10 @@ from workflow_engine.nodes.registry import NodeContext, NodeRegistry, NodeSettin
 from workflow_engine.observability import metrics, tracing
 
 logger = structlog.get_logger(__name__)
+
+# A waiting step's task claimed this many seconds before its wake time (the clocks of the
+# database and this machine differ) waits the rest here; earlier than that it goes back.
+WAKE_TOLERANCE = 1.0
 
 
 @dataclass(frozen=True)
@@ -233,6 +237,9 @@ class Worker:
             await self.recorder.drop(task)
             return
         step = self.recorder.definition(run).step(task.step_id)
+        if run.step(task.step_id).status == StepStatus.waiting:
+            await self._come_due(task, run)
+            return
         if started_with is not None:
             await self._run_node(task, run, step, started_with, log)
             return
@@ -270,6 +277,9 @@ class Worker:
         arguments: dict[str, Any],
         log: Any,
     ) -> None:
+        if waits.is_wait(step.uses):
+            await self._begin_wait(task, arguments)
+            return
         buffer = RunLogBuffer(log)
         node_context = NodeContext(
             run_id=run.id, tenant_id=run.tenant_id, workflow_name=run.workflow_name,
@@ -284,6 +294,40 @@ class Worker:
         tracing.annotate({"workflow.name": run.workflow_name, "workflow.node": step.uses,
                           "workflow.outcome": str(result.outcome)}, error=error)  # fmt: skip
         await self._record(task, result, buffer.drain())
+
+    # --- a durable wait (`waits`) -----------------------------------------------------------
+
+    async def _begin_wait(self, task: queue.Task, arguments: dict[str, Any]) -> None:
+        """The step's attempt has started: record it waiting and give its task back, due when
+        it wakes; a wake time already past completes it now."""
+        try:
+            until = waits.wake_time(arguments, datetime.now(UTC))
+        except waits.WaitArgumentError as exc:
+            await self._record(task, failure("bad_arguments", str(exc), retryable=False))
+            return
+        if until > datetime.now(UTC):
+            answer = await self.recorder.wait(task, until)
+            if answer != "inactive":
+                return
+            await self._record(task, StepResult(OutcomeKind.cancelled))
+            return
+        await self._record(task, _woken(until))
+
+    async def _come_due(self, task: queue.Task, run: RunRecord) -> None:
+        """A waiting step's task came due: complete the step (or, claimed before its time on
+        another clock, wait the rest)."""
+        if run.status not in RUN_ACTIVE:
+            await self._record(task, StepResult(OutcomeKind.cancelled))
+            return
+        until = run.step(task.step_id).next_attempt_at
+        assert until is not None  # a waiting step always has its wake time
+        early = (until - datetime.now(UTC)).total_seconds()
+        if early > WAKE_TOLERANCE:
+            await self.recorder.wait(task, until)
+            return
+        if early > 0:
+            await asyncio.sleep(early)
+        await self._record(task, _woken(until))
 
     async def _evaluate(self, value: Any, context: Mapping[str, Any]) -> Any:
         """Expressions that may be costly (loops, filters) run in a thread, templates with
@@ -357,3 +401,7 @@ class Worker:
         timeout = self.recorder.definition(run).timeout if run is not None else None
         message = f"the run took longer than {timeout or 0:g} s"
         await self.recorder.fail(task, {"class": "timeout", "message": message, "retryable": False})
+
+
+def _woken(until: datetime) -> StepResult:
+    return StepResult(OutcomeKind.completed, output={"until": until.isoformat()})

@@ -1,0 +1,97 @@
+"""Steps the engine carries out itself, by waiting durably instead of running a node: `sleep`.
+
+    - id: cool_off
+      uses: sleep
+      with: {seconds: 90}          # or {until: "{{ input.send_at }}"}: ISO 8601, with its zone
+
+A waiting step holds no worker and no connection. Its attempt records `StepWaiting` with the
+time it wakes, and its task goes back to the queue, available at that time (the task keeps its
+step and attempt, so it is the same unit of work); the run is `waiting` while nothing else of
+it runs. Whichever worker claims the task when it is due — this process or another, before or
+after a restart — completes the step with `{"until": ...}` as its output. A wake time that
+passed while no worker ran fires at the first claim. `seconds` count from when the attempt
+began to wait; once that is recorded, a restart neither lengthens nor restarts the wait.
+
+Cancelling a waiting run, or its deadline passing, settles the step at once: no worker holds
+it, so the cancel drops its task.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+SLEEP = "sleep"
+PRIMITIVES = frozenset({SLEEP})
+MAX_SLEEP = timedelta(days=366)
+_SLEEP_FIELDS = frozenset({"seconds", "until"})
+
+
+class WaitArgumentError(ValueError):
+    """The step's arguments do not name a wake time it can keep."""
+
+
+def is_wait(uses: str) -> bool:
+    return uses in PRIMITIVES
+
+
+def argument_problems(uses: str, arguments: Mapping[str, Any]) -> list[str]:
+    """What is wrong with a wait step's `with`, as far as it can be told before a run (values
+    that are expressions are checked when the step runs)."""
+    shape = _shape_problem(uses, arguments)
+    if shape is not None:
+        return [shape]
+    [(name, value)] = arguments.items()
+    if isinstance(value, str) and "{{" in value:
+        return []
+    try:
+        _wake_time(name, value, datetime.now(UTC))
+    except WaitArgumentError as exc:
+        return [str(exc)]
+    return []
+
+
+def wake_time(arguments: Mapping[str, Any], started: datetime) -> datetime:
+    """When a `sleep` whose attempt started at `started` wakes, from its evaluated arguments."""
+    shape = _shape_problem(SLEEP, arguments)
+    if shape is not None:
+        raise WaitArgumentError(shape)
+    [(name, value)] = arguments.items()
+    return _wake_time(name, value, started)
+
+
+def _shape_problem(uses: str, arguments: Mapping[str, Any]) -> str | None:
+    unknown = sorted(set(arguments) - _SLEEP_FIELDS)
+    if unknown:
+        return f"{uses} takes `seconds` or `until`, not {', '.join(map(repr, unknown))}"
+    if len(arguments) != 1:
+        return f"{uses} takes exactly one of `seconds` and `until`"
+    return None
+
+
+def _wake_time(name: str, value: Any, started: datetime) -> datetime:
+    if name == "seconds":
+        number = isinstance(value, int | float) and not isinstance(value, bool)
+        if not number or not math.isfinite(value):
+            raise WaitArgumentError(f"`seconds` must be a number, not {value!r}")
+        if value < 0 or value > MAX_SLEEP.total_seconds():
+            raise WaitArgumentError(
+                f"`seconds` must be between 0 and {MAX_SLEEP.total_seconds():.0f}, not {value}"
+            )
+        return started + timedelta(seconds=value)
+    if isinstance(value, datetime):
+        at = value
+    elif isinstance(value, str):
+        try:
+            at = datetime.fromisoformat(value)
+        except ValueError:
+            raise WaitArgumentError(f"`until` must be an ISO 8601 time, not {value!r}") from None
+    else:
+        raise WaitArgumentError(f"`until` must be an ISO 8601 time, not {value!r}")
+    if at.tzinfo is None:
+        raise WaitArgumentError(f"`until` must name its time zone (`Z`, `+02:00`): {value!r}")
+    if at - started > MAX_SLEEP:
+        raise WaitArgumentError(f"`until` is more than {MAX_SLEEP.days} days away: {value!r}")
+    return at.astimezone(UTC)
