@@ -518,13 +518,13 @@ def events_replay(
     from workflow_engine.bootstrap.read_models import register_read_models
     from workflow_engine.events import projections
     from workflow_engine.events.projections import replay
-    from workflow_engine.nodes.registry import import_node_modules
+    from workflow_engine.nodes.registry import load_node_types
 
     register_read_models(projections.registry)
 
     settings = _settings()
     # Projections registered by the server's NODE_MODULES are known here too.
-    import_node_modules(settings.node_modules)
+    load_node_types(settings.node_modules)
     try:
         chosen = (
             list(projections.registry)

@@ -1,4 +1,5 @@
-"""The workflow API, on the seed's paths: the templates a server can run."""
+"""The workflow API, on the seed's paths: the templates a server can run, and the node types
+its steps can use."""
 
 from __future__ import annotations
 
@@ -12,8 +13,11 @@ from workflow_engine.api.routing import resource_router
 from workflow_engine.api.security import require
 from workflow_engine.auth.permissions import Permission
 from workflow_engine.auth.principal import Principal
+from workflow_engine.engine import waits
 from workflow_engine.engine.catalog import DefinitionCatalog
 from workflow_engine.engine.definitions import NAME_PATTERN, WorkflowDefinition
+from workflow_engine.nodes import schemas
+from workflow_engine.nodes.registry import registry as nodes
 
 router = resource_router(tags=["workflows"])
 
@@ -53,6 +57,37 @@ def _template(catalog: DefinitionCatalog, definition: WorkflowDefinition) -> Tem
             for step in definition.steps
         ],
     )
+
+
+class NodeType(BaseModel):
+    name: str = Field(description="What a step's `uses` names.")
+    description: str
+    arguments: dict[str, Any] = Field(description="JSON Schema of the step's `with`.")
+    module: str = Field(description="Where it is defined: `engine` for the engine's own.")
+
+
+class NodeTypeList(BaseModel):
+    items: list[NodeType]
+
+
+@router.get(
+    "/api/v1/workflows/nodes",
+    summary="The node types steps can use here, with the arguments each takes",
+)
+async def list_node_types(
+    _principal: Annotated[Principal, require(Permission.workflows_read)],
+) -> NodeTypeList:
+    """Core node types, those of installed plugins (the `workflow_engine.nodes` entry-point
+    group) and of `NODE_MODULES`, and the engine's own (`sleep`), by name."""
+    items = [
+        NodeType(name=name, description=schemas.description(function),
+                 arguments=schemas.argument_schema(name, function), module=function.__module__)
+        for name, function in nodes.items()
+    ]  # fmt: skip
+    sleep = NodeType(name=waits.SLEEP, description=waits.SLEEP_DESCRIPTION,
+                     arguments=waits.SLEEP_ARGUMENTS, module="engine")  # fmt: skip
+    items.append(sleep)
+    return NodeTypeList(items=sorted(items, key=lambda item: item.name))
 
 
 @router.get(

@@ -20,7 +20,7 @@ from workflow_engine.engine.definitions import (
     parse,
 )
 from workflow_engine.errors import NotFound
-from workflow_engine.nodes.registry import NodeRegistry, import_node_modules
+from workflow_engine.nodes.registry import NodeRegistry, load_node_types
 
 DEFINITION_SUFFIXES = (".yaml", ".yml", ".json")
 
@@ -110,10 +110,11 @@ def build_catalog(
     workflows_dir: Path | None = None,
     definitions: Sequence[WorkflowDefinition | dict[str, Any]] = (),
 ) -> DefinitionCatalog:
-    """The catalog a process serves: node modules imported first (their node types must exist
-    before definitions that use them are checked), then the package's templates, then
+    """The catalog a process serves: node types loaded first — installed plugins, then
+    `node_modules` (they must exist before definitions that use them are checked) — then the
+    package's templates, then
     `workflows_dir`, then definitions registered from Python."""
-    import_node_modules(list(node_modules))
+    load_node_types(list(node_modules))
     catalog = DefinitionCatalog(nodes)
     catalog.load_templates()
     if workflows_dir is not None:

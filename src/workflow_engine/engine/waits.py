@@ -29,6 +29,24 @@ MAX_SLEEP = timedelta(days=366)
 _SLEEP_FIELDS = frozenset({"seconds", "until"})
 
 
+# What `GET /api/v1/workflows/nodes` shows of a `sleep`'s `with`.
+SLEEP_ARGUMENTS: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "seconds": {"type": "number", "minimum": 0, "maximum": MAX_SLEEP.total_seconds(),
+                    "description": "How long to wait, from when the step begins waiting."},
+        "until": {"type": "string", "format": "date-time",
+                  "description": "When to wake: ISO 8601 with its time zone."},
+    },
+    "oneOf": [{"required": ["seconds"]}, {"required": ["until"]}],
+    "additionalProperties": False,
+}  # fmt: skip
+SLEEP_DESCRIPTION = (
+    "Waits durably until a time or for a number of seconds, holding no worker; its output is "
+    "the time it woke for."
+)
+
+
 class WaitArgumentError(ValueError):
     """The step's arguments do not name a wake time it can keep."""
 

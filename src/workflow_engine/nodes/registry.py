@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib
+import importlib.metadata
 import inspect
 import uuid
 from collections.abc import Callable, Coroutine, Iterator
@@ -114,6 +115,9 @@ class NodeRegistry:
     def names(self) -> list[str]:
         return sorted(self._nodes)
 
+    def items(self) -> list[tuple[str, NodeFunction]]:
+        return sorted(self._nodes.items())
+
 
 registry = NodeRegistry()
 """The process's node types: the core ones, and those of `NODE_MODULES`."""
@@ -128,9 +132,23 @@ def node(name: str) -> Callable[[NodeFunction], NodeFunction]:
     return decorate
 
 
-def import_node_modules(modules: list[str]) -> None:
-    """Import each module (their `@node` decorators register them). A module that cannot be
-    imported raises ImportError naming it."""
+PLUGIN_GROUP = "workflow_engine.nodes"
+
+
+def load_node_types(modules: list[str]) -> None:
+    """Load the node types installed packages declare in the `workflow_engine.nodes`
+    entry-point group, then import each of `modules` (NODE_MODULES). Loading an entry point
+    imports what it names (a module, or an attribute of one), whose `@node` decorators register
+    the node types. One that cannot be loaded raises ImportError naming it: a server should not
+    start without node types its definitions may use."""
+    for entry in importlib.metadata.entry_points(group=PLUGIN_GROUP):
+        try:
+            entry.load()
+        except Exception as exc:
+            package = entry.dist.name if entry.dist is not None else "an installed package"
+            raise ImportError(
+                f"node plugin {entry.name!r} ({entry.value}) of {package} cannot be loaded: {exc}"
+            ) from exc
     for module in modules:
         try:
             importlib.import_module(module)
