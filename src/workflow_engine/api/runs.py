@@ -70,6 +70,10 @@ class TriggerRequest(BaseModel):
     idempotency_key: str | None = Field(
         None, pattern=IDEMPOTENCY_KEY, description="Or the `Idempotency-Key` header."
     )
+    priority: int = Field(
+        0, ge=-100, le=100,
+        description="Steps of runs with a higher priority are started first when work waits.",
+    )  # fmt: skip
 
 
 class RunLinks(BaseModel):
@@ -261,7 +265,7 @@ async def trigger(
     run, created = await service.trigger(
         principal.tenant_id, body.workflow_name, body.data, version=body.version,
         idempotency_key=idempotency_key or body.idempotency_key,
-        origin=runs.Origin(principal.actor, origin.correlation_id),
+        origin=runs.Origin(principal.actor, origin.correlation_id), priority=body.priority,
     )  # fmt: skip
     if not created:
         response.headers["Idempotent-Replayed"] = "true"

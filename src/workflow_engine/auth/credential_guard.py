@@ -46,10 +46,6 @@ class CredentialGuard:
                 await self._task
             self._task = None
 
-    @property
-    def open_streams(self) -> int:
-        return len(self._open)
-
     @contextlib.contextmanager
     def guarding(self, principal: Principal) -> Iterator[Closing]:
         """For the life of a stream: a future that resolves when `principal` must be let go."""

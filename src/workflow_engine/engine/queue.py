@@ -65,11 +65,19 @@ class Task:
     claims: int
     available_at: datetime
     trace_context: dict[str, str] | None
+    priority: int = 0  # the run's, given at trigger (one more for its run-level tasks)
 
     def follow_on(self, step_id: str, **fields: Any) -> NewTask:
-        """A task of the same run that carries on this one's correlation id and trace."""
-        return NewTask(self.tenant_id, self.run_id, step_id, correlation_id=self.correlation_id,
-                       trace_context=self.trace_context, **fields)  # fmt: skip
+        """A task of the same run that carries on this one's correlation id, trace and
+        priority (unless `fields` say otherwise)."""
+        carried = {"correlation_id": self.correlation_id, "trace_context": self.trace_context,
+                   "priority": self.run_priority}  # fmt: skip
+        return NewTask(self.tenant_id, self.run_id, step_id, **{**carried, **fields})
+
+    @property
+    def run_priority(self) -> int:
+        """The priority its run was triggered with (a run-level task has one more)."""
+        return self.priority - 1 if self.step_id in (FINISH, DEADLINE) else self.priority
 
 
 _TASK_COLUMNS = (
@@ -83,6 +91,7 @@ _TASK_COLUMNS = (
     tasks.c.claims,
     tasks.c.available_at,
     tasks.c.trace_context,
+    tasks.c.priority,
 )
 
 

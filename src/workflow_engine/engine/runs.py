@@ -38,7 +38,7 @@ from workflow_engine.engine.store import NewRun, RunStore
 from workflow_engine.errors import Conflict, InvalidInput, NotFound
 from workflow_engine.events.append import append_events
 from workflow_engine.events.storable import check_document
-from workflow_engine.events.store import NewEvent
+from workflow_engine.events.store import NewEvent, read_aggregate
 from workflow_engine.observability import tracing
 
 # What a transaction that asked for a cancel marks itself with: in-process workers re-check
@@ -72,14 +72,16 @@ class RunService:
         version: int | None,
         idempotency_key: str | None,
         origin: Origin,
+        priority: int = 0,
     ) -> tuple[RunRecord, bool]:
-        """Start a run; returns it and whether it is new (False: the key's earlier run)."""
+        """Start a run; returns it and whether it is new (False: the key's earlier run).
+        `priority`: its steps are claimed before those of runs with a lower one."""
         definition = self.catalog.get(workflow_name, version)
         check_document("data", data)  # before hashing: NaN or a lone surrogate cannot be hashed
         check_input(definition, data)
-        new = _new_run(tenant_id, definition, data, origin)
+        new = _new_run(tenant_id, definition, data, origin, priority)
         new.idempotency_key = idempotency_key
-        new.request_hash = _request_hash(workflow_name, version, data)
+        new.request_hash = _request_hash(workflow_name, version, data, priority)
         async with self.db.tenant_transaction(tenant_id) as conn:
             earlier = await self.store.start(conn, new)
             if earlier is not None:
@@ -189,21 +191,30 @@ class RunService:
             decision = scheduler.retry(definition, state)
             meta = origin.metadata()
             events = [NewEvent(kind, data, meta) for kind, data in decision.events]
+            priority = await _priority(conn, tenant_id, run_id)
             await append_run_events(conn, tenant_id, run_id, events, locked=True)
             ready = [
                 queue.NewTask(tenant_id, run_id, step_id, correlation_id=origin.correlation_id,
-                              attempt=scheduler.next_attempt(decision.state, step_id))
+                              attempt=scheduler.next_attempt(decision.state, step_id),
+                              priority=priority)
                 for step_id in decision.ready
             ]  # fmt: skip
             if decision.finished:  # every step had completed: its output failed before
-                ready.append(queue.NewTask(tenant_id, run_id, queue.FINISH, priority=1,
+                ready.append(queue.NewTask(tenant_id, run_id, queue.FINISH, priority=priority + 1,
                                            correlation_id=origin.correlation_id))  # fmt: skip
             if definition.timeout is not None:
                 deadline = datetime.now(UTC) + timedelta(seconds=definition.timeout)
                 ready.append(queue.NewTask(tenant_id, run_id, queue.DEADLINE,
-                                           available_at=deadline, priority=1))  # fmt: skip
+                                           available_at=deadline,
+                                           priority=priority + 1))  # fmt: skip
             await queue.enqueue(conn, ready)
             return await _read_run(conn, tenant_id, run_id)
+
+
+async def _priority(conn: AsyncConnection, tenant_id: uuid.UUID, run_id: uuid.UUID) -> int:
+    """The priority the run was triggered with (its `WorkflowTriggered` event says)."""
+    [triggered] = await read_aggregate(conn, tenant_id, str(run_id), limit=1)
+    return int(triggered.data.get("priority", 0))
 
 
 def check_input(definition: WorkflowDefinition, data: Any) -> None:
@@ -227,28 +238,29 @@ def check_input(definition: WorkflowDefinition, data: Any) -> None:
 
 
 def _new_run(
-    tenant_id: uuid.UUID, definition: WorkflowDefinition, data: Any, origin: Origin
+    tenant_id: uuid.UUID, definition: WorkflowDefinition, data: Any, origin: Origin, priority: int
 ) -> NewRun:
     """The run a trigger starts: its rows as `WorkflowTriggered` folds them, and the tasks of
     the steps that need nothing (and of its deadline); the steps' spans join the trigger's
     trace."""
     run_id = uuid.uuid4()
-    payload = {"definition": definition.document(), "input": data}
+    payload: dict[str, Any] = {"definition": definition.document(), "input": data}
+    if priority:
+        payload["priority"] = priority
     metadata = origin.metadata()
     at = datetime.now(UTC)
     run = new_run(run_id, tenant_id, FoldedEvent(RunEvent.triggered, payload, metadata, 1, at))
     trace_context = tracing.inject()
     first = [
         queue.NewTask(tenant_id, run_id, step.id, correlation_id=origin.correlation_id,
-                      trace_context=trace_context)
+                      trace_context=trace_context, priority=priority)
         for step in definition.steps
         if not step.needs
     ]  # fmt: skip
     if definition.timeout is not None:
         deadline = at + timedelta(seconds=definition.timeout)
-        first.append(
-            queue.NewTask(tenant_id, run_id, queue.DEADLINE, available_at=deadline, priority=1)
-        )
+        first.append(queue.NewTask(tenant_id, run_id, queue.DEADLINE, available_at=deadline,
+                                   priority=priority + 1))  # fmt: skip
     return NewRun(run, payload, metadata, first)
 
 
@@ -310,12 +322,15 @@ def run_state(run: RunRecord, held: Iterable[str] = ()) -> scheduler.RunState:
     )
 
 
-def _request_hash(name: str, version: int | None, data: Any) -> str:
+def _request_hash(name: str, version: int | None, data: Any, priority: int = 0) -> str:
     """SHA-256 of the request in canonical JSON (sorted keys, no spaces): key order and
     whitespace never make two equal requests differ (JSONB reorders keys: pitfall 7 in
-    docs/architecture.md)."""
+    docs/architecture.md). A default priority is left out, as before priorities existed."""
+    request = {"workflow_name": name, "version": version, "data": data}
+    if priority:
+        request["priority"] = priority
     canonical = json.dumps(
-        {"workflow_name": name, "version": version, "data": data},
+        request,
         sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False,
     )  # fmt: skip
     return hashlib.sha256(canonical.encode()).hexdigest()

@@ -343,6 +343,7 @@ def _applied(t: Transition, plan: _Plan, answer: str | dict[str, Any]) -> Applie
             claims=row["claims"],
             available_at=datetime.fromisoformat(row["available_at"]),
             trace_context=_carried(t, row["step_id"]).trace_context,
+            priority=_carried(t, row["step_id"]).priority,
         )
         for row in result["leased"]
     ]

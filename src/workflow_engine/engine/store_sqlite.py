@@ -269,6 +269,7 @@ def _insert_task(
         id=task_id, tenant_id=run.tenant_id, run_id=run.id, step_id=task.step_id,
         attempt=task.attempt, lease_owner=owner, correlation_id=task.correlation_id,
         claims=claims, available_at=available, trace_context=task.trace_context,
+        priority=task.priority,
     )  # fmt: skip
 
 
