@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from workflow_engine.engine import waits
 from workflow_engine.engine.catalog import DefinitionCatalog, UnknownWorkflow
 from workflow_engine.engine.definitions import InvalidDefinition, load_file, parse
 from workflow_engine.nodes import registry
@@ -185,3 +187,28 @@ def test_the_built_in_template_is_valid_and_its_example_passes() -> None:
     template = catalog.get("order_summary")
     assert template.input_schema["examples"]
     assert {step.uses for step in template.steps} == {"transform"}
+
+
+@pytest.mark.parametrize(
+    ("arguments", "expected"),
+    [
+        ({"seconds": 10**400}, "out of range"),  # JSON allows it; a float cannot hold it
+        ({"until": "0001-01-01T00:30:00+01:00"}, "out of range"),  # before year 1 in UTC
+        ({"seconds": float("nan")}, "must be a number"),
+        ({"seconds": True}, "must be a number"),
+        ({"until": "2030-01-01T09:00:00"}, "time zone"),
+    ],
+)
+def test_a_sleep_refuses_values_it_cannot_keep(arguments: dict[str, object], expected: str) -> None:
+    [problem] = waits.argument_problems("sleep", arguments)
+    assert expected in problem
+    with pytest.raises(waits.WaitArgumentError, match=expected):
+        waits.wake_time(arguments, datetime(2026, 12, 6, tzinfo=UTC))
+
+
+def test_no_node_type_may_take_the_name_of_a_step_the_engine_carries_out() -> None:
+    async def impostor(ctx: Any) -> dict[str, Any]:
+        return {}
+
+    with pytest.raises(ValueError, match="engine carries out itself"):
+        registry.register("sleep", impostor)

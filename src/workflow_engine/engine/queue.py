@@ -39,6 +39,9 @@ TASKS_READY = "tasks.ready"
 NOTIFY_CHANNEL = "workflow_engine_tasks"
 # Claims after which a task whose handling keeps failing unexpectedly is failed for good.
 MAX_CLAIMS = 5
+# A run's `:finish` and `:deadline` go before every step, whatever the runs' priorities
+# (which the API keeps within ±100): a run's end must not wait behind other runs' work.
+RUN_LEVEL_PRIORITY = 1000
 
 
 @dataclass(frozen=True)
@@ -65,19 +68,14 @@ class Task:
     claims: int
     available_at: datetime
     trace_context: dict[str, str] | None
-    priority: int = 0  # the run's, given at trigger (one more for its run-level tasks)
+    priority: int = 0  # a step's: its run's, given at trigger
 
     def follow_on(self, step_id: str, **fields: Any) -> NewTask:
         """A task of the same run that carries on this one's correlation id, trace and
         priority (unless `fields` say otherwise)."""
         carried = {"correlation_id": self.correlation_id, "trace_context": self.trace_context,
-                   "priority": self.run_priority}  # fmt: skip
+                   "priority": self.priority}  # fmt: skip
         return NewTask(self.tenant_id, self.run_id, step_id, **{**carried, **fields})
-
-    @property
-    def run_priority(self) -> int:
-        """The priority its run was triggered with (a run-level task has one more)."""
-        return self.priority - 1 if self.step_id in (FINISH, DEADLINE) else self.priority
 
 
 _TASK_COLUMNS = (
@@ -220,6 +218,14 @@ _HELD = select(tasks.c.step_id).where(
     tasks.c.lease_owner.is_not(None),
     tasks.c.step_id.not_in((FINISH, DEADLINE)),
 )
+
+
+async def leased_tasks(conn: AsyncConnection, run_id: uuid.UUID) -> frozenset[str]:
+    """The steps (and run-level tasks: `:finish`, `:deadline`) of the run a worker holds."""
+    found = await conn.execute(
+        select(tasks.c.step_id).where(tasks.c.run_id == run_id, tasks.c.lease_owner.is_not(None))
+    )
+    return frozenset(row.step_id for row in found)
 
 
 async def held_steps(conn: AsyncConnection, run_id: uuid.UUID) -> frozenset[str]:

@@ -318,7 +318,7 @@ class RunRecorder:
             if decision.finished:
                 ending = _ended(definition, context, events)
         if decision.finished and not ending:
-            ready.append(task.follow_on(queue.FINISH, priority=task.run_priority + 1))
+            ready.append(task.follow_on(queue.FINISH, priority=queue.RUN_LEVEL_PRIORITY))
         return self._transition(
             task, run, events, finish_task=TaskLease(task.id, self.owner),
             enqueue=enqueue + ready[room:], hand_to=ready[:room],

@@ -180,14 +180,16 @@ class RunService:
             run = await lock_run(conn, tenant_id, run_id)
             if run.status not in (RunStatus.failed, RunStatus.cancelled):
                 raise Conflict(f"only a failed or cancelled run can be retried: it is {run.status}")
-            held = await queue.held_steps(conn, run_id)
+            # Drop the waiting tasks before asking who holds what (as a cancel does): one
+            # claimed in between would otherwise survive next to the retry's own.
+            await queue.drop_waiting(conn, run_id)
+            held = await queue.leased_tasks(conn, run_id)
             if held:
                 names = ", ".join(sorted(held))
-                raise Conflict(f"run {run_id} still has steps being stopped ({names}): retry soon")
-            await queue.drop_waiting(conn, run_id)  # a leftover deadline, if any
+                raise Conflict(f"run {run_id} still has work being stopped ({names}): retry soon")
             full = await _read_run(conn, tenant_id, run_id)
             definition = WorkflowDefinition.model_validate(full.definition)
-            state = run_state(full, held)
+            state = run_state(full, frozenset())
             decision = scheduler.retry(definition, state)
             meta = origin.metadata()
             events = [NewEvent(kind, data, meta) for kind, data in decision.events]
@@ -200,13 +202,14 @@ class RunService:
                 for step_id in decision.ready
             ]  # fmt: skip
             if decision.finished:  # every step had completed: its output failed before
-                ready.append(queue.NewTask(tenant_id, run_id, queue.FINISH, priority=priority + 1,
+                ready.append(queue.NewTask(tenant_id, run_id, queue.FINISH,
+                                           priority=queue.RUN_LEVEL_PRIORITY,
                                            correlation_id=origin.correlation_id))  # fmt: skip
             if definition.timeout is not None:
                 deadline = datetime.now(UTC) + timedelta(seconds=definition.timeout)
                 ready.append(queue.NewTask(tenant_id, run_id, queue.DEADLINE,
                                            available_at=deadline,
-                                           priority=priority + 1))  # fmt: skip
+                                           priority=queue.RUN_LEVEL_PRIORITY))  # fmt: skip
             await queue.enqueue(conn, ready)
             return await _read_run(conn, tenant_id, run_id)
 
@@ -260,7 +263,7 @@ def _new_run(
     if definition.timeout is not None:
         deadline = at + timedelta(seconds=definition.timeout)
         first.append(queue.NewTask(tenant_id, run_id, queue.DEADLINE, available_at=deadline,
-                                   priority=priority + 1))  # fmt: skip
+                                   priority=queue.RUN_LEVEL_PRIORITY))  # fmt: skip
     return NewRun(run, payload, metadata, first)
 
 

@@ -27,6 +27,7 @@ SLEEP = "sleep"
 PRIMITIVES = frozenset({SLEEP})
 MAX_SLEEP = timedelta(days=366)
 _SLEEP_FIELDS = frozenset({"seconds", "until"})
+_NOT_A_TIME = "`until` must be an ISO 8601 time, not {}"
 
 
 # What `GET /api/v1/workflows/nodes` shows of a `sleep`'s `with`.
@@ -90,10 +91,19 @@ def _shape_problem(uses: str, arguments: Mapping[str, Any]) -> str | None:
 
 
 def _wake_time(name: str, value: Any, started: datetime) -> datetime:
+    try:
+        return _checked_wake_time(name, value, started)
+    except (OverflowError, ValueError) as exc:  # a number or a time beyond what Python holds
+        if isinstance(exc, WaitArgumentError):
+            raise
+        raise WaitArgumentError(f"`{name}` is out of range: {_shown(value)}") from None
+
+
+def _checked_wake_time(name: str, value: Any, started: datetime) -> datetime:
     if name == "seconds":
         number = isinstance(value, int | float) and not isinstance(value, bool)
-        if not number or not math.isfinite(value):
-            raise WaitArgumentError(f"`seconds` must be a number, not {value!r}")
+        if not number or not math.isfinite(float(value)):
+            raise WaitArgumentError(f"`seconds` must be a number, not {_shown(value)}")
         if value < 0 or value > MAX_SLEEP.total_seconds():
             raise WaitArgumentError(
                 f"`seconds` must be between 0 and {MAX_SLEEP.total_seconds():.0f}, not {value}"
@@ -105,11 +115,17 @@ def _wake_time(name: str, value: Any, started: datetime) -> datetime:
         try:
             at = datetime.fromisoformat(value)
         except ValueError:
-            raise WaitArgumentError(f"`until` must be an ISO 8601 time, not {value!r}") from None
+            raise WaitArgumentError(_NOT_A_TIME.format(_shown(value))) from None
     else:
-        raise WaitArgumentError(f"`until` must be an ISO 8601 time, not {value!r}")
+        raise WaitArgumentError(_NOT_A_TIME.format(_shown(value)))
     if at.tzinfo is None:
-        raise WaitArgumentError(f"`until` must name its time zone (`Z`, `+02:00`): {value!r}")
+        raise WaitArgumentError(f"`until` must name its time zone (`Z`, `+02:00`): {_shown(value)}")
     if at - started > MAX_SLEEP:
-        raise WaitArgumentError(f"`until` is more than {MAX_SLEEP.days} days away: {value!r}")
+        raise WaitArgumentError(f"`until` is more than {MAX_SLEEP.days} days away: {_shown(value)}")
     return at.astimezone(UTC)
+
+
+def _shown(value: Any) -> str:
+    """A value as an error message quotes it: its repr, cut short."""
+    text = repr(value)
+    return text if len(text) <= 60 else f"{text[:57]}..."

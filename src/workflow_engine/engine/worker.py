@@ -55,10 +55,6 @@ from workflow_engine.observability import metrics, tracing
 
 logger = structlog.get_logger(__name__)
 
-# A waiting step's task claimed this many seconds before its wake time (the clocks of the
-# database and this machine differ) waits the rest here; earlier than that it goes back.
-WAKE_TOLERANCE = 1.0
-
 
 @dataclass(frozen=True)
 class WorkerOptions:
@@ -314,19 +310,14 @@ class Worker:
         await self._record(task, _woken(until))
 
     async def _come_due(self, task: queue.Task, run: RunRecord) -> None:
-        """A waiting step's task came due: complete the step (or, claimed before its time on
-        another clock, wait the rest)."""
+        """A waiting step's task came due: complete the step. The queue's clock says when it
+        is due (the database's, on PostgreSQL), not this machine's: a worker whose clock is
+        behind would otherwise find it early and put it back, again and again."""
         if run.status not in RUN_ACTIVE:
             await self._record(task, StepResult(OutcomeKind.cancelled))
             return
         until = run.step(task.step_id).next_attempt_at
         assert until is not None  # a waiting step always has its wake time
-        early = (until - datetime.now(UTC)).total_seconds()
-        if early > WAKE_TOLERANCE:
-            await self.recorder.wait(task, until)
-            return
-        if early > 0:
-            await asyncio.sleep(early)
         await self._record(task, _woken(until))
 
     async def _evaluate(self, value: Any, context: Mapping[str, Any]) -> Any:

@@ -25,6 +25,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from workflow_engine.engine import waits
 from workflow_engine.integrations.llm.providers import LLMSettings
 from workflow_engine.integrations.mcp import MCPClients
 
@@ -89,6 +90,8 @@ class NodeRegistry:
     def register(self, name: str, function: NodeFunction) -> NodeFunction:
         if not inspect.iscoroutinefunction(function):
             raise TypeError(f"node {name!r} must be an async function")
+        if name in waits.PRIMITIVES:
+            raise ValueError(f"{name!r} is a step the engine carries out itself, not a node type")
         if name in self._nodes and self._nodes[name] is not function:
             raise ValueError(f"a node type named {name!r} is already registered")
         self._nodes[name] = function
