@@ -238,6 +238,14 @@ idempotency_keys = Table(
     Column("created_at", UTCDateTime(), nullable=False),
 )
 
+# When each tenant's work was last claimed: claims take turns between tenants (engine/queue.py).
+tenant_turns = Table(
+    "tenant_turns",
+    metadata,
+    Column("tenant_id", Uuid(), primary_key=True),
+    Column("last_claimed_at", UTCDateTime(), nullable=False),
+)
+
 tasks = Table(
     "tasks",
     metadata,
