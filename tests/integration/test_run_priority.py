@@ -19,25 +19,10 @@ from tests.integration.conftest import (
     running,
     trigger_run,
 )
+from tests.integration.held_steps import BLOCKER, JOB, holder
 from workflow_engine.auth.permissions import Role
-from workflow_engine.nodes import NodeContext, node
 
-HELD: dict[str, tuple[asyncio.Event, asyncio.Event]] = {}  # key: (started, released)
-
-
-@node("priority_test.hold")
-async def hold(ctx: NodeContext, *, key: str) -> dict[str, Any]:
-    started, released = HELD[key]
-    started.set()
-    await released.wait()
-    return {}
-
-
-WORKFLOWS = [
-    {"name": "blocker", "steps": [{"id": "hold", "uses": "priority_test.hold",
-                                   "with": {"key": "{{ input.key }}"}}]},
-    {"name": "job", "steps": [{"id": "work", "uses": "transform", "with": {"n": "{{ input.n }}"}}]},
-]  # fmt: skip
+WORKFLOWS = [BLOCKER, JOB]
 
 
 @pytest.fixture
@@ -52,7 +37,7 @@ async def api(database_url: str, tmp_path: Path) -> AsyncIterator[tuple[httpx.As
 async def test_a_higher_priority_starts_first(api: tuple[httpx.AsyncClient, Any]) -> None:
     client, headers = api
     key = f"k{id(api)}"
-    started, released = HELD[key] = (asyncio.Event(), asyncio.Event())
+    started, released = holder(key)
     await trigger_run(client, headers, "blocker", {"key": key})
     async with asyncio.timeout(15):
         await started.wait()  # the worker's one slot is taken

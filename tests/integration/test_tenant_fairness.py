@@ -21,26 +21,11 @@ from tests.integration.conftest import (
     running,
     trigger_run,
 )
+from tests.integration.held_steps import BLOCKER, JOB, holder
 from workflow_engine.auth.permissions import Role
-from workflow_engine.nodes import NodeContext, node
 
 BACKLOG = 2000
-HELD: dict[str, tuple[asyncio.Event, asyncio.Event]] = {}  # key: (started, released)
-
-
-@node("fairness_test.hold")
-async def hold(ctx: NodeContext, *, key: str) -> dict[str, Any]:
-    started, released = HELD[key]
-    started.set()
-    await released.wait()
-    return {}
-
-
-WORKFLOWS = [
-    {"name": "blocker", "steps": [{"id": "hold", "uses": "fairness_test.hold",
-                                   "with": {"key": "{{ input.key }}"}}]},
-    {"name": "job", "steps": [{"id": "work", "uses": "transform", "with": {"n": "{{ input.n }}"}}]},
-]  # fmt: skip
+WORKFLOWS = [BLOCKER, JOB]
 
 STARTED_BEFORE = text(
     "SELECT count(*) FROM events WHERE event_type = 'StepStarted' AND position < :position"
@@ -69,9 +54,9 @@ async def tenants(app: Any) -> AsyncIterator[tuple[httpx.AsyncClient, list[dict[
 async def test_a_backlog_does_not_hold_up_another_tenant(
     app: Any, tenants: tuple[httpx.AsyncClient, list[dict[str, str]]]
 ) -> None:
-    client, (busy, quiet, holder) = tenants
-    started, released = HELD[str(id(app))] = (asyncio.Event(), asyncio.Event())
-    await trigger_run(client, holder, "blocker", {"key": str(id(app))})
+    client, (busy, quiet, blocking) = tenants
+    started, released = holder(str(id(app)))
+    await trigger_run(client, blocking, "blocker", {"key": str(id(app))})
     async with asyncio.timeout(15):
         await started.wait()
 
