@@ -160,8 +160,8 @@ def _insert(conn: AsyncConnection, new_tasks: Sequence[NewTask], extra: dict[str
     )
 
 
-def _claimable(conn: AsyncConnection) -> ColumnElement[bool]:
-    moment = now(conn)
+def _claimable(moment: ColumnElement[Any]) -> ColumnElement[bool]:
+    """Ready at `moment`: due, and not leased (or its lease expired)."""
     return and_(
         tasks.c.available_at <= moment,
         or_(tasks.c.lease_expires_at.is_(None), tasks.c.lease_expires_at < moment),
@@ -205,10 +205,6 @@ def _claim_statement(conn: AsyncConnection) -> Any:
         else:
             moment = bindparam("now", type_=UTCDateTime())
             expiry = bindparam("expiry", type_=UTCDateTime())
-        claimable = and_(
-            tasks.c.available_at <= moment,
-            or_(tasks.c.lease_expires_at.is_(None), tasks.c.lease_expires_at < moment),
-        )
         turns = (
             select(
                 tasks.c.id, tasks.c.tenant_id, tasks.c.priority, tasks.c.available_at,
@@ -217,7 +213,7 @@ def _claim_statement(conn: AsyncConnection) -> Any:
                     order_by=(tasks.c.priority.desc(), tasks.c.available_at),
                 ).label("turn"),
             )
-            .where(claimable)
+            .where(_claimable(moment))
             .subquery()
         )  # fmt: skip
         # The ranking is a level below the rows it picks: FOR UPDATE may not share a level
@@ -340,7 +336,7 @@ class Depth:
 
 async def depth(conn: AsyncConnection) -> Depth:
     moment = now(conn)
-    ready = _claimable(conn)
+    ready = _claimable(moment)
     leased = and_(tasks.c.lease_expires_at.is_not(None), tasks.c.lease_expires_at >= moment)
     row = (
         await conn.execute(
