@@ -1,6 +1,7 @@
 """A `sleep` outlives its server: a run sleeping 2 s when its server is SIGKILLed completes
-after a new server starts on the same database; and a thousand sleeping runs hold none of the
-worker's slots, so other runs go on."""
+after a new server starts on the same database, and so does a run waiting for an event that
+comes after the restart; and a thousand sleeping runs hold none of the worker's slots, so
+other runs go on."""
 
 from __future__ import annotations
 
@@ -27,6 +28,12 @@ steps:
   - {id: nap, uses: sleep, with: {seconds: "{{ input.seconds }}"}}
   - {id: after, uses: transform, needs: [nap], with: {woke: "{{ steps.nap.output.until }}"}}
 output: "{{ steps.after.output.woke }}"
+""",
+    "reply.yaml": """
+name: reply
+steps:
+  - {id: reply, uses: wait.event, with: {event: Replied, aggregate: "{{ input.ticket }}"}}
+output: "{{ steps.reply.output.text }}"
 """,
     "quick.yaml": """
 name: quick
@@ -65,6 +72,9 @@ def test_a_sleep_survives_a_killed_server_and_sleepers_hold_no_worker(
         run = client.post("/api/v1/workflows/trigger",
                           json={"workflow_name": "nap", "data": {"seconds": 2}}).json()  # fmt: skip
         waiting = _until_status(client, run["workflow_id"], "waiting")
+        body = {"workflow_name": "reply", "data": {"ticket": "t-9"}}
+        reply = client.post("/api/v1/workflows/trigger", json=body).json()
+        _until_status(client, reply["workflow_id"], "waiting")
     wakes = datetime.fromisoformat(waiting["steps"][0]["next_attempt_at"])
     assert first.process is not None
     first.process.send_signal(signal.SIGKILL)  # mid-sleep, nothing shut down cleanly
@@ -79,6 +89,13 @@ def test_a_sleep_survives_a_killed_server_and_sleepers_hold_no_worker(
         events = client.get(f"/api/v1/events/{run['workflow_id']}", params={"limit": 100}).json()
         nap = [e["event_type"] for e in events["items"] if e["data"].get("step_id") == "nap"]
         assert nap == ["StepStarted", "StepWaiting", "StepCompleted"]
+
+        event = {"aggregate_type": "ticket", "aggregate_id": "t-9", "event_type": "Replied",
+                 "data": {"text": "hi"}}  # fmt: skip
+        replied = client.post("/events", json=event)
+        assert replied.status_code == 201, replied.text
+        _until_status(client, reply["workflow_id"], "completed")
+        assert client.get(reply["links"]["results"]).json()["output"] == "hi"
 
         sleepers = [
             client.post("/api/v1/workflows/trigger",

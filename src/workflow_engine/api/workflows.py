@@ -78,15 +78,15 @@ async def list_node_types(
     _principal: Annotated[Principal, require(Permission.workflows_read)],
 ) -> NodeTypeList:
     """Core node types, those of installed plugins (the `workflow_engine.nodes` entry-point
-    group) and of `NODE_MODULES`, and the engine's own (`sleep`), by name."""
+    group) and of `NODE_MODULES`, and the engine's own (`sleep`, `wait.event`), by name."""
     items = [
         NodeType(name=name, description=schemas.description(function),
                  arguments=schemas.argument_schema(name, function), module=function.__module__)
         for name, function in nodes.items()
     ]  # fmt: skip
-    sleep = NodeType(name=waits.SLEEP, description=waits.SLEEP_DESCRIPTION,
-                     arguments=waits.SLEEP_ARGUMENTS, module="engine")  # fmt: skip
-    items.append(sleep)
+    items += [NodeType(name=name, description=primitive.description,
+                       arguments=primitive.arguments, module="engine")
+              for name, primitive in waits.PRIMITIVES.items()]  # fmt: skip
     return NodeTypeList(items=sorted(items, key=lambda item: item.name))
 
 

@@ -246,6 +246,20 @@ tenant_turns = Table(
     Column("last_claimed_at", UTCDateTime(), nullable=False),
 )
 
+# `wait.event` steps (engine/event_waits.py): armed while waiting, then the event each took.
+event_waits = Table(
+    "event_waits",
+    metadata,
+    Column("run_id", Uuid(), primary_key=True),
+    Column("step_id", String(64), primary_key=True),
+    Column("tenant_id", Uuid(), nullable=False),
+    Column("attempt", Integer(), nullable=False),
+    Column("aggregate_id", String(200), nullable=False),
+    Column("event_type", String(200), nullable=False),
+    Column("matched_position", BigInteger(), nullable=True),
+    Column("created_at", UTCDateTime(), nullable=False),
+)
+
 tasks = Table(
     "tasks",
     metadata,

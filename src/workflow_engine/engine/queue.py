@@ -283,6 +283,19 @@ async def release(conn: AsyncConnection, task_id: uuid.UUID, owner: str) -> None
     await announce(conn, TASKS_READY, NOTIFY_CHANNEL)
 
 
+async def put_back(conn: AsyncConnection, task_id: uuid.UUID, owner: str, due: datetime) -> bool:
+    """Give a task back to be claimed again at `due` (a step that waits on); False when the
+    caller no longer held it. Not a failed handling: it does not count toward MAX_CLAIMS."""
+    result = await conn.execute(
+        update(tasks)
+        .where(tasks.c.id == task_id, tasks.c.lease_owner == owner)
+        .values(
+            lease_owner=None, lease_expires_at=None, available_at=due, claims=tasks.c.claims - 1
+        )
+    )
+    return result.rowcount == 1
+
+
 async def drop_waiting(conn: AsyncConnection, run_id: uuid.UUID) -> list[str]:
     """Delete a run's tasks no worker holds (a cancelled or failed run); returns their steps."""
     result = await conn.execute(

@@ -169,12 +169,21 @@ class RunRecorder:
         metrics.schedule_to_start.observe(max(waited, 0.0))
         return "started"
 
-    async def wait(self, task: queue.Task, until: datetime) -> str:
-        """Record the step as waiting until `until` and give its task back to the queue,
-        available then: "waiting", "inactive" (the run stopped: settle the step instead) or
-        "lost" (another worker holds the task now)."""
-        data = {"step_id": task.step_id, "attempt": task.attempt, "until": until.isoformat()}
-        wake = task.follow_on(task.step_id, attempt=task.attempt, available_at=until)
+    async def wait(
+        self,
+        task: queue.Task,
+        until: datetime | None,
+        *,
+        due: datetime | None = None,
+        detail: Mapping[str, Any] | None = None,
+    ) -> str:
+        """Record the step as waiting until `until` (None: for as long as it takes) and give
+        its task back to the queue, available at `due` (by default `until`): "waiting",
+        "inactive" (the run stopped: settle the step instead) or "lost" (another worker
+        holds the task now). `detail`: what else the event says the step waits for."""
+        wakes = None if until is None else until.isoformat()
+        data = {"step_id": task.step_id, "attempt": task.attempt, "until": wakes, **(detail or {})}
+        wake = task.follow_on(task.step_id, attempt=task.attempt, available_at=due or until)
 
         def decide(run: RunRecord, held: frozenset[str], fresh: bool) -> Transition | str:
             if run.status not in RUN_ACTIVE:

@@ -161,7 +161,7 @@ def _waiting(step: StepRecord, data: Mapping[str, Any], at: datetime) -> StepRec
         return step
     return dataclasses.replace(
         step, status=StepStatus.waiting, attempts=attempt,
-        next_attempt_at=datetime.fromisoformat(data["until"]),
+        next_attempt_at=None if data["until"] is None else datetime.fromisoformat(data["until"]),
     )  # fmt: skip
 
 

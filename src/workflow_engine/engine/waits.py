@@ -1,4 +1,5 @@
-"""Steps the engine carries out itself, by waiting durably instead of running a node: `sleep`.
+"""Steps the engine carries out itself, by waiting durably instead of running a node: `sleep`
+here, `wait.event` (`event_waits`).
 
     - id: cool_off
       uses: sleep
@@ -19,12 +20,15 @@ it, so the cancel drops its task.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from workflow_engine.engine import event_waits
+
 SLEEP = "sleep"
-PRIMITIVES = frozenset({SLEEP})
+WAIT_EVENT = event_waits.WAIT_EVENT
 MAX_SLEEP = timedelta(days=366)
 _SLEEP_FIELDS = frozenset({"seconds", "until"})
 _NOT_A_TIME = "`until` must be an ISO 8601 time, not {}"
@@ -52,14 +56,27 @@ class WaitArgumentError(ValueError):
     """The step's arguments do not name a wake time it can keep."""
 
 
+@dataclass(frozen=True)
+class Primitive:
+    """A step the engine carries out itself: what `GET /api/v1/workflows/nodes` shows of it,
+    and what checks its `with` before a run (values that are expressions wait for the run)."""
+
+    description: str
+    arguments: dict[str, Any]
+    problems: Callable[[Mapping[str, Any]], list[str]]
+
+
 def is_wait(uses: str) -> bool:
     return uses in PRIMITIVES
 
 
 def argument_problems(uses: str, arguments: Mapping[str, Any]) -> list[str]:
-    """What is wrong with a wait step's `with`, as far as it can be told before a run (values
-    that are expressions are checked when the step runs)."""
-    shape = _shape_problem(uses, arguments)
+    """What is wrong with a wait step's `with`, as far as it can be told before a run."""
+    return PRIMITIVES[uses].problems(arguments)
+
+
+def _sleep_problems(arguments: Mapping[str, Any]) -> list[str]:
+    shape = _shape_problem(SLEEP, arguments)
     if shape is not None:
         return [shape]
     [(name, value)] = arguments.items()
@@ -129,3 +146,11 @@ def _shown(value: Any) -> str:
     """A value as an error message quotes it: its repr, cut short."""
     text = repr(value)
     return text if len(text) <= 60 else f"{text[:57]}..."
+
+
+PRIMITIVES: dict[str, Primitive] = {
+    SLEEP: Primitive(SLEEP_DESCRIPTION, SLEEP_ARGUMENTS, _sleep_problems),
+    WAIT_EVENT: Primitive(
+        event_waits.DESCRIPTION, event_waits.ARGUMENTS, event_waits.argument_problems
+    ),
+}

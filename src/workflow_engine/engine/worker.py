@@ -36,7 +36,7 @@ import structlog
 
 from workflow_engine.db import Database
 from workflow_engine.db.listener import listen
-from workflow_engine.engine import expressions, queue, scheduler, waits
+from workflow_engine.engine import event_waits, expressions, queue, scheduler, waits
 from workflow_engine.engine.definitions import StepDefinition
 from workflow_engine.engine.recorder import RunRecorder
 from workflow_engine.engine.records import RunRecord
@@ -234,7 +234,7 @@ class Worker:
             return
         step = self.recorder.definition(run).step(task.step_id)
         if run.step(task.step_id).status == StepStatus.waiting:
-            await self._come_due(task, run)
+            await self._come_due(task, run, step)
             return
         if started_with is not None:
             await self._run_node(task, run, step, started_with, log)
@@ -274,7 +274,7 @@ class Worker:
         log: Any,
     ) -> None:
         if waits.is_wait(step.uses):
-            await self._begin_wait(task, arguments)
+            await self._begin_wait(task, step, arguments)
             return
         buffer = RunLogBuffer(log)
         node_context = NodeContext(
@@ -293,9 +293,25 @@ class Worker:
 
     # --- a durable wait (`waits`) -----------------------------------------------------------
 
-    async def _begin_wait(self, task: queue.Task, arguments: dict[str, Any]) -> None:
+    async def _begin_wait(
+        self, task: queue.Task, step: StepDefinition, arguments: dict[str, Any]
+    ) -> None:
         """The step's attempt has started: record it waiting and give its task back, due when
-        it wakes; a wake time already past completes it now."""
+        it wakes; a wake time already past completes it now. A `wait.event` step's task is
+        due at once: its first check (`_check_event`) finds an event that came already, or
+        arms the wait."""
+        if step.uses == waits.WAIT_EVENT:
+            try:
+                wait = event_waits.parse(arguments)
+            except event_waits.EventWaitError as exc:
+                await self._record(task, failure("bad_arguments", str(exc), retryable=False))
+                return
+            now = datetime.now(UTC)
+            detail = {"event": wait.event_type, "aggregate": wait.aggregate_id}
+            answer = await self.recorder.wait(task, wait.deadline(now), due=now, detail=detail)
+            if answer == "inactive":
+                await self._record(task, StepResult(OutcomeKind.cancelled))
+            return
         try:
             until = waits.wake_time(arguments, datetime.now(UTC))
         except waits.WaitArgumentError as exc:
@@ -309,16 +325,45 @@ class Worker:
             return
         await self._record(task, _woken(until))
 
-    async def _come_due(self, task: queue.Task, run: RunRecord) -> None:
-        """A waiting step's task came due: complete the step. The queue's clock says when it
+    async def _come_due(self, task: queue.Task, run: RunRecord, step: StepDefinition) -> None:
+        """A waiting step's task came due: complete a `sleep`. The queue's clock says when it
         is due (the database's, on PostgreSQL), not this machine's: a worker whose clock is
         behind would otherwise find it early and put it back, again and again."""
         if run.status not in RUN_ACTIVE:
             await self._record(task, StepResult(OutcomeKind.cancelled))
             return
+        if step.uses == waits.WAIT_EVENT:
+            await self._check_event(task, run, step)
+            return
         until = run.step(task.step_id).next_attempt_at
         assert until is not None  # a waiting step always has its wake time
         await self._record(task, _woken(until))
+
+    async def _check_event(self, task: queue.Task, run: RunRecord, step: StepDefinition) -> None:
+        """A `wait.event` step's task came due (its first check, an event, its timeout): take
+        the event it matches, or time out, or put the task back until one of them comes. Its
+        arguments are evaluated again: the run's context they read has not changed since."""
+        try:
+            wait = event_waits.parse(
+                await self._evaluate(step.with_, run_context(run, self.options.env))
+            )
+        except (expressions.ExpressionError, event_waits.EventWaitError) as exc:
+            await self._record(task, failure("bad_arguments", str(exc), retryable=False))
+            return
+        deadline = run.step(task.step_id).next_attempt_at
+        async with self.db.transaction() as conn:
+            found = await event_waits.check(conn, task, wait, deadline)
+        if isinstance(found, event_waits.Took):
+            await self._record(task, StepResult(OutcomeKind.completed, output=found.data))
+        elif found == event_waits.TIMED_OUT:
+            if wait.has_default:
+                await self._record(task, StepResult(OutcomeKind.completed, output=wait.default))
+            else:
+                message = (
+                    f"no {wait.event_type} event for {wait.aggregate_id!r} "
+                    f"within {wait.timeout or 0:g} s"
+                )
+                await self._record(task, failure("timeout", message, retryable=True))
 
     async def _evaluate(self, value: Any, context: Mapping[str, Any]) -> Any:
         """Expressions that may be costly (loops, filters) run in a thread, templates with

@@ -14,6 +14,7 @@ from typing import Any
 
 from workflow_engine.auth.audit import RequestOrigin
 from workflow_engine.db import Database
+from workflow_engine.engine import event_waits
 from workflow_engine.errors import Forbidden, InvalidInput
 from workflow_engine.events.append import append_events
 from workflow_engine.events.store import NewEvent, RecordedEvent
@@ -71,4 +72,6 @@ async def append_client_event(
             new_events=[NewEvent(event_type, data, merged)],
             expected_version=expected_version,
         )
+        # Steps waiting for this event (`wait.event`) wake with it, in its transaction.
+        await event_waits.wake(conn, tenant_id, aggregate_id, event_type)
     return recorded
