@@ -24,6 +24,7 @@ from workflow_engine.api import (
     metrics,
     registry,
     runs,
+    schedules,
     users,
     workflows,
 )
@@ -55,6 +56,7 @@ from workflow_engine.observability.access_log import RouteTable
 from workflow_engine.process_gc import frozen_after_startup
 from workflow_engine.registry.checker import HealthChecker
 from workflow_engine.registry.options import RegistryOptions
+from workflow_engine.schedules.ticker import ScheduleTicker
 from workflow_engine.version import __version__
 
 logger = structlog.get_logger(__name__)
@@ -78,6 +80,7 @@ routers: tuple[APIRouter, ...] = (
     aggregates.router,
     workflows.router,
     runs.router,
+    schedules.router,
     registry.router,
     jwks.router,
     docs.router,
@@ -99,6 +102,7 @@ matching_order: tuple[APIRouter, ...] = (
     api_keys.router,
     auth.router,
     users.router,
+    schedules.router,
     registry.router,
     jwks.router,
     docs.router,
@@ -112,6 +116,7 @@ def core_services(
 ) -> ServiceBootstrapManagerBuilder:
     """The services every server process runs, as a builder an embedder can extend."""
     database = DatabaseService(settings)
+    catalog = WorkflowCatalogService(settings, workflows)
     builder = (
         ServiceBootstrapManager.builder()
         .add_service("data_dir", DataDirectoryService(settings.data_dir), required=False)
@@ -124,7 +129,7 @@ def core_services(
         )
         .add_service("auth", AuthServiceProvider(settings, database), depends_on=["events"])
         .add_service("rate_limiter", RateLimiterService(settings))
-        .add_service("workflows", WorkflowCatalogService(settings, workflows))
+        .add_service("workflows", catalog)
         .add_service(
             "registry",
             HealthChecker(database, RegistryOptions.from_settings(settings)),
@@ -132,11 +137,16 @@ def core_services(
             required=False,
         )
     )
+    builder.add_service(
+        "schedules",
+        ScheduleTicker(database, catalog),
+        depends_on=["events", "migrations", "workflows"],
+    )
     if settings.worker_enabled:
         # After the catalog: it imports NODE_MODULES, the node types the worker runs.
         builder.add_service(
             "worker",
-            WorkerService(settings, database),
+            WorkerService(settings, database, catalog),
             depends_on=["events", "migrations", "workflows"],
         )
     return builder

@@ -14,7 +14,7 @@ import signal
 
 import structlog
 
-from workflow_engine.bootstrap.engine_services import build_worker
+from workflow_engine.bootstrap.engine_services import build_worker, catalog_of
 from workflow_engine.bootstrap.read_models import register_read_models
 from workflow_engine.config import Settings
 from workflow_engine.db import Database
@@ -41,7 +41,7 @@ async def run_worker(settings: Settings) -> int:
         connect_timeout=settings.db_connection_timeout,
     )
     tracing.instrument_engine(db.engine.sync_engine)
-    worker = build_worker(settings, db)
+    worker = build_worker(settings, db, catalog_of(settings))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):

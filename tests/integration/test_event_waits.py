@@ -89,17 +89,26 @@ async def _output(client: httpx.AsyncClient, headers: dict[str, str], run: dict[
     return (await client.get(run["links"]["results"], headers=headers)).json()["output"]
 
 
-async def _until_armed(app: Any, count: int) -> None:
-    """Until `count` steps wait with their task back in the queue (after their first check)."""
+async def _until_armed(app: Any, run: dict[str, Any], count: int) -> None:
+    """Until `count` steps of the run wait with their task back in the queue (after their
+    first check)."""
+    db = _db(app)
+    key = {"run": _stored_id(db, run)}
     async with asyncio.timeout(15):
         while True:
-            async with _db(app).read() as conn:
+            async with db.read() as conn:
                 armed = (await conn.execute(text(
-                    "SELECT count(*) FROM event_waits WHERE matched_position IS NULL"
-                ))).scalar_one()  # fmt: skip
+                    "SELECT count(*) FROM event_waits WHERE run_id = :run "
+                    "AND matched_position IS NULL"
+                ), key)).scalar_one()  # fmt: skip
             if armed >= count:
                 return
             await asyncio.sleep(0.05)
+
+
+def _stored_id(db: Any, run: dict[str, Any]) -> str:
+    """A run's id as the tables store it (32 hex digits on SQLite)."""
+    return str(run["workflow_id"]).replace("-", "") if db.is_sqlite else str(run["workflow_id"])
 
 
 async def _completions(
@@ -118,10 +127,11 @@ async def test_an_event_during_the_wait_wakes_the_step_once(api: Any) -> None:
     released.set()
     waiting = await _until(client, headers, run["workflow_id"], "waiting")
     assert steps_of(waiting)["reply"]["status"] == "waiting"
-    await _until_armed(app, 1)
+    await _until_armed(app, run, 1)
     async with _db(app).read() as conn:
         leased = (await conn.execute(text(
-            "SELECT count(*) FROM tasks WHERE lease_owner IS NOT NULL"))).scalar_one()  # fmt: skip
+            "SELECT count(*) FROM tasks WHERE run_id = :run AND lease_owner IS NOT NULL"
+        ), {"run": _stored_id(_db(app), run)})).scalar_one()  # fmt: skip
     assert leased == 0  # nobody holds a slot for it
 
     await _reply(client, headers, "t-1", "thanks, solved")
@@ -154,7 +164,7 @@ async def test_a_runs_steps_take_separate_events_and_earlier_ones_do_not_count(a
     client, app, headers = api
     await _reply(client, headers, "t-3", "before the run: not for it")
     run = await trigger_run(client, headers, "two_replies", {"ticket": "t-3"})
-    await _until_armed(app, 2)
+    await _until_armed(app, run, 2)
     await _reply(client, headers, "t-3", "first")
     await _reply(client, headers, "t-3", "second")
     done = await finished_run(client, headers, run["workflow_id"])
@@ -178,7 +188,7 @@ async def test_the_timeout_takes_the_default_or_fails_the_step(api: Any) -> None
 async def test_other_tenants_events_do_not_match_and_cancel_disarms(api: Any) -> None:
     client, app, headers = api
     run = await trigger_run(client, headers, "two_replies", {"ticket": "t-5"})
-    await _until_armed(app, 2)
+    await _until_armed(app, run, 2)
     other = await Accounts(app, client).token(Role.operator)
     await _reply(client, {"Authorization": f"Bearer {other}"}, "t-5", "someone else's ticket")
     await asyncio.sleep(0.3)
@@ -187,11 +197,15 @@ async def test_other_tenants_events_do_not_match_and_cancel_disarms(api: Any) ->
 
     cancelled = await client.post(f"/api/v1/workflows/{run['workflow_id']}/cancel", headers=headers)
     assert cancelled.json()["status"] == "cancelled"
-    async with _db(app).read() as conn:
+    db = _db(app)
+    run_id = {"run": _stored_id(db, run)}
+    async with db.read() as conn:
         armed = (await conn.execute(text(
-            "SELECT count(*) FROM event_waits WHERE matched_position IS NULL"
-        ))).scalar_one()  # fmt: skip
-        tasks = (await conn.execute(text("SELECT count(*) FROM tasks"))).scalar_one()
+            "SELECT count(*) FROM event_waits WHERE run_id = :run AND matched_position IS NULL"
+        ), run_id)).scalar_one()  # fmt: skip
+        tasks = (await conn.execute(
+            text("SELECT count(*) FROM tasks WHERE run_id = :run"), run_id
+        )).scalar_one()  # fmt: skip
     assert (armed, tasks) == (0, 0)
 
 
@@ -205,7 +219,7 @@ async def test_a_wait_survives_a_restart(database_url: str, tmp_path: Path) -> N
         email = await accounts.user(Role.operator, tenant)
         headers = {"Authorization": f"Bearer {(await accounts.login(email))['token']}"}
         run = await trigger_run(client, headers, "two_replies", {"ticket": "t-6"})
-        await _until_armed(app, 2)
+        await _until_armed(app, run, 2)
         await _reply(client, headers, "t-6", "first")
     again = build_app(database_url, tmp_path, workflows=WORKFLOWS)
     async with running(again) as client:
@@ -225,7 +239,7 @@ async def test_the_event_a_step_took_before_its_worker_died_is_the_one_delivered
     await _reply(client, headers, "t-7", "older")
     newer = await _reply(client, headers, "t-7", "newer")
     db = _db(app)
-    run_id = run["workflow_id"].replace("-", "") if db.is_sqlite else run["workflow_id"]
+    run_id = _stored_id(db, run)
     async with db.transaction() as conn:  # what a check that took `newer` left behind
         await conn.execute(text(
             "INSERT INTO event_waits (run_id, step_id, tenant_id, attempt, aggregate_id, "

@@ -142,6 +142,18 @@ class LLMUsage(BaseModel):
     by_model: list[ModelUsage]
 
 
+class ParentRun(BaseModel):
+    workflow_id: uuid.UUID
+    step: str = Field(description="The parent's `workflow` step that started this run.")
+
+
+class ChildRun(BaseModel):
+    workflow_id: uuid.UUID
+    workflow_name: str
+    step: str = Field(description="This run's `workflow` step that started the child.")
+    status: str
+
+
 class RunStatus(BaseModel):
     workflow_id: uuid.UUID
     workflow_name: str
@@ -153,6 +165,8 @@ class RunStatus(BaseModel):
     progress: Progress
     steps: list[StepStatus]
     error: Any
+    parent: ParentRun | None = Field(description="The run that started this one, if any.")
+    children: list[ChildRun] = Field(description="The runs this one's steps started.")
     llm_usage: LLMUsage
     links: RunLinks
 

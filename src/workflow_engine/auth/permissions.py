@@ -20,6 +20,8 @@ class Permission(StrEnum):
     profile_read = "profile:read"
     workflows_read = "workflows:read"
     workflows_run = "workflows:run"
+    schedules_read = "schedules:read"
+    schedules_write = "schedules:write"
     events_read = "events:read"
     events_append = "events:append"
     audit_read = "audit:read"
@@ -32,13 +34,16 @@ class Permission(StrEnum):
 _READ = {
     Permission.profile_read,
     Permission.workflows_read,
+    Permission.schedules_read,
     Permission.events_read,
     Permission.registry_read,
 }
 
 ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
     Role.viewer: frozenset(_READ),
-    Role.operator: frozenset(_READ | {Permission.workflows_run, Permission.events_append}),
+    Role.operator: frozenset(
+        _READ | {Permission.workflows_run, Permission.schedules_write, Permission.events_append}
+    ),
     Role.service: frozenset(_READ | {Permission.registry_write, Permission.events_append}),
     Role.admin: frozenset(Permission),
 }

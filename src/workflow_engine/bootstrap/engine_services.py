@@ -36,16 +36,27 @@ def worker_options(settings: Settings) -> WorkerOptions:
     )
 
 
-def build_worker(settings: Settings, db: Database) -> Worker:
+def build_worker(settings: Settings, db: Database, catalog: DefinitionCatalog) -> Worker:
     """A worker as the settings say, with the resources its nodes use: MCP sessions to the
     configured servers (and the demo services when they are on), reused across steps, and
-    servers not configured looked up in the service registry, within its network policy."""
+    servers not configured looked up in the service registry, within its network policy;
+    and the workflows its `workflow` steps start."""
     servers = mcp_server_configs(
         settings, demo_base=settings.demo_base_url if settings.demo_services_enabled else None
     )
     policy = RegistryOptions.from_settings(settings).policy
     mcp = MCPClients(servers, RegistryDiscovery(db, policy))
-    return Worker(db, registry, worker_options(settings), mcp=mcp)
+    return Worker(db, registry, worker_options(settings), mcp=mcp, catalog=catalog)
+
+
+def catalog_of(
+    settings: Settings, definitions: Sequence[WorkflowDefinition | dict[str, Any]] = ()
+) -> DefinitionCatalog:
+    """The workflows a process serves, as the settings say (node types loaded first)."""
+    return build_catalog(
+        registry, node_modules=settings.node_modules, workflows_dir=settings.workflows_dir,
+        definitions=definitions,
+    )  # fmt: skip
 
 
 class WorkflowCatalogService:
@@ -67,12 +78,7 @@ class WorkflowCatalogService:
         return self._catalog
 
     async def start(self) -> None:
-        self._catalog = build_catalog(
-            registry,
-            node_modules=self._settings.node_modules,
-            workflows_dir=self._settings.workflows_dir,
-            definitions=self._definitions,
-        )
+        self._catalog = catalog_of(self._settings, self._definitions)
 
     async def stop(self) -> None:
         return None
@@ -84,13 +90,18 @@ class WorkflowCatalogService:
 class WorkerService:
     """The embedded worker (`WORKER_ENABLED`): claims and runs steps in the server process."""
 
-    def __init__(self, settings: Settings, database: DatabaseService) -> None:
+    def __init__(
+        self, settings: Settings, database: DatabaseService, workflows: WorkflowCatalogService
+    ) -> None:
         self._settings = settings
         self._database = database
+        self._workflows = workflows
         self._worker: Worker | None = None
 
     async def start(self) -> None:
-        self._worker = build_worker(self._settings, self._database.database)
+        self._worker = build_worker(
+            self._settings, self._database.database, self._workflows.catalog
+        )
         await self._worker.start()
 
     async def stop(self) -> None:

@@ -1,6 +1,7 @@
 """The API's hot reads, each one statement answering with its page as JSON text.
 
-On PostgreSQL each is a call of a function of migration 0017, which confines itself to the
+On PostgreSQL each is a call of a function of migration 0017 (the status read as migration
+0021 rewrote it), which confines itself to the
 tenant (see there); on SQLite the same query is written here, filtered by tenant like every
 SQLite read (SQLite has no row-level security). Both render what the API's response models
 render, with keys in the models' order: times as `2026-01-02T03:04:05.123456Z` (without the
@@ -74,7 +75,15 @@ SELECT (
             FROM (SELECT *, {_micros("started_at", "finished_at")} AS micros
                   FROM step_runs WHERE run_id = r.id AND +tenant_id = r.tenant_id
                   ORDER BY position) s)),
-        'error', json(r.error))
+        'error', json(r.error),
+        'parent', CASE WHEN r.parent_run_id IS NOT NULL THEN json_object(
+            'workflow_id', {_uuid("r.parent_run_id")}, 'step', r.parent_step_id) END,
+        'children', json((
+            SELECT json_group_array(json_object(
+                'workflow_id', {_uuid("c.id")}, 'workflow_name', c.workflow_name,
+                'step', c.parent_step_id, 'status', c.status))
+            FROM (SELECT * FROM workflow_runs WHERE parent_run_id = r.id
+                  AND +tenant_id = r.tenant_id ORDER BY created_at, id) c)))
     FROM workflow_runs r
     WHERE r.id = :run AND r.tenant_id = :tenant
 ), (

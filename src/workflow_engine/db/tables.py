@@ -209,6 +209,9 @@ workflow_runs = Table(
     Column("updated_at", UTCDateTime(), nullable=False),
     # The version of the run's aggregate (its number of events): what a transition expects.
     Column("version", Integer(), nullable=False, server_default="0"),
+    # A child run's parent: the run and the `workflow` step that started it.
+    Column("parent_run_id", Uuid(), nullable=True),
+    Column("parent_step_id", String(64), nullable=True),
 )
 
 step_runs = Table(
@@ -244,6 +247,34 @@ tenant_turns = Table(
     metadata,
     Column("tenant_id", Uuid(), primary_key=True),
     Column("last_claimed_at", UTCDateTime(), nullable=False),
+)
+
+# Schedules (schedules/store.py): a workflow started on a cron expression or an interval.
+schedules = Table(
+    "schedules",
+    metadata,
+    Column("id", Uuid(), primary_key=True),
+    Column("tenant_id", Uuid(), nullable=False),
+    Column("name", String(100), nullable=False),
+    Column("workflow_name", String(64), nullable=False),
+    Column("workflow_version", Integer(), nullable=True),
+    Column("data", JsonDocument, nullable=False),
+    Column("cron", String(200), nullable=True),
+    Column("timezone", String(64), nullable=False),
+    Column("interval_seconds", Float(), nullable=True),
+    Column("start_at", UTCDateTime(), nullable=True),
+    Column("end_at", UTCDateTime(), nullable=True),
+    Column("catch_up", String(20), nullable=False),
+    Column("priority", Integer(), nullable=False),
+    Column("paused", Boolean(), nullable=False),
+    # The tick to fire next: null while paused or when no tick remains.
+    Column("next_fire_at", UTCDateTime(), nullable=True),
+    Column("last_fired_at", UTCDateTime(), nullable=True),
+    Column("last_run_id", Uuid(), nullable=True),
+    Column("created_by", String(64), nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("updated_at", UTCDateTime(), nullable=False),
+    UniqueConstraint("tenant_id", "name"),
 )
 
 # `wait.event` steps (engine/event_waits.py): armed while waiting, then the event each took.

@@ -44,8 +44,6 @@ from workflow_engine.events.system_types import SYSTEM_AGGREGATE_TYPES, SYSTEM_P
 
 WAIT_EVENT = "wait.event"
 MAX_TIMEOUT = timedelta(days=366)
-# Where a wait without a timeout is due in the queue: never, short of an event.
-NEVER = datetime(9999, 1, 1, tzinfo=UTC)
 _EVENT_TYPE = re.compile(r"^[A-Za-z][A-Za-z0-9_.:-]{0,199}$")
 _AGGREGATE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:@-]{0,199}$")
 _FIELDS = frozenset({"event", "aggregate", "timeout", "default"})
@@ -193,7 +191,7 @@ async def check(
         await conn.execute(delete(event_waits).where(*_this_step(task)))
         return TIMED_OUT
     await conn.execute(_row(conn, task, wait, matched=None))
-    await queue.put_back(conn, task.id, task.lease_owner, deadline or NEVER)
+    await queue.put_back(conn, task.id, task.lease_owner, deadline or queue.NEVER)
     return ARMED
 
 

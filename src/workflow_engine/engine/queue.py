@@ -46,6 +46,10 @@ from workflow_engine.db.upsert import upsert
 
 FINISH = ":finish"
 DEADLINE = ":deadline"
+CANCEL = ":cancel"  # cancel the run: its parent ended (queued by a trigger, migration 0021)
+RUN_LEVEL_TASKS = (FINISH, DEADLINE, CANCEL)
+# When a task that waits for something other than time is due: never, short of a wake-up.
+NEVER = datetime(9999, 1, 1, tzinfo=UTC)
 # What a transaction that made tasks ready marks itself with (`Database.on_commit`), and the
 # PostgreSQL channel that tells other processes' workers.
 TASKS_READY = "tasks.ready"
@@ -309,7 +313,7 @@ async def drop_waiting(conn: AsyncConnection, run_id: uuid.UUID) -> list[str]:
 _HELD = select(tasks.c.step_id).where(
     tasks.c.run_id == bindparam("run_id", type_=tasks.c.run_id.type),
     tasks.c.lease_owner.is_not(None),
-    tasks.c.step_id.not_in((FINISH, DEADLINE)),
+    tasks.c.step_id.not_in(RUN_LEVEL_TASKS),
 )
 
 

@@ -267,6 +267,21 @@ class RunRecorder:
 
         await self._record(task, decide)
 
+    async def cancel(self, task: queue.Task, actor: str) -> None:
+        """Cancel the run of a `:cancel` task (its parent ended), as a cancel through the API
+        would: steps no worker holds are cancelled now, held ones when their workers report."""
+
+        def decide(run: RunRecord, held: frozenset[str], fresh: bool) -> Transition | str:
+            if run.status not in RUN_ACTIVE:
+                return self._transition(task, run, [], finish_task=TaskLease(task.id, self.owner),
+                                        expect_version=False)  # fmt: skip
+            if not fresh:
+                return _REREAD
+            decision = scheduler.cancel(self.definition(run), run_state(run, held), actor)
+            return self._carry_out(task, run, decision)
+
+        await self._record(task, decide)
+
     async def finish(self, task: queue.Task, output: Any) -> None:
         """Complete the run of a `:finish` task with its output (evaluated by the caller)."""
 

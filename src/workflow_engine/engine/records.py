@@ -41,6 +41,8 @@ class RunRecord:
     updated_at: datetime
     version: int = 0  # of the run's aggregate: the number of events it has
     steps: tuple[StepRecord, ...] = ()
+    parent_run_id: uuid.UUID | None = None  # a child run's parent run and step
+    parent_step_id: str | None = None
 
     def step(self, step_id: str) -> StepRecord:
         for step in self.steps:

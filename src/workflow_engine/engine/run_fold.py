@@ -41,6 +41,7 @@ def new_run(run_id: uuid.UUID, tenant_id: uuid.UUID, event: FoldedEvent) -> RunR
     """The run as its `WorkflowTriggered` event starts it."""
     definition = event.data["definition"]
     steps = tuple(_pending(step["id"], step["uses"]) for step in definition["steps"])
+    parent = event.data.get("parent") or {}
     return RunRecord(
         id=run_id, tenant_id=tenant_id, workflow_name=definition["name"],
         workflow_version=definition["version"], status=RunStatus.queued,
@@ -49,6 +50,8 @@ def new_run(run_id: uuid.UUID, tenant_id: uuid.UUID, event: FoldedEvent) -> RunR
         correlation_id=event.metadata.get("correlation_id"),
         created_at=event.recorded_at, started_at=None, finished_at=None,
         updated_at=event.recorded_at, version=event.version, steps=steps,
+        parent_run_id=uuid.UUID(parent["run_id"]) if parent else None,
+        parent_step_id=parent.get("step_id"),
     )  # fmt: skip
 
 

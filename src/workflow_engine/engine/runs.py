@@ -24,7 +24,7 @@ from workflow_engine.db import Database
 from workflow_engine.db.database import mark_commit
 from workflow_engine.db.single_statement import JsonPage
 from workflow_engine.db.tables import workflow_runs
-from workflow_engine.engine import queue, run_reads, scheduler
+from workflow_engine.engine import child_runs, queue, run_reads, scheduler
 from workflow_engine.engine.catalog import DefinitionCatalog
 from workflow_engine.engine.definitions import WorkflowDefinition
 from workflow_engine.engine.records import RunRecord
@@ -79,7 +79,7 @@ class RunService:
         definition = self.catalog.get(workflow_name, version)
         check_document("data", data)  # before hashing: NaN or a lone surrogate cannot be hashed
         check_input(definition, data)
-        new = _new_run(tenant_id, definition, data, origin, priority)
+        new = starting_run(tenant_id, definition, data, origin, priority)
         new.idempotency_key = idempotency_key
         new.request_hash = _request_hash(workflow_name, version, data, priority)
         async with self.db.tenant_transaction(tenant_id) as conn:
@@ -170,6 +170,8 @@ class RunService:
             events = [NewEvent(kind, data, meta) for kind, data in decision.events]
             await append_run_events(conn, tenant_id, run_id, events, locked=True)
             mark_commit(conn, RUN_CANCELLED)
+            if child_runs.related(full):  # a parent woken, children's cancels queued
+                mark_commit(conn, queue.TASKS_READY)
             return await _read_run(conn, tenant_id, run_id)
 
     async def retry(self, tenant_id: uuid.UUID, run_id: uuid.UUID, origin: Origin) -> RunRecord:
@@ -240,16 +242,25 @@ def check_input(definition: WorkflowDefinition, data: Any) -> None:
     )
 
 
-def _new_run(
-    tenant_id: uuid.UUID, definition: WorkflowDefinition, data: Any, origin: Origin, priority: int
+def starting_run(
+    tenant_id: uuid.UUID,
+    definition: WorkflowDefinition,
+    data: Any,
+    origin: Origin,
+    priority: int,
+    *,
+    run_id: uuid.UUID | None = None,
+    parent: tuple[uuid.UUID, str] | None = None,
 ) -> NewRun:
     """The run a trigger starts: its rows as `WorkflowTriggered` folds them, and the tasks of
     the steps that need nothing (and of its deadline); the steps' spans join the trigger's
-    trace."""
-    run_id = uuid.uuid4()
+    trace. `parent`: the run and step that start it as their child."""
+    run_id = run_id or uuid.uuid4()
     payload: dict[str, Any] = {"definition": definition.document(), "input": data}
     if priority:
         payload["priority"] = priority
+    if parent is not None:
+        payload["parent"] = {"run_id": str(parent[0]), "step_id": parent[1]}
     metadata = origin.metadata()
     at = datetime.now(UTC)
     run = new_run(run_id, tenant_id, FoldedEvent(RunEvent.triggered, payload, metadata, 1, at))

@@ -42,7 +42,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from workflow_engine.db import Database
 from workflow_engine.db.database import after_commit, mark_commit
 from workflow_engine.db.sqlite_inline import InlineConnection
-from workflow_engine.engine import queue, store_sqlite
+from workflow_engine.engine import child_runs, queue, store_sqlite
 from workflow_engine.engine.records import RunRecord, StepRecord
 from workflow_engine.engine.run_events import RUN_AGGREGATE, RunEvent
 from workflow_engine.engine.run_fold import FoldedEvent, fold
@@ -199,7 +199,7 @@ class RunStore:
                         if projection.wants(event):
                             await projection.apply(conn, event)
                 mark_commit(conn, APPENDED)
-                if transition.enqueue:
+                if plan.enqueues:
                     mark_commit(conn, queue.TASKS_READY)
                 after_commit(conn, lambda: _count(transition.run, applied))
         return applied
@@ -222,7 +222,7 @@ class _Plan:
     recorded: list[RecordedEvent]  # positions 0 until the database assigns them
     steps: list[StepRecord]  # rows that changed
     logs: list[dict[str, Any]]
-    enqueues: bool
+    enqueues: bool  # tasks are ready after it: enqueued, or a parent step woken
     run_changed: bool  # its row, not counting the version
 
 
@@ -251,7 +251,12 @@ def _plan(t: Transition, at: datetime) -> _Plan:
         # Appending at whatever version the run has reached is only sound for events that
         # change no row (log entries): rows folded from a stale snapshot would undo others'.
         raise ValueError("a transition that changes the run must expect its version")
-    return _Plan(run, after, recorded, steps, logs, bool(t.enqueue), run_changed)
+    # A child run's end makes its parent step's task due, and a parent's failure or cancel
+    # queues its children's cancels (triggers, migration 0021): this process's workers hear
+    # of it as of any task made ready.
+    ended = after.status in RUN_FINISHED and run.status not in RUN_FINISHED
+    links = ended and child_runs.related(after)
+    return _Plan(run, after, recorded, steps, logs, bool(t.enqueue) or links, run_changed)
 
 
 def _document(t: Transition, plan: _Plan, at: datetime) -> str:

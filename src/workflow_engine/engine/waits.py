@@ -1,5 +1,5 @@
 """Steps the engine carries out itself, by waiting durably instead of running a node: `sleep`
-here, `wait.event` (`event_waits`).
+here, `wait.event` (`event_waits`) and `workflow` (`child_runs`).
 
     - id: cool_off
       uses: sleep
@@ -25,10 +25,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from workflow_engine.engine import event_waits
+from workflow_engine.engine import child_runs, event_waits
 
 SLEEP = "sleep"
 WAIT_EVENT = event_waits.WAIT_EVENT
+CHILD = child_runs.WORKFLOW
 MAX_SLEEP = timedelta(days=366)
 _SLEEP_FIELDS = frozenset({"seconds", "until"})
 _NOT_A_TIME = "`until` must be an ISO 8601 time, not {}"
@@ -153,4 +154,5 @@ PRIMITIVES: dict[str, Primitive] = {
     WAIT_EVENT: Primitive(
         event_waits.DESCRIPTION, event_waits.ARGUMENTS, event_waits.argument_problems
     ),
+    CHILD: Primitive(child_runs.DESCRIPTION, child_runs.ARGUMENTS, child_runs.argument_problems),
 }

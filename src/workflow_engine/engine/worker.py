@@ -36,17 +36,25 @@ import structlog
 
 from workflow_engine.db import Database
 from workflow_engine.db.listener import listen
-from workflow_engine.engine import event_waits, expressions, queue, scheduler, waits
+from workflow_engine.engine import child_runs, event_waits, expressions, queue, scheduler, waits
+from workflow_engine.engine.catalog import DefinitionCatalog
 from workflow_engine.engine.definitions import StepDefinition
 from workflow_engine.engine.recorder import RunRecorder
 from workflow_engine.engine.records import RunRecord
 from workflow_engine.engine.run_logs import RunLogBuffer
-from workflow_engine.engine.runs import RUN_CANCELLED, run_context, run_state
+from workflow_engine.engine.runs import (
+    RUN_CANCELLED,
+    Origin,
+    check_input,
+    run_context,
+    run_state,
+    starting_run,
+)
 from workflow_engine.engine.scheduler import StepResult
-from workflow_engine.engine.states import RUN_ACTIVE, StepStatus
+from workflow_engine.engine.states import RUN_ACTIVE, RunStatus, StepStatus
 from workflow_engine.engine.states import Outcome as OutcomeKind
 from workflow_engine.engine.step_runner import StepRunner, failure
-from workflow_engine.errors import InvalidInput
+from workflow_engine.errors import InvalidInput, NotFound
 from workflow_engine.events.signal import Signal
 from workflow_engine.events.storable import check_document
 from workflow_engine.integrations.mcp import MCPClients
@@ -75,14 +83,16 @@ class Worker:
         options: WorkerOptions | None = None,
         *,
         mcp: MCPClients | None = None,
+        catalog: DefinitionCatalog | None = None,
     ) -> None:
         """`mcp`: the MCP sessions nodes use, which the worker closes when it stops (none
-        configured when not given)."""
+        configured when not given); `catalog`: the workflows `workflow` steps start."""
         self.db = db
         self.nodes = nodes
         self.options = options or WorkerOptions()
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self.mcp = mcp if mcp is not None else MCPClients(())
+        self.catalog = catalog
         self.recorder = RunRecorder(
             db, self.owner, self.options.lease, self.options.env, self._room
         )
@@ -210,6 +220,8 @@ class Worker:
                 await self._finish_run(task)
             elif task.step_id == queue.DEADLINE:
                 await self._deadline(task)
+            elif task.step_id == queue.CANCEL:
+                await self._cancel_child(task)
             else:
                 await self._run_step(task, log, started)
         except asyncio.CancelledError:
@@ -274,7 +286,7 @@ class Worker:
         log: Any,
     ) -> None:
         if waits.is_wait(step.uses):
-            await self._begin_wait(task, step, arguments)
+            await self._begin_wait(task, run, step, arguments)
             return
         buffer = RunLogBuffer(log)
         node_context = NodeContext(
@@ -294,12 +306,15 @@ class Worker:
     # --- a durable wait (`waits`) -----------------------------------------------------------
 
     async def _begin_wait(
-        self, task: queue.Task, step: StepDefinition, arguments: dict[str, Any]
+        self, task: queue.Task, run: RunRecord, step: StepDefinition, arguments: dict[str, Any]
     ) -> None:
         """The step's attempt has started: record it waiting and give its task back, due when
         it wakes; a wake time already past completes it now. A `wait.event` step's task is
         due at once: its first check (`_check_event`) finds an event that came already, or
         arms the wait."""
+        if step.uses == waits.CHILD:
+            await self._start_child(task, run, arguments)
+            return
         if step.uses == waits.WAIT_EVENT:
             try:
                 wait = event_waits.parse(arguments)
@@ -335,6 +350,9 @@ class Worker:
         if step.uses == waits.WAIT_EVENT:
             await self._check_event(task, run, step)
             return
+        if step.uses == waits.CHILD:
+            await self._check_child(task)
+            return
         until = run.step(task.step_id).next_attempt_at
         assert until is not None  # a waiting step always has its wake time
         await self._record(task, _woken(until))
@@ -364,6 +382,55 @@ class Worker:
                     f"within {wait.timeout or 0:g} s"
                 )
                 await self._record(task, failure("timeout", message, retryable=True))
+
+    async def _start_child(
+        self, task: queue.Task, run: RunRecord, arguments: dict[str, Any]
+    ) -> None:
+        """Start the attempt's child run (unless an earlier try of it did), then wait for it:
+        the step's task is due at once, and its check puts it back until the child ends."""
+        try:
+            call = child_runs.parse(arguments)
+            if self.catalog is None:
+                raise child_runs.ChildArgumentError("this worker was started without workflows")
+            definition = self.catalog.get(call.name, call.version)
+            check_document("data", call.data)
+            check_input(definition, call.data)
+        except (child_runs.ChildArgumentError, NotFound, InvalidInput) as exc:
+            await self._record(task, failure("bad_arguments", _problem_text(exc), retryable=False))
+            return
+        child = child_runs.child_id(task)
+        origin = Origin(f"run:{run.id}", task.correlation_id, "worker")
+        new = starting_run(run.tenant_id, definition, call.data, origin, task.priority,
+                           run_id=child, parent=(run.id, task.step_id))  # fmt: skip
+        async with self.db.tenant_transaction(run.tenant_id) as conn:
+            started = await child_runs.exists(conn, child)
+            too_deep = not started and await child_runs.depth(conn, run) >= child_runs.MAX_DEPTH
+            if not started and not too_deep:
+                await self.recorder.store.start(conn, new)
+        if too_deep:
+            message = f"children nest at most {child_runs.MAX_DEPTH} deep"
+            await self._record(task, failure("bad_arguments", message, retryable=False))
+            return
+        detail = {"child_run_id": str(child)}
+        answer = await self.recorder.wait(task, None, due=datetime.now(UTC), detail=detail)
+        if answer == "inactive":
+            await self._record(task, StepResult(OutcomeKind.cancelled))
+
+    async def _check_child(self, task: queue.Task) -> None:
+        async with self.db.transaction() as conn:
+            ended = await child_runs.check(conn, task)
+        if ended is None:
+            return  # the child goes on; its end wakes the step
+        child = child_runs.child_id(task)
+        if ended.status == RunStatus.completed:
+            await self._record(task, StepResult(OutcomeKind.completed, output=ended.output))
+            return
+        reason = (ended.error or {}).get("message", ended.status)
+        message = f"child run {child} {ended.status}: {reason}"
+        error_class = "child_failed" if ended.status == RunStatus.failed else "child_cancelled"
+        await self._record(
+            task, failure(error_class, message, retryable=error_class == "child_failed")
+        )
 
     async def _evaluate(self, value: Any, context: Mapping[str, Any]) -> Any:
         """Expressions that may be costly (loops, filters) run in a thread, templates with
@@ -407,7 +474,7 @@ class Worker:
         """The task's handling failed unexpectedly `MAX_CLAIMS` times (logged each time): fail
         the step, or for a run-level task the run, rather than retry forever."""
         message = f"the engine failed to handle this task {queue.MAX_CLAIMS} times; see the logs"
-        if task.step_id not in (queue.FINISH, queue.DEADLINE):
+        if task.step_id not in queue.RUN_LEVEL_TASKS:
             await self._record(task, failure("internal", message, False))
             return
         await self.recorder.fail(
@@ -432,11 +499,25 @@ class Worker:
             return
         await self.recorder.finish(task, output)
 
+    async def _cancel_child(self, task: queue.Task) -> None:
+        run = await self.recorder.known(task)
+        if run is None:
+            await self.recorder.drop(task)
+            return
+        await self.recorder.cancel(task, f"run:{run.parent_run_id}")
+
     async def _deadline(self, task: queue.Task) -> None:
         run = await self.recorder.known(task)
         timeout = self.recorder.definition(run).timeout if run is not None else None
         message = f"the run took longer than {timeout or 0:g} s"
         await self.recorder.fail(task, {"class": "timeout", "message": message, "retryable": False})
+
+
+def _problem_text(exc: Exception) -> str:
+    """An error's message, with the entries of a 422 (what the child's input lacks)."""
+    errors = getattr(exc, "errors", None) or []
+    details = "; ".join(f"{'.'.join(map(str, e['loc'][2:])) or 'data'}: {e['msg']}" for e in errors)
+    return f"{exc}: {details}" if details else str(exc)
 
 
 def _woken(until: datetime) -> StepResult:

@@ -9,6 +9,7 @@ SYSTEM_AGGREGATE_TYPES = frozenset(
         "api_keys",
         "audit",
         "runs",
+        "schedules",
         "services",
         "steps",
         "tenants",

@@ -1,0 +1,1 @@
+"""Schedules: workflows started on a cron expression or an interval."""

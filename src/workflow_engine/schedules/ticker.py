@@ -1,0 +1,140 @@
+"""Firing schedules: every server process looks for due ticks and starts their runs.
+
+Each schedule with a tick due is fired in a transaction of its own that locks its row (on
+PostgreSQL `FOR UPDATE SKIP LOCKED`: processes pass over each other's; SQLite runs one writer
+at a time), starts one run per tick to fire (`timing.due`) and moves `next_fire_at` on before
+it commits. A process that finds the row moved on, or locked, fires nothing: each tick starts
+exactly one run however many processes look, and a crash mid-fire rolls back both.
+
+The runs are started as by the API, with the schedule as their actor (`schedule:<id>`) and
+source `schedule`, and `schedule_id` and `scheduled_for` (the tick) in their
+`WorkflowTriggered` metadata. A template that no longer exists, or input it no longer accepts,
+fails the tick: a `ScheduleTickFailed` event says why and the schedule moves on. Skipped
+missed ticks are recorded as `ScheduleTicksMissed`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import uuid
+from collections.abc import Mapping
+from datetime import UTC, datetime
+
+import structlog
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from workflow_engine.auth.audit import RequestOrigin, record
+from workflow_engine.bootstrap.core_services import DatabaseService
+from workflow_engine.bootstrap.engine_services import WorkflowCatalogService
+from workflow_engine.bootstrap.lifecycle import Health
+from workflow_engine.engine.runs import Origin, check_input, starting_run
+from workflow_engine.engine.store import RunStore
+from workflow_engine.errors import InvalidInput, NotFound
+from workflow_engine.schedules import store
+from workflow_engine.schedules.service import AGGREGATE
+from workflow_engine.schedules.store import Schedule
+from workflow_engine.schedules.timing import CatchUp, due
+
+logger = structlog.get_logger(__name__)
+
+POLL = 1.0  # seconds between looks when no tick is known to come sooner
+# Schedules fired in one look; the rest wait for the next (a second later at most).
+PER_LOOK = 200
+_NO_REQUEST = RequestOrigin(client_address=None, correlation_id=None)
+
+
+class ScheduleTicker:
+    """A lifecycle service: the look-fire-sleep loop of this process."""
+
+    def __init__(self, database: DatabaseService, workflows: WorkflowCatalogService) -> None:
+        self._database = database
+        self._workflows = workflows
+        self._stopping = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._last_error: str | None = None
+
+    async def start(self) -> None:
+        self._stopping.clear()
+        self._task = asyncio.create_task(self._loop(), name="schedule-ticker")
+
+    async def stop(self) -> None:
+        self._stopping.set()
+        if self._task is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def check_health(self) -> Health:
+        if self._task is None or self._task.done():
+            return Health.down("not running")
+        if self._last_error is not None:
+            return Health.degraded(self._last_error)
+        return Health.ok()
+
+    async def _loop(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                wait = await self.look()
+                self._last_error = None
+            except Exception as exc:  # the database is away: health says so; look again
+                self._last_error = f"firing schedules failed: {type(exc).__name__}"
+                logger.warning("firing schedules failed", error=type(exc).__name__)
+                wait = POLL
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), wait)
+
+    async def look(self) -> float:
+        """Fire what is due now; returns how long to sleep before looking again."""
+        db = self._database.database
+        runs = RunStore(db)
+        for _ in range(PER_LOOK):
+            async with db.transaction() as conn:
+                found = await store.due(conn, datetime.now(UTC), limit=1)
+                if not found:
+                    break
+                await self._fire(conn, runs, found[0])
+        async with db.read() as conn:
+            upcoming = await store.next_due(conn)
+        if upcoming is None:
+            return POLL
+        return max(0.0, min(POLL, (upcoming - datetime.now(UTC)).total_seconds()))
+
+    async def _fire(self, conn: AsyncConnection, runs: RunStore, schedule: Schedule) -> None:
+        assert schedule.next_fire_at is not None
+        now = datetime.now(UTC)
+        ticks = due(schedule.timing, schedule.next_fire_at, now, schedule.catch_up)
+        moved: dict[str, object] = {"next_fire_at": ticks.next_fire_at}
+        if ticks.missed and schedule.catch_up is CatchUp.skip:
+            missed = {"missed": ticks.missed, "catch_up": schedule.catch_up.value}
+            await _record(conn, schedule, "ScheduleTicksMissed", missed)
+        if ticks.fire:
+            try:
+                definition = self._workflows.catalog.get(
+                    schedule.workflow_name, schedule.workflow_version
+                )
+                check_input(definition, schedule.data)
+            except (NotFound, InvalidInput) as exc:
+                failed = {"scheduled_for": ticks.fire[-1].isoformat(), "reason": str(exc)}
+                await _record(conn, schedule, "ScheduleTickFailed", failed)
+            else:
+                for tick in ticks.fire:
+                    origin = Origin(f"schedule:{schedule.id}", str(uuid.uuid4()), "schedule")
+                    new = starting_run(schedule.tenant_id, definition, schedule.data, origin,
+                                       schedule.priority)  # fmt: skip
+                    new.metadata.update(schedule_id=str(schedule.id),
+                                        scheduled_for=tick.isoformat())  # fmt: skip
+                    await runs.start(conn, new)
+                    moved["last_run_id"] = new.run.id
+            moved["last_fired_at"] = ticks.fire[-1]
+        await store.change(conn, schedule.id, moved)
+
+
+async def _record(
+    conn: AsyncConnection, schedule: Schedule, event_type: str, data: Mapping[str, object]
+) -> None:
+    await record(
+        conn, tenant_id=schedule.tenant_id, aggregate_type=AGGREGATE,
+        aggregate_id=str(schedule.id), event_type=event_type,
+        actor=f"schedule:{schedule.id}", origin=_NO_REQUEST, data={"name": schedule.name, **data},
+    )  # fmt: skip
