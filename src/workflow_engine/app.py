@@ -139,7 +139,7 @@ def core_services(
     )
     builder.add_service(
         "schedules",
-        ScheduleTicker(database, catalog),
+        ScheduleTicker(database, catalog, capped=settings.max_running_per_tenant is not None),
         depends_on=["events", "migrations", "workflows"],
     )
     if settings.worker_enabled:

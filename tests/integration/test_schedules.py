@@ -4,6 +4,7 @@ PostgreSQL, through the API — and each tick starting one run however many serv
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections import Counter
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -17,6 +18,7 @@ import pytest
 
 from tests.integration.conftest import Accounts, build_app, running
 from workflow_engine.auth.permissions import Role
+from workflow_engine.db.tables import schedules
 
 WORKFLOWS = [
     {"name": "ping", "input_schema": {"type": "object", "required": ["who"]},
@@ -166,3 +168,38 @@ async def test_schedules_are_the_tenants_own(api: Api) -> None:
     assert (await client.patch(url, headers=other, json={"paused": False})).status_code == 404
     assert (await client.delete(url, headers=other)).status_code == 404
     assert (await client.get("/api/v1/schedules", headers=other)).json()["items"] == []
+
+
+async def test_ticks_missed_while_down_follow_the_catch_up_policy(api: Api) -> None:
+    """Two hourly schedules whose next tick is three hours and a bit behind, as after a server
+    that was down: `skip` starts nothing and records the missed ticks, `run_once` starts one
+    run, for the last missed tick; both go on at the next tick from now."""
+    client = api.client
+    db = api.accounts.db
+    now = datetime.now(UTC)
+    behind = now - timedelta(hours=3, minutes=10)
+    ids = {}
+    for policy in ("skip", "run_once"):
+        body = {"name": f"hourly-{policy}", "workflow_name": "ping", "data": {"who": policy},
+                "interval_seconds": 3600, "start_at": behind.isoformat(), "catch_up": policy,
+                "paused": True}  # fmt: skip
+        created = await client.post("/api/v1/schedules", headers=api.operator, json=body)
+        ids[policy] = created.json()["id"]
+    async with db.transaction() as conn:  # the ticks the servers missed while down
+        await conn.execute(
+            schedules.update().where(schedules.c.id.in_([uuid.UUID(i) for i in ids.values()]))
+            .values(paused=False, next_fire_at=behind)
+        )  # fmt: skip
+    async with asyncio.timeout(15):
+        while True:
+            views = [(await client.get(f"/api/v1/schedules/{i}", headers=api.viewer)).json()
+                     for i in ids.values()]  # fmt: skip
+            if all(datetime.fromisoformat(v["next_fire_times"][0]) > now for v in views):
+                break
+            await asyncio.sleep(0.1)
+    assert await _scheduled_runs(client, api.admin, ids["skip"]) == []
+    [once] = await _scheduled_runs(client, api.admin, ids["run_once"])
+    assert datetime.fromisoformat(once["metadata"]["scheduled_for"]) == behind + timedelta(hours=3)
+    events = (await client.get(f"/api/v1/events/{ids['skip']}", headers=api.viewer)).json()
+    [missed] = [e for e in events["items"] if e["event_type"] == "ScheduleTicksMissed"]
+    assert missed["data"]["missed"] == 4  # behind, +1 h, +2 h, +3 h

@@ -75,6 +75,13 @@ SAMPLES: dict[str, tuple[Any, str, Any, Any]] = {
     "worker_enabled": (False, "true", False, True),
     "worker_concurrency": (4, "8", 4, 8),
     "worker_lease_seconds": (5, "2.5", 5.0, 2.5),
+    "max_running_per_tenant": (10, "3", 10, 3),
+    "tenant_weights": (
+        {"acme": 3},
+        '{"acme": 2, "globex": 5}',
+        {"acme": 3},
+        {"acme": 2, "globex": 5},
+    ),
     "workflow_env": (["REGION"], "REGION, TIER", ["REGION"], ["REGION", "TIER"]),
     "http_allowed_hosts": (
         ["api.example.com"],
@@ -186,6 +193,9 @@ def _value(settings: Settings, field: str) -> Any:
 
 
 def _toml(section: str, key: str, value: Any) -> str:
+    if isinstance(value, dict) and not all(isinstance(v, dict) for v in value.values()):
+        inline = ", ".join(f'"{name}" = {v}' for name, v in value.items())
+        return f"[{section}]\n{key} = {{ {inline} }}\n"
     if isinstance(value, dict):  # nested tables: [section.key."name"]
         return "".join(
             f'[{section}.{key}."{name}"]\n' + "".join(f"{k} = {v}\n" for k, v in table.items())

@@ -88,3 +88,10 @@ def test_a_schedule_far_behind_resumes_near_now() -> None:
     assert ticks.fire == []
     assert ticks.next_fire_at is not None
     assert now - timedelta(seconds=2) <= ticks.next_fire_at <= now
+
+
+def test_a_long_interval_moves_on_by_a_microsecond() -> None:
+    hourly = _every(3600, start_at=T0)
+    assert hourly.after(T0) == T0 + timedelta(hours=1)
+    ticks = due(hourly, T0, T0 + timedelta(hours=3, minutes=10), CatchUp.run_once)
+    assert (ticks.fire, ticks.missed) == ([T0 + timedelta(hours=3)], 4)

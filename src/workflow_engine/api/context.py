@@ -101,6 +101,7 @@ async def get_runs(request: Request) -> RunService:
     return RunService(
         context.service("database", DatabaseService).database,
         context.service("workflows", WorkflowCatalogService).catalog,
+        capped=context.settings.max_running_per_tenant is not None,
     )
 
 

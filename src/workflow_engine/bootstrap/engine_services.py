@@ -33,6 +33,8 @@ def worker_options(settings: Settings) -> WorkerOptions:
             llm=llm_settings(settings),
         ),
         env={name: os.environ[name] for name in settings.workflow_env if name in os.environ},
+        max_running_per_tenant=settings.max_running_per_tenant,
+        tenant_weights=dict(settings.tenant_weights),
     )
 
 

@@ -62,6 +62,8 @@ TOML_KEYS: dict[tuple[str, str], str] = {
     ("worker", "enabled"): "worker_enabled",
     ("worker", "concurrency"): "worker_concurrency",
     ("worker", "lease_seconds"): "worker_lease_seconds",
+    ("worker", "max_running_per_tenant"): "max_running_per_tenant",
+    ("worker", "tenant_weights"): "tenant_weights",
     ("workflows", "env"): "workflow_env",
     ("http", "allowed_hosts"): "http_allowed_hosts",
     ("http", "max_response_bytes"): "http_max_response_bytes",

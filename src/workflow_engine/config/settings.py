@@ -196,6 +196,14 @@ class Settings(BaseSettings):
     worker_lease_seconds: float = Field(
         30.0, ge=2, le=3600, description="How long a claimed step stays a worker's unheard."
     )
+    max_running_per_tenant: int | None = Field(
+        None, ge=1, le=1_000_000,
+        description="Runs of one tenant under way at once; the rest wait queued. None: no cap.",
+    )  # fmt: skip
+    tenant_weights: dict[str, int] = Field(
+        default_factory=dict,
+        description="Tenant name to its share of claims (1-100; others have 1), as JSON.",
+    )
     http_allowed_hosts: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
         description="Hosts the http.request node may call: names, *.example.com, or *.",
@@ -351,6 +359,24 @@ class Settings(BaseSettings):
                     'expected JSON like {"my-model": {"input_per_million": 0.5, '
                     '"output_per_million": 1.5}}'
                 ) from None
+        return value
+
+    @field_validator("tenant_weights", mode="before")
+    @classmethod
+    def _parse_weights(cls, value: object) -> object:
+        if isinstance(value, str):  # from the environment: JSON
+            try:
+                return json.loads(value) if value.strip() else {}
+            except ValueError:
+                raise ValueError('expected JSON like {"acme": 3, "globex": 2}') from None
+        return value
+
+    @field_validator("tenant_weights")
+    @classmethod
+    def _check_weights(cls, value: dict[str, int]) -> dict[str, int]:
+        for name, weight in value.items():
+            if not 1 <= weight <= 100:
+                raise ValueError(f"the weight of {name!r} must be from 1 to 100, not {weight}")
         return value
 
     @field_validator("rate_limit_endpoints", mode="before")

@@ -212,6 +212,8 @@ workflow_runs = Table(
     # A child run's parent: the run and the `workflow` step that started it.
     Column("parent_run_id", Uuid(), nullable=True),
     Column("parent_step_id", String(64), nullable=True),
+    # Under a limit: started through admission (engine/admission.py).
+    Column("gated", Boolean(), nullable=False, server_default="0"),
 )
 
 step_runs = Table(
@@ -247,6 +249,8 @@ tenant_turns = Table(
     metadata,
     Column("tenant_id", Uuid(), primary_key=True),
     Column("last_claimed_at", UTCDateTime(), nullable=False),
+    Column("weight", Integer(), nullable=False, server_default="1"),  # TENANT_WEIGHTS
+    Column("taken", Integer(), nullable=False, server_default="0"),  # this round, of `weight`
 )
 
 # Schedules (schedules/store.py): a workflow started on a cron expression or an interval.
@@ -275,6 +279,21 @@ schedules = Table(
     Column("created_at", UTCDateTime(), nullable=False),
     Column("updated_at", UTCDateTime(), nullable=False),
     UniqueConstraint("tenant_id", "name"),
+)
+
+# Runs under a limit (engine/admission.py): waiting for a slot, then holding it until they end.
+run_admissions = Table(
+    "run_admissions",
+    metadata,
+    Column("run_id", Uuid(), primary_key=True),
+    Column("tenant_id", Uuid(), nullable=False),
+    Column("workflow_name", String(64), nullable=False),
+    Column("concurrency_key", String(200), nullable=False),
+    Column("concurrency_limit", Integer(), nullable=True),
+    Column("counts_toward_cap", Boolean(), nullable=False),
+    Column("admitted", Boolean(), nullable=False),
+    Column("priority", Integer(), nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
 )
 
 # `wait.event` steps (engine/event_waits.py): armed while waiting, then the event each took.

@@ -60,6 +60,17 @@ class StepDefinition(BaseModel):
     run_if_needs_skipped: bool = False
 
 
+class Concurrency(BaseModel):
+    """At most `limit` runs of the workflow at once in a tenant — per value of `key` (an
+    expression of the input, e.g. `{{ input.ticket_id }}`) when given; the others wait
+    queued, oldest first."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    limit: int = Field(1, ge=1, le=10_000)
+    key: str | None = Field(None, max_length=1000, description="An expression of `input`.")
+
+
 class WorkflowDefinition(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -70,6 +81,7 @@ class WorkflowDefinition(BaseModel):
     steps: list[StepDefinition] = Field(min_length=1, max_length=MAX_STEPS)
     output: Any = None
     timeout: float | None = Field(None, gt=0, le=7 * 86400, description="Seconds per run.")
+    concurrency: Concurrency | None = None
 
     def step(self, step_id: str) -> StepDefinition:
         for step in self.steps:

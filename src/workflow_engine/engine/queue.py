@@ -17,17 +17,20 @@ output, `:deadline` enforces its timeout). Guarantees:
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections import Counter
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import structlog
 from sqlalchemy import (
     Integer,
     Interval,
     String,
     and_,
     bindparam,
+    case,
     delete,
     func,
     literal,
@@ -40,14 +43,15 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.elements import ColumnElement
 
 from workflow_engine.db.database import announce
-from workflow_engine.db.tables import tasks, tenant_turns
+from workflow_engine.db.tables import tasks, tenant_turns, tenants
 from workflow_engine.db.types import UTCDateTime
 from workflow_engine.db.upsert import upsert
 
 FINISH = ":finish"
 DEADLINE = ":deadline"
 CANCEL = ":cancel"  # cancel the run: its parent ended (queued by a trigger, migration 0021)
-RUN_LEVEL_TASKS = (FINISH, DEADLINE, CANCEL)
+ADMIT = ":admit"  # start the run once a limit lets it (engine/admission.py)
+RUN_LEVEL_TASKS = (FINISH, DEADLINE, CANCEL, ADMIT)
 # When a task that waits for something other than time is due: never, short of a wake-up.
 NEVER = datetime(9999, 1, 1, tzinfo=UTC)
 # What a transaction that made tasks ready marks itself with (`Database.on_commit`), and the
@@ -59,6 +63,8 @@ MAX_CLAIMS = 5
 # A run's `:finish` and `:deadline` go before every step, whatever the runs' priorities
 # (which the API keeps within ±100): a run's end must not wait behind other runs' work.
 RUN_LEVEL_PRIORITY = 1000
+
+logger = structlog.get_logger(__name__)
 
 
 @dataclass(frozen=True)
@@ -185,10 +191,11 @@ async def claim(conn: AsyncConnection, owner: str, limit: int, lease: timedelta)
         params.update(now=moment, expiry=moment + lease)
     result = await conn.execute(_claim_statement(conn), params)
     claimed = [Task(**row._mapping) for row in result]
-    served = sorted({task.tenant_id for task in claimed})  # in order: no deadlock between claims
+    served = Counter(task.tenant_id for task in claimed)
     if served:
         at = datetime.now(UTC)
-        turns = [{"tenant_id": tenant, "last_claimed_at": at} for tenant in served]
+        turns = [{"tenant_id": tenant, "last_claimed_at": at, "taken_now": served[tenant]}
+                 for tenant in sorted(served)]  # in order: no deadlock between claims  # fmt: skip
         await conn.execute(_turns_statement(conn), turns)
     return claimed
 
@@ -228,7 +235,10 @@ def _claim_statement(conn: AsyncConnection) -> Any:
             .join(turns, turns.c.id == tasks.c.id)
             .outerjoin(tenant_turns, tenant_turns.c.tenant_id == turns.c.tenant_id)
             .order_by(
-                turns.c.turn,
+                # A tenant of weight w has w tasks in each round (TENANT_WEIGHTS), less those
+                # it took in the round since its place in it last moved.
+                (turns.c.turn - 1 + func.coalesce(tenant_turns.c.taken, 0))
+                // func.coalesce(tenant_turns.c.weight, 1),
                 tenant_turns.c.last_claimed_at.asc().nulls_first(),
                 turns.c.priority.desc(),
                 turns.c.available_at,
@@ -250,12 +260,49 @@ def _claim_statement(conn: AsyncConnection) -> Any:
 def _turns_statement(conn: AsyncConnection) -> Any:
     found = _TURNS.get(conn.dialect.name)
     if found is None:
-        stmt = upsert(conn, tenant_turns)
+        # A tenant's place in the round moves once it has taken its weight's worth of tasks.
+        taken = tenant_turns.c.taken + bindparam("taken_now", type_=Integer())
+        stmt = upsert(conn, tenant_turns).values(
+            tenant_id=bindparam("tenant_id", type_=tenant_turns.c.tenant_id.type),
+            last_claimed_at=bindparam("last_claimed_at", type_=UTCDateTime()),
+            taken=0,
+        )
         found = _TURNS[conn.dialect.name] = stmt.on_conflict_do_update(
             index_elements=[tenant_turns.c.tenant_id],
-            set_={"last_claimed_at": stmt.excluded.last_claimed_at},
+            set_={
+                "last_claimed_at": case(
+                    (taken >= tenant_turns.c.weight, stmt.excluded.last_claimed_at),
+                    else_=tenant_turns.c.last_claimed_at,
+                ),
+                "taken": taken % tenant_turns.c.weight,
+            },
         )
     return found
+
+
+async def weigh_tenants(conn: AsyncConnection, weights: Mapping[str, int]) -> None:
+    """Give each tenant named in `weights` its weight in the claims' rounds, and every other
+    tenant 1 (TENANT_WEIGHTS). Names of no tenant are logged and passed over."""
+    await conn.execute(update(tenant_turns).where(tenant_turns.c.weight != 1).values(weight=1))
+    if not weights:
+        return
+    found = await conn.execute(
+        select(tenants.c.id, tenants.c.name).where(tenants.c.name.in_(list(weights)))
+    )
+    known = {row.name: row.id for row in found}
+    unknown = sorted(set(weights) - set(known))
+    if unknown:
+        logger.warning("TENANT_WEIGHTS names tenants that do not exist", tenants=unknown)
+    if not known:
+        return
+    never = datetime(1970, 1, 1, tzinfo=UTC)  # a tenant not served yet goes first, as without a row
+    stmt = upsert(conn, tenant_turns)
+    await conn.execute(
+        stmt.values([{"tenant_id": tenant_id, "last_claimed_at": never, "weight": weights[name]}
+                     for name, tenant_id in known.items()])
+        .on_conflict_do_update(index_elements=[tenant_turns.c.tenant_id],
+                               set_={"weight": stmt.excluded.weight})
+    )  # fmt: skip
 
 
 async def renew(conn: AsyncConnection, task_id: uuid.UUID, owner: str, lease: timedelta) -> bool:

@@ -43,6 +43,7 @@ class RunRecord:
     steps: tuple[StepRecord, ...] = ()
     parent_run_id: uuid.UUID | None = None  # a child run's parent run and step
     parent_step_id: str | None = None
+    gated: bool = False  # started through admission (a limit applies to it)
 
     def step(self, step_id: str) -> StepRecord:
         for step in self.steps:

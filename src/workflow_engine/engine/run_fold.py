@@ -51,7 +51,7 @@ def new_run(run_id: uuid.UUID, tenant_id: uuid.UUID, event: FoldedEvent) -> RunR
         created_at=event.recorded_at, started_at=None, finished_at=None,
         updated_at=event.recorded_at, version=event.version, steps=steps,
         parent_run_id=uuid.UUID(parent["run_id"]) if parent else None,
-        parent_step_id=parent.get("step_id"),
+        parent_step_id=parent.get("step_id"), gated=bool(event.data.get("gated")),
     )  # fmt: skip
 
 

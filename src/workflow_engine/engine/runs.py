@@ -24,7 +24,7 @@ from workflow_engine.db import Database
 from workflow_engine.db.database import mark_commit
 from workflow_engine.db.single_statement import JsonPage
 from workflow_engine.db.tables import workflow_runs
-from workflow_engine.engine import child_runs, queue, run_reads, scheduler
+from workflow_engine.engine import admission, child_runs, queue, run_reads, scheduler
 from workflow_engine.engine.catalog import DefinitionCatalog
 from workflow_engine.engine.definitions import WorkflowDefinition
 from workflow_engine.engine.records import RunRecord
@@ -58,9 +58,11 @@ class Origin:
 
 
 class RunService:
-    def __init__(self, db: Database, catalog: DefinitionCatalog) -> None:
+    def __init__(self, db: Database, catalog: DefinitionCatalog, *, capped: bool = False) -> None:
+        """`capped`: `MAX_RUNNING_PER_TENANT` is set (runs start through admission)."""
         self.db = db
         self.catalog = catalog
+        self.capped = capped
         self.store = RunStore(db)
 
     async def trigger(
@@ -79,7 +81,8 @@ class RunService:
         definition = self.catalog.get(workflow_name, version)
         check_document("data", data)  # before hashing: NaN or a lone surrogate cannot be hashed
         check_input(definition, data)
-        new = starting_run(tenant_id, definition, data, origin, priority)
+        gated = admission.gated(definition, capped=self.capped, child=False)
+        new = starting_run(tenant_id, definition, data, origin, priority, gated=gated)
         new.idempotency_key = idempotency_key
         new.request_hash = _request_hash(workflow_name, version, data, priority)
         async with self.db.tenant_transaction(tenant_id) as conn:
@@ -251,25 +254,29 @@ def starting_run(
     *,
     run_id: uuid.UUID | None = None,
     parent: tuple[uuid.UUID, str] | None = None,
+    gated: bool = False,
 ) -> NewRun:
     """The run a trigger starts: its rows as `WorkflowTriggered` folds them, and the tasks of
     the steps that need nothing (and of its deadline); the steps' spans join the trigger's
-    trace. `parent`: the run and step that start it as their child."""
+    trace. `parent`: the run and step that start it as their child. `gated`: a limit applies
+    to it, and its first task is its admission (`engine/admission.py`) instead."""
     run_id = run_id or uuid.uuid4()
     payload: dict[str, Any] = {"definition": definition.document(), "input": data}
     if priority:
         payload["priority"] = priority
     if parent is not None:
         payload["parent"] = {"run_id": str(parent[0]), "step_id": parent[1]}
+    if gated:
+        payload["gated"] = True
     metadata = origin.metadata()
     at = datetime.now(UTC)
     run = new_run(run_id, tenant_id, FoldedEvent(RunEvent.triggered, payload, metadata, 1, at))
     trace_context = tracing.inject()
+    starts = [queue.ADMIT] if gated else [step.id for step in definition.steps if not step.needs]
     first = [
-        queue.NewTask(tenant_id, run_id, step.id, correlation_id=origin.correlation_id,
+        queue.NewTask(tenant_id, run_id, step_id, correlation_id=origin.correlation_id,
                       trace_context=trace_context, priority=priority)
-        for step in definition.steps
-        if not step.needs
+        for step_id in starts
     ]  # fmt: skip
     if definition.timeout is not None:
         deadline = at + timedelta(seconds=definition.timeout)

@@ -251,11 +251,11 @@ def _plan(t: Transition, at: datetime) -> _Plan:
         # Appending at whatever version the run has reached is only sound for events that
         # change no row (log entries): rows folded from a stale snapshot would undo others'.
         raise ValueError("a transition that changes the run must expect its version")
-    # A child run's end makes its parent step's task due, and a parent's failure or cancel
-    # queues its children's cancels (triggers, migration 0021): this process's workers hear
-    # of it as of any task made ready.
+    # A child run's end makes its parent step's task due, a parent's failure or cancel queues
+    # its children's cancels (triggers, migration 0021), a gated run's end wakes an admission
+    # (0023): this process's workers hear of it as of any task made ready.
     ended = after.status in RUN_FINISHED and run.status not in RUN_FINISHED
-    links = ended and child_runs.related(after)
+    links = ended and (after.gated or child_runs.related(after))
     return _Plan(run, after, recorded, steps, logs, bool(t.enqueue) or links, run_changed)
 
 

@@ -36,7 +36,15 @@ import structlog
 
 from workflow_engine.db import Database
 from workflow_engine.db.listener import listen
-from workflow_engine.engine import child_runs, event_waits, expressions, queue, scheduler, waits
+from workflow_engine.engine import (
+    admission,
+    child_runs,
+    event_waits,
+    expressions,
+    queue,
+    scheduler,
+    waits,
+)
 from workflow_engine.engine.catalog import DefinitionCatalog
 from workflow_engine.engine.definitions import StepDefinition
 from workflow_engine.engine.recorder import RunRecorder
@@ -73,6 +81,8 @@ class WorkerOptions:
     expression_timeout: float = expressions.DEFAULT_TIMEOUT
     node_settings: NodeSettings = field(default_factory=NodeSettings)
     env: Mapping[str, str] = field(default_factory=dict)  # what expressions see as `env`
+    max_running_per_tenant: int | None = None  # MAX_RUNNING_PER_TENANT (engine/admission.py)
+    tenant_weights: Mapping[str, int] = field(default_factory=dict)  # TENANT_WEIGHTS, by name
 
 
 class Worker:
@@ -107,6 +117,8 @@ class Worker:
         self._listener: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
+        async with self.db.transaction() as conn:
+            await queue.weigh_tenants(conn, self.options.tenant_weights)
         self.db.on_commit(queue.TASKS_READY, self._wake.fire)
         self.db.on_commit(RUN_CANCELLED, self._cancel_check.fire)
         self._loop_task = asyncio.create_task(self._claim_loop(), name="worker-claims")
@@ -222,6 +234,8 @@ class Worker:
                 await self._deadline(task)
             elif task.step_id == queue.CANCEL:
                 await self._cancel_child(task)
+            elif task.step_id == queue.ADMIT:
+                await self._admit(task)
             else:
                 await self._run_step(task, log, started)
         except asyncio.CancelledError:
@@ -400,8 +414,9 @@ class Worker:
             return
         child = child_runs.child_id(task)
         origin = Origin(f"run:{run.id}", task.correlation_id, "worker")
+        gated = admission.gated(definition, capped=False, child=True)
         new = starting_run(run.tenant_id, definition, call.data, origin, task.priority,
-                           run_id=child, parent=(run.id, task.step_id))  # fmt: skip
+                           run_id=child, parent=(run.id, task.step_id), gated=gated)  # fmt: skip
         async with self.db.tenant_transaction(run.tenant_id) as conn:
             started = await child_runs.exists(conn, child)
             too_deep = not started and await child_runs.depth(conn, run) >= child_runs.MAX_DEPTH
@@ -498,6 +513,35 @@ class Worker:
             await self.recorder.fail(task, error)
             return
         await self.recorder.finish(task, output)
+
+    async def _admit(self, task: queue.Task) -> None:
+        """Admit the task's run, and whatever else of its tenant fits, once its limits let it
+        (`admission`); until then its task is parked."""
+        run = await self.recorder.known(task)
+        if run is None or run.status not in RUN_ACTIVE:
+            await self.recorder.drop(task)
+            return
+        definition = self.recorder.definition(run)
+        key, limit = "", None
+        if definition.concurrency is not None:
+            limit = definition.concurrency.limit
+            if definition.concurrency.key is not None:
+                try:
+                    value = await self._evaluate(definition.concurrency.key,
+                                                 run_context(run, self.options.env))  # fmt: skip
+                except expressions.ExpressionError as exc:
+                    error = {"class": "expression", "message": f"concurrency key: {exc}",
+                             "retryable": False}  # fmt: skip
+                    await self.recorder.fail(task, error)
+                    return
+                key = str(value)[: admission.MAX_KEY]
+        child = run.parent_run_id is not None
+        waiting = admission.Waiting(
+            run.id, run.tenant_id, run.workflow_name, key, limit,
+            counts_toward_cap=not child, priority=task.priority, created_at=run.created_at,
+        )  # fmt: skip
+        async with self.db.transaction() as conn:
+            await admission.admit(conn, task, waiting, self.options.max_running_per_tenant)
 
     async def _cancel_child(self, task: queue.Task) -> None:
         run = await self.recorder.known(task)

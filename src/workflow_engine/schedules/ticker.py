@@ -28,6 +28,7 @@ from workflow_engine.auth.audit import RequestOrigin, record
 from workflow_engine.bootstrap.core_services import DatabaseService
 from workflow_engine.bootstrap.engine_services import WorkflowCatalogService
 from workflow_engine.bootstrap.lifecycle import Health
+from workflow_engine.engine import admission
 from workflow_engine.engine.runs import Origin, check_input, starting_run
 from workflow_engine.engine.store import RunStore
 from workflow_engine.errors import InvalidInput, NotFound
@@ -47,9 +48,13 @@ _NO_REQUEST = RequestOrigin(client_address=None, correlation_id=None)
 class ScheduleTicker:
     """A lifecycle service: the look-fire-sleep loop of this process."""
 
-    def __init__(self, database: DatabaseService, workflows: WorkflowCatalogService) -> None:
+    def __init__(
+        self, database: DatabaseService, workflows: WorkflowCatalogService, *, capped: bool = False
+    ) -> None:
+        """`capped`: `MAX_RUNNING_PER_TENANT` is set (runs start through admission)."""
         self._database = database
         self._workflows = workflows
+        self._capped = capped
         self._stopping = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._last_error: str | None = None
@@ -118,10 +123,11 @@ class ScheduleTicker:
                 failed = {"scheduled_for": ticks.fire[-1].isoformat(), "reason": str(exc)}
                 await _record(conn, schedule, "ScheduleTickFailed", failed)
             else:
+                gated = admission.gated(definition, capped=self._capped, child=False)
                 for tick in ticks.fire:
                     origin = Origin(f"schedule:{schedule.id}", str(uuid.uuid4()), "schedule")
                     new = starting_run(schedule.tenant_id, definition, schedule.data, origin,
-                                       schedule.priority)  # fmt: skip
+                                       schedule.priority, gated=gated)  # fmt: skip
                     new.metadata.update(schedule_id=str(schedule.id),
                                         scheduled_for=tick.isoformat())  # fmt: skip
                     await runs.start(conn, new)

@@ -27,6 +27,7 @@ MAX_GRACE = timedelta(seconds=60)
 # How many due ticks are looked at once (a schedule every second, down for a day, has 86,400).
 MAX_DUE = 1000
 UPCOMING = 5  # fire times a schedule shows
+_MICROSECOND = timedelta(microseconds=1)
 
 
 class CatchUp(StrEnum):
@@ -81,10 +82,11 @@ class Timing:
         """The first tick at `moment` or later, or None when no tick remains."""
         if self.start_at is not None and moment < self.start_at:
             moment = self.start_at
-        if self.interval_seconds is not None:
-            step = self.interval_seconds
-            periods = math.ceil((moment - self.anchor).total_seconds() / step - 1e-9)
-            tick = self.anchor + timedelta(seconds=max(periods, 0) * step)
+        if self.interval_seconds is not None:  # in whole microseconds: no rounding drift
+            step = round(self.interval_seconds * 1_000_000)
+            elapsed = (moment - self.anchor) // _MICROSECOND
+            periods = max(-(-elapsed // step), 0)  # rounded up
+            tick = self.anchor + periods * step * _MICROSECOND
         else:
             assert self.cron is not None
             local = (moment - timedelta(microseconds=1)).astimezone(self.zone())

@@ -63,7 +63,8 @@ $fn$
 """
 PG_TRIGGER = f"""
 CREATE TRIGGER run_ended_links AFTER UPDATE OF status ON workflow_runs
-FOR EACH ROW WHEN (NEW.status IN {ENDED} AND OLD.status IS DISTINCT FROM NEW.status)
+FOR EACH ROW WHEN (NEW.status IN {ENDED} AND OLD.status IS DISTINCT FROM NEW.status
+                  AND (NEW.parent_run_id IS NOT NULL OR NEW.status <> 'completed'))
 EXECUTE FUNCTION workflow_engine_run_ended_links()
 """
 # SQLite's times as SQLAlchemy stores them: `YYYY-MM-DD HH:MM:SS.ffffff`, UTC.
