@@ -25,6 +25,9 @@ from tests.e2e.conftest import Server, free_port
 
 pytestmark = pytest.mark.e2e
 
+ADMIN = {"BOOTSTRAP_ADMIN_EMAIL": "admin@example.com",
+         "BOOTSTRAP_ADMIN_PASSWORD": "Outages-Are-Not-Bugs-2026"}  # fmt: skip
+
 
 @dataclass
 class Cluster:
@@ -92,10 +95,27 @@ def test_health_follows_a_postgresql_outage_and_recovery(
     cluster: Cluster, server_factory: type[Server]
 ) -> None:
     url = f"postgresql://postgres@127.0.0.1:{cluster.port}/postgres"
-    server = server_factory(env={"DATABASE_URL": url}).start()
+    server = server_factory(env={"DATABASE_URL": url, **ADMIN}).start()
     assert _detailed(server).status_code == 200
+    credentials = {"email": ADMIN["BOOTSTRAP_ADMIN_EMAIL"],
+                   "password": ADMIN["BOOTSTRAP_ADMIN_PASSWORD"]}  # fmt: skip
+    token = httpx.post(f"{server.url}/api/v1/auth/login", json=credentials, timeout=10).json()
+    api = httpx.Client(base_url=server.url, timeout=30,
+                       headers={"Authorization": f"Bearer {token['token']}"})  # fmt: skip
+    order = {"customer": "Ada", "items": [{"name": "Manual", "amount": 12.5}]}
+    trigger = {"workflow_name": "order_summary", "data": order}
+    before = api.post("/api/v1/workflows/trigger?wait=10", json=trigger).json()
 
     cluster.stop()
+    # Every request that needs the database: a 503 problem saying nothing was done, never a
+    # 500 or a hang; the outage logged once, not a traceback per request.
+    for _ in range(3):
+        for answer in (api.post("/api/v1/workflows/trigger", json=trigger),
+                       api.get(f"/api/v1/workflows/{before['workflow_id']}/status")):  # fmt: skip
+            assert answer.status_code == 503, answer.text
+            assert answer.headers["content-type"] == "application/problem+json"
+            assert int(answer.headers["retry-after"]) > 0
+            assert "no run was started" in answer.json()["detail"]
     down = _wait_for(lambda: (r := _detailed(server)).status_code == 503 and r)
     assert down, "health did not turn 503"
     body = down.json()
@@ -109,4 +129,12 @@ def test_health_follows_a_postgresql_outage_and_recovery(
     up = _wait_for(lambda: (r := _detailed(server)).status_code == 200 and r)
     assert up, "health did not recover"
     assert up.json()["status"] == "ok"
+    after = _wait_for(lambda: (r := api.post("/api/v1/workflows/trigger", json=trigger))
+                      .status_code == 202 and r)  # fmt: skip
+    assert after, "triggers did not recover"
+    api.close()
     assert server.stop() == 0
+    log = server.log_file.read_text()
+    assert "unhandled error" not in log
+    assert log.count("the database is unavailable") == 1
+    assert "the database is available again" in log

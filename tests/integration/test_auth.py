@@ -202,6 +202,8 @@ async def _attack_tokens(accounts: Accounts) -> dict[str, str]:
         "revoked": revoked,
         "missing claim": _forge(without_jti),
         "wrong audience": _forge(dict(claims, aud="someone-else")),
+        "absurd expiry": _forge(dict(claims, exp=2**63)),
+        "absurd float expiry": _forge(dict(claims, exp=1e308)),
         "garbage": "not-a-jwt",
     }
 

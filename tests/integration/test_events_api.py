@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -126,6 +127,21 @@ async def test_nan_in_the_body_is_refused(accounts: Accounts) -> None:
         "/events", headers={**bearer(token), "content-type": "application/json"}, content=raw
     )
     assert response.status_code == 422
+
+
+async def test_a_lone_surrogate_anywhere_in_the_event_is_refused(accounts: Accounts) -> None:
+    token = await accounts.token(Role.operator)
+    for data, metadata in (({"x": "\ud800"}, None), ({"\udfff": 1}, None), ({}, {"m": "\ud800"})):
+        body = {"aggregate_type": "order", "aggregate_id": "surrogate", "event_type": "E",
+                "data": data, "metadata": metadata}  # fmt: skip
+        raw = json.dumps(body).encode()  # escaped as \ud800: valid JSON, invalid Unicode
+        response = await accounts.client.post(
+            "/events", headers={**bearer(token), "content-type": "application/json"}, content=raw
+        )
+        assert response.status_code == 422, response.text
+        assert "lone surrogate" in response.json()["detail"]
+    stored = await accounts.client.get("/api/v1/events/surrogate", headers=bearer(token))
+    assert stored.status_code == 404
 
 
 async def test_another_tenants_aggregate_is_not_found(accounts: Accounts) -> None:

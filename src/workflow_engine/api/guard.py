@@ -21,6 +21,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from workflow_engine.api.context import AppContext
 from workflow_engine.api.problems import problem_response
 from workflow_engine.api.rate_limiting import Headers, RateLimits, credential_of
+from workflow_engine.db.availability import RETRY_AFTER_SECONDS, availability, unreachable
 
 logger = structlog.get_logger(__name__)
 
@@ -69,7 +70,13 @@ class GuardMiddleware:
                 if started:
                     raise
                 await self._too_large(scope, receive, guarded_send)
-        except Exception:
+        except Exception as exc:
+            if unreachable(exc):
+                availability.failed(exc, f"{scope['method']} {scope['path']}")
+                if started:
+                    raise
+                await _unavailable(scope)(scope, receive, send)
+                return
             logger.exception("unhandled error", method=scope["method"], path=scope["path"])
             if started:  # too late for a clean answer: the connection is dropped instead
                 raise
@@ -119,6 +126,18 @@ class GuardMiddleware:
             instance=scope["path"],
         )
         await response(scope, receive, send)
+
+
+def _unavailable(scope: Scope) -> Response:
+    return problem_response(
+        503,
+        "The database cannot be reached, so the request was not carried out (no run was "
+        f"started, nothing was changed); retry in {RETRY_AFTER_SECONDS} s",
+        title="Database unavailable",
+        slug="database-unavailable",
+        instance=scope["path"],
+        headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+    )
 
 
 def _unsupported_media_type(

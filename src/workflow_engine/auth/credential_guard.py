@@ -53,8 +53,7 @@ class CredentialGuard:
         closing: Closing = loop.create_future()
         expiry = None
         if principal.expires_at is not None:
-            delay = (principal.expires_at - datetime.now(UTC)).total_seconds()
-            expiry = loop.call_later(max(delay, 0.0), _close, closing, "the credential expired")
+            expiry = _Expiry(loop, closing, principal.expires_at)
         self._open[closing] = principal
         try:
             yield closing
@@ -88,6 +87,30 @@ class CredentialGuard:
             if reason is not None:
                 for closing in streams:
                     _close(closing, reason)
+
+
+class _Expiry:
+    """Ends a stream once its credential's expiry has passed by the wall clock, never before:
+    the loop's timers run on a monotonic clock that may be a little ahead of it."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, closing: Closing, at: datetime) -> None:
+        self._loop = loop
+        self._closing = closing
+        self._at = at
+        self._handle = self._arm()
+
+    def _arm(self) -> asyncio.TimerHandle:
+        delay = (self._at - datetime.now(UTC)).total_seconds()
+        return self._loop.call_later(max(delay, 0.0) + 0.001, self._fire)
+
+    def _fire(self) -> None:
+        if datetime.now(UTC) < self._at:
+            self._handle = self._arm()
+            return
+        _close(self._closing, "the credential expired")
+
+    def cancel(self) -> None:
+        self._handle.cancel()
 
 
 def _close(closing: Closing, reason: str) -> None:

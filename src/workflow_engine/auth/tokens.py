@@ -141,5 +141,5 @@ class TokenIssuer:
                 issued_at=datetime.fromtimestamp(payload["iat"], UTC),
                 expires_at=datetime.fromtimestamp(payload["exp"], UTC),
             )
-        except (ValueError, TypeError):
+        except (ValueError, TypeError, OverflowError, OSError):  # a time no datetime holds
             raise InvalidTokenError("the token is not valid") from None

@@ -24,6 +24,7 @@ from sqlalchemy.engine import URL
 from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
+from workflow_engine.db.availability import availability
 from workflow_engine.db.sqlite_inline import InlineConnection, InlineSQLite
 
 # How long a statement waits for another process's write lock (see `sqlite_inline`).
@@ -106,6 +107,7 @@ class Database:
             conn.info.pop(_AFTER_COMMIT, None)
             async with conn.begin():
                 yield conn
+            availability.answered()
             self.committed(conn.info.pop(_COMMIT_MARKS, ()))
             for callback in conn.info.pop(_AFTER_COMMIT, ()):
                 callback()

@@ -10,7 +10,8 @@ For each claimed step task:
    recorded as started there, when its `if` and arguments were cheap: it skips 1 and 2.)
 3. Run the node (`step_runner`), holding no database session, under the step's timeout,
    while a heartbeat renews the lease, appends what the node logged, and interrupts the node
-   when the lease is lost or the run stopped.
+   when the lease is lost or the run stopped. (A step the engine carries out itself —
+   `sleep`, `wait.event`, `workflow` — waits instead, holding no slot: `wait_steps`.)
 4. Record the outcome: `scheduler.settle` decides and one transition records the decision —
    the outcome, a retry, the steps made ready or skipped, the run failed or completed. Steps
    made ready are leased to this worker as far as it has room and start when the transition
@@ -35,11 +36,10 @@ from typing import Any
 import structlog
 
 from workflow_engine.db import Database
+from workflow_engine.db.availability import availability, unreachable
 from workflow_engine.db.listener import listen
 from workflow_engine.engine import (
     admission,
-    child_runs,
-    event_waits,
     expressions,
     queue,
     scheduler,
@@ -52,17 +52,15 @@ from workflow_engine.engine.records import RunRecord
 from workflow_engine.engine.run_logs import RunLogBuffer
 from workflow_engine.engine.runs import (
     RUN_CANCELLED,
-    Origin,
-    check_input,
     run_context,
     run_state,
-    starting_run,
 )
 from workflow_engine.engine.scheduler import StepResult
-from workflow_engine.engine.states import RUN_ACTIVE, RunStatus, StepStatus
+from workflow_engine.engine.states import RUN_ACTIVE, StepStatus
 from workflow_engine.engine.states import Outcome as OutcomeKind
 from workflow_engine.engine.step_runner import StepRunner, failure
-from workflow_engine.errors import InvalidInput, NotFound
+from workflow_engine.engine.wait_steps import WaitSteps
+from workflow_engine.errors import InvalidInput
 from workflow_engine.events.signal import Signal
 from workflow_engine.events.storable import check_document
 from workflow_engine.integrations.mcp import MCPClients
@@ -109,16 +107,17 @@ class Worker:
         self._wake = Signal()
         self._cancel_check = Signal()
         self._runner = StepRunner(nodes, self.options.heartbeat, self._cancel_check)
+        self._waits = WaitSteps(db, self.recorder, catalog, self.options.env,
+                                record=self._record, evaluate=self._evaluate)  # fmt: skip
         self._active: dict[uuid.UUID, asyncio.Task[None]] = {}
         # The last claim filled every free slot: a slot that frees up may find more work.
         self._saturated = False
         self._stopping = asyncio.Event()
+        self._weighed = False  # TENANT_WEIGHTS applied (by the first claim)
         self._loop_task: asyncio.Task[None] | None = None
         self._listener: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
-        async with self.db.transaction() as conn:
-            await queue.weigh_tenants(conn, self.options.tenant_weights)
         self.db.on_commit(queue.TASKS_READY, self._wake.fire)
         self.db.on_commit(RUN_CANCELLED, self._cancel_check.fire)
         self._loop_task = asyncio.create_task(self._claim_loop(), name="worker-claims")
@@ -173,13 +172,19 @@ class Worker:
             if free > 0:
                 try:
                     async with self.db.transaction() as conn:
+                        if not self._weighed:  # here, where a missing schema is retried
+                            await queue.weigh_tenants(conn, self.options.tenant_weights)
                         claimed = await queue.claim(conn, self.owner, free, self.options.lease)
                         upcoming = await queue.next_available(conn)
+                    self._weighed = True
                     if upcoming is not None:
                         until = (upcoming - datetime.now(UTC)).total_seconds()
                         wait = max(0.0, min(wait, until))
                 except Exception as exc:  # the database is away: health says so; retry
-                    logger.warning("claiming tasks failed", error=type(exc).__name__)
+                    if unreachable(exc):
+                        availability.failed(exc, "worker claims")  # logged once an outage
+                    else:
+                        logger.warning("claiming tasks failed", error=type(exc).__name__)
             self._saturated = free <= 0 or len(claimed) == free
             for task in claimed:
                 self._spawn(task)
@@ -260,7 +265,7 @@ class Worker:
             return
         step = self.recorder.definition(run).step(task.step_id)
         if run.step(task.step_id).status == StepStatus.waiting:
-            await self._come_due(task, run, step)
+            await self._waits.come_due(task, run, step)
             return
         if started_with is not None:
             await self._run_node(task, run, step, started_with, log)
@@ -300,7 +305,7 @@ class Worker:
         log: Any,
     ) -> None:
         if waits.is_wait(step.uses):
-            await self._begin_wait(task, run, step, arguments)
+            await self._waits.begin(task, run, step, arguments)
             return
         buffer = RunLogBuffer(log)
         node_context = NodeContext(
@@ -316,136 +321,6 @@ class Worker:
         tracing.annotate({"workflow.name": run.workflow_name, "workflow.node": step.uses,
                           "workflow.outcome": str(result.outcome)}, error=error)  # fmt: skip
         await self._record(task, result, buffer.drain())
-
-    # --- a durable wait (`waits`) -----------------------------------------------------------
-
-    async def _begin_wait(
-        self, task: queue.Task, run: RunRecord, step: StepDefinition, arguments: dict[str, Any]
-    ) -> None:
-        """The step's attempt has started: record it waiting and give its task back, due when
-        it wakes; a wake time already past completes it now. A `wait.event` step's task is
-        due at once: its first check (`_check_event`) finds an event that came already, or
-        arms the wait."""
-        if step.uses == waits.CHILD:
-            await self._start_child(task, run, arguments)
-            return
-        if step.uses == waits.WAIT_EVENT:
-            try:
-                wait = event_waits.parse(arguments)
-            except event_waits.EventWaitError as exc:
-                await self._record(task, failure("bad_arguments", str(exc), retryable=False))
-                return
-            now = datetime.now(UTC)
-            detail = {"event": wait.event_type, "aggregate": wait.aggregate_id}
-            answer = await self.recorder.wait(task, wait.deadline(now), due=now, detail=detail)
-            if answer == "inactive":
-                await self._record(task, StepResult(OutcomeKind.cancelled))
-            return
-        try:
-            until = waits.wake_time(arguments, datetime.now(UTC))
-        except waits.WaitArgumentError as exc:
-            await self._record(task, failure("bad_arguments", str(exc), retryable=False))
-            return
-        if until > datetime.now(UTC):
-            answer = await self.recorder.wait(task, until)
-            if answer != "inactive":
-                return
-            await self._record(task, StepResult(OutcomeKind.cancelled))
-            return
-        await self._record(task, _woken(until))
-
-    async def _come_due(self, task: queue.Task, run: RunRecord, step: StepDefinition) -> None:
-        """A waiting step's task came due: complete a `sleep`. The queue's clock says when it
-        is due (the database's, on PostgreSQL), not this machine's: a worker whose clock is
-        behind would otherwise find it early and put it back, again and again."""
-        if run.status not in RUN_ACTIVE:
-            await self._record(task, StepResult(OutcomeKind.cancelled))
-            return
-        if step.uses == waits.WAIT_EVENT:
-            await self._check_event(task, run, step)
-            return
-        if step.uses == waits.CHILD:
-            await self._check_child(task)
-            return
-        until = run.step(task.step_id).next_attempt_at
-        assert until is not None  # a waiting step always has its wake time
-        await self._record(task, _woken(until))
-
-    async def _check_event(self, task: queue.Task, run: RunRecord, step: StepDefinition) -> None:
-        """A `wait.event` step's task came due (its first check, an event, its timeout): take
-        the event it matches, or time out, or put the task back until one of them comes. Its
-        arguments are evaluated again: the run's context they read has not changed since."""
-        try:
-            wait = event_waits.parse(
-                await self._evaluate(step.with_, run_context(run, self.options.env))
-            )
-        except (expressions.ExpressionError, event_waits.EventWaitError) as exc:
-            await self._record(task, failure("bad_arguments", str(exc), retryable=False))
-            return
-        deadline = run.step(task.step_id).next_attempt_at
-        async with self.db.transaction() as conn:
-            found = await event_waits.check(conn, task, wait, deadline)
-        if isinstance(found, event_waits.Took):
-            await self._record(task, StepResult(OutcomeKind.completed, output=found.data))
-        elif found == event_waits.TIMED_OUT:
-            if wait.has_default:
-                await self._record(task, StepResult(OutcomeKind.completed, output=wait.default))
-            else:
-                message = (
-                    f"no {wait.event_type} event for {wait.aggregate_id!r} "
-                    f"within {wait.timeout or 0:g} s"
-                )
-                await self._record(task, failure("timeout", message, retryable=True))
-
-    async def _start_child(
-        self, task: queue.Task, run: RunRecord, arguments: dict[str, Any]
-    ) -> None:
-        """Start the attempt's child run (unless an earlier try of it did), then wait for it:
-        the step's task is due at once, and its check puts it back until the child ends."""
-        try:
-            call = child_runs.parse(arguments)
-            if self.catalog is None:
-                raise child_runs.ChildArgumentError("this worker was started without workflows")
-            definition = self.catalog.get(call.name, call.version)
-            check_document("data", call.data)
-            check_input(definition, call.data)
-        except (child_runs.ChildArgumentError, NotFound, InvalidInput) as exc:
-            await self._record(task, failure("bad_arguments", _problem_text(exc), retryable=False))
-            return
-        child = child_runs.child_id(task)
-        origin = Origin(f"run:{run.id}", task.correlation_id, "worker")
-        gated = admission.gated(definition, capped=False, child=True)
-        new = starting_run(run.tenant_id, definition, call.data, origin, task.priority,
-                           run_id=child, parent=(run.id, task.step_id), gated=gated)  # fmt: skip
-        async with self.db.tenant_transaction(run.tenant_id) as conn:
-            started = await child_runs.exists(conn, child)
-            too_deep = not started and await child_runs.depth(conn, run) >= child_runs.MAX_DEPTH
-            if not started and not too_deep:
-                await self.recorder.store.start(conn, new)
-        if too_deep:
-            message = f"children nest at most {child_runs.MAX_DEPTH} deep"
-            await self._record(task, failure("bad_arguments", message, retryable=False))
-            return
-        detail = {"child_run_id": str(child)}
-        answer = await self.recorder.wait(task, None, due=datetime.now(UTC), detail=detail)
-        if answer == "inactive":
-            await self._record(task, StepResult(OutcomeKind.cancelled))
-
-    async def _check_child(self, task: queue.Task) -> None:
-        async with self.db.transaction() as conn:
-            ended = await child_runs.check(conn, task)
-        if ended is None:
-            return  # the child goes on; its end wakes the step
-        child = child_runs.child_id(task)
-        if ended.status == RunStatus.completed:
-            await self._record(task, StepResult(OutcomeKind.completed, output=ended.output))
-            return
-        reason = (ended.error or {}).get("message", ended.status)
-        message = f"child run {child} {ended.status}: {reason}"
-        error_class = "child_failed" if ended.status == RunStatus.failed else "child_cancelled"
-        await self._record(
-            task, failure(error_class, message, retryable=error_class == "child_failed")
-        )
 
     async def _evaluate(self, value: Any, context: Mapping[str, Any]) -> Any:
         """Expressions that may be costly (loops, filters) run in a thread, templates with
@@ -555,14 +430,3 @@ class Worker:
         timeout = self.recorder.definition(run).timeout if run is not None else None
         message = f"the run took longer than {timeout or 0:g} s"
         await self.recorder.fail(task, {"class": "timeout", "message": message, "retryable": False})
-
-
-def _problem_text(exc: Exception) -> str:
-    """An error's message, with the entries of a 422 (what the child's input lacks)."""
-    errors = getattr(exc, "errors", None) or []
-    details = "; ".join(f"{'.'.join(map(str, e['loc'][2:])) or 'data'}: {e['msg']}" for e in errors)
-    return f"{exc}: {details}" if details else str(exc)
-
-
-def _woken(until: datetime) -> StepResult:
-    return StepResult(OutcomeKind.completed, output={"until": until.isoformat()})

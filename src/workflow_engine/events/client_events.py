@@ -17,6 +17,7 @@ from workflow_engine.db import Database
 from workflow_engine.engine import event_waits
 from workflow_engine.errors import Forbidden, InvalidInput
 from workflow_engine.events.append import append_events
+from workflow_engine.events.storable import check_document
 from workflow_engine.events.store import NewEvent, RecordedEvent
 from workflow_engine.events.system_types import is_system_type
 
@@ -53,6 +54,8 @@ async def append_client_event(
     check_client_aggregate_type(aggregate_type)
     if aggregate_id in RESERVED_AGGREGATE_IDS:
         raise InvalidInput(f"aggregate id {aggregate_id!r} is reserved (an endpoint's name)")
+    check_document("data", data)  # before encoding it: a lone surrogate cannot be encoded
+    check_document("metadata", metadata or {})
     size = len(json.dumps(data, ensure_ascii=False).encode())
     if size > max_data_bytes:
         raise InvalidInput(f"data is {size} bytes; the limit is {max_data_bytes}")

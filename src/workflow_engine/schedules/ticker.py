@@ -28,6 +28,7 @@ from workflow_engine.auth.audit import RequestOrigin, record
 from workflow_engine.bootstrap.core_services import DatabaseService
 from workflow_engine.bootstrap.engine_services import WorkflowCatalogService
 from workflow_engine.bootstrap.lifecycle import Health
+from workflow_engine.db.availability import availability, unreachable
 from workflow_engine.engine import admission
 from workflow_engine.engine.runs import Origin, check_input, starting_run
 from workflow_engine.engine.store import RunStore
@@ -84,7 +85,10 @@ class ScheduleTicker:
                 self._last_error = None
             except Exception as exc:  # the database is away: health says so; look again
                 self._last_error = f"firing schedules failed: {type(exc).__name__}"
-                logger.warning("firing schedules failed", error=type(exc).__name__)
+                if unreachable(exc):
+                    availability.failed(exc, "schedules")  # logged once an outage
+                else:
+                    logger.warning("firing schedules failed", error=type(exc).__name__)
                 wait = POLL
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stopping.wait(), wait)
