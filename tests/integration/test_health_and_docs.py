@@ -80,6 +80,13 @@ async def test_openapi_is_valid_3_1_with_problem_errors(client: httpx.AsyncClien
     for status in ("400", "413", "415", "422"):
         assert "application/problem+json" in embedder[status]["content"], status
     assert spec["paths"]["/health/detailed"]["get"]["responses"]["503"]
+    # What any operation may answer is documented too: a rate limit, an outage, an unknown id.
+    status = spec["paths"]["/api/v1/workflows/{workflow_id}/status"]["get"]["responses"]
+    for code in ("404", "429", "503"):
+        assert "application/problem+json" in status[code]["content"], code
+    assert "409" in spec["paths"]["/api/v1/workflows/{workflow_id}/cancel"]["post"]["responses"]
+    health = spec["paths"]["/health/detailed"]["get"]["responses"]["503"]
+    assert "application/json" in health["content"]  # its own document, not replaced
 
 
 async def test_swagger_ui_is_served_with_every_asset_local(client: httpx.AsyncClient) -> None:

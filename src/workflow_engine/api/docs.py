@@ -85,6 +85,14 @@ _BODY_PROBLEMS = {
     "415": "The body is not declared as application/json",
 }
 _VALIDATION_PROBLEM = {"422": "A parameter or body field failed validation"}
+# Answers any operation may give, documented where a route does not say more: a rate limit,
+# a database that cannot be reached, an unknown id (or another tenant's) in the path, and a
+# change the resource's state refuses.
+_LIMIT_PROBLEM = {"429": "Too many requests: see the RateLimit and Retry-After headers"}
+_OUTAGE_PROBLEM = {"503": "The database cannot be reached; nothing was done (see Retry-After)"}
+_NOT_FOUND_PROBLEM = {"404": "No such resource here (another tenant's ids are unknown too)"}
+_CONFLICT_PROBLEM = {"409": "The resource's current state does not allow this change"}
+_CHANGES = frozenset({"post", "put", "patch", "delete"})
 _AUTH_PROBLEMS = {
     "401": "No credential, or an invalid, expired or revoked one",
     "403": "The caller's role lacks the permission this operation requires",
@@ -126,9 +134,10 @@ def _build(
     components.update(problem.pop("$defs", {}))
     components["Problem"] = problem
     components.setdefault("FieldError", FieldError.model_json_schema())
-    for path_item in schema.get("paths", {}).values():
-        for operation in path_item.values():
+    for path, path_item in schema.get("paths", {}).items():
+        for method, operation in path_item.items():
             _document_problems(operation)
+            _document_possible(operation, path, method)
     return schema
 
 
@@ -181,6 +190,23 @@ def _document_problems(operation: dict[str, Any]) -> None:
     for status, response in responses.items():
         if status.startswith(("4", "5")) and "content" not in response:
             response["content"] = _problem_response(response.get("description", ""))["content"]
+
+
+def _document_possible(operation: dict[str, Any], path: str, method: str) -> None:
+    """The answers of `_LIMIT_PROBLEM` and the others, where the route says nothing of them:
+    every operation but the probes may be limited or meet an outage, one with a path
+    parameter may name what is not there, and a change may meet a state that refuses it."""
+    possible: dict[str, str] = {}
+    if not path.startswith(("/health", "/metrics")):
+        possible.update(_LIMIT_PROBLEM)
+        possible.update(_OUTAGE_PROBLEM)
+    if "{" in path:
+        possible.update(_NOT_FOUND_PROBLEM)
+    if method in _CHANGES:
+        possible.update(_CONFLICT_PROBLEM)
+    responses: dict[str, Any] = operation.setdefault("responses", {})
+    for status, description in possible.items():
+        responses.setdefault(status, _problem_response(description))
 
 
 def _problem_response(description: str) -> dict[str, Any]:
