@@ -65,7 +65,7 @@ def test_timings_that_cannot_tick_name_their_field(timing: Timing, field: str) -
 def test_due_ticks_within_their_grace_each_fire() -> None:
     timing = _every(1)
     ticks = due(timing, T0, T0 + timedelta(seconds=1.5), CatchUp.skip)
-    assert ticks.fire == [T0, T0 + timedelta(seconds=1)]  # late, but within 2 s of grace
+    assert ticks.fire == [T0, T0 + timedelta(seconds=1)]  # late, but within 5 s of grace
     assert (ticks.missed, ticks.next_fire_at) == (0, T0 + timedelta(seconds=2))
 
 
@@ -87,7 +87,7 @@ def test_a_schedule_far_behind_resumes_near_now() -> None:
     ticks = due(timing, T0, now, CatchUp.skip)
     assert ticks.fire == []
     assert ticks.next_fire_at is not None
-    assert now - timedelta(seconds=2) <= ticks.next_fire_at <= now
+    assert now - timedelta(seconds=5) <= ticks.next_fire_at <= now
 
 
 def test_a_long_interval_moves_on_by_a_microsecond() -> None:

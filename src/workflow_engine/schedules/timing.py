@@ -22,7 +22,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from croniter import croniter  # type: ignore[import-untyped]
 
-MIN_GRACE = timedelta(seconds=2)
+MIN_GRACE = timedelta(seconds=5)
 MAX_GRACE = timedelta(seconds=60)
 # How many due ticks are looked at once (a schedule every second, down for a day, has 86,400).
 MAX_DUE = 1000
