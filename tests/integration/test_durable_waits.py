@@ -159,3 +159,36 @@ def test_a_sleep_names_one_wake_time_when_defined() -> None:
 def _db_id(db: Any, run_id: str) -> str:
     """A run id as the tasks table stores it (32 hex digits on SQLite)."""
     return run_id.replace("-", "") if db.is_sqlite else run_id
+
+
+async def test_a_task_claimed_too_often_without_an_outcome_fails_its_step(
+    database_url: str, tmp_path: Path
+) -> None:
+    """A step whose task keeps coming back without an outcome (its workers died holding it)
+    fails as `internal` once claimed more than WORKER_MAX_CLAIMS times, instead of looping."""
+    app = build_app(database_url, tmp_path, workflows=WORKFLOWS, WORKER_MAX_CLAIMS="3")
+    async with running(app) as client:
+        token = await Accounts(app, client).token(Role.operator)
+        headers = {"Authorization": f"Bearer {token}"}
+        run = await trigger_run(client, headers, "nap", {"seconds": 600})
+        await _until_waiting(client, headers, run["workflow_id"])
+        db = app.state.context.service("database", DatabaseService).database
+        async with db.transaction() as conn:  # as if three workers had died holding it
+            await conn.execute(
+                text("UPDATE tasks SET claims = 3, available_at = :now WHERE run_id = :run"),
+                {"run": _db_id(db, run["workflow_id"]), "now": _stored_time(db)},
+            )
+        done = await finished_run(client, headers, run["workflow_id"])
+    nap = steps_of(done)["nap"]
+    assert (done["status"], nap["status"], nap["error"]["class"]) == (
+        "failed",
+        "failed",
+        "internal",
+    )
+    assert "claimed 3 times without an outcome" in nap["error"]["message"]
+
+
+def _stored_time(db: Any) -> Any:
+    """Now, as the tasks table stores times (naive UTC text on SQLite)."""
+    now = datetime.now(UTC) - timedelta(seconds=1)
+    return now.replace(tzinfo=None).isoformat(sep=" ") if db.is_sqlite else now

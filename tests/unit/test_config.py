@@ -75,6 +75,7 @@ SAMPLES: dict[str, tuple[Any, str, Any, Any]] = {
     "worker_enabled": (False, "true", False, True),
     "worker_concurrency": (4, "8", 4, 8),
     "worker_lease_seconds": (5, "2.5", 5.0, 2.5),
+    "worker_max_claims": (10, "30", 10, 30),
     "max_running_per_tenant": (10, "3", 10, 3),
     "tenant_weights": (
         {"acme": 3},

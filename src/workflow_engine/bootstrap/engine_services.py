@@ -33,6 +33,7 @@ def worker_options(settings: Settings) -> WorkerOptions:
             llm=llm_settings(settings),
         ),
         env={name: os.environ[name] for name in settings.workflow_env if name in os.environ},
+        max_claims=settings.worker_max_claims,
         max_running_per_tenant=settings.max_running_per_tenant,
         tenant_weights=dict(settings.tenant_weights),
     )

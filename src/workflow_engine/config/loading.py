@@ -62,6 +62,7 @@ TOML_KEYS: dict[tuple[str, str], str] = {
     ("worker", "enabled"): "worker_enabled",
     ("worker", "concurrency"): "worker_concurrency",
     ("worker", "lease_seconds"): "worker_lease_seconds",
+    ("worker", "max_claims"): "worker_max_claims",
     ("worker", "max_running_per_tenant"): "max_running_per_tenant",
     ("worker", "tenant_weights"): "tenant_weights",
     ("workflows", "env"): "workflow_env",

@@ -196,6 +196,10 @@ class Settings(BaseSettings):
     worker_lease_seconds: float = Field(
         30.0, ge=2, le=3600, description="How long a claimed step stays a worker's unheard."
     )
+    worker_max_claims: int = Field(
+        20, ge=2, le=1000,
+        description="Claims of one task without an outcome before its step fails as `internal`.",
+    )  # fmt: skip
     max_running_per_tenant: int | None = Field(
         None, ge=1, le=1_000_000,
         description="Runs of one tenant under way at once; the rest wait queued. None: no cap.",

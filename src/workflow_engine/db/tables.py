@@ -326,7 +326,7 @@ tasks = Table(
     Column("trace_context", JsonDocument, nullable=True),
     Column("created_at", UTCDateTime(), nullable=False),
     # How many times the task was claimed: a task whose worker keeps failing unexpectedly
-    # (not the step: the machinery) is failed after `queue.MAX_CLAIMS` instead of looping.
+    # (not the step: the machinery) is failed after WORKER_MAX_CLAIMS instead of looping.
     Column("claims", Integer(), nullable=False, server_default="0"),
 )
 

@@ -59,7 +59,7 @@ NEVER = datetime(9999, 1, 1, tzinfo=UTC)
 TASKS_READY = "tasks.ready"
 NOTIFY_CHANNEL = "workflow_engine_tasks"
 # Claims after which a task whose handling keeps failing unexpectedly is failed for good.
-MAX_CLAIMS = 5
+MAX_CLAIMS = 20  # the default of WORKER_MAX_CLAIMS
 # A run's `:finish` and `:deadline` go before every step, whatever the runs' priorities
 # (which the API keeps within ±100): a run's end must not wait behind other runs' work.
 RUN_LEVEL_PRIORITY = 1000

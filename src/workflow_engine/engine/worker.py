@@ -79,6 +79,9 @@ class WorkerOptions:
     expression_timeout: float = expressions.DEFAULT_TIMEOUT
     node_settings: NodeSettings = field(default_factory=NodeSettings)
     env: Mapping[str, str] = field(default_factory=dict)  # what expressions see as `env`
+    # Claims of one task without an outcome (its workers died, or its handling kept failing)
+    # before its step fails as `internal`: a poison pill must not loop forever.
+    max_claims: int = queue.MAX_CLAIMS
     max_running_per_tenant: int | None = None  # MAX_RUNNING_PER_TENANT (engine/admission.py)
     tenant_weights: Mapping[str, int] = field(default_factory=dict)  # TENANT_WEIGHTS, by name
 
@@ -231,7 +234,7 @@ class Worker:
 
     async def _handle(self, task: queue.Task, log: Any, started: dict[str, Any] | None) -> None:
         try:
-            if task.claims > queue.MAX_CLAIMS:
+            if task.claims > self.options.max_claims:
                 await self._give_up(task)
             elif task.step_id == queue.FINISH:
                 await self._finish_run(task)
@@ -361,9 +364,13 @@ class Worker:
                     await queue.release(conn, task.id, self.owner)
 
     async def _give_up(self, task: queue.Task) -> None:
-        """The task's handling failed unexpectedly `MAX_CLAIMS` times (logged each time): fail
-        the step, or for a run-level task the run, rather than retry forever."""
-        message = f"the engine failed to handle this task {queue.MAX_CLAIMS} times; see the logs"
+        """The task was claimed `max_claims` times without an outcome — its workers died while
+        holding it, or its handling failed unexpectedly (logged each time): fail the step, or
+        for a run-level task the run, rather than retry forever."""
+        message = (
+            f"the task was claimed {self.options.max_claims} times without an outcome: the "
+            "workers holding it stopped, or handling it failed (see the logs)"
+        )
         if task.step_id not in queue.RUN_LEVEL_TASKS:
             await self._record(task, failure("internal", message, False))
             return
