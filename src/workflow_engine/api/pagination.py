@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import uuid
 from collections.abc import Callable, Sequence
 from typing import Annotated, Any, Generic, TypeVar
 
@@ -88,3 +89,14 @@ def page_response(items: str, next_cursor: str | None) -> Response:
     `response_model`, for the OpenAPI document)."""
     body = f'{{"items":{items},"next_cursor":{json.dumps(next_cursor)}}}'
     return Response(body, media_type="application/json")
+
+
+def decode_name_cursor(cursor: str | None) -> tuple[str, uuid.UUID] | None:
+    """The (name, id) key of a list ordered by name then id (see `decode_cursor`)."""
+    key = decode_cursor(cursor, name=str, id=str)
+    if key is None:
+        return None
+    try:
+        return key["name"], uuid.UUID(key["id"])
+    except ValueError:
+        raise InvalidInput("the cursor is not one this server issued") from None

@@ -11,13 +11,13 @@ from fastapi import Query, Response
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, field_validator
 
 from workflow_engine.api.context import Context, DatabaseDep
-from workflow_engine.api.pagination import Cursor, Limit, Page, decode_cursor, page_of
+from workflow_engine.api.pagination import Cursor, Limit, Page, decode_name_cursor, page_of
 from workflow_engine.api.routing import resource_router
 from workflow_engine.api.security import Origin, require
 from workflow_engine.api.validation import StorableText
 from workflow_engine.auth.permissions import Permission
 from workflow_engine.auth.principal import Principal
-from workflow_engine.errors import InvalidInput, NotFound
+from workflow_engine.errors import NotFound
 from workflow_engine.events.storable import check_document
 from workflow_engine.registry import service as registry
 from workflow_engine.registry import store
@@ -214,13 +214,7 @@ async def list_services(
     limit: Limit = 50,
     cursor: Cursor = None,
 ) -> Page[ServiceView]:
-    key = decode_cursor(cursor, name=str, id=str)
-    after = None
-    if key is not None:
-        try:
-            after = (key["name"], uuid.UUID(key["id"]))
-        except ValueError:
-            raise InvalidInput("the cursor is not one this server issued") from None
+    after = decode_name_cursor(cursor)
     async with db.tenant_read(reader.tenant_id) as conn:
         found = await store.list_services(
             conn, reader.tenant_id, name=name, status=status, tag=tag, after=after,

@@ -10,7 +10,7 @@ from fastapi import Query, Response
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StrictFloat, StrictInt
 
 from workflow_engine.api.context import CatalogDep, DatabaseDep
-from workflow_engine.api.pagination import Cursor, Limit, Page, decode_cursor, page_of
+from workflow_engine.api.pagination import Cursor, Limit, Page, decode_name_cursor, page_of
 from workflow_engine.api.routing import resource_router
 from workflow_engine.api.security import Origin, require
 from workflow_engine.api.validation import StorableText
@@ -171,13 +171,7 @@ async def list_schedules(
     limit: Limit = 50,
     cursor: Cursor = None,
 ) -> Page[ScheduleView]:
-    key = decode_cursor(cursor, name=str, id=str)
-    after = None
-    if key is not None:
-        try:
-            after = (key["name"], uuid.UUID(key["id"]))
-        except ValueError:
-            raise InvalidInput("the cursor is not one this server issued") from None
+    after = decode_name_cursor(cursor)
     async with db.tenant_read(reader.tenant_id) as conn:
         found = await store.list_schedules(conn, reader.tenant_id, workflow_name=workflow_name,
                                            after=after, limit=limit + 1)  # fmt: skip

@@ -255,21 +255,20 @@ class RunRecorder:
 
     async def fail(self, task: queue.Task, error: dict[str, Any]) -> None:
         """Fail the run of a run-level task (`:finish`, `:deadline`) that still holds it."""
-
-        def decide(run: RunRecord, held: frozenset[str], fresh: bool) -> Transition | str:
-            if run.status not in RUN_ACTIVE:
-                return self._transition(task, run, [], finish_task=TaskLease(task.id, self.owner),
-                                        expect_version=False)  # fmt: skip
-            if not fresh:
-                return _REREAD
-            decision = scheduler.fail(self.definition(run), run_state(run, held), error)
-            return self._carry_out(task, run, decision)
-
-        await self._record(task, decide)
+        await self._stop(task, lambda definition, state: scheduler.fail(definition, state, error))
 
     async def cancel(self, task: queue.Task, actor: str) -> None:
         """Cancel the run of a `:cancel` task (its parent ended), as a cancel through the API
         would: steps no worker holds are cancelled now, held ones when their workers report."""
+        await self._stop(task, lambda definition, state: scheduler.cancel(definition, state, actor))
+
+    async def _stop(
+        self,
+        task: queue.Task,
+        stopping: Callable[[WorkflowDefinition, scheduler.RunState], scheduler.Decision],
+    ) -> None:
+        """Record the decision `stopping` makes for an active run (from a fresh read: it
+        depends on which steps workers hold) and finish `task`; finish only, if it ended."""
 
         def decide(run: RunRecord, held: frozenset[str], fresh: bool) -> Transition | str:
             if run.status not in RUN_ACTIVE:
@@ -277,8 +276,7 @@ class RunRecorder:
                                         expect_version=False)  # fmt: skip
             if not fresh:
                 return _REREAD
-            decision = scheduler.cancel(self.definition(run), run_state(run, held), actor)
-            return self._carry_out(task, run, decision)
+            return self._carry_out(task, run, stopping(self.definition(run), run_state(run, held)))
 
         await self._record(task, decide)
 
