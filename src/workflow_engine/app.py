@@ -49,6 +49,7 @@ from workflow_engine.bootstrap.lifecycle import ServiceBootstrapManagerBuilder, 
 from workflow_engine.config import Settings
 from workflow_engine.demo.services import DemoServices
 from workflow_engine.engine.definitions import WorkflowDefinition
+from workflow_engine.events.seals import EventSealer
 from workflow_engine.events.upcasting import Upcasters
 from workflow_engine.observability import metrics as process_metrics
 from workflow_engine.observability import tracing
@@ -136,6 +137,11 @@ def core_services(
             depends_on=["events", "migrations"],
             required=False,
         )
+    )
+    builder.add_service(
+        "event_sealer",
+        EventSealer(database, settings.event_seal_interval),
+        depends_on=["events", "migrations"],
     )
     builder.add_service(
         "schedules",

@@ -42,6 +42,7 @@ async def test_detailed_health_lists_every_service(
         "auth",
         "rate_limiter",
         "workflows",
+        "event_sealer",
         "schedules",
         "worker",
         "demo_services",

@@ -70,6 +70,7 @@ SAMPLES: dict[str, tuple[Any, str, Any, Any]] = {
     "login_account_window_seconds": (600, "1200", 600.0, 1200.0),
     "login_account_lock_seconds": (300, "450", 300.0, 450.0),
     "snapshot_every": (50, "200", 50, 200),
+    "event_seal_interval": (5.0, "30", 5.0, 30.0),
     "event_partitions": (4, "8", 4, 8),
     "trigger_wait_max_seconds": (30, "0.5", 30.0, 0.5),
     "worker_enabled": (False, "true", False, True),

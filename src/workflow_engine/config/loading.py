@@ -55,6 +55,7 @@ TOML_KEYS: dict[tuple[str, str], str] = {
     ("rate_limiting", "fail_open"): "rate_limit_fail_open",
     ("server", "trusted_proxies"): "trusted_proxies",
     ("events", "snapshot_every"): "snapshot_every",
+    ("events", "seal_interval"): "event_seal_interval",
     ("events", "partitions"): "event_partitions",
     ("workflows", "dir"): "workflows_dir",
     ("workflows", "node_modules"): "node_modules",

@@ -176,6 +176,9 @@ class Settings(BaseSettings):
     snapshot_every: int = Field(
         100, ge=1, le=1_000_000, description="Events folded before a new aggregate snapshot."
     )
+    event_seal_interval: float = Field(
+        10.0, ge=0.1, le=3600, description="Seconds between seals of the event log."
+    )
     workflows_dir: Path | None = Field(
         None, description="A directory of workflow definitions (*.yaml, *.yml, *.json)."
     )

@@ -3,10 +3,11 @@
 `migrate` brings the table to the configured layout after the revisions have run, in the same
 transaction: a plain table (1) or N hash partitions of `tenant_id`. Converting copies every row
 into a table of the new layout under an ACCESS EXCLUSIVE lock, keeping positions, transaction
-ids and the position sequence, so the log reads exactly as before; it is a maintenance-window
-operation on a large log, and a no-op when the layout already matches (checked again under
-the lock, so concurrent `migrate`s convert once). Defaults, storage and statistics settings,
-comments, grants (to any role), the row-level security switches and every policy carry over;
+ids, hashes and the position sequence, so the log reads exactly as before; it is a
+maintenance-window operation on a large log, and a no-op when the layout already matches
+(checked again under the lock, so concurrent `migrate`s convert once). Defaults, storage and
+statistics settings, comments, grants (to any role), the row-level security switches, every
+policy and the hash chain's trigger carry over;
 indexes an operator added by hand do not (ours are rebuilt), and the table is analysed after.
 
 Partitioned, every key includes the partition key: (tenant_id, position) is the primary key and
@@ -19,6 +20,8 @@ from __future__ import annotations
 import structlog
 from sqlalchemy import text
 from sqlalchemy.engine import Connection
+
+from workflow_engine.db.event_chain import TRIGGER as CHAIN_TRIGGER
 
 logger = structlog.get_logger(__name__)
 
@@ -97,6 +100,8 @@ def apply_event_partitions(conn: Connection, wanted: int) -> bool:
         conn.execute(text(statement))
     for statement in access:
         conn.execute(text(statement))
+    # After the copy, which keeps the rows' hashes: the chain's trigger goes with the old table.
+    conn.execute(text(CHAIN_TRIGGER))
     conn.execute(text("ANALYZE events"))
     return True
 

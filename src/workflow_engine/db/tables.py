@@ -11,6 +11,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Table,
@@ -54,9 +55,30 @@ events = Table(
     # default differs per database and is set by migration 0001: tables are created by the
     # migrations only, never by `metadata.create_all()`.
     Column("txid", BigInteger(), nullable=False, server_default=FetchedValue()),
+    # The hash chain (events/chain.py): on PostgreSQL a trigger fills both, on SQLite the
+    # appending code does. NULL only where someone tampered with the row.
+    Column("prev_hash", LargeBinary(), nullable=True),
+    Column("hash", LargeBinary(), nullable=True),
     UniqueConstraint("tenant_id", "aggregate_id", "version"),
     Index(None, "tenant_id", "position"),
     Index(None, "txid", "position"),
+)
+
+# Seals of the event log (events/seals.py): each covers the log from the previous seal's
+# `through` key to its own, with a digest per tenant, and chains to the previous seal.
+event_seals = Table(
+    "event_seals",
+    metadata,
+    Column("seq", Integer(), primary_key=True, autoincrement=False),
+    Column("after_txid", BigInteger(), nullable=False),
+    Column("after_position", BigInteger(), nullable=False),
+    Column("through_txid", BigInteger(), nullable=False),
+    Column("through_position", BigInteger(), nullable=False),
+    Column("events", Integer(), nullable=False),
+    Column("tenants", JsonDocument, nullable=False),
+    Column("prev_digest", LargeBinary(), nullable=False),
+    Column("digest", LargeBinary(), nullable=False),
+    Column("sealed_at", UTCDateTime(), nullable=False),
 )
 
 tenants = Table(

@@ -22,6 +22,7 @@ from typing import Any
 from workflow_engine.engine import queue
 from workflow_engine.engine.records import RunRecord, StepRecord
 from workflow_engine.engine.run_events import RUN_AGGREGATE
+from workflow_engine.events import chain
 from workflow_engine.events.store import RecordedEvent
 
 _VERSION = "SELECT version, status FROM workflow_runs WHERE id = ?"
@@ -33,9 +34,10 @@ _FINISH_TASK = "DELETE FROM tasks WHERE id = ? AND lease_owner = ?"
 _RENEW_TASK = "UPDATE tasks SET lease_expires_at = ? WHERE id = ? AND lease_owner = ?"
 _INSERT_EVENT = (
     "INSERT INTO events (event_id, tenant_id, aggregate_type, aggregate_id, version, event_type,"
-    " schema_version, data, metadata, recorded_at) VALUES (?, ?, ?, ?, ?, ?, 1, ?, ?, ?)"
-    " RETURNING position"
+    " schema_version, data, metadata, recorded_at, prev_hash, hash)"
+    " VALUES (?, ?, ?, ?, ?, ?, 1, ?, ?, ?, ?, ?) RETURNING position"
 )
+_HASH_OF = "SELECT hash FROM events WHERE tenant_id = ? AND aggregate_id = ? AND version = ?"
 _UPSERT_AGGREGATE = (
     "INSERT INTO aggregates (tenant_id, aggregate_id, aggregate_type, version, last_event_type,"
     " last_position, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
@@ -139,10 +141,7 @@ def record(db: sqlite3.Connection, change: Change) -> Written:
         held = db.execute(_RENEW_TASK, (expiry, change.renew[0].hex, change.renew[1])).rowcount
         if held != 1:
             return Written("lost", version, status)
-    positions = tuple(
-        _insert_event(db, event, version + offset)
-        for offset, event in enumerate(change.events, start=1)
-    )
+    positions = _insert_events(db, change.events, version)
     if change.events:
         last = change.events[-1]
         db.execute(_UPSERT_AGGREGATE, (
@@ -204,7 +203,7 @@ def start(
         if claimed != 1:
             run_id, earlier_hash = db.execute(_EARLIER, (tenant, key)).fetchone()
             return uuid.UUID(run_id), earlier_hash
-    position = _insert_event(db, event, 1)
+    (position,) = _insert_events(db, (event,), 0)
     db.execute(_UPSERT_AGGREGATE, (
         tenant, str(run.id), RUN_AGGREGATE, 1, event.event_type, position,
         _time(event.recorded_at), _time(event.recorded_at),
@@ -223,13 +222,53 @@ def start(
     return position
 
 
-def _insert_event(db: sqlite3.Connection, event: RecordedEvent, version: int) -> int:
-    row = db.execute(_INSERT_EVENT, (
-        event.event_id.hex, event.tenant_id.hex, event.aggregate_type, event.aggregate_id,
-        version, event.event_type, _json(event.data), _json(event.metadata),
-        _time(event.recorded_at),
-    )).fetchone()  # fmt: skip
-    return int(row[0])
+def _insert_events(
+    db: sqlite3.Connection, events: Sequence[RecordedEvent], after_version: int
+) -> tuple[int, ...]:
+    """Append `events` to their (one) aggregate after `after_version`, chained (events/chain.py)."""
+    if not events:
+        return ()
+    prev_hash = chain.GENESIS
+    if after_version > 0:
+        first = events[0]
+        found = db.execute(_HASH_OF, (first.tenant_id.hex, first.aggregate_id, after_version))
+        prev_hash = found.fetchone()[0] or chain.GENESIS
+    positions = []
+    for version, event in enumerate(events, start=after_version + 1):
+        digest = chain.link(
+            prev_hash,
+            chain.content_digest(
+                event_id=event.event_id,
+                tenant_id=event.tenant_id,
+                aggregate_type=event.aggregate_type,
+                aggregate_id=event.aggregate_id,
+                version=version,
+                event_type=event.event_type,
+                schema_version=1,
+                data=event.data,
+                metadata=event.metadata,
+                recorded_at=event.recorded_at,
+            ),
+        )
+        row = db.execute(
+            _INSERT_EVENT,
+            (
+                event.event_id.hex,
+                event.tenant_id.hex,
+                event.aggregate_type,
+                event.aggregate_id,
+                version,
+                event.event_type,
+                _json(event.data),
+                _json(event.metadata),
+                _time(event.recorded_at),
+                prev_hash,
+                digest,
+            ),
+        ).fetchone()
+        positions.append(int(row[0]))
+        prev_hash = digest
+    return tuple(positions)
 
 
 def _insert_logs(

@@ -27,14 +27,28 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, Row, Text, bindparam, cast, func, literal, select, tuple_
+from sqlalchemy import (
+    BigInteger,
+    Row,
+    Text,
+    bindparam,
+    cast,
+    func,
+    literal,
+    literal_column,
+    select,
+    tuple_,
+)
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from workflow_engine.db.database import announce
+from workflow_engine.db.event_chain import RECOMPUTED_HASH
 from workflow_engine.db.tables import events, snapshots
 from workflow_engine.db.upsert import upsert
 from workflow_engine.errors import ConcurrencyConflict, Conflict
+from workflow_engine.events.chain import CONTENT_FIELDS as _CONTENT
+from workflow_engine.events.chain import GENESIS, content_digest, link
 from workflow_engine.events.storable import check_document, check_name
 
 # PostgreSQL channel that wakes log followers when an appending transaction commits.
@@ -122,7 +136,7 @@ _AGGREGATE = (
 )
 _CURRENT_VERSION = select(func.coalesce(func.max(events.c.version), 0)).where(*_AGGREGATE)
 _HEAD = (
-    select(events.c.version, events.c.aggregate_type)
+    select(events.c.version, events.c.aggregate_type, events.c.hash)
     .where(*_AGGREGATE)
     .order_by(events.c.version.desc())
     .limit(1)
@@ -166,12 +180,19 @@ async def insert_events(
         check_document("data", new.data)
         check_document("metadata", new.metadata)
     for _attempt in range(_MAX_UNCONDITIONAL_RETRIES):
-        actual = await _head_version(conn, tenant_id, aggregate_type, aggregate_id)
+        actual, head_hash = await _head(conn, tenant_id, aggregate_type, aggregate_id)
         if expected_version is not None and expected_version != actual:
             raise ConcurrencyConflict(aggregate_id, expected_version, actual)
         try:
             return await _insert(
-                conn, tenant_id, aggregate_type, aggregate_id, new_events, actual, exclusive
+                conn,
+                tenant_id,
+                aggregate_type,
+                aggregate_id,
+                new_events,
+                actual,
+                head_hash,
+                exclusive,
             )
         except IntegrityError:
             if expected_version is not None:
@@ -182,18 +203,19 @@ async def insert_events(
     raise ConcurrencyConflict(aggregate_id, expected_version, winner)
 
 
-async def _head_version(
+async def _head(
     conn: AsyncConnection, tenant_id: uuid.UUID, aggregate_type: str, aggregate_id: str
-) -> int:
+) -> tuple[int, bytes]:
+    """The aggregate's latest version and that event's hash (0 and the chain's start)."""
     head = await conn.execute(_HEAD, {"tenant_id": tenant_id, "aggregate_id": aggregate_id})
     latest = head.first()
     if latest is None:
-        return 0
+        return 0, GENESIS
     if latest.aggregate_type != aggregate_type:
         raise Conflict(
             f"aggregate {aggregate_id!r} is a {latest.aggregate_type!r}, not a {aggregate_type!r}"
         )
-    return int(latest.version)
+    return int(latest.version), latest.hash or GENESIS
 
 
 async def _insert(
@@ -203,6 +225,7 @@ async def _insert(
     aggregate_id: str,
     new_events: Sequence[NewEvent],
     after_version: int,
+    head_hash: bytes,
     exclusive: bool,
 ) -> list[RecordedEvent]:
     recorded_at = datetime.now(UTC)
@@ -221,6 +244,8 @@ async def _insert(
         }
         for offset, new in enumerate(new_events, start=1)
     ]
+    if conn.dialect.name == "sqlite":  # PostgreSQL's trigger chains them (events/chain.py)
+        _chain(rows, head_hash)
     # A savepoint keeps the caller's transaction alive when the unique constraint fires
     # (PostgreSQL would otherwise abort the whole transaction). SQLite needs none: its
     # writers take turns, so no other append can come between the head read and this insert,
@@ -231,6 +256,14 @@ async def _insert(
         stored = [RecordedEvent.from_row(row) for row in result]
     await announce(conn, APPENDED, NOTIFY_CHANNEL)  # followers wake once this commits
     return sorted(stored, key=lambda e: e.version)
+
+
+def _chain(rows: list[dict[str, Any]], prev_hash: bytes) -> None:
+    for row in rows:
+        row["prev_hash"] = prev_hash
+        row["hash"] = prev_hash = link(prev_hash, content_digest(**{
+            name: row[name] for name in _CONTENT
+        }))  # fmt: skip
 
 
 async def read_aggregate(
@@ -368,6 +401,119 @@ async def last_position(conn: AsyncConnection) -> int:
     return int(
         (await conn.execute(select(func.coalesce(func.max(events.c.position), 0)))).scalar_one()
     )
+
+
+# --- the hash chain and its seals (events/chain.py, events/seals.py) -----------------------
+
+
+@dataclass(frozen=True)
+class Link:
+    """An event's place in the log and its stored hash: what a seal digests."""
+
+    txid: int
+    position: int
+    tenant_id: uuid.UUID
+    aggregate_id: str
+    version: int
+    hash: bytes | None
+
+    @property
+    def key(self) -> LogKey:
+        return (self.txid, self.position)
+
+
+_LINK_COLUMNS = (
+    events.c.txid,
+    events.c.position,
+    events.c.tenant_id,
+    events.c.aggregate_id,
+    events.c.version,
+    events.c.hash,
+)
+
+
+async def read_links(
+    conn: AsyncConnection,
+    *,
+    after: LogKey,
+    through: LogKey | None = None,
+    tenant_id: uuid.UUID | None = None,
+    limit: int | None = None,
+) -> list[Link]:
+    """The links of the events after `after` in log order: up to `through`, or, without it,
+    up to the horizon of transactions still in flight (as `read_log` reads)."""
+    key = tuple_(events.c.txid, events.c.position)
+    stmt = (
+        select(*_LINK_COLUMNS)
+        .where(key > tuple_(literal(after[0]), literal(after[1])))
+        .order_by(events.c.txid, events.c.position)
+    )
+    if through is not None:
+        stmt = stmt.where(key <= tuple_(literal(through[0]), literal(through[1])))
+    elif conn.dialect.name == "postgresql":
+        stmt = stmt.where(events.c.txid < _visible_horizon())
+    if tenant_id is not None:
+        stmt = stmt.where(events.c.tenant_id == tenant_id)
+    if limit is not None:
+        stmt = stmt.limit(limit)
+    return [Link(*row) for row in await conn.execute(stmt)]
+
+
+@dataclass(frozen=True)
+class StoredHash:
+    """An event's stored chain hashes beside the hash its stored content has now."""
+
+    position: int
+    tenant_id: uuid.UUID
+    aggregate_id: str
+    version: int
+    prev_hash: bytes | None
+    hash: bytes | None
+    recomputed: bytes | None
+
+    @property
+    def chain_key(self) -> tuple[uuid.UUID, str, int]:
+        return (self.tenant_id, self.aggregate_id, self.version)
+
+
+async def read_chain(
+    conn: AsyncConnection,
+    *,
+    after: tuple[uuid.UUID, str, int] | None,
+    tenant_id: uuid.UUID | None,
+    limit: int,
+) -> list[StoredHash]:
+    """Every event's hashes in (tenant, aggregate, version) order, `limit` at a time.
+
+    PostgreSQL recomputes each hash with its trigger's own function; on SQLite Python does.
+    """
+    chain_order = (events.c.tenant_id, events.c.aggregate_id, events.c.version)
+    postgres = conn.dialect.name == "postgresql"
+    recomputed = literal_column(RECOMPUTED_HASH) if postgres else literal(None)
+    content = () if postgres else tuple(events.c[name] for name in _CONTENT)
+    stmt = (
+        select(
+            events.c.position, *chain_order, events.c.prev_hash, events.c.hash,
+            recomputed.label("recomputed"), *content,
+        )
+        .order_by(*chain_order)
+        .limit(limit)
+    )  # fmt: skip
+    if after is not None:
+        pairs = zip(after, chain_order, strict=True)
+        bound = (literal(value, column.type) for value, column in pairs)
+        stmt = stmt.where(tuple_(*chain_order) > tuple_(*bound))
+    if tenant_id is not None:
+        stmt = stmt.where(events.c.tenant_id == tenant_id)
+    found = []
+    for row in await conn.execute(stmt):
+        again = row.recomputed
+        if not postgres:
+            content_hash = content_digest(**{name: row._mapping[name] for name in _CONTENT})
+            again = link(row.prev_hash or b"", content_hash)
+        stored = (row.position, row.tenant_id, row.aggregate_id, row.version)
+        found.append(StoredHash(*stored, row.prev_hash, row.hash, again))
+    return found
 
 
 # --- snapshots ------------------------------------------------------------------------------
