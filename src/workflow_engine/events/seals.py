@@ -17,8 +17,6 @@ does not cover yet (at most an interval's worth of appends) is protected by the 
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import hashlib
 import json
 import uuid
@@ -32,8 +30,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from workflow_engine.bootstrap.core_services import DatabaseService
-from workflow_engine.bootstrap.lifecycle import Health
-from workflow_engine.db.availability import availability, unreachable
+from workflow_engine.bootstrap.periodic import PeriodicService
 from workflow_engine.db.tables import event_seals
 from workflow_engine.db.upsert import upsert
 from workflow_engine.events.chain import GENESIS
@@ -166,33 +163,17 @@ async def seal_next(conn: AsyncConnection, *, limit: int = SEAL_LIMIT) -> Seal |
     return seal
 
 
-class EventSealer:
+class EventSealer(PeriodicService):
     """A lifecycle service: seals the log every `interval` seconds while the process runs."""
 
     def __init__(self, database: DatabaseService, interval: float) -> None:
+        super().__init__("event-sealer", "sealing the event log", retry_after=interval)
         self._database = database
         self._interval = interval
-        self._stopping = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
-        self._last_error: str | None = None
 
-    async def start(self) -> None:
-        self._stopping.clear()
-        self._task = asyncio.create_task(self._loop(), name="event-sealer")
-
-    async def stop(self) -> None:
-        self._stopping.set()
-        if self._task is not None:
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
-
-    async def check_health(self) -> Health:
-        if self._task is None or self._task.done():
-            return Health.down("not running")
-        if self._last_error is not None:
-            return Health.degraded(self._last_error)
-        return Health.ok()
+    async def run_pass(self) -> float:
+        await self.seal()
+        return self._interval
 
     async def seal(self) -> int:
         """Seal everything settled now; the number of seals written."""
@@ -203,19 +184,3 @@ class EventSealer:
             if sealed is None or sealed.events < SEAL_LIMIT:
                 return written + (sealed is not None)
             written += 1
-
-    async def _loop(self) -> None:
-        while not self._stopping.is_set():
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopping.wait(), self._interval)
-            if self._stopping.is_set():
-                return
-            try:
-                await self.seal()
-                self._last_error = None
-            except Exception as exc:  # the database is away: health says so; try again
-                self._last_error = f"sealing the event log failed: {type(exc).__name__}"
-                if unreachable(exc):
-                    availability.failed(exc, "event-sealer")
-                else:
-                    logger.warning("sealing the event log failed", error=type(exc).__name__)

@@ -15,20 +15,16 @@ missed ticks are recorded as `ScheduleTicksMissed`.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import uuid
 from collections.abc import Mapping
 from datetime import UTC, datetime
 
-import structlog
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from workflow_engine.auth.audit import RequestOrigin, record
 from workflow_engine.bootstrap.core_services import DatabaseService
 from workflow_engine.bootstrap.engine_services import WorkflowCatalogService
-from workflow_engine.bootstrap.lifecycle import Health
-from workflow_engine.db.availability import availability, unreachable
+from workflow_engine.bootstrap.periodic import PeriodicService
 from workflow_engine.engine import admission
 from workflow_engine.engine.runs import Origin, check_input, starting_run
 from workflow_engine.engine.store import RunStore
@@ -38,60 +34,26 @@ from workflow_engine.schedules.service import AGGREGATE
 from workflow_engine.schedules.store import Schedule
 from workflow_engine.schedules.timing import CatchUp, due
 
-logger = structlog.get_logger(__name__)
-
 POLL = 1.0  # seconds between looks when no tick is known to come sooner
 # Schedules fired in one look; the rest wait for the next (a second later at most).
 PER_LOOK = 200
 _NO_REQUEST = RequestOrigin(client_address=None, correlation_id=None)
 
 
-class ScheduleTicker:
+class ScheduleTicker(PeriodicService):
     """A lifecycle service: the look-fire-sleep loop of this process."""
 
     def __init__(
         self, database: DatabaseService, workflows: WorkflowCatalogService, *, capped: bool = False
     ) -> None:
         """`capped`: `MAX_RUNNING_PER_TENANT` is set (runs start through admission)."""
+        super().__init__("schedules", "firing schedules", retry_after=POLL)
         self._database = database
         self._workflows = workflows
         self._capped = capped
-        self._stopping = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
-        self._last_error: str | None = None
 
-    async def start(self) -> None:
-        self._stopping.clear()
-        self._task = asyncio.create_task(self._loop(), name="schedule-ticker")
-
-    async def stop(self) -> None:
-        self._stopping.set()
-        if self._task is not None:
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
-
-    async def check_health(self) -> Health:
-        if self._task is None or self._task.done():
-            return Health.down("not running")
-        if self._last_error is not None:
-            return Health.degraded(self._last_error)
-        return Health.ok()
-
-    async def _loop(self) -> None:
-        while not self._stopping.is_set():
-            try:
-                wait = await self.look()
-                self._last_error = None
-            except Exception as exc:  # the database is away: health says so; look again
-                self._last_error = f"firing schedules failed: {type(exc).__name__}"
-                if unreachable(exc):
-                    availability.failed(exc, "schedules")  # logged once an outage
-                else:
-                    logger.warning("firing schedules failed", error=type(exc).__name__)
-                wait = POLL
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopping.wait(), wait)
+    async def run_pass(self) -> float:
+        return await self.look()
 
     async def look(self) -> float:
         """Fire what is due now; returns how long to sleep before looking again."""
