@@ -10,7 +10,9 @@ serves its metrics (steps, LLM and MCP calls it made) on that port, on `HOST`, b
 from __future__ import annotations
 
 import asyncio
+import gc
 import signal
+from typing import TYPE_CHECKING
 
 import structlog
 
@@ -21,10 +23,15 @@ from workflow_engine.db import Database
 from workflow_engine.observability import metrics, tracing
 from workflow_engine.process_gc import frozen_after_startup
 
+if TYPE_CHECKING:
+    from workflow_engine.engine.catalog import DefinitionCatalog
+
 logger = structlog.get_logger(__name__)
 
 
-async def run_worker(settings: Settings) -> int:
+async def run_worker(settings: Settings, catalog: DefinitionCatalog | None = None) -> int:
+    """Work until SIGTERM or SIGINT; `catalog`: the workflows as the CLI checked them already
+    (built from the settings when not given)."""
     if settings.worker_metrics_port is not None and metrics.multiprocess():
         # Its samples would be summed into the API's /metrics and scraped here as well.
         logger.error(
@@ -41,7 +48,7 @@ async def run_worker(settings: Settings) -> int:
         connect_timeout=settings.db_connection_timeout,
     )
     tracing.instrument_engine(db.engine.sync_engine)
-    worker = build_worker(settings, db, catalog_of(settings))
+    worker = build_worker(settings, db, catalog if catalog is not None else catalog_of(settings))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -69,6 +76,7 @@ async def run_worker(settings: Settings) -> int:
         await worker.start()
         logger.info("worker started", owner=worker.owner, concurrency=settings.worker_concurrency)
         with frozen_after_startup():
+            gc.enable()  # paused by the CLI while the worker started
             await stop.wait()
         logger.info("worker stopping", running=worker.running)
         await worker.stop(grace=settings.shutdown_timeout)

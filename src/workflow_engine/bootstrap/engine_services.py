@@ -5,9 +5,8 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from workflow_engine.bootstrap.core_services import DatabaseService
 from workflow_engine.bootstrap.lifecycle import Health
 from workflow_engine.config import Settings
 from workflow_engine.db import Database
@@ -20,6 +19,11 @@ from workflow_engine.nodes import registry
 from workflow_engine.nodes.registry import NodeSettings
 from workflow_engine.registry.discovery import RegistryDiscovery
 from workflow_engine.registry.options import RegistryOptions
+
+if TYPE_CHECKING:
+    # Only the embedded worker's service takes it: core_services brings in the whole of
+    # authentication (JWT, cryptography, argon2), which a standalone worker never uses.
+    from workflow_engine.bootstrap.core_services import DatabaseService
 
 
 def worker_options(settings: Settings) -> WorkerOptions:

@@ -30,6 +30,10 @@ STEP_ID_PATTERN = r"^[a-z][a-z0-9_]{0,63}$"
 MAX_STEPS = 200
 _SCHEMA_URI = "urn:workflow-engine:input-schema"
 
+# libyaml's safe loader when PyYAML was built with it (its wheels are): the same documents,
+# parsed about eight times faster than in Python — every process start parses the templates.
+_YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
 
 class RetryPolicy(BaseModel):
     """Attempts and exponential backoff with jitter: delay n = min(initial_delay * backoff^(n-1),
@@ -131,7 +135,7 @@ def parse(document: Any, source: str, known_nodes: Callable[[str], bool]) -> Wor
 def load_file(path: Path, known_nodes: Callable[[str], bool]) -> WorkflowDefinition:
     try:
         text = path.read_text(encoding="utf-8")
-        document = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+        document = json.loads(text) if path.suffix == ".json" else yaml.load(text, _YAML_LOADER)  # noqa: S506
     except (OSError, UnicodeDecodeError, ValueError, yaml.YAMLError) as exc:
         message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise InvalidDefinition([DefinitionProblem(str(path), None, None, message)]) from None
