@@ -1,6 +1,7 @@
 # Shortcuts over scripts/dev.py and bench/. POSIX make; `.ci/run` does not use this file.
 #   make install | test | run | bench | bench-peers      (extra arguments: ARGS="...")
 #   make bench-peers ARGS=--quick                         (a short smoke run)
+#   make chaos                                            (the long reliability suite)
 
 PYTHON ?= python3
 POSTGRES ?= postgresql://postgres@127.0.0.1:5432/postgres
@@ -8,7 +9,7 @@ VENV_PYTHON = .venv/bin/python
 DBOS_VENV = .bench/dbos-venv
 ARGS ?=
 
-.PHONY: install test run bench bench-peers
+.PHONY: install test run bench bench-peers chaos
 
 install:
 	$(PYTHON) scripts/dev.py install
@@ -30,3 +31,8 @@ $(DBOS_VENV)/installed: bench/peers/requirements.txt
 
 bench-peers: install $(DBOS_VENV)/installed
 	$(VENV_PYTHON) bench/peers.py --postgres $(POSTGRES) $(ARGS)
+
+# The full chaos run: workers SIGKILLed under load, then a database restart; prints a report.
+# CI runs a bounded slice of it as tests/chaos/test_chaos.py.
+chaos: install
+	$(VENV_PYTHON) -m tests.chaos --postgres $(POSTGRES) $(ARGS)

@@ -23,6 +23,7 @@ from workflow_engine.db import Database
 from workflow_engine.db.migrate import upgrade
 
 IN_CI = os.environ.get("CI") == "true"
+_ROOT = Path(__file__).resolve().parents[1]
 
 # What every process that appends events does where it is built (the app, the worker, the CLI).
 register_read_models()
@@ -193,3 +194,37 @@ def python_output(script: str, env: dict[str, str] | None = None) -> str:
                           timeout=60, env=env)  # fmt: skip
     assert done.returncode == 0, done.stderr
     return done.stdout
+
+
+# --- the installed command (e2e and chaos suites) ---------------------------------------
+
+
+def _uv() -> str:
+    beside_python = Path(sys.executable).parent / "uv"
+    found = str(beside_python) if beside_python.exists() else shutil.which("uv")
+    if not found:
+        pytest.fail(
+            "uv is needed to build the wheel: run the tests with `python3 scripts/dev.py test`"
+        )
+    return found
+
+
+@pytest.fixture(scope="session")
+def installed_bin(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A virtual environment with the wheel and the locked dependencies; returns its bin/."""
+    work = tmp_path_factory.mktemp("wheel")
+    uv = _uv()
+    env = dict(os.environ, UV_PYTHON_DOWNLOADS="never")
+    run = lambda *args: subprocess.run(args, cwd=_ROOT, env=env, check=True, capture_output=True)  # noqa: E731
+    run(uv, "build", "--wheel", "--out-dir", str(work / "dist"))
+    [wheel] = (work / "dist").glob("*.whl")
+    requirements = work / "requirements.txt"
+    run(
+        uv, "export", "--frozen", "--no-dev", "--all-extras", "--no-emit-project",
+        "--no-hashes", "--quiet", "-o", str(requirements),
+    )  # fmt: skip
+    venv = work / "venv"
+    run(uv, "venv", "--quiet", "--python", sys.executable, str(venv))
+    run(uv, "pip", "install", "--quiet", "--python", str(venv / "bin" / "python"),
+        "-r", str(requirements), str(wheel))  # fmt: skip
+    return venv / "bin"

@@ -9,6 +9,7 @@ import json
 import os
 import sys
 import threading
+import time
 import traceback
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
@@ -124,14 +125,33 @@ def _check_workflows(settings: Settings) -> DefinitionCatalog:
 
 
 def _require_database(settings: Settings, *, check_migrated: bool = False) -> bool:
-    """Fail fast, in one line, when the database cannot be reached at all. With
-    `check_migrated`, also answer whether `migrate` would change nothing (False when unsure)."""
+    """Wait up to `DB_CONNECTION_TIMEOUT` for the database (a process restarted during an
+    outage starts once it is back, instead of failing straight away); then fail, in one line.
+    A refusal that waiting cannot mend (a wrong password, an unknown database) fails at once.
+    With `check_migrated`, also answer whether `migrate` would change nothing (False when
+    unsure)."""
     from workflow_engine.db import Database
+    from workflow_engine.db.availability import unreachable
+
+    async def reach(db: Database) -> None:
+        deadline = time.monotonic() + settings.db_connection_timeout
+        while True:
+            left = deadline - time.monotonic()
+            try:
+                await db.ping(timeout=max(left, 0.1))
+                return
+            except Exception as exc:
+                if not unreachable(exc) or left <= 1:
+                    raise
+                logger.warning(
+                    "waiting for the database", error=_reason(exc), seconds_left=int(left)
+                )
+                await asyncio.sleep(1)
 
     async def ping() -> bool:
         db = Database(url, pool_size=1, connect_timeout=settings.db_connection_timeout)
         try:
-            await db.ping(timeout=settings.db_connection_timeout)
+            await reach(db)
             if not check_migrated:
                 return False
             from workflow_engine.bootstrap.schema_state import needs_no_migration

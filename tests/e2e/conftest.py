@@ -9,11 +9,9 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import signal
 import socket
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -44,37 +42,6 @@ def documented_block(name: str, language: str = "python") -> str:
     found = [match.group(1) for doc in DOCUMENTS for match in pattern.finditer(doc.read_text())]
     assert len(found) == 1, f"{len(found)} {language} blocks marked {name} in the README and docs/"
     return found[0]
-
-
-def _uv() -> str:
-    beside_python = Path(sys.executable).parent / "uv"
-    found = str(beside_python) if beside_python.exists() else shutil.which("uv")
-    if not found:
-        pytest.fail(
-            "uv is needed to build the wheel: run the tests with `python3 scripts/dev.py test`"
-        )
-    return found
-
-
-@pytest.fixture(scope="session")
-def installed_bin(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A virtual environment with the wheel and the locked dependencies; returns its bin/."""
-    work = tmp_path_factory.mktemp("wheel")
-    uv = _uv()
-    env = dict(os.environ, UV_PYTHON_DOWNLOADS="never")
-    run = lambda *args: subprocess.run(args, cwd=ROOT, env=env, check=True, capture_output=True)  # noqa: E731
-    run(uv, "build", "--wheel", "--out-dir", str(work / "dist"))
-    [wheel] = (work / "dist").glob("*.whl")
-    requirements = work / "requirements.txt"
-    run(
-        uv, "export", "--frozen", "--no-dev", "--all-extras", "--no-emit-project",
-        "--no-hashes", "--quiet", "-o", str(requirements),
-    )  # fmt: skip
-    venv = work / "venv"
-    run(uv, "venv", "--quiet", "--python", sys.executable, str(venv))
-    run(uv, "pip", "install", "--quiet", "--python", str(venv / "bin" / "python"),
-        "-r", str(requirements), str(wheel))  # fmt: skip
-    return venv / "bin"
 
 
 def clean_environment() -> dict[str, str]:

@@ -138,3 +138,63 @@ def test_health_follows_a_postgresql_outage_and_recovery(
     assert "unhandled error" not in log
     assert log.count("the database is unavailable") == 1
     assert "the database is available again" in log
+
+
+SLOW_NODES = """
+import asyncio
+
+from workflow_engine.nodes import NodeContext, node
+
+
+@node("outage.slow")
+async def slow(ctx: NodeContext, *, seconds: float) -> dict:
+    await asyncio.sleep(seconds)
+    return {"slept": seconds}
+"""
+SLOW_FLOW = """
+name: slow_step
+steps:
+  - {id: nap, uses: outage.slow, with: {seconds: 3}}
+output: "{{ steps.nap.output.slept }}"
+"""
+
+
+def test_a_step_ending_during_an_outage_is_the_outage_not_a_traceback(
+    cluster: Cluster, server_factory: type[Server], tmp_path: Path
+) -> None:
+    modules, flows = tmp_path / "modules", tmp_path / "flows"
+    modules.mkdir()
+    flows.mkdir()
+    (modules / "outage_nodes.py").write_text(SLOW_NODES)
+    (flows / "slow_step.yaml").write_text(SLOW_FLOW)
+    env = {
+        "DATABASE_URL": f"postgresql://postgres@127.0.0.1:{cluster.port}/postgres",
+        "PYTHONPATH": str(modules), "NODE_MODULES": "outage_nodes", "WORKFLOWS_DIR": str(flows),
+        "WORKER_LEASE_SECONDS": "2", **ADMIN,
+    }  # fmt: skip
+    server = server_factory(env={**env, "WORKER_ENABLED": "false"}).start()
+    worker = server_factory("worker", env=env).start(wait=False)
+    credentials = {"email": ADMIN["BOOTSTRAP_ADMIN_EMAIL"],
+                   "password": ADMIN["BOOTSTRAP_ADMIN_PASSWORD"]}  # fmt: skip
+    token = httpx.post(f"{server.url}/api/v1/auth/login", json=credentials, timeout=10).json()
+    api = httpx.Client(base_url=server.url, timeout=30,
+                       headers={"Authorization": f"Bearer {token['token']}"})  # fmt: skip
+    run = api.post("/api/v1/workflows/trigger", json={"workflow_name": "slow_step"}).json()
+    status = f"/api/v1/workflows/{run['workflow_id']}/status"
+    running = _wait_for(lambda: api.get(status).json()["status"] == "running", timeout=60)
+    assert running, "the step did not start"
+
+    cluster.stop()
+    time.sleep(5)  # the step ends, and its worker cannot record it
+    cluster.start()
+    results = f"/api/v1/workflows/{run['workflow_id']}/results"
+    done = _wait_for(lambda: (r := api.get(results)).status_code == 200 and r, timeout=60)
+    assert done, "the run did not complete after the database came back"
+    assert done.json()["output"] == 3
+    api.close()
+    assert worker.stop() == 0
+    log = worker.output()
+    # The worker reports the outage once, as the server does, not a traceback per step.
+    assert "task failed unexpectedly" not in log
+    assert log.count("the database is unavailable") == 1
+    assert "the database is available again" in log

@@ -110,11 +110,17 @@ def test_bad_setting_is_one_line_and_exit_2(
     assert "Traceback" not in result.stderr + result.stdout
 
 
-def test_unreachable_database_is_one_line_and_exit_1(installed_bin: Path, tmp_path: Path) -> None:
+def test_unreachable_database_is_waited_for_then_one_line_and_exit_1(
+    installed_bin: Path, tmp_path: Path
+) -> None:
     closed = f"postgresql://postgres:pw-secret@127.0.0.1:{free_port()}/nothing"
-    result = run_cli(installed_bin, "serve", cwd=tmp_path, env={"DATABASE_URL": closed})
+    env = {"DATABASE_URL": closed, "DB_CONNECTION_TIMEOUT": "3", "LOG_FORMAT": "json"}
+    result = run_cli(installed_bin, "serve", cwd=tmp_path, env=env)
     assert result.returncode == 1
-    lines = result.stderr.strip().splitlines()
+    # It waited (a process restarted during an outage starts once the database is back) ...
+    assert '"event": "waiting for the database"' in result.stdout + result.stderr
+    # ... then gave up in one line, without the password.
+    lines = [line for line in result.stderr.strip().splitlines() if not line.startswith("{")]
     assert len(lines) == 1, result.stderr
     assert "cannot reach the database at postgresql+asyncpg://postgres:***@127.0.0.1" in lines[0]
     assert "pw-secret" not in result.stderr + result.stdout

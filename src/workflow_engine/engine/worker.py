@@ -248,8 +248,11 @@ class Worker:
                 await self._run_step(task, log, started)
         except asyncio.CancelledError:
             await self._release(task)
-        except Exception:
+        except Exception as exc:
             # The lease will expire and another claim retries the task.
+            if unreachable(exc):  # an outage, logged once, not one traceback per step
+                availability.failed(exc, "worker steps")
+                return
             log.exception("task failed unexpectedly; it will be retried when its lease expires")
 
     async def _release(self, task: queue.Task) -> None:
