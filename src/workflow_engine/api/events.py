@@ -20,7 +20,8 @@ from workflow_engine.api.streams import GuardDep, event_stream
 from workflow_engine.api.validation import Moment
 from workflow_engine.auth.permissions import Permission
 from workflow_engine.auth.principal import Principal
-from workflow_engine.errors import InvalidInput, NotFound
+from workflow_engine.engine.run_events import RunEvent
+from workflow_engine.errors import Forbidden, InvalidInput, NotFound
 from workflow_engine.events.client_events import append_client_event
 from workflow_engine.events.follower import LogFollower
 from workflow_engine.events.store import (
@@ -34,6 +35,22 @@ INT64_MAX = 2**63 - 1
 AGGREGATE_TYPE = r"^[a-z][a-z0-9_.-]{0,99}$"
 AGGREGATE_ID = r"^[A-Za-z0-9][A-Za-z0-9_.:@-]{0,199}$"
 EVENT_TYPE = r"^[A-Za-z][A-Za-z0-9_.:-]{0,199}$"
+# Event types the server writes. On a client's own aggregate they would still read as the
+# engine's or the audit trail's own facts (`?event_type=LoginSucceeded`, a stream filtered on
+# `Workflow`), so a client may not use them; compared without case, as a reader might.
+SERVER_EVENT_TYPES = frozenset(
+    name.lower()
+    for name in (
+        *RunEvent,
+        "TenantCreated", "UserCreated", "UserChanged", "UserDeactivated", "UserReactivated",
+        "LoginSucceeded", "LoginFailed", "LoggedOut", "RefreshTokenReused",
+        "ApiKeyCreated", "ApiKeyRevoked",
+        "ScheduleCreated", "ScheduleUpdated", "SchedulePaused", "ScheduleResumed",
+        "ScheduleDeleted", "ScheduleTickFailed", "ScheduleTicksMissed",
+        "ServiceRegistered", "ServiceRegistrationUpdated", "ServiceDeregistered",
+        "ServiceStatusChanged", "ServiceRemoved",
+    )
+)  # fmt: skip
 
 
 class NewEventRequest(BaseModel):
@@ -106,6 +123,11 @@ async def append_event(
     origin: Origin,
     response: Response,
 ) -> AppendedEvent:
+    if body.event_type.lower() in SERVER_EVENT_TYPES:
+        raise Forbidden(
+            f"event type {body.event_type!r} is written by the server only; "
+            "choose another name for your own events"
+        )
     recorded = await append_client_event(
         db,
         tenant_id=principal.tenant_id,

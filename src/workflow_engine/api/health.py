@@ -130,11 +130,23 @@ async def health_detailed(context: Context) -> JSONResponse:
         uptime_seconds=round(context.uptime_seconds(), 3),
         checked_at=datetime.now(UTC),
         failing=[r.name for r in reports if r.status is not HealthStatus.ok],
-        services=[ServiceHealth.model_validate(r, from_attributes=True) for r in reports],
+        services=[_public(ServiceHealth.model_validate(r, from_attributes=True)) for r in reports],
     )
     return JSONResponse(
         body.model_dump(mode="json"), status_code=503 if status is HealthStatus.down else 200
     )
+
+
+# What services report for operators that this page, answered to anyone, leaves out: where
+# files live on the host, and the host's name and process ids (the worker's lease owner).
+_PRIVATE_DATA = frozenset({"path", "owner"})
+
+
+def _public(service: ServiceHealth) -> ServiceHealth:
+    if _PRIVATE_DATA.isdisjoint(service.data):
+        return service
+    data = {k: v for k, v in service.data.items() if k not in _PRIVATE_DATA}
+    return service.model_copy(update={"data": data})
 
 
 def overall_status(reports: list[ServiceReport]) -> HealthStatus:

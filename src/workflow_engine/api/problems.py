@@ -132,6 +132,8 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
     detail = exc.detail if isinstance(exc.detail, str) else HTTPStatus(exc.status_code).phrase
     if exc.status_code == 400 and detail == _FASTAPI_BODY_PARSE_ERROR:
+        if (refused := await _refusal(request)) is not None:
+            return refused
         # FastAPI's answer to a body it could not decode at all (bad UTF-8, absurd nesting).
         return problem_response(
             400, "The request body could not be decoded as JSON", title="Malformed JSON",
@@ -166,10 +168,34 @@ def _allowed_methods(request: Request) -> str:
     return ", ".join(allowed)
 
 
+async def _refusal(request: Request) -> JSONResponse | None:
+    """The 401 or 403 the route's permission check gives this caller, if any.
+
+    FastAPI decodes a JSON body before it solves the route's dependencies, so a malformed body
+    would be answered before the credential is looked at, telling a caller without one what
+    the route parses. Its permission check (`api.security.Authorise`, found by its
+    `permission`: that module imports this one) runs here first instead."""
+    route = request.scope.get("route")
+    dependant = getattr(route, "dependant", None)
+    checks = [
+        dependency.call
+        for dependency in (dependant.dependencies if dependant is not None else ())
+        if getattr(dependency.call, "permission", None) is not None
+    ]
+    for check in checks:
+        try:
+            await check(request)
+        except WorkflowEngineError as refused:
+            return await _domain_error(request, refused)
+    return None
+
+
 async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
     raw = exc.errors()
     if any(error.get("type") == "json_invalid" for error in raw):
+        if (refused := await _refusal(request)) is not None:
+            return refused
         position = next(
             (error.get("ctx", {}).get("error") for error in raw if error["type"] == "json_invalid"),
             None,

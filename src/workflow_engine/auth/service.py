@@ -82,7 +82,10 @@ class AuthService:
         self.tokens = tokens
         self.refresh_lifetime = refresh_lifetime
         self.watch = watch
-        self._standing: StandingCache[str, store.TokenStanding] = StandingCache(watch)
+        # Keyed by every claim the standing is read for, not by `jti` alone: a token that
+        # reuses a known `jti` with another tenant or user must be looked up, not answered
+        # with the standing of the token it copied.
+        self._standing: StandingCache[_StandingKey, store.TokenStanding] = StandingCache(watch)
         self._keys: StandingCache[str, _KeyLookup] = StandingCache(watch)
         self._key_ids: StandingCache[uuid.UUID, _KeyLookup] = StandingCache(watch)
 
@@ -242,7 +245,9 @@ class AuthService:
                 origin=origin,
                 data={"session_id": str(session.session_id)},
             )
-        self._standing.drop(session.token_id)
+        self._standing.drop(
+            (session.token_id, session.session_id, principal.tenant_id, principal.subject_id)
+        )
 
     # --- every request ------------------------------------------------------------------
 
@@ -319,7 +324,8 @@ class AuthService:
     async def _standing_of(
         self, session: UserSession, tenant_id: uuid.UUID, user_id: uuid.UUID
     ) -> store.TokenStanding:
-        standing = self._standing.get(session.token_id)
+        key = (session.token_id, session.session_id, tenant_id, user_id)
+        standing = self._standing.get(key)
         if standing is not None:
             return standing
         ticket = self._standing.ticket()
@@ -331,8 +337,11 @@ class AuthService:
                 tenant_id=tenant_id,
                 user_id=user_id,
             )
-        self._standing.put(session.token_id, standing, ticket)
+        self._standing.put(key, standing, ticket)
         return standing
+
+
+_StandingKey = tuple[str, uuid.UUID, uuid.UUID, uuid.UUID]  # jti, session, tenant, user
 
 
 def _refusal(standing: store.TokenStanding, session: UserSession) -> str | None:

@@ -135,7 +135,13 @@ class DataDirectoryService:
         self._path = path
 
     async def start(self) -> None:
-        self._path.mkdir(parents=True, exist_ok=True)
+        # The database, the development secret and exports live here: this user's only.
+        self._path.mkdir(mode=0o700, parents=True, exist_ok=True)
+        if self._path.stat().st_mode & 0o077:  # made by an older version, or by hand
+            logger.warning(
+                "DATA_DIR can be read by other users of this machine; `chmod 700` it",
+                mode=oct(self._path.stat().st_mode & 0o777),
+            )
 
     async def stop(self) -> None:
         return None

@@ -21,7 +21,7 @@ def development_jwt_secret(data_dir: Path) -> tuple[SecretStr, bool]:
     path = data_dir / DEV_SECRET_FILE
     if path.is_file():
         return SecretStr(path.read_text(encoding="utf-8").strip()), False
-    data_dir.mkdir(parents=True, exist_ok=True)
+    data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)  # the database and secrets live here
     value = secrets.token_urlsafe(48)
     # O_EXCL: two processes racing to create it cannot both write; the loser reads the winner's.
     try:

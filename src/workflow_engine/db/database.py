@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterable
@@ -263,9 +264,17 @@ def _create_engine(
 
 
 def ensure_sqlite_directory(url: URL) -> None:
-    """SQLite creates the file but not its directory."""
+    """SQLite creates the file but not its directory; both are made here, for the owner only.
+
+    The file holds password hashes and key digests. SQLite would create it with the process's
+    umask (world-readable, usually), and gives its `-wal` and `-shm` files the mode of the
+    database file, so making the file first with mode 0600 keeps all three private."""
     if url.get_backend_name() == "sqlite" and url.database and url.database != ":memory:":
-        Path(url.database).parent.mkdir(parents=True, exist_ok=True)
+        path = Path(url.database)
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        # An existing database keeps the mode its owner gave it.
+        with contextlib.suppress(FileExistsError):
+            os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
 
 
 def _create_sqlite_engine(url: URL, pool_size: int, pool_timeout: float) -> AsyncEngine:

@@ -21,7 +21,13 @@ if TYPE_CHECKING:
     # loads httpx (docs/architecture.md, "What is loaded when").
     import httpx
 
-from workflow_engine.net.addresses import RefusedURL, is_internal, never_reachable, resolve
+from workflow_engine.net.addresses import (
+    IPAddress,
+    RefusedURL,
+    is_internal,
+    never_reachable,
+    resolve,
+)
 from workflow_engine.nodes.registry import FatalStepError, NodeContext, StepError, node
 
 METHODS = {"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD"}
@@ -57,7 +63,7 @@ async def http_request(
     import httpx
 
     target = _target(url, ctx.settings.http_allowed_hosts)
-    await _check_addresses(target, ctx.settings.http_allowed_hosts)
+    address = await _check_addresses(target, ctx.settings.http_allowed_hosts)
     if headers is not None and not all(
         isinstance(k, str) and isinstance(v, str) for k, v in headers.items()
     ):
@@ -73,9 +79,21 @@ async def http_request(
         async with (
             asyncio.timeout(seconds),
             httpx.AsyncClient(timeout=seconds, follow_redirects=False) as client,
-            client.stream(verb, target, headers=headers, params=params, json=json) as response,
         ):
-            body = await _read_capped(response, limit)
+            # To the address checked, not to the name: resolving it again when connecting
+            # would let a name that changes its answer (DNS rebinding) lead inside. The name
+            # still goes in `Host` and in TLS (SNI, and the certificate is checked for it).
+            request = client.build_request(
+                verb, target.copy_with(host=str(address)), params=params, json=json,
+                headers={**{k: v for k, v in (headers or {}).items() if k.lower() != "host"},
+                         "Host": target.netloc.decode("ascii")},
+                extensions={"sni_hostname": target.host} if target.scheme == "https" else {},
+            )  # fmt: skip
+            response = await client.send(request, stream=True)
+            try:
+                body = await _read_capped(response, limit)
+            finally:
+                await response.aclose()
     except httpx.LocalProtocolError:
         # Not echoed: the message quotes the offending header, which may hold a secret.
         raise FatalStepError(
@@ -94,12 +112,11 @@ async def http_request(
     return _output(response, body)
 
 
-async def _check_addresses(target: httpx.URL, allowed: tuple[str, ...]) -> None:
+async def _check_addresses(target: httpx.URL, allowed: tuple[str, ...]) -> IPAddress:
     """Refuse hosts that are, or resolve to, link-local or cloud metadata addresses (always),
     and private, loopback or reserved ones unless the host is named exactly in the allowlist
-    (a wildcard never opens the inside of the network). The address is resolved again when
-    connecting, so a name that changes its answer in between is not caught here: keep names
-    you do not control out of the allowlist."""
+    (a wildcard never opens the inside of the network). Every address is checked; the first
+    is the one to connect to."""
     host = target.host
     try:
         addresses = await resolve(target)
@@ -113,6 +130,9 @@ async def _check_addresses(target: httpx.URL, allowed: tuple[str, ...]) -> None:
                 f"host {host!r} is a private address ({address}); name it exactly in "
                 "HTTP_ALLOWED_HOSTS to allow it"
             )
+    if not addresses:
+        raise StepError(f"cannot resolve {host!r}: no address", error_class="dns")
+    return addresses[0]
 
 
 def _named_exactly(host: str, allowed: tuple[str, ...]) -> bool:

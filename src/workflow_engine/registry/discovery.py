@@ -40,5 +40,8 @@ class RegistryDiscovery:
                 logger.warning("registered MCP server refused", service=name,
                                service_id=str(service.id), reason=str(exc))  # fmt: skip
                 continue
-            instances.append(Instance(id=str(service.id), url=endpoint(service.url)))
+            # Checked again by every connection: the name may answer differently by then.
+            instances.append(
+                Instance(id=str(service.id), url=endpoint(service.url), policy=self._policy)
+            )
         return instances

@@ -33,6 +33,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from workflow_engine.integrations.mcp.config import MCPServerConfig
 from workflow_engine.lazy import import_off_loop
+from workflow_engine.net.addresses import NetworkPolicy
+from workflow_engine.net.pinning import pinning_transport
 from workflow_engine.observability import metrics, tracing
 
 if TYPE_CHECKING:
@@ -75,10 +77,12 @@ class ToolOutput:
 
 @dataclass(frozen=True)
 class Instance:
-    """A registered instance of an MCP server: its registry id and MCP endpoint."""
+    """A registered instance of an MCP server: its registry id and MCP endpoint, and the
+    network policy its connections are pinned by."""
 
     id: str
     url: str
+    policy: NetworkPolicy | None = None
 
 
 class Discovery(Protocol):
@@ -162,7 +166,8 @@ async def _transport(config: MCPServerConfig) -> AsyncIterator[Any]:
     else:
         assert config.url is not None
         timeout = httpx2.Timeout(config.timeout, read=max(config.timeout, 60.0))
-        async with httpx2.AsyncClient(headers=headers, timeout=timeout) as http:
+        pinned = pinning_transport(httpx2, config.policy) if config.policy is not None else None
+        async with httpx2.AsyncClient(headers=headers, timeout=timeout, transport=pinned) as http:
             yield streamable_http_client(config.url, http_client=http)
 
 
@@ -317,7 +322,8 @@ class MCPClients:
         failure: MCPCallError | None = None
         for instance in instances[start:] + instances[:start]:
             key = f"{prefix}{instance.id}"
-            found = MCPServerConfig(key, "streamable_http", instance.url, timeout=self._timeout)
+            found = MCPServerConfig(key, "streamable_http", instance.url, timeout=self._timeout,
+                                    policy=instance.policy)  # fmt: skip
             try:
                 return await self._call(key, found, call, timeout), instance.id
             except MCPCallError as exc:

@@ -17,6 +17,8 @@ from urllib.parse import urlsplit, urlunsplit
 if TYPE_CHECKING:
     from workflow_engine.config import Settings
 
+from workflow_engine.net.addresses import NetworkPolicy
+
 SEED_SERVERS = ("helpscout", "notion", "slack")
 VARIABLE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
@@ -31,6 +33,10 @@ class MCPServerConfig:
     args: tuple[str, ...] = ()
     env: tuple[tuple[str, str], ...] = ()
     timeout: float = 30.0  # seconds per call, and to connect
+    # For a URL a tenant gave (a registered instance): every connection goes to an address of
+    # its host this policy allows, resolved and checked right before it (`net/pinning.py`).
+    # None for servers the operator configured.
+    policy: NetworkPolicy | None = None
 
 
 def endpoint(url: str) -> str:
