@@ -23,13 +23,30 @@ run:
 bench: install
 	$(VENV_PYTHON) bench/engine.py --postgres $(POSTGRES) $(ARGS)
 
-# DBOS lives in its own virtual environment, rebuilt when its pins change.
+# Each peer lives in its own virtual environment, rebuilt from scratch when its pins change;
+# none of their installs touches .venv (Prefect pins an older FastAPI than ours).
+TEMPORAL_VENV = .bench/temporal-venv
+PREFECT_VENV = .bench/prefect-venv
+
 $(DBOS_VENV)/installed: bench/peers/requirements.txt
-	$(PYTHON) -m venv $(DBOS_VENV)
+	$(PYTHON) -m venv --clear $(DBOS_VENV)
 	$(DBOS_VENV)/bin/python -m pip install --quiet -r bench/peers/requirements.txt
 	touch $@
 
-bench-peers: install $(DBOS_VENV)/installed
+$(TEMPORAL_VENV)/installed: bench/peers/temporal-requirements.txt
+	$(PYTHON) -m venv --clear $(TEMPORAL_VENV)
+	$(TEMPORAL_VENV)/bin/python -m pip install --quiet -r bench/peers/temporal-requirements.txt
+	touch $@
+
+$(PREFECT_VENV)/installed: bench/peers/prefect-requirements.txt
+	$(PYTHON) -m venv --clear $(PREFECT_VENV)
+	$(PREFECT_VENV)/bin/python -m pip install --quiet -r bench/peers/prefect-requirements.txt
+	touch $@
+
+# The bench group (matplotlib, for the plots) goes into .venv on top of `install`'s sync.
+bench-peers: install $(DBOS_VENV)/installed $(TEMPORAL_VENV)/installed $(PREFECT_VENV)/installed
+	UV_PROJECT_ENVIRONMENT=.venv UV_PYTHON_DOWNLOADS=never .venv/bin/uv sync --locked \
+		--inexact --all-extras --group bench --quiet
 	$(VENV_PYTHON) bench/peers.py --postgres $(POSTGRES) $(ARGS)
 
 # The full chaos run: workers SIGKILLed under load, then a database restart; prints a report.
