@@ -1,7 +1,7 @@
 # Shortcuts over scripts/dev.py and bench/. POSIX make; `.ci/run` does not use this file.
 #   make install | test | run | bench | bench-peers      (extra arguments: ARGS="...")
 #   make bench-peers ARGS=--quick                         (a short smoke run)
-#   make chaos                                            (the long reliability suite)
+#   make chaos | fuzz                                     (the long reliability suites)
 
 PYTHON ?= python3
 POSTGRES ?= postgresql://postgres@127.0.0.1:5432/postgres
@@ -9,7 +9,7 @@ VENV_PYTHON = .venv/bin/python
 DBOS_VENV = .bench/dbos-venv
 ARGS ?=
 
-.PHONY: install test run bench bench-peers chaos
+.PHONY: install test run bench bench-peers chaos fuzz
 
 install:
 	$(PYTHON) scripts/dev.py install
@@ -53,3 +53,8 @@ bench-peers: install $(DBOS_VENV)/installed $(TEMPORAL_VENV)/installed $(PREFECT
 # CI runs a bounded slice of it as tests/chaos/test_chaos.py.
 chaos: install
 	$(VENV_PYTHON) -m tests.chaos --postgres $(POSTGRES) $(ARGS)
+
+# The long fuzzing run (SQLite, then PostgreSQL); CI runs the same suite with 8 cases a test.
+fuzz: install
+	FUZZ_MAX_EXAMPLES=$${FUZZ_MAX_EXAMPLES:-200} TEST_POSTGRES_URL=$(POSTGRES) \
+		$(VENV_PYTHON) -m pytest tests/fuzz -p no:cacheprovider $(ARGS)

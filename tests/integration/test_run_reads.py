@@ -190,6 +190,20 @@ async def test_a_run_without_steps_or_llm_steps_reads_empty(accounts: Accounts, 
     })  # fmt: skip
 
 
+async def test_a_moment_in_the_run_list_is_a_date_time_never_unix_time(
+    accounts: Accounts,
+) -> None:
+    headers, _ = await reader(accounts)
+    for query in ({"since": "0"}, {"until": "1700000000"}, {"since": "0001-01-01T00:00:00+01:00"}):
+        answer = await accounts.client.get("/api/v1/workflows", headers=headers, params=query)
+        assert answer.status_code == 422, (query, answer.text)
+        [error] = answer.json()["errors"]
+        assert error["loc"] == ["query", *query], error
+    since = {"since": "2026-01-31T08:00:00+01:00"}
+    listed = await accounts.client.get("/api/v1/workflows", headers=headers, params=since)
+    assert listed.status_code == 200, listed.text
+
+
 async def test_another_tenants_run_is_not_found_by_any_read(accounts: Accounts, rows: Rows) -> None:
     headers, _ = await reader(accounts)
     _, other = await reader(accounts)

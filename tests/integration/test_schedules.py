@@ -144,6 +144,10 @@ async def test_bad_schedules_are_refused_with_the_field(api: Api) -> None:
         ({"workflow_name": "nope"}, "workflow_name"),
         ({"data": {}}, "data"),
         ({"start_at": "2030-01-01T00:00:00"}, "start_at"),  # no zone
+        ({"start_at": 0}, "start_at"),  # not Unix time: the document says a date-time
+        ({"end_at": "1893456000"}, "end_at"),
+        ({"start_at": "0001-01-01T00:00:00+01:00"}, "start_at"),  # before year 1 in UTC
+        ({"end_at": "9999-12-31T23:59:59-01:00"}, "end_at"),  # after 9999 in UTC
         ({"catch_up": "sometimes"}, "catch_up"),
     ):
         answer = await client.post("/api/v1/schedules", headers=operator, json={**base, **change})
@@ -156,6 +160,35 @@ async def test_bad_schedules_are_refused_with_the_field(api: Api) -> None:
     assert first.status_code == 201
     again = await client.post("/api/v1/schedules", headers=operator, json=base)
     assert again.status_code == 409
+
+
+async def test_a_schedule_whose_ticks_fall_past_the_year_9999_has_none_left(api: Api) -> None:
+    client, operator = api.client, api.operator
+    base = {"workflow_name": "ping", "data": {"who": "x"}, "start_at": "9999-12-31T23:00:00Z"}
+    for name, timing, ticks in (
+        # 23:30 at UTC+14 is 09:30 UTC: that of 9999-12-31 is before `start_at`, the next
+        # one is in the year 10000.
+        ("cron", {"cron": "30 23 * * *", "timezone": "Pacific/Kiritimati"}, []),
+        ("interval", {"interval_seconds": 86400}, ["9999-12-31T23:00:00Z"]),
+    ):
+        created = await client.post(
+            "/api/v1/schedules", headers=operator, json={"name": name, **base, **timing}
+        )
+        assert created.status_code == 201, created.text
+        assert created.json()["next_fire_times"] == ticks, timing
+        url = f"/api/v1/schedules/{created.json()['id']}"
+        changed = await client.patch(
+            url, headers=operator, json={"start_at": "9999-12-31T23:59:59Z"}
+        )
+        assert changed.status_code == 200, changed.text
+    last = await client.post("/api/v1/schedules", headers=operator, json={
+        "name": "last", **base, "start_at": "9999-12-30T00:00:00Z", "interval_seconds": 43200,
+    })  # fmt: skip
+    assert last.status_code == 201, last.text
+    assert last.json()["next_fire_times"] == [
+        "9999-12-30T00:00:00Z", "9999-12-30T12:00:00Z", "9999-12-31T00:00:00Z",
+        "9999-12-31T12:00:00Z",
+    ]  # fmt: skip
 
 
 async def test_schedules_are_the_tenants_own(api: Api) -> None:

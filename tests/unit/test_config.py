@@ -382,6 +382,13 @@ def test_bootstrap_admin_needs_both_email_and_password() -> None:
         load_settings({"BOOTSTRAP_ADMIN_EMAIL": "admin@example.com"})
 
 
+def test_an_empty_limit_switches_it_off() -> None:
+    assert load_settings({})[0].rate_limit_tenant_per_minute == 600
+    settings, _ = load_settings({"RATE_LIMIT_TENANT_PER_MINUTE": "", "MAX_RUNNING_PER_TENANT": ""})
+    assert settings.rate_limit_tenant_per_minute is None
+    assert settings.max_running_per_tenant is None
+
+
 def test_auto_migrate_defaults_by_environment() -> None:
     assert load_settings({})[0].should_auto_migrate is True
     assert load_settings({"AUTO_MIGRATE": "false"})[0].should_auto_migrate is False

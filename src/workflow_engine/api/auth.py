@@ -130,7 +130,12 @@ async def refresh(body: RefreshRequest, auth: AuthServiceDep, origin: Origin) ->
     return _token_response(session)
 
 
-@router.post("/logout", status_code=204, summary="Revoke this access token and its session")
+@router.post(
+    "/logout",
+    status_code=204,
+    summary="Revoke this access token and its session",
+    responses={422: {"description": "An API key has no session: revoke the key instead"}},
+)
 async def logout(
     principal: Annotated[Principal, require(Permission.profile_read)],
     auth: AuthServiceDep,

@@ -254,6 +254,7 @@ WaitSeconds = Annotated[float | None, Depends(wait_seconds)]
     responses={
         202: {"model": TriggeredRun, "description": "Queued; or still going when `wait` ran out"},
         200: {"model": FinishedRun, "description": "With `wait`: the run ended within it"},
+        404: {"description": "No workflow of this name (or version); the detail names them"},
     },
 )
 async def trigger(

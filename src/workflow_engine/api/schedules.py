@@ -7,13 +7,13 @@ from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import Query, Response
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StrictFloat, StrictInt
+from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt
 
 from workflow_engine.api.context import CatalogDep, DatabaseDep
 from workflow_engine.api.pagination import Cursor, Limit, Page, decode_name_cursor, page_of
 from workflow_engine.api.routing import resource_router
 from workflow_engine.api.security import Origin, require
-from workflow_engine.api.validation import StorableText
+from workflow_engine.api.validation import Moment, StorableText
 from workflow_engine.auth.audit import RequestOrigin
 from workflow_engine.auth.permissions import Permission
 from workflow_engine.auth.principal import Principal
@@ -66,8 +66,8 @@ class ScheduleCreate(BaseModel):
     cron: Cron | None = None
     timezone: TimeZone = "UTC"
     interval_seconds: Interval | None = Field(None, description="Instead of `cron`.")
-    start_at: AwareDatetime | None = Field(None, description="No tick before it.")
-    end_at: AwareDatetime | None = Field(None, description="No tick at or after it.")
+    start_at: Moment | None = Field(None, description="No tick before it.")
+    end_at: Moment | None = Field(None, description="No tick at or after it.")
     catch_up: CatchUp = Field(CatchUp.skip, description=CATCH_UP)
     priority: Priority = 0
     paused: bool = False
@@ -85,8 +85,8 @@ class ScheduleChange(BaseModel):
     cron: Cron | None = None
     timezone: TimeZone | None = None
     interval_seconds: Interval | None = None
-    start_at: AwareDatetime | None = None
-    end_at: AwareDatetime | None = None
+    start_at: Moment | None = None
+    end_at: Moment | None = None
     catch_up: CatchUp | None = None
     priority: Priority | None = None
     paused: bool | None = Field(None, description="`true` pauses, `false` resumes.")

@@ -4,10 +4,11 @@ docs/architecture.md)."""
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from typing import Annotated
 
-from pydantic import AfterValidator, AwareDatetime
+from pydantic import AfterValidator, AwareDatetime, BeforeValidator
 
 
 def storable_text(value: str) -> str:
@@ -41,5 +42,18 @@ def utc_moment(value: datetime) -> datetime:
         raise ValueError("is outside the range of dates this server stores") from None
 
 
+_DATE = re.compile(r"\d{4}-\d{2}-\d{2}[Tt ]")
+
+
+def moment_text(value: object) -> object:
+    """Only a date-time as the document says (RFC 3339 text): pydantic would also take a
+    number, or a string of digits, as Unix time, so `since=0` meant 1970."""
+    if isinstance(value, datetime):
+        return value
+    if not isinstance(value, str) or not _DATE.match(value):
+        raise ValueError("must be a date and time with its offset, e.g. 2026-01-31T08:00:00Z")
+    return value
+
+
 # A point in time from a client: with its UTC offset (a naive time is ambiguous), stored as UTC.
-Moment = Annotated[AwareDatetime, AfterValidator(utc_moment)]
+Moment = Annotated[AwareDatetime, BeforeValidator(moment_text), AfterValidator(utc_moment)]

@@ -483,6 +483,13 @@ class Settings(BaseSettings):
                 raise ValueError(f"{origin!r} is not an origin like https://app.example.com")
         return origins
 
+    @field_validator("rate_limit_tenant_per_minute", "max_running_per_tenant", mode="before")
+    @classmethod
+    def _empty_is_none(cls, value: object) -> object:
+        """An empty value switches these limits off (`RATE_LIMIT_TENANT_PER_MINUTE=`), as the
+        documentation says; otherwise the environment could not unset a default."""
+        return None if value == "" else value
+
     @field_validator("notion_mcp_url", "slack_mcp_url", "helpscout_mcp_url", "llm_base_url")
     @classmethod
     def _check_service_url(cls, value: str | None) -> str | None:

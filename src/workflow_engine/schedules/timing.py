@@ -28,6 +28,10 @@ MAX_GRACE = timedelta(seconds=60)
 MAX_DUE = 1000
 UPCOMING = 5  # fire times a schedule shows
 _MICROSECOND = timedelta(microseconds=1)
+# A cron tick is looked for from a day into what a datetime holds, so that any zone's offset
+# still fits; nothing comes after the last moment it holds.
+_FIRST = datetime(1, 1, 2, tzinfo=UTC)
+_LAST = datetime.max.replace(tzinfo=UTC)
 
 
 class CatchUp(StrEnum):
@@ -82,21 +86,29 @@ class Timing:
         """The first tick at `moment` or later, or None when no tick remains."""
         if self.start_at is not None and moment < self.start_at:
             moment = self.start_at
-        if self.interval_seconds is not None:  # in whole microseconds: no rounding drift
-            step = round(self.interval_seconds * 1_000_000)
-            elapsed = (moment - self.anchor) // _MICROSECOND
-            periods = max(-(-elapsed // step), 0)  # rounded up
-            tick = self.anchor + periods * step * _MICROSECOND
-        else:
-            assert self.cron is not None
-            local = (moment - timedelta(microseconds=1)).astimezone(self.zone())
-            tick = croniter(self.cron, local).get_next(datetime).astimezone(UTC)
+        try:
+            tick = self._at_or_after(moment)
+        except OverflowError:  # past the year 9999, the last a datetime holds: no tick
+            return None
         if self.end_at is not None and tick >= self.end_at:
             return None
         return tick
 
+    def _at_or_after(self, moment: datetime) -> datetime:
+        if self.interval_seconds is not None:  # in whole microseconds: no rounding drift
+            step = round(self.interval_seconds * 1_000_000)
+            elapsed = (moment - self.anchor) // _MICROSECOND
+            periods = max(-(-elapsed // step), 0)  # rounded up
+            return self.anchor + periods * step * _MICROSECOND
+        assert self.cron is not None
+        local = (max(moment, _FIRST) - timedelta(microseconds=1)).astimezone(self.zone())
+        tick: datetime = croniter(self.cron, local).get_next(datetime)
+        return tick.astimezone(UTC)
+
     def after(self, tick: datetime) -> datetime | None:
         """The tick after `tick`."""
+        if tick >= _LAST:
+            return None
         return self.first_at_or_after(tick + timedelta(microseconds=1))
 
     def upcoming(self, start: datetime | None, count: int = UPCOMING) -> list[datetime]:
