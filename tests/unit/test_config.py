@@ -141,7 +141,7 @@ SAMPLES: dict[str, tuple[Any, str, Any, Any]] = {
         {"crm": MCPServerSettings(transport="stdio", command="crm-mcp", args=["--ro"])},
     ),
     "demo_services": (False, "true", False, True),
-    "llm_provider": ("openai", "offline", "openai", "offline"),
+    "llm_provider": ("openai", "anthropic", "openai", "anthropic"),
     "llm_model": ("file-model", "env-model", "file-model", "env-model"),
     "llm_base_url": (
         "http://llm.internal:8000/v1",
@@ -150,6 +150,13 @@ SAMPLES: dict[str, tuple[Any, str, Any, Any]] = {
         "http://localhost:11434/v1",
     ),
     "llm_api_key": ("sk-file", "sk-env", "sk-file", "sk-env"),
+    "anthropic_api_key": ("sk-ant-file", "sk-ant-env", "sk-ant-file", "sk-ant-env"),
+    "anthropic_base_url": (
+        "https://llm-gateway.internal/anthropic",
+        "http://localhost:9000",
+        "https://llm-gateway.internal/anthropic",
+        "http://localhost:9000",
+    ),
     "llm_timeout_seconds": (30, "12.5", 30.0, 12.5),
     "llm_max_retries": (4, "0", 4, 0),
     "registry_allowed_networks": (

@@ -12,6 +12,8 @@ from workflow_engine.integrations.llm.pricing import DEFAULT_PRICES, Price, pric
     ("gpt-4o-mini-2024-07-18", "gpt-4o-mini"),
     ("gpt-4o-2024-08-06", "gpt-4o"),
     ("gpt-4.1-nano-2025-04-14", "gpt-4.1-nano"),
+    ("claude-haiku-4-5-20251001", "claude-haiku-4-5"),
+    ("claude-sonnet-4-5-20250929", "claude-sonnet-4-5"),
 ])  # fmt: skip
 def test_snapshots_cost_what_their_model_costs(model: str, priced_as: str) -> None:
     assert price_of(DEFAULT_PRICES, model) == DEFAULT_PRICES[priced_as]

@@ -90,6 +90,8 @@ TOML_KEYS: dict[tuple[str, str], str] = {
     ("llm", "model"): "llm_model",
     ("llm", "base_url"): "llm_base_url",
     ("llm", "api_key"): "llm_api_key",
+    ("llm", "anthropic_api_key"): "anthropic_api_key",
+    ("llm", "anthropic_base_url"): "anthropic_base_url",
     ("llm", "timeout_seconds"): "llm_timeout_seconds",
     ("llm", "max_retries"): "llm_max_retries",
     ("llm", "prices"): "llm_prices",

@@ -309,18 +309,25 @@ class Settings(BaseSettings):
         description="How long an expired service stays listed before it is removed.",
     )  # fmt: skip
 
-    llm_provider: Literal["offline", "openai"] | None = Field(
+    llm_provider: Literal["offline", "openai", "anthropic"] | None = Field(
         None,
-        description="Provider of llm.* steps: offline, or openai (any OpenAI-compatible API). "
-        "Unset: openai when LLM_API_KEY or LLM_BASE_URL is set, else offline.",
+        description="Provider of llm.* steps: offline, openai (any OpenAI-compatible API) or "
+        "anthropic. Unset: openai when LLM_API_KEY or LLM_BASE_URL is set, else anthropic when "
+        "ANTHROPIC_API_KEY is, else offline.",
     )
     llm_model: str | None = Field(
-        None, description="Model of llm.* steps (openai: gpt-4o-mini unless set)."
+        None, description="Model of the default provider's llm.* steps (unless a step names one)."
     )
     llm_base_url: str | None = Field(
         None, description="OpenAI-compatible API base URL (default https://api.openai.com/v1)."
     )
     llm_api_key: SecretStr | None = Field(None, description="API key sent as a bearer token.")
+    anthropic_api_key: SecretStr | None = Field(
+        None, description="Anthropic API key (sent as x-api-key)."
+    )
+    anthropic_base_url: str | None = Field(
+        None, description="Anthropic API base URL (default https://api.anthropic.com)."
+    )
     llm_timeout_seconds: float = Field(
         60.0, gt=0, le=600, description="How long one LLM request may take."
     )
@@ -490,7 +497,10 @@ class Settings(BaseSettings):
         documentation says; otherwise the environment could not unset a default."""
         return None if value == "" else value
 
-    @field_validator("notion_mcp_url", "slack_mcp_url", "helpscout_mcp_url", "llm_base_url")
+    @field_validator(
+        "notion_mcp_url", "slack_mcp_url", "helpscout_mcp_url", "llm_base_url",
+        "anthropic_base_url",
+    )  # fmt: skip
     @classmethod
     def _check_service_url(cls, value: str | None) -> str | None:
         if value in (None, ""):

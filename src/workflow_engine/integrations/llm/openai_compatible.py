@@ -1,33 +1,16 @@
 """Any server speaking OpenAI's chat-completions API: OpenAI itself, vLLM, Ollama, LM Studio.
 
-httpx rather than the `openai` SDK: one endpoint is all we call, and owning the loop lets the
-retry honour `retry-after` within the step's own time budget and count every attempt's usage.
-Retries: a 429 waits what `retry-after` (or `retry-after-ms`) asks, up to `MAX_RETRY_AFTER`;
-5xx answers, timeouts and network failures back off exponentially; both up to `max_retries`
-times. Then the call fails as retryable, and the step's retry policy decides what comes next.
-A 4xx other than 429 fails at once: no retry turns a bad key or an unknown model into a good one.
+Requests go through `http_api.post_json` (its retry policy is every provider's).
 """
 
 from __future__ import annotations
 
-import asyncio
-import email.utils
-import random
 import time
-from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    # Imported where a URL is parsed or a request sent: a process that does neither never
-    # loads httpx (docs/architecture.md, "What is loaded when").
-    import httpx
-
+from workflow_engine.integrations.llm.http_api import post_json
 from workflow_engine.integrations.llm.structured import ChatBackedProvider
 from workflow_engine.integrations.llm.types import ChatRequest, Completion, LLMError, Usage
-
-MAX_RETRY_AFTER = 30.0  # seconds; a longer wait is the step's retry policy's business
-BACKOFF = 0.5  # seconds before the first retry of a 5xx or a timeout
-MAX_RESPONSE_BYTES = 8 * 1024 * 1024
 
 
 class OpenAICompatible(ChatBackedProvider):
@@ -49,8 +32,6 @@ class OpenAICompatible(ChatBackedProvider):
         self._max_retries = max_retries
 
     async def chat(self, request: ChatRequest) -> Completion:
-        import httpx
-
         body: dict[str, Any] = {
             "model": request.model or self.model,
             "messages": [{"role": m.role, "content": m.content} for m in request.messages],
@@ -63,48 +44,12 @@ class OpenAICompatible(ChatBackedProvider):
             body["response_format"] = {"type": "json_object"}
         headers = {"Authorization": f"Bearer {self._api_key}"} if self._api_key else {}
         started = time.perf_counter()
-        async with httpx.AsyncClient(timeout=self._timeout, follow_redirects=False) as client:
-            answer = await self._post(client, body, headers)
+        answer = await post_json(
+            f"{self.base_url}/chat/completions", body, headers,
+            timeout=self._timeout, max_retries=self._max_retries, where=self.base_url,
+        )  # fmt: skip
         latency = (time.perf_counter() - started) * 1000
         return _completion(answer, body["model"], round(latency, 3))
-
-    async def _post(
-        self, client: httpx.AsyncClient, body: dict[str, Any], headers: dict[str, str]
-    ) -> Any:
-        import httpx
-
-        url = f"{self.base_url}/chat/completions"
-        for attempt in range(self._max_retries + 1):
-            last = attempt == self._max_retries
-            try:
-                async with asyncio.timeout(self._timeout):
-                    response = await client.post(url, json=body, headers=headers)
-            except (TimeoutError, httpx.TimeoutException):
-                failure = LLMError(
-                    f"{self.base_url} did not answer within {self._timeout:g} s",
-                    retryable=True, error_class="llm_timeout",
-                )  # fmt: skip
-                delay = _backoff(attempt)
-            except httpx.HTTPError as exc:
-                failure = LLMError(
-                    f"{self.base_url} is unreachable: {type(exc).__name__}: {exc}",
-                    retryable=True, error_class="llm_unavailable",
-                )  # fmt: skip
-                delay = _backoff(attempt)
-            else:
-                if response.status_code == 200:
-                    return _json(response)
-                failure = _refusal(response)
-                if not failure.retryable:
-                    raise failure
-                wait = _retry_after(response) if response.status_code == 429 else _backoff(attempt)
-                if wait is None:  # asked to wait longer than we would: give up now
-                    raise failure
-                delay = wait
-            if last:
-                raise failure
-            await asyncio.sleep(delay)
-        raise AssertionError("unreachable")
 
 
 def _completion(answer: Any, requested_model: str, latency_ms: float) -> Completion:
@@ -123,76 +68,3 @@ def _completion(answer: Any, requested_model: str, latency_ms: float) -> Complet
             "the provider's answer is not a chat completion",
             retryable=True, error_class="llm_bad_response",
         ) from None  # fmt: skip
-
-
-def _json(response: httpx.Response) -> Any:
-    if len(response.content) > MAX_RESPONSE_BYTES:
-        raise LLMError("the provider's answer is too large", retryable=False,
-                       error_class="llm_bad_response")  # fmt: skip
-    try:
-        return response.json()
-    except ValueError:
-        raise LLMError("the provider's answer is not JSON", retryable=True,
-                       error_class="llm_bad_response") from None  # fmt: skip
-
-
-def _refusal(response: httpx.Response) -> LLMError:
-    status = response.status_code
-    detail = _detail(response)
-    if status == 429:
-        return LLMError(f"rate limited by the provider (429): {detail}", retryable=True,
-                        error_class="llm_rate_limited")  # fmt: skip
-    if status >= 500:
-        return LLMError(f"the provider failed ({status}): {detail}", retryable=True,
-                        error_class="llm_unavailable")  # fmt: skip
-    if status in (401, 403):
-        return LLMError(f"the provider refused the credentials ({status}): {detail}",
-                        retryable=False, error_class="llm_auth")  # fmt: skip
-    return LLMError(f"the provider refused the request ({status}): {detail}", retryable=False,
-                    error_class="llm_request")  # fmt: skip
-
-
-def _detail(response: httpx.Response) -> str:
-    """The provider's own message, short (OpenAI puts it in `error.message`)."""
-    try:
-        error = response.json().get("error")
-        message = error.get("message") if isinstance(error, dict) else error
-    except (ValueError, AttributeError):
-        message = response.text
-    return str(message or response.reason_phrase)[:500]
-
-
-def _retry_after(response: httpx.Response) -> float | None:
-    """Seconds the provider asks us to wait (1 s when it does not say); None when longer than
-    `MAX_RETRY_AFTER`."""
-    headers = response.headers
-    seconds: float = 1.0
-    if (millis := headers.get("retry-after-ms")) is not None:
-        seconds = _number(millis, 1000.0) / 1000
-    elif (value := headers.get("retry-after")) is not None:
-        seconds = _number(value, -1.0)
-        if seconds < 0:  # an HTTP date
-            seconds = _until(value)
-    seconds = max(0.0, seconds)
-    return None if seconds > MAX_RETRY_AFTER else seconds
-
-
-def _until(http_date: str) -> float:
-    try:
-        moment = email.utils.parsedate_to_datetime(http_date)
-    except (TypeError, ValueError):
-        return 1.0
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return float((moment - datetime.now(UTC)).total_seconds())
-
-
-def _number(value: str, default: float) -> float:
-    try:
-        return float(value)
-    except ValueError:
-        return default
-
-
-def _backoff(attempt: int) -> float:
-    return float(BACKOFF * 2**attempt * random.uniform(0.8, 1.2))

@@ -6,6 +6,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from workflow_engine.integrations.llm import anthropic
+from workflow_engine.integrations.llm.anthropic import AnthropicProvider
 from workflow_engine.integrations.llm.offline import MODEL as OFFLINE_MODEL
 from workflow_engine.integrations.llm.offline import OfflineProvider
 from workflow_engine.integrations.llm.openai_compatible import OpenAICompatible
@@ -15,7 +17,7 @@ from workflow_engine.integrations.llm.types import LLMError, Provider
 if TYPE_CHECKING:
     from workflow_engine.config import Settings
 
-PROVIDERS = ("offline", "openai")
+PROVIDERS = ("offline", "openai", "anthropic")
 DEFAULT_OPENAI_MODEL = "gpt-4o-mini"
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 
@@ -25,9 +27,11 @@ class LLMSettings:
     """The LLM part of the server's settings (see `config.Settings`)."""
 
     provider: str = "offline"
-    model: str | None = None  # None: the provider's default
+    model: str | None = None  # the default provider's; None: its own default
     base_url: str = DEFAULT_BASE_URL
     api_key: str | None = None
+    anthropic_base_url: str = anthropic.DEFAULT_BASE_URL
+    anthropic_api_key: str | None = None
     timeout: float = 60.0
     max_retries: int = 2
     # Pairs, not a dict: the settings are hashable (providers are cached per settings).
@@ -40,16 +44,26 @@ class LLMSettings:
 
 def llm_settings(settings: Settings) -> LLMSettings:
     """The server's LLM settings; with no provider named, `openai` once a key or a base URL
-    says where one is, `offline` otherwise (a fresh install works with no network)."""
+    says where one is, else `anthropic` once its key is set, `offline` otherwise (a fresh
+    install works with no network)."""
     api_key = settings.llm_api_key.get_secret_value() if settings.llm_api_key else None
+    anthropic_key = (
+        settings.anthropic_api_key.get_secret_value() if settings.anthropic_api_key else None
+    )
     provider = settings.llm_provider or (
-        "openai" if api_key or settings.llm_base_url else "offline"
+        "openai"
+        if api_key or settings.llm_base_url
+        else "anthropic"
+        if anthropic_key
+        else "offline"
     )
     return LLMSettings(
         provider=provider,
         model=settings.llm_model,
         base_url=settings.llm_base_url or DEFAULT_BASE_URL,
         api_key=api_key,
+        anthropic_base_url=settings.anthropic_base_url or anthropic.DEFAULT_BASE_URL,
+        anthropic_api_key=anthropic_key,
         timeout=settings.llm_timeout_seconds,
         max_retries=settings.llm_max_retries,
         price_list=tuple(
@@ -69,6 +83,7 @@ class LLMProviders:
         self.settings = settings
         self._offline = OfflineProvider(OFFLINE_MODEL)  # its one model, whatever LLM_MODEL says
         self._openai: OpenAICompatible | None = None
+        self._anthropic: AnthropicProvider | None = None
 
     @property
     def default(self) -> str:
@@ -85,12 +100,31 @@ class LLMProviders:
                 self._openai = OpenAICompatible(
                     base_url=self.settings.base_url,
                     api_key=self.settings.api_key,
-                    model=self.settings.model or DEFAULT_OPENAI_MODEL,
+                    model=self._model_of("openai", DEFAULT_OPENAI_MODEL),
                     timeout=self.settings.timeout,
                     max_retries=self.settings.max_retries,
                 )
             return self._openai
+        if chosen == "anthropic":
+            if self._anthropic is None:
+                self._anthropic = AnthropicProvider(
+                    base_url=self.settings.anthropic_base_url,
+                    api_key=self.settings.anthropic_api_key,
+                    model=self._model_of("anthropic", anthropic.DEFAULT_MODEL),
+                    timeout=self.settings.timeout,
+                    max_retries=self.settings.max_retries,
+                )
+            return self._anthropic
         raise LLMError(
             f"unknown LLM provider {chosen!r}; known: {', '.join(PROVIDERS)}",
             retryable=False, error_class="llm_request",
         )  # fmt: skip
+
+    def _model_of(self, provider: str, default: str) -> str:
+        """`LLM_MODEL` names the default provider's model (`openai`'s while `offline` is the
+        default, as before there were two); another provider a step names gets its own
+        default (a `gpt-*` model means nothing to Anthropic)."""
+        owner = "openai" if self.settings.provider == "offline" else self.settings.provider
+        if provider == owner and self.settings.model:
+            return self.settings.model
+        return default
