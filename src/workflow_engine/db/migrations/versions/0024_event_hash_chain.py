@@ -16,7 +16,6 @@ from datetime import UTC, datetime
 import sqlalchemy as sa
 from alembic import op
 
-from workflow_engine.db.event_chain import CONTENT_FUNCTION, TRIGGER, TRIGGER_FUNCTION
 from workflow_engine.db.types import JsonDocument, UTCDateTime
 from workflow_engine.events.chain import GENESIS, content_digest, link
 
@@ -24,6 +23,44 @@ revision = "0024"
 down_revision = "0023"
 branch_labels = None
 depends_on = None
+
+# As this revision made them; migration 0025 replaced the trigger function.
+CONTENT_FUNCTION = r"""
+CREATE OR REPLACE FUNCTION workflow_engine_event_content(
+    p_event_id uuid, p_tenant_id uuid, p_aggregate_type text, p_aggregate_id text,
+    p_version integer, p_event_type text, p_schema_version integer, p_data jsonb,
+    p_metadata jsonb, p_recorded_at timestamptz
+) RETURNS bytea LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $fn$
+    SELECT sha256(convert_to(concat_ws(chr(31),
+        p_event_id::text, p_tenant_id::text, p_aggregate_type, p_aggregate_id,
+        p_version::text, p_event_type, p_schema_version::text, p_data::text, p_metadata::text,
+        (extract(epoch FROM p_recorded_at) * 1000000)::bigint::text), 'UTF8'))
+$fn$
+"""
+
+TRIGGER_FUNCTION = r"""
+CREATE OR REPLACE FUNCTION workflow_engine_chain_event() RETURNS trigger
+LANGUAGE plpgsql AS $fn$
+BEGIN
+    IF NEW.version = 1 THEN
+        NEW.prev_hash := '\x0000000000000000000000000000000000000000000000000000000000000000';
+    ELSE
+        SELECT e.hash INTO NEW.prev_hash FROM events e
+        WHERE e.tenant_id = NEW.tenant_id AND e.aggregate_id = NEW.aggregate_id
+          AND e.version = NEW.version - 1;
+    END IF;
+    NEW.hash := sha256(NEW.prev_hash || workflow_engine_event_content(
+        NEW.event_id, NEW.tenant_id, NEW.aggregate_type, NEW.aggregate_id, NEW.version,
+        NEW.event_type, NEW.schema_version, NEW.data, NEW.metadata, NEW.recorded_at));
+    RETURN NEW;
+END
+$fn$
+"""
+
+TRIGGER = """
+CREATE TRIGGER events_hash_chain BEFORE INSERT ON events
+FOR EACH ROW EXECUTE FUNCTION workflow_engine_chain_event()
+"""
 
 PG_BACKFILL = r"""
 DO $backfill$
