@@ -11,6 +11,7 @@ import sys
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -71,6 +72,23 @@ async def drop_database(url: str) -> None:
         await admin.execute(f'DROP DATABASE IF EXISTS "{target.database}" WITH (FORCE)')
     finally:
         await admin.close()
+
+
+@asynccontextmanager
+async def own_database(backend_url: str, directory: Path) -> AsyncIterator[str]:
+    """A migrated database for an app of a test's own, on the module's backend. Not the
+    session's PostgreSQL database: every server process on one database must be configured
+    alike (their workers run each other's steps), and such an app is configured otherwise."""
+    if backend_url.startswith("postgresql"):
+        url = await create_database(backend_url)
+    else:
+        url = f"sqlite:///{directory / 'own.db'}"
+    try:
+        await asyncio.to_thread(upgrade, to_async_url(url))
+        yield url
+    finally:
+        if backend_url.startswith("postgresql"):
+            await drop_database(url)
 
 
 @pytest.fixture

@@ -2,11 +2,13 @@
 PostgreSQL, and an untouched log (rollback gaps included) verifies as intact.
 
 Tampering is done as an attacker with database access would: plain SQL on the events table,
-bypassing the server. Each test works on one tenant of its own and verifies that tenant only,
-as the PostgreSQL database is shared by the session's tests."""
+bypassing the server. On PostgreSQL the module has a database of its own (a tampered log
+would change what other tests' replays rebuild); each test works on one tenant of its own
+and verifies that tenant only."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import uuid
 from collections.abc import AsyncIterator
@@ -18,10 +20,13 @@ from typing import Any
 import pytest
 from sqlalchemy import text
 
+from tests.conftest import create_database, drop_database, require_postgres
 from tests.integration.conftest import Accounts, build_app, finished_run, running, trigger_run
 from workflow_engine.auth.permissions import Role
 from workflow_engine.auth.store import find_tenant
+from workflow_engine.config import to_async_url
 from workflow_engine.db import Database
+from workflow_engine.db.migrate import upgrade
 from workflow_engine.events import chain
 from workflow_engine.events.append import append_events
 from workflow_engine.events.integrity import Verification, verify_log
@@ -70,8 +75,31 @@ async def _append(db: Database, tenant_id: uuid.UUID, aggregate: str, count: int
     return [event.position for event in recorded]
 
 
+class OwnPostgres:
+    """The module's own PostgreSQL database, made when a test first needs it."""
+
+    def __init__(self) -> None:
+        self.url: str | None = None
+
+    async def get(self) -> str:
+        if self.url is None:
+            self.url = await create_database(require_postgres())
+            await asyncio.to_thread(upgrade, to_async_url(self.url))
+        return self.url
+
+
+@pytest.fixture(scope="module")
+async def own_postgres() -> AsyncIterator[OwnPostgres]:
+    own = OwnPostgres()
+    yield own
+    if own.url is not None:
+        await drop_database(own.url)
+
+
 @pytest.fixture
-async def log(database_url: str, tmp_path: Path) -> AsyncIterator[Log]:
+async def log(database_url: str, tmp_path: Path, own_postgres: OwnPostgres) -> AsyncIterator[Log]:
+    if database_url.startswith("postgresql"):
+        database_url = await own_postgres.get()
     app = build_app(database_url, tmp_path, workflows=WORKFLOWS, EVENT_SEAL_INTERVAL="3600")
     async with running(app) as client:
         accounts = Accounts(app, client)

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,7 +20,6 @@ from fastapi import FastAPI
 from fastapi.routing import APIRoute
 from starlette.types import Message
 
-from tests.conftest import create_database, drop_database
 from tests.integration.conftest import (
     CHEAP_HASHING,
     TEST_JWT_SECRET,
@@ -176,23 +174,6 @@ def backend_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPat
     url = f"sqlite:///{tmp_path_factory.mktemp('security-db') / 'test.db'}"
     upgrade(to_async_url(url))
     return url
-
-
-@asynccontextmanager
-async def own_database(backend_url: str, directory: Path) -> AsyncIterator[str]:
-    """A migrated database for an app of a test's own, on the module's backend. Not the
-    session's PostgreSQL database: every server process on one database must be configured
-    alike (their workers run each other's steps), and such an app is configured otherwise."""
-    if backend_url.startswith("postgresql"):
-        url = await create_database(backend_url)
-    else:
-        url = f"sqlite:///{directory / 'own.db'}"
-    try:
-        await asyncio.to_thread(upgrade, to_async_url(url))
-        yield url
-    finally:
-        if backend_url.startswith("postgresql"):
-            await drop_database(url)
 
 
 @pytest.fixture(scope="module")

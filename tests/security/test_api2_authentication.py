@@ -25,8 +25,9 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from tests.conftest import own_database
 from tests.integration.conftest import TEST_JWT_SECRET, Accounts, running
-from tests.security.conftest import Tenant, bearer, build_app, own_database
+from tests.security.conftest import Tenant, bearer, build_app
 from workflow_engine.auth.permissions import Role
 
 ME = "/api/v1/auth/me"

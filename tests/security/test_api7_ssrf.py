@@ -24,8 +24,9 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.conftest import own_database
 from tests.integration.conftest import Accounts, finished_run, running, trigger_run
-from tests.security.conftest import bearer, build_app, own_database
+from tests.security.conftest import bearer, build_app
 from workflow_engine.auth.permissions import Role
 
 SECRET = "internal-only-answer"

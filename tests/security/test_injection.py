@@ -17,13 +17,13 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
+from tests.conftest import own_database
 from tests.integration.conftest import Accounts, finished_run, running, trigger_run
 from tests.security.conftest import (
     ORDER,
     Tenant,
     bearer,
     build_app,
-    own_database,
     raw_request,
 )
 from workflow_engine.auth.permissions import Role
