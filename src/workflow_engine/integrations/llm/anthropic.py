@@ -13,8 +13,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from workflow_engine.integrations.llm.http_api import post_json
-from workflow_engine.integrations.llm.structured import ChatBackedProvider
+from workflow_engine.integrations.llm.http_api import HTTPProvider, post_json
 from workflow_engine.integrations.llm.types import ChatRequest, Completion, LLMError, Usage
 
 API_VERSION = "2023-06-01"
@@ -25,23 +24,8 @@ DEFAULT_MAX_TOKENS = 4096
 _JSON_ONLY = "Answer with one JSON object only, no text around it."
 
 
-class AnthropicProvider(ChatBackedProvider):
+class AnthropicProvider(HTTPProvider):
     name = "anthropic"
-
-    def __init__(
-        self,
-        *,
-        base_url: str,
-        api_key: str | None,
-        model: str,
-        timeout: float = 60.0,
-        max_retries: int = 2,
-    ) -> None:
-        self.base_url = base_url.rstrip("/")
-        self.model = model
-        self._api_key = api_key
-        self._timeout = timeout
-        self._max_retries = max_retries
 
     async def chat(self, request: ChatRequest) -> Completion:
         system = [m.content for m in request.messages if m.role == "system"]

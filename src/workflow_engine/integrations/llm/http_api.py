@@ -22,11 +22,31 @@ if TYPE_CHECKING:
     # loads httpx (docs/architecture.md, "What is loaded when").
     import httpx
 
+from workflow_engine.integrations.llm.structured import ChatBackedProvider
 from workflow_engine.integrations.llm.types import LLMError
 
 MAX_RETRY_AFTER = 30.0  # seconds; a longer wait is the step's retry policy's business
 BACKOFF = 0.5  # seconds before the first retry of a 5xx or a timeout
 MAX_RESPONSE_BYTES = 8 * 1024 * 1024
+
+
+class HTTPProvider(ChatBackedProvider):
+    """A provider reached over HTTP: where, with which key and model, how long and how often."""
+
+    def __init__(
+        self,
+        *,
+        base_url: str,
+        api_key: str | None,
+        model: str,
+        timeout: float = 60.0,
+        max_retries: int = 2,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.model = model
+        self._api_key = api_key
+        self._timeout = timeout
+        self._max_retries = max_retries
 
 
 async def post_json(

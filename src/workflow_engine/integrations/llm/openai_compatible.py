@@ -8,28 +8,12 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from workflow_engine.integrations.llm.http_api import post_json
-from workflow_engine.integrations.llm.structured import ChatBackedProvider
+from workflow_engine.integrations.llm.http_api import HTTPProvider, post_json
 from workflow_engine.integrations.llm.types import ChatRequest, Completion, LLMError, Usage
 
 
-class OpenAICompatible(ChatBackedProvider):
+class OpenAICompatible(HTTPProvider):
     name = "openai"
-
-    def __init__(
-        self,
-        *,
-        base_url: str,
-        api_key: str | None,
-        model: str,
-        timeout: float = 60.0,
-        max_retries: int = 2,
-    ) -> None:
-        self.base_url = base_url.rstrip("/")
-        self.model = model
-        self._api_key = api_key
-        self._timeout = timeout
-        self._max_retries = max_retries
 
     async def chat(self, request: ChatRequest) -> Completion:
         body: dict[str, Any] = {
