@@ -16,6 +16,7 @@ from fastapi import APIRouter, FastAPI
 from workflow_engine.api import (
     aggregates,
     api_keys,
+    approvals,
     auth,
     docs,
     events,
@@ -25,6 +26,7 @@ from workflow_engine.api import (
     registry,
     runs,
     schedules,
+    usage,
     users,
     workflows,
 )
@@ -81,6 +83,8 @@ routers: tuple[APIRouter, ...] = (
     aggregates.router,
     workflows.router,
     runs.router,
+    usage.router,  # after workflows: its `/templates/{name}` must win
+    approvals.router,
     schedules.router,
     registry.router,
     jwks.router,
@@ -97,6 +101,8 @@ matching_order: tuple[APIRouter, ...] = (
     health.router,
     workflows.router,
     runs.router,
+    usage.router,
+    approvals.router,
     events.router,
     aggregates.router,
     metrics.router,  # scraped every few seconds, not per request

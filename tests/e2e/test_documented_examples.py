@@ -87,8 +87,9 @@ def test_node_module_example_lets_definitions_use_its_node(
     server.start()  # a definition using crm.lookup is valid only once the module registered it
     detailed = httpx.get(f"{server.url}/health/detailed", timeout=5).json()
     workflows = {s["name"]: s for s in detailed["services"]}["workflows"]
-    # the three templates (order_summary, customer_support, knowledge_base) and customer_lookup
-    assert workflows["data"] == {"workflows": 4}
+    # the four templates (order_summary, customer_support, knowledge_base, support_agent) and
+    # customer_lookup
+    assert workflows["data"] == {"workflows": 5}
 
 
 def test_engine_in_process_example_runs_a_workflow_without_the_server(

@@ -11,6 +11,7 @@ from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from tests.fakes import streamed
 from tests.fakes.openai_server import FakeOpenAI, Reply
 
 __all__ = ["FakeAnthropic", "Reply", "fake_anthropic"]
@@ -26,6 +27,23 @@ class FakeAnthropic(FakeOpenAI):
     def reset(self) -> None:
         super().reset()
         self.versions.clear()
+
+
+def _content(reply: Reply, number: int) -> list[dict[str, Any]]:
+    """The answer's blocks: its text, then a `tool_use` block per scripted tool call."""
+    blocks: list[dict[str, Any]] = []
+    if reply.content and not (reply.tool_calls and reply.content == Reply.content):
+        blocks.append({"type": "text", "text": reply.content})
+    blocks += [
+        {
+            "type": "tool_use",
+            "id": f"toolu_{number}_{index}",
+            "name": call["name"],
+            "input": call["arguments"],
+        }
+        for index, call in enumerate(reply.tool_calls)
+    ]
+    return blocks
 
 
 def _handler(fake: FakeAnthropic) -> type[BaseHTTPRequestHandler]:
@@ -48,11 +66,16 @@ def _handler(fake: FakeAnthropic) -> type[BaseHTTPRequestHandler]:
                         529: "overloaded_error"}.get(reply.status, "api_error")  # fmt: skip
                 self._send(reply.status, _error(kind, f"scripted {reply.status}"), reply.headers)
                 return
+            if body.get("stream"):
+                number = len(fake.requests)
+                streamed.send(self, reply, streamed.anthropic_messages(reply, body, number))
+                return
             self._send(200, {
                 "id": f"msg_{len(fake.requests)}", "type": "message", "role": "assistant",
                 "model": reply.model or body.get("model", "unknown"),
-                "content": [{"type": "text", "text": reply.content}],
-                "stop_reason": "end_turn", "stop_sequence": None,
+                "content": _content(reply, len(fake.requests)),
+                "stop_reason": "tool_use" if reply.tool_calls else "end_turn",
+                "stop_sequence": None,
                 "usage": {"input_tokens": reply.prompt_tokens,
                           "output_tokens": reply.completion_tokens},
             }, reply.headers)  # fmt: skip

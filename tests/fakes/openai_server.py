@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from tests.fakes import streamed
+
 
 @dataclass
 class Reply:
@@ -26,6 +28,15 @@ class Reply:
     headers: dict[str, str] = field(default_factory=dict)
     delay: float = 0.0  # seconds before answering (a hanging provider)
     model: str | None = None  # the model named in the answer; default: the one asked for
+    # Tool calls the model asks for instead of answering: {"name": ..., "arguments": {...}}
+    # (or a string, sent as the arguments' text as it is).
+    tool_calls: list[dict[str, Any]] = field(default_factory=list)
+    # Streamed answers (`"stream": true`, tests/fakes/streamed.py): the pause between two
+    # messages, and a number of messages after which the stream is cut off.
+    stream_pause: float = 0.05
+    stream_break: int | None = None
+    # False: a server that ignores `stream_options.include_usage` (sends no usage chunk).
+    streams_usage: bool = True
 
 
 class FakeOpenAI:
@@ -51,6 +62,20 @@ class FakeOpenAI:
         return self.script.popleft() if self.script else self.default
 
 
+def _message(reply: Reply, number: int) -> dict[str, Any]:
+    if not reply.tool_calls:
+        return {"role": "assistant", "content": reply.content}
+    calls = [
+        {"id": f"call_{number}_{index}", "type": "function", "function": {
+            "name": call["name"],
+            "arguments": call["arguments"] if isinstance(call["arguments"], str)
+            else json.dumps(call["arguments"]),
+        }}
+        for index, call in enumerate(reply.tool_calls)
+    ]  # fmt: skip
+    return {"role": "assistant", "content": reply.content or None, "tool_calls": calls}
+
+
 def _handler(fake: FakeOpenAI) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         def do_POST(self) -> None:
@@ -69,12 +94,17 @@ def _handler(fake: FakeOpenAI) -> type[BaseHTTPRequestHandler]:
                 self._send(reply.status, {"error": {"message": f"scripted {reply.status}"}},
                            reply.headers)  # fmt: skip
                 return
+            if body.get("stream"):
+                number = len(fake.requests)
+                streamed.send(self, reply, streamed.openai_messages(reply, body, number))
+                return
             self._send(200, {
                 "id": f"chatcmpl-{len(fake.requests)}",
                 "object": "chat.completion",
                 "model": reply.model or body.get("model", "unknown"),
-                "choices": [{"index": 0, "finish_reason": "stop",
-                             "message": {"role": "assistant", "content": reply.content}}],
+                "choices": [{"index": 0,
+                             "finish_reason": "tool_calls" if reply.tool_calls else "stop",
+                             "message": _message(reply, len(fake.requests))}],
                 "usage": {"prompt_tokens": reply.prompt_tokens,
                           "completion_tokens": reply.completion_tokens,
                           "total_tokens": reply.prompt_tokens + reply.completion_tokens},

@@ -67,9 +67,13 @@ SETTINGS = {
     "REGISTRY_CHECK_INTERVAL_SECONDS": "3600",
 }
 
-# A run that waits (to be cancelled) and one that fails at once (to be retried).
+# A run that waits (to be cancelled), one that fails at once (to be retried) and one that
+# waits for approval (to be approved or rejected).
 WORKFLOWS: list[dict[str, Any]] = [
     {"name": "fuzz_nap", "steps": [{"id": "nap", "uses": "sleep", "with": {"seconds": 86400}}]},
+    {"name": "fuzz_approval", "steps": [
+        {"id": "review", "uses": "approval", "with": {"proposal": {"text": "draft"}}},
+    ]},
     {"name": "fuzz_fail", "steps": [
         {"id": "boom", "uses": "transform", "with": {"value": "{{ input.missing }}"}},
     ]},
@@ -167,6 +171,12 @@ class World:
 
     def waiting_run(self) -> str:
         run_id = self.trigger("fuzz_nap", {})
+        self.wait_for(run_id, {"waiting"})
+        return run_id
+
+    def approval_run(self) -> str:
+        """A run whose `review` step waits for approval (the only step: the run waits)."""
+        run_id = self.trigger("fuzz_approval", {})
         self.wait_for(run_id, {"waiting"})
         return run_id
 

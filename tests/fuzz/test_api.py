@@ -220,6 +220,39 @@ def _retry(world: World, case: Any, draw: Draw, valid: bool) -> None:
     case.path_parameters["workflow_id"] = world.failed_run()
 
 
+def _replay(world: World, case: Any, draw: Draw, valid: bool) -> None:
+    case.path_parameters["workflow_id"] = draw(st.sampled_from(world.completed_runs))
+    if valid:
+        # order_summary's steps; overrides that fit it (its steps are transforms: no model).
+        body: dict[str, Any] = {"from_step": draw(st.sampled_from(["totals", "summary"]))}
+        overrides = draw(st.sampled_from([{}, {"input": ORDER}, {"version": 1}]))
+        if overrides:
+            body["overrides"] = overrides
+        _drop(case.headers, "Idempotency-Key")
+        case.body = body
+
+
+def _decide(world: World, case: Any, draw: Draw, valid: bool) -> None:
+    case.path_parameters["workflow_id"] = world.approval_run()
+    if valid:
+        body: dict[str, Any] = {"step": "review"}
+        if draw(st.booleans()):
+            body["comment"] = "fuzzed"
+        if case.operation.definition.raw["operationId"] == "approve_step" and draw(st.booleans()):
+            body["data"] = {"text": "edited"}
+        case.body = body
+
+
+def _list_approvals(world: World, case: Any, draw: Draw, valid: bool) -> None:
+    if case.query is not None and "workflow_name" in case.query:
+        case.query["workflow_name"] = "fuzz_approval"
+
+
+def _usage(world: World, case: Any, draw: Draw, valid: bool) -> None:
+    if valid:
+        _drop(case.query, "from", "to")  # generated independently: often reversed or too far
+
+
 def _new_schedule(world: World, case: Any, draw: Draw, valid: bool) -> None:
     body = _body(case)
     body["name"] = world.unique("schedule")
@@ -297,6 +330,12 @@ ASSISTS: dict[str, Assist] = {
     "run_logs": _run,
     "cancel_run": _cancel,
     "retry_run": _retry,
+    "replay_run": _replay,
+    "approve_step": _decide,
+    "reject_step": _decide,
+    "list_approvals": _list_approvals,
+    "tenant_usage": _usage,
+    "run_usage": _run,
     "create_schedule": _new_schedule,
     "get_schedule": _schedule,
     "change_schedule": _schedule,

@@ -167,7 +167,7 @@ async def test_a_status_answers_every_member_in_the_models_format(
              "next_attempt_at": None, "error": None},
         ],
         "error": {"step": "failed_ask", "message": "a step failed"},
-        "parent": None, "children": [],
+        "parent": None, "children": [], "replay_of": None, "replays": [],
         "llm_usage": {
             "calls": 3, "prompt_tokens": 20, "completion_tokens": 10, "total_tokens": 30,
             "by_model": [{"provider": "openai", "model": "gpt-test", "calls": 3,
@@ -421,7 +421,8 @@ def test_each_read_of_one_run_finds_it_by_its_key_on_sqlite(tmp_path: Path) -> N
                 f"EXPLAIN QUERY PLAN {statement.sqlite}", values)]  # fmt: skip
             searches = [step for step in plan if step.startswith("SEARCH")]
             assert searches, plan
-            keyed = ("(id=?)", "(run_id=?)", "(parent_run_id=?)")  # the run, its children
+            # the run, its steps, its children, its replays
+            keyed = ("(id=?)", "(run_id=?)", "(parent_run_id=?)", "(replay_of_run_id=?)")
             assert all(any(key in step for key in keyed) for step in searches), plan
     finally:
         connection.close()

@@ -56,7 +56,9 @@ async def test_templates_list_the_built_in_and_registered_workflows(
 
         missing = await client.get("/api/v1/workflows/templates/nope", headers=headers)
         assert missing.status_code == 404
-        available = "available: customer_support, fan_out, knowledge_base, order_summary"
+        available = (
+            "available: customer_support, fan_out, knowledge_base, order_summary, support_agent"
+        )
         assert available in missing.json()["detail"]
         bad_name = await client.get("/api/v1/workflows/templates/Not-A-Name", headers=headers)
         assert bad_name.status_code == 422

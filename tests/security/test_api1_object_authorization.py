@@ -24,6 +24,9 @@ from workflow_engine.auth.permissions import Role
 BODIES: dict[tuple[str, str], Any] = {
     ("PATCH", "/api/v1/users/{user_id}"): {"role": "operator"},
     ("PATCH", "/api/v1/schedules/{schedule_id}"): {"paused": False, "name": "taken-over"},
+    ("POST", "/api/v1/workflows/{workflow_id}/approve"): {"step": "review", "data": "taken"},
+    ("POST", "/api/v1/workflows/{workflow_id}/reject"): {"step": "review"},
+    ("POST", "/api/v1/workflows/{workflow_id}/replay"): {"from_step": "first"},
 }
 # Path parameters that name something shared by every tenant, not an object of one.
 SHARED = {

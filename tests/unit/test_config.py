@@ -17,7 +17,12 @@ from workflow_engine.config import (
     effective_settings,
     load_settings,
 )
-from workflow_engine.config.settings import EndpointLimit, LLMPrice, MCPServerSettings
+from workflow_engine.config.settings import (
+    EndpointLimit,
+    LLMBudget,
+    LLMPrice,
+    MCPServerSettings,
+)
 from workflow_engine.integrations.mcp import mcp_server_configs
 
 CONFIGURATION_DOC = Path(__file__).parents[2] / "docs" / "configuration.md"
@@ -159,6 +164,14 @@ SAMPLES: dict[str, tuple[Any, str, Any, Any]] = {
     ),
     "llm_timeout_seconds": (30, "12.5", 30.0, 12.5),
     "llm_max_retries": (4, "0", 4, 0),
+    "llm_token_budget_per_day": (100000, "0", 100000, 0),
+    "llm_cost_budget_per_day": (5, "2.5", 5.0, 2.5),
+    "llm_tenant_budgets": (
+        {"acme": {"token_budget_per_day": 1000}},
+        '{"beta": {"cost_budget_per_day": 0.5}}',
+        {"acme": LLMBudget(token_budget_per_day=1000)},
+        {"beta": LLMBudget(cost_budget_per_day=0.5)},
+    ),
     "registry_allowed_networks": (
         ["10.0.0.0/8"],
         "192.168.0.0/16, fd00::/8",

@@ -19,7 +19,9 @@ from workflow_engine.bootstrap.core_services import DatabaseService, EventStoreS
 from workflow_engine.bootstrap.engine_services import WorkflowCatalogService
 from workflow_engine.config import Settings
 from workflow_engine.db import Database
+from workflow_engine.engine.approval_service import ApprovalService
 from workflow_engine.engine.catalog import DefinitionCatalog
+from workflow_engine.engine.deltas import DeltaHub, hub_for
 from workflow_engine.engine.run_waiter import RunWaiter
 from workflow_engine.engine.runs import RunService
 from workflow_engine.events import EventStore
@@ -82,6 +84,13 @@ async def get_log_tail(request: Request) -> LogTail:
 LogTailDep = Annotated[LogTail, Depends(get_log_tail)]
 
 
+async def get_deltas(request: Request) -> DeltaHub:
+    return hub_for(context_of(request).service("database", DatabaseService).database)
+
+
+DeltasDep = Annotated[DeltaHub, Depends(get_deltas)]
+
+
 async def get_event_store(request: Request) -> EventStore:
     return context_of(request).service("events", EventStoreService).store
 
@@ -113,3 +122,10 @@ async def get_run_waiter(request: Request, runs: RunsDep) -> RunWaiter:
 
 
 RunWaiterDep = Annotated[RunWaiter, Depends(get_run_waiter)]
+
+
+async def get_approvals(db: DatabaseDep) -> ApprovalService:
+    return ApprovalService(db)
+
+
+ApprovalsDep = Annotated[ApprovalService, Depends(get_approvals)]

@@ -11,7 +11,7 @@ from fastapi import Header, Path, Query, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from workflow_engine.api import pagination
-from workflow_engine.api.context import DatabaseDep, EventStoreDep, LogTailDep
+from workflow_engine.api.context import DatabaseDep, DeltasDep, EventStoreDep, LogTailDep
 from workflow_engine.api.pagination import Cursor, Limit, Page, decode_cursor, page_of
 from workflow_engine.api.routing import resource_router
 from workflow_engine.api.security import Origin, require
@@ -20,7 +20,7 @@ from workflow_engine.api.streams import GuardDep, event_stream
 from workflow_engine.api.validation import Moment
 from workflow_engine.auth.permissions import Permission
 from workflow_engine.auth.principal import Principal
-from workflow_engine.engine.run_events import RunEvent
+from workflow_engine.engine.run_events import RUN_AGGREGATE, RunEvent
 from workflow_engine.errors import Forbidden, InvalidInput, NotFound
 from workflow_engine.events.client_events import append_client_event
 from workflow_engine.events.follower import LogFollower
@@ -185,6 +185,7 @@ async def stream_events(
     store: EventStoreDep,
     tail: LogTailDep,
     guard: GuardDep,
+    deltas: DeltasDep,
     after: Annotated[
         int | None, Query(ge=0, le=INT64_MAX, description="Resume after this position.")
     ] = None,
@@ -199,15 +200,36 @@ async def stream_events(
     JSON. Reconnecting with `Last-Event-ID` (or `?after=`) resumes exactly after that event,
     however old. Without either, the stream starts at the present. A comment every 15 s keeps
     idle connections open through proxies. The stream ends, with a last `closed` message, when
-    the credential it was opened with expires or is revoked."""
+    the credential it was opened with expires or is revoked.
+
+    Unless filtered by `event_type_prefix` or to another aggregate type than `runs`, the stream
+    also shows the text of running steps that stream it (`llm.chat` with `stream: true`) as
+    `delta` messages with no `id`: `{run_id, step_id, attempt, seq, text}`. They are not
+    events, are never stored, and are not replayed on resuming."""
     start = int(last_event_id) if last_event_id is not None else after
     if start is not None and start > INT64_MAX:
         raise InvalidInput("Last-Event-ID is beyond any position")
+    run = _run_id(aggregate_id)
+    shows_deltas = (
+        event_type_prefix is None
+        and aggregate_type in (None, RUN_AGGREGATE)
+        and (aggregate_id is None or run is not None)
+    )
     follow = LogFollower(
         store, tail, principal.tenant_id, start,
         aggregate_id=aggregate_id, aggregate_type=aggregate_type, type_prefix=event_type_prefix,
+        deltas=deltas if shows_deltas else None, delta_run=run,
     )  # fmt: skip
     return event_stream(guard, principal, follow.stream)
+
+
+def _run_id(aggregate_id: str | None) -> uuid.UUID | None:
+    """The run an aggregate id names, if it is one (a run's aggregate id is its id)."""
+    try:
+        run = None if aggregate_id is None else uuid.UUID(aggregate_id)
+    except ValueError:
+        return None
+    return run if str(run) == aggregate_id else None  # as the run's events name it
 
 
 @router.get(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import uuid
@@ -12,9 +13,9 @@ from typing import Annotated, Any, TypeVar
 import anyio
 from fastapi import Depends, Header, Query, Request, Response, status
 from fastapi.exceptions import RequestValidationError
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-from workflow_engine.api.context import Context, LogTailDep, RunsDep, RunWaiterDep
+from workflow_engine.api.context import Context, DeltasDep, LogTailDep, RunsDep, RunWaiterDep
 from workflow_engine.api.pagination import (
     Cursor,
     Limit,
@@ -30,13 +31,14 @@ from workflow_engine.api.streams import GuardDep, event_stream
 from workflow_engine.api.validation import Moment, utc_moment
 from workflow_engine.auth.permissions import Permission
 from workflow_engine.auth.principal import Principal
-from workflow_engine.engine import runs, states
-from workflow_engine.engine.definitions import NAME_PATTERN
+from workflow_engine.engine import replays, runs, states
+from workflow_engine.engine.definitions import NAME_PATTERN, STEP_ID_PATTERN
+from workflow_engine.engine.deltas import DeltaHub, Subscription
+from workflow_engine.engine.output_usage import llm_usage
 from workflow_engine.engine.records import RunRecord
 from workflow_engine.engine.run_logs import LogEntry
 from workflow_engine.engine.runs import RunService
 from workflow_engine.engine.states import RUN_FINISHED
-from workflow_engine.engine.usage import llm_usage
 from workflow_engine.errors import Conflict, InvalidInput
 from workflow_engine.events import sse_format
 from workflow_engine.events.notifier import FOLLOW_TIMEOUT
@@ -154,6 +156,18 @@ class ChildRun(BaseModel):
     status: str
 
 
+class ReplayOf(BaseModel):
+    workflow_id: uuid.UUID = Field(description="The run this one replays.")
+    from_step: str = Field(description="The step it executed again from.")
+
+
+class Replayed(BaseModel):
+    workflow_id: uuid.UUID
+    from_step: str
+    status: str
+    created_at: datetime
+
+
 class RunStatus(BaseModel):
     workflow_id: uuid.UUID
     workflow_name: str
@@ -167,7 +181,12 @@ class RunStatus(BaseModel):
     error: Any
     parent: ParentRun | None = Field(description="The run that started this one, if any.")
     children: list[ChildRun] = Field(description="The runs this one's steps started.")
-    llm_usage: LLMUsage
+    replay_of: ReplayOf | None = Field(description="The run this one replays, if any.")
+    replays: list[Replayed] = Field(description="The replays of this run, oldest first.")
+    llm_usage: LLMUsage = Field(
+        description="What the run's completed LLM steps report, summed (not outputs a replay "
+        "reused). Every call, failed attempts' included, is at `GET .../usage`."
+    )
     links: RunLinks
 
 
@@ -428,6 +447,96 @@ async def retry_run(
     return _summary(run)
 
 
+StepId = Annotated[str, StringConstraints(pattern=STEP_ID_PATTERN)]
+
+
+class ReplayOverrides(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    input: dict[str, Any] | None = Field(
+        None, description="Replaces the run's input; checked against the input schema."
+    )
+    version: int | None = Field(
+        None, ge=1, le=1_000_000,
+        description="Run this version of the workflow (from this server's catalog) instead of "
+        "the one the original ran.",
+    )  # fmt: skip
+    model: str | None = Field(
+        None, min_length=1, max_length=200,
+        description="The `model` of every LLM step (`llm.*`) that runs again.",
+    )  # fmt: skip
+    steps: dict[StepId, dict[str, Any]] = Field(
+        default_factory=dict,
+        description="Per step that runs again, arguments merged into its `with` (a new "
+        "`prompt` or `system`, say).",
+    )
+
+
+class ReplayRequest(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [{"from_step": "draft",
+                          "overrides": {"steps": {"draft": {"system": "Answer in French."}}}}]
+        },
+    )  # fmt: skip
+
+    from_step: str = Field(
+        pattern=STEP_ID_PATTERN,
+        description="It, the steps that did not complete and every step depending on those "
+        "run again; the others' outputs are reused.",
+    )
+    overrides: ReplayOverrides = Field(default_factory=ReplayOverrides)
+
+
+class ReplayedRun(TriggeredRun):
+    replay_of: ReplayOf
+    reused: list[str] = Field(description="The steps completed with the original's outputs.")
+
+
+@router.post(
+    "/api/v1/workflows/{workflow_id}/replay",
+    status_code=status.HTTP_202_ACCEPTED,
+    summary="Replay a run from a step, reusing the outputs of the steps before it",
+    responses={409: {"description": "The run has not finished"},
+               422: {"description": "An unknown step, or overrides that do not fit"}},
+)  # fmt: skip
+async def replay_run(
+    workflow_id: uuid.UUID,
+    body: ReplayRequest,
+    principal: Annotated[Principal, require(Permission.workflows_run)],
+    service: RunsDep,
+    origin: Origin,
+    response: Response,
+    idempotency_key: Annotated[
+        str | None, Header(alias="Idempotency-Key", pattern=IDEMPOTENCY_KEY)
+    ] = None,
+) -> ReplayedRun:
+    """Starts a new run of the same workflow, linked to this one, that executes from
+    `from_step`: the steps before it complete at once with the outputs this run recorded (no
+    node runs, so no LLM or MCP call is made again), the rest run as in any run. The same
+    `Idempotency-Key` with the same body returns the first replay (`Idempotent-Replayed:
+    true`). 409 while this run has not finished."""
+    overrides = replays.Overrides(
+        input=body.overrides.input, version=body.overrides.version, model=body.overrides.model,
+        steps=body.overrides.steps,
+    )  # fmt: skip
+    run, created = await service.replay(
+        principal.tenant_id, workflow_id, body.from_step, overrides,
+        idempotency_key=idempotency_key,
+        origin=runs.Origin(principal.actor, origin.correlation_id),
+    )  # fmt: skip
+    if not created:
+        response.headers["Idempotent-Replayed"] = "true"
+    return ReplayedRun(
+        workflow_id=run.id, workflow_name=run.workflow_name, version=run.workflow_version,
+        status=run.status, created_at=run.created_at, links=_links(run.id),
+        replay_of=ReplayOf(workflow_id=workflow_id, from_step=run.replay_from_step or ""),
+        reused=[s.step_id for s in run.steps
+                if s.status == states.StepStatus.completed and s.attempts == 0],
+    )  # fmt: skip
+
+
 class LogEntryView(BaseModel):
     id: str = Field(description="Stable: `<event position>.<index>`; resume after it.")
     time: datetime
@@ -466,6 +575,7 @@ async def run_logs(
     service: RunsDep,
     tail: LogTailDep,
     guard: GuardDep,
+    deltas: DeltasDep,
     after: Annotated[str | None, Query(max_length=40, description="An entry id.")] = None,
     limit: Limit = 100,
     follow: bool = False,
@@ -473,7 +583,10 @@ async def run_logs(
 ) -> Any:
     """Entries with stable ids, oldest first. `follow=true` streams them as server-sent events
     (`id` = entry id, `event` = level) until the run ends, resuming after `Last-Event-ID`; a
-    stream whose credential expires or is revoked ends with a `closed` message."""
+    stream whose credential expires or is revoked ends with a `closed` message. While a step
+    streams its text (`llm.chat` with `stream: true`) the stream shows it as `delta` messages
+    with no `id`, `{run_id, step_id, attempt, seq, text}`: not stored, not replayed on
+    resuming; the step's output holds the whole text."""
     start = _entry_id(last_event_id, "Last-Event-ID") or _entry_id(after, "after")
     if not follow:
         page = await service.log_page(principal.tenant_id, workflow_id, after=start, limit=limit)
@@ -482,7 +595,7 @@ async def run_logs(
     return event_stream(
         guard, principal,
         lambda ending, outlet: follow_log(service, tail, principal.tenant_id, run.id, start,
-                                          ending, outlet),
+                                          ending, outlet, deltas),
     )  # fmt: skip
 
 
@@ -494,6 +607,7 @@ async def follow_log(
     after: tuple[int, int] | None,
     ending: Ending,
     outlet: Outlet,
+    deltas: DeltaHub | None = None,
 ) -> None:
     """Writes the entries as they are written, until the run has ended and its last entry was
     sent (or the stream ends: the client went away, the server stops, or the caller's
@@ -501,9 +615,13 @@ async def follow_log(
 
     The entries come from the read model; the shared tail says when to look again, and only
     when it holds a new event of this run (or fell out of reach), so a thousand followers of
-    quiet runs cost no queries."""
-    with tail.following():
-        await _follow_log(service, tail, tenant_id, run_id, after, ending, outlet)
+    quiet runs cost no queries. With `deltas`, the run's streamed text is written too, as it
+    comes and before the entries read after it (`engine/deltas.py`)."""
+    with tail.following(), contextlib.ExitStack() as stack:
+        run_deltas = None
+        if deltas is not None:
+            run_deltas = stack.enter_context(deltas.subscribe(tenant_id, run_id, ending))
+        await _follow_log(service, tail, tenant_id, run_id, after, ending, outlet, run_deltas)
 
 
 async def _follow_log(
@@ -514,10 +632,14 @@ async def _follow_log(
     after: tuple[int, int] | None,
     ending: Ending,
     outlet: Outlet,
+    deltas: Subscription | None,
 ) -> None:
     aggregate = str(run_id)
     watched = tail.end
+    bell = ending if deltas is None else deltas.bell  # a delta wakes the wait, as an end does
     while not ending.done():
+        if deltas is not None and deltas.pending:  # published before what is read next
+            await outlet.write(deltas.take())
         seen = tail.generation
         run, entries = await service.logs(tenant_id, run_id, after=after, limit=500)
         for entry in entries:
@@ -534,7 +656,11 @@ async def _follow_log(
             await outlet.write(sse_format.message(json.dumps({"status": run.status}), event="end"))
             return
         while not ending.done():
-            woken = await tail.wait(seen, FOLLOW_TIMEOUT, unless=ending)
+            if deltas is not None:
+                if deltas.pending:
+                    await outlet.write(deltas.take())
+                bell = deltas.bell
+            woken = await tail.wait(seen, FOLLOW_TIMEOUT, unless=bell)
             seen = tail.generation
             recent = tail.since(watched) if watched is not None else None
             if recent is None or not woken:

@@ -5,7 +5,7 @@ docs/architecture.md)."""
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Annotated
 
 from pydantic import AfterValidator, AwareDatetime, BeforeValidator
@@ -57,3 +57,19 @@ def moment_text(value: object) -> object:
 
 # A point in time from a client: with its UTC offset (a naive time is ambiguous), stored as UTC.
 Moment = Annotated[AwareDatetime, BeforeValidator(moment_text), AfterValidator(utc_moment)]
+
+_DAY = re.compile(r"\d{4}-\d{2}-\d{2}")
+
+
+def day_text(value: object) -> object:
+    """Only a date as the document says (`YYYY-MM-DD`): pydantic would also take a number as
+    Unix time, so `to=0` meant 1970-01-01."""
+    if isinstance(value, date):
+        return value
+    if not isinstance(value, str) or not _DAY.fullmatch(value):
+        raise ValueError("must be a date, e.g. 2026-01-31")
+    return value
+
+
+# A calendar day from a client.
+Day = Annotated[date, BeforeValidator(day_text)]

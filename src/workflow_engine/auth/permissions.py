@@ -20,6 +20,7 @@ class Permission(StrEnum):
     profile_read = "profile:read"
     workflows_read = "workflows:read"
     workflows_run = "workflows:run"
+    workflows_approve = "workflows:approve"  # decide a run's approval steps
     schedules_read = "schedules:read"
     schedules_write = "schedules:write"
     events_read = "events:read"
@@ -42,7 +43,13 @@ _READ = {
 ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
     Role.viewer: frozenset(_READ),
     Role.operator: frozenset(
-        _READ | {Permission.workflows_run, Permission.schedules_write, Permission.events_append}
+        _READ
+        | {
+            Permission.workflows_run,
+            Permission.workflows_approve,
+            Permission.schedules_write,
+            Permission.events_append,
+        }
     ),
     Role.service: frozenset(_READ | {Permission.registry_write, Permission.events_append}),
     Role.admin: frozenset(Permission),

@@ -19,6 +19,8 @@ from workflow_engine.nodes import registry
 from workflow_engine.nodes.registry import NodeSettings
 from workflow_engine.registry.discovery import RegistryDiscovery
 from workflow_engine.registry.options import RegistryOptions
+from workflow_engine.usage.budgets import Budgets
+from workflow_engine.usage.database_meter import DatabaseMeter
 
 if TYPE_CHECKING:
     # Only the embedded worker's service takes it: core_services brings in the whole of
@@ -47,13 +49,15 @@ def build_worker(settings: Settings, db: Database, catalog: DefinitionCatalog) -
     """A worker as the settings say, with the resources its nodes use: MCP sessions to the
     configured servers (and the demo services when they are on), reused across steps, and
     servers not configured looked up in the service registry, within its network policy;
-    and the workflows its `workflow` steps start."""
+    the workflows its `workflow` steps start; and its meter of LLM calls, with the daily
+    budgets."""
     servers = mcp_server_configs(
         settings, demo_base=settings.demo_base_url if settings.demo_services_enabled else None
     )
     policy = RegistryOptions.from_settings(settings).policy
     mcp = MCPClients(servers, RegistryDiscovery(db, policy))
-    return Worker(db, registry, worker_options(settings), mcp=mcp, catalog=catalog)
+    usage = DatabaseMeter(db, Budgets.from_settings(settings))
+    return Worker(db, registry, worker_options(settings), mcp=mcp, catalog=catalog, usage=usage)
 
 
 def catalog_of(

@@ -95,6 +95,9 @@ TOML_KEYS: dict[tuple[str, str], str] = {
     ("llm", "timeout_seconds"): "llm_timeout_seconds",
     ("llm", "max_retries"): "llm_max_retries",
     ("llm", "prices"): "llm_prices",
+    ("llm", "token_budget_per_day"): "llm_token_budget_per_day",
+    ("llm", "cost_budget_per_day"): "llm_cost_budget_per_day",
+    ("llm", "tenant_budgets"): "llm_tenant_budgets",
 }
 FIELD_TO_TOML = {field: f"[{section}] {key}" for (section, key), field in TOML_KEYS.items()}
 

@@ -34,6 +34,22 @@ class LLMPrice(BaseModel):
     output_per_million: float = Field(ge=0)
 
 
+class LLMBudget(BaseModel):
+    """An `[llm.tenant_budgets."<tenant>"]` table: the tenant's daily LLM budgets. A budget
+    left out is the server's (`LLM_TOKEN_BUDGET_PER_DAY`, `LLM_COST_BUDGET_PER_DAY`)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    token_budget_per_day: int | None = Field(None, ge=0)
+    cost_budget_per_day: float | None = Field(None, ge=0)
+
+    @model_validator(mode="after")
+    def _check_some(self) -> LLMBudget:
+        if self.token_budget_per_day is None and self.cost_budget_per_day is None:
+            raise ValueError("give token_budget_per_day, cost_budget_per_day or both")
+        return self
+
+
 class EndpointLimit(BaseModel):
     """A `[rate_limiting.endpoints."METHOD /path"]` table."""
 
@@ -339,6 +355,21 @@ class Settings(BaseSettings):
     llm_max_retries: int = Field(
         2, ge=0, le=10, description="Retries of a 429, 5xx or timeout within one step attempt."
     )
+    llm_token_budget_per_day: int | None = Field(
+        None, ge=0,
+        description="LLM tokens (prompt and completion) a tenant may spend per UTC day. "
+        "None: no limit.",
+    )  # fmt: skip
+    llm_cost_budget_per_day: float | None = Field(
+        None, ge=0,
+        description="Estimated LLM cost in US dollars a tenant may spend per UTC day. "
+        "None: no limit.",
+    )  # fmt: skip
+    llm_tenant_budgets: dict[str, LLMBudget] = Field(
+        default_factory=dict,
+        description="Tenant name to its daily LLM budgets, overriding the server's: "
+        '[llm.tenant_budgets."<tenant>"] tables, or JSON.',
+    )
 
     @field_validator("mcp_servers", mode="before")
     @classmethod
@@ -372,6 +403,19 @@ class Settings(BaseSettings):
                 raise ValueError(
                     'expected JSON like {"my-model": {"input_per_million": 0.5, '
                     '"output_per_million": 1.5}}'
+                ) from None
+        return value
+
+    @field_validator("llm_tenant_budgets", mode="before")
+    @classmethod
+    def _parse_budgets(cls, value: object) -> object:
+        if isinstance(value, str):  # from the environment: JSON
+            try:
+                return json.loads(value) if value.strip() else {}
+            except ValueError:
+                raise ValueError(
+                    'expected JSON like {"acme": {"token_budget_per_day": 100000, '
+                    '"cost_budget_per_day": 5}}'
                 ) from None
         return value
 

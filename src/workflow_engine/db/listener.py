@@ -4,10 +4,12 @@ every channel.
 
 `listen(db, channel, on_notify)` runs until cancelled: while it runs, `on_notify()` is called
 for every notification on `channel`, and once after each (re)connection — notifications sent
-while the connection was away are lost, so the caller catches up then. The process's channels
-share one connection (the event log's, the task queue's, the credentials'), which reconnects
-with backoff after a database restart or a dropped network (a cheap query every few seconds
-notices a connection that died silently) and is closed when nobody listens any more.
+while the connection was away are lost, so the caller catches up then. (`listen_payloads`
+hands on each notification's payload instead: the run deltas' channel, `engine/deltas.py`.)
+The process's channels share one connection (the event log's, the task queue's, the
+credentials', the deltas'), which reconnects with backoff after a database restart or a
+dropped network (a cheap query every few seconds notices a connection that died silently) and
+is closed when nobody listens any more.
 """
 
 from __future__ import annotations
@@ -51,6 +53,22 @@ async def listen(
         await asyncio.get_running_loop().create_future()  # until cancelled
     finally:
         await hub.unsubscribe(channel, on_notify, state)
+
+
+async def listen_payloads(db: Database, channel: str, on_payload: Callable[[str], None]) -> None:
+    """`listen` for a channel whose notifications carry data: `on_payload(payload)` for each,
+    and nothing at a reconnection (what was sent meanwhile is gone, and no log holds it)."""
+    await listen(db, channel, _Payloads(on_payload))
+
+
+class _Payloads:
+    """A subscriber that takes each notification's payload."""
+
+    def __init__(self, on_payload: Callable[[str], None]) -> None:
+        self.on_payload = on_payload
+
+    def __call__(self) -> None:
+        return None  # a (re)connection: nothing to catch up from
 
 
 class _Hub:
@@ -99,9 +117,12 @@ class _Hub:
         self._listened.add(channel)
         await connection.add_listener(channel, self._dispatch)
 
-    def _dispatch(self, _connection: Any, _pid: int, channel: str, _payload: str) -> None:
+    def _dispatch(self, _connection: Any, _pid: int, channel: str, payload: str) -> None:
         for on_notify in list(self._subscribers.get(channel, ())):
-            on_notify()
+            if isinstance(on_notify, _Payloads):
+                on_notify.on_payload(payload)
+            else:
+                on_notify()
 
     def _set_connected(self, connected: bool) -> None:
         for state in self._states:

@@ -1,7 +1,7 @@
 """The API's hot reads, each one statement answering with its page as JSON text.
 
-On PostgreSQL each is a call of a function of migration 0017 (the status read as migration
-0021 rewrote it), which confines itself to the
+On PostgreSQL each is a call of a function of migration 0017 (the status read as migrations
+0021 and 0028 rewrote it), which confines itself to the
 tenant (see there); on SQLite the same query is written here, filtered by tenant like every
 SQLite read (SQLite has no row-level security). Both render what the API's response models
 render, with keys in the models' order: times as `2026-01-02T03:04:05.123456Z` (without the
@@ -83,20 +83,29 @@ SELECT (
                 'workflow_id', {_uuid("c.id")}, 'workflow_name', c.workflow_name,
                 'step', c.parent_step_id, 'status', c.status))
             FROM (SELECT * FROM workflow_runs WHERE parent_run_id = r.id
-                  AND +tenant_id = r.tenant_id ORDER BY created_at, id) c)))
+                  AND +tenant_id = r.tenant_id ORDER BY created_at, id) c)),
+        'replay_of', CASE WHEN r.replay_of_run_id IS NOT NULL THEN json_object(
+            'workflow_id', {_uuid("r.replay_of_run_id")}, 'from_step', r.replay_from_step) END,
+        'replays', json((
+            SELECT json_group_array(json_object(
+                'workflow_id', {_uuid("y.id")}, 'from_step', y.replay_from_step,
+                'status', y.status, 'created_at', {_time("y.created_at")}))
+            FROM (SELECT * FROM workflow_runs WHERE replay_of_run_id = r.id
+                  AND +tenant_id = r.tenant_id ORDER BY created_at, id) y)))
     FROM workflow_runs r
     WHERE r.id = :run AND r.tenant_id = :tenant
 ), (
     SELECT CASE WHEN count(*) > 0 THEN json_group_array(json(output)) END
     FROM (SELECT output FROM step_runs
           WHERE run_id = :run AND +tenant_id = :tenant
-            AND substr(uses, 1, 4) = 'llm.' AND status = 'completed'
+            AND substr(uses, 1, 4) = 'llm.' AND status = 'completed' AND attempts > 0
           ORDER BY position)
 )
 """,
 )
 """The run's status without `llm_usage` and `links` (null when the run is unknown here), and
-the outputs of its completed LLM steps (a JSON array, null when there are none)."""
+the outputs of the LLM steps it ran and completed (a JSON array, null when there are none):
+not those a replay reused (attempt 0), whose calls the original made."""
 
 RUN_PAGE = ReadStatement(
     params=("tenant", "confine", "status", "workflow_name", "since", "until", "before_at",

@@ -6,6 +6,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     Column,
+    Date,
     FetchedValue,
     Float,
     ForeignKey,
@@ -236,6 +237,9 @@ workflow_runs = Table(
     Column("parent_step_id", String(64), nullable=True),
     # Under a limit: started through admission (engine/admission.py).
     Column("gated", Boolean(), nullable=False, server_default="0"),
+    # A replay: the run it replays, and the step it executes again from (engine/replays.py).
+    Column("replay_of_run_id", Uuid(), nullable=True),
+    Column("replay_from_step", String(64), nullable=True),
 )
 
 step_runs = Table(
@@ -332,6 +336,30 @@ event_waits = Table(
     Column("created_at", UTCDateTime(), nullable=False),
 )
 
+# `approval` steps (engine/approvals.py): one request per attempt, then its decision.
+approvals = Table(
+    "approvals",
+    metadata,
+    Column("id", Uuid(), primary_key=True),  # derived from the run, step and attempt
+    Column("tenant_id", Uuid(), nullable=False),
+    Column("run_id", Uuid(), nullable=False),
+    Column("step_id", String(64), nullable=False),
+    Column("attempt", Integer(), nullable=False),
+    Column("workflow_name", String(64), nullable=False),
+    Column("proposal", JsonDocument, nullable=True),
+    Column("message", Text(), nullable=True),
+    Column("on_timeout", String(20), nullable=True),  # `approved` | `rejected`; null: no timeout
+    Column("on_reject", String(20), nullable=False),  # `fail` | `continue`
+    Column("requested_at", UTCDateTime(), nullable=False),
+    Column("expires_at", UTCDateTime(), nullable=True),
+    Column("decision", String(20), nullable=True),  # `approved` | `rejected`; null: waits
+    Column("decided_by", String(100), nullable=True),  # an actor, or `timeout`
+    Column("decided_at", UTCDateTime(), nullable=True),
+    Column("comment", Text(), nullable=True),
+    Column("data", JsonDocument, nullable=True),  # the proposal, or the approver's edit of it
+    UniqueConstraint("run_id", "step_id", "attempt"),
+)
+
 tasks = Table(
     "tasks",
     metadata,
@@ -404,4 +432,27 @@ service_tags = Table(
     Column("tag", String(64), primary_key=True),
     Column("tenant_id", Uuid(), nullable=False),
     Index(None, "tenant_id", "tag"),
+)
+
+# One row per LLM call a step made (usage/): tokens, estimated cost, and the UTC day budgets
+# sum by.
+llm_usage = Table(
+    "llm_usage",
+    metadata,
+    Column("id", Position, primary_key=True, autoincrement=True),
+    Column("tenant_id", Uuid(), nullable=False),
+    Column("run_id", Uuid(), nullable=False, index=True),
+    Column("step_id", String(64), nullable=False),
+    Column("attempt", Integer(), nullable=False),
+    Column("workflow_name", String(64), nullable=False),
+    Column("provider", String(64), nullable=False),
+    Column("model", String(200), nullable=False),
+    Column("calls", Integer(), nullable=False),  # requests answered (a structured step asks twice)
+    Column("prompt_tokens", Integer(), nullable=False),
+    Column("completion_tokens", Integer(), nullable=False),
+    Column("cost_usd", Float(), nullable=True),  # null: the model has no price
+    Column("outcome", String(64), nullable=False),  # `ok`, or the error class of a failed call
+    Column("day", Date(), nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Index(None, "tenant_id", "day"),
 )

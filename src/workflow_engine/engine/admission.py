@@ -30,9 +30,9 @@ from typing import Any
 from sqlalchemy import and_, bindparam, delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from workflow_engine.db.tables import run_admissions, tasks, workflow_runs
+from workflow_engine.db.tables import run_admissions, step_runs, tasks, workflow_runs
 from workflow_engine.db.upsert import upsert
-from workflow_engine.engine import queue
+from workflow_engine.engine import queue, replays
 from workflow_engine.engine.definitions import WorkflowDefinition
 
 # The first key of the tenants' advisory locks (kept in step with migration 0023).
@@ -109,13 +109,14 @@ async def _pass(conn: AsyncConnection, tenant_id: uuid.UUID, cap: int | None) ->
     runs = [row.run_id for row in chosen]
     await conn.execute(_ADMITTED, [{"admitted_run": run} for run in runs])
     first_steps = []
-    for start in (await conn.execute(_STARTS, {"runs": runs})).all():
-        for step in start.definition["steps"]:
-            if not step.get("needs"):
-                first_steps.append(queue.NewTask(
-                    tenant_id, start.id, step["id"], priority=start.priority,
-                    correlation_id=start.correlation_id, trace_context=start.trace_context,
-                ))  # fmt: skip
+    starts = (await conn.execute(_STARTS, {"runs": runs})).all()
+    reused = await _reused(conn, [s.id for s in starts if s.replay_of_run_id is not None])
+    for start in starts:
+        for step_id in replays.first_steps(start.definition["steps"], reused.get(start.id, ())):
+            first_steps.append(queue.NewTask(
+                tenant_id, start.id, step_id, priority=start.priority,
+                correlation_id=start.correlation_id, trace_context=start.trace_context,
+            ))  # fmt: skip
     await queue.enqueue(conn, first_steps)
     # Other runs' `:admit` tasks have nothing left to do (a worker holding one finds its run
     # admitted and finishes it: its own pass admits nothing new for it).
@@ -125,6 +126,15 @@ async def _pass(conn: AsyncConnection, tenant_id: uuid.UUID, cap: int | None) ->
         )
     )
     return set(runs)
+
+
+async def _reused(conn: AsyncConnection, runs: list[uuid.UUID]) -> dict[uuid.UUID, set[str]]:
+    """The steps each of these replays reuses: before its admission, its completed ones."""
+    found: dict[uuid.UUID, set[str]] = {}
+    if runs:
+        for run_id, step_id in await conn.execute(_COMPLETED, {"runs": runs}):
+            found.setdefault(run_id, set()).add(step_id)
+    return found
 
 
 async def is_admitted(conn: AsyncConnection, run_id: uuid.UUID) -> bool:
@@ -166,6 +176,7 @@ _STARTS = (
     select(
         workflow_runs.c.id,
         workflow_runs.c.definition,
+        workflow_runs.c.replay_of_run_id,
         _ADMIT_TASK.c.priority,
         _ADMIT_TASK.c.correlation_id,
         _ADMIT_TASK.c.trace_context,
@@ -175,4 +186,7 @@ _STARTS = (
         and_(_ADMIT_TASK.c.run_id == workflow_runs.c.id, _ADMIT_TASK.c.step_id == queue.ADMIT),
     )
     .where(workflow_runs.c.id.in_(bindparam("runs", expanding=True)))
+)
+_COMPLETED = select(step_runs.c.run_id, step_runs.c.step_id).where(
+    step_runs.c.run_id.in_(bindparam("runs", expanding=True)), step_runs.c.status == "completed"
 )

@@ -39,6 +39,11 @@ class DefinitionCatalog:
         self._definitions: dict[str, dict[int, WorkflowDefinition]] = {}
         self._sources: dict[tuple[str, int], str] = {}
 
+    @property
+    def nodes(self) -> NodeRegistry:
+        """The node types its definitions are checked against."""
+        return self._nodes
+
     def load_templates(self) -> None:
         """The built-in templates shipped in the package."""
         folder = files("workflow_engine") / "templates"

@@ -103,7 +103,7 @@ def argument_problems(arguments: Mapping[str, Any]) -> list[str]:
     for name, check in (
         ("event", _event_type),
         ("aggregate", _aggregate_id),
-        ("timeout", _timeout),
+        ("timeout", timeout_seconds),
     ):
         if name in settled:
             try:
@@ -121,7 +121,7 @@ def parse(arguments: Mapping[str, Any]) -> EventWait:
     return EventWait(
         event_type=_event_type(arguments["event"]),
         aggregate_id=_aggregate_id(arguments["aggregate"]),
-        timeout=_timeout(arguments.get("timeout")),
+        timeout=timeout_seconds(arguments.get("timeout")),
         default=arguments.get("default"),
         has_default="default" in arguments,
     )
@@ -141,12 +141,14 @@ def _aggregate_id(value: Any) -> str:
     return value
 
 
-def _timeout(value: Any) -> float | None:
+def timeout_seconds(value: Any, error: type[ValueError] = EventWaitError) -> float | None:
+    """A wait's `timeout` argument (None: none), or `error` saying what is wrong with it; the
+    waits the engine carries out (`wait.event`, `approval`) share the rule."""
     if value is None:
         return None
     number = isinstance(value, int | float) and not isinstance(value, bool)
     if not number or not math.isfinite(value) or not 0 < value <= MAX_TIMEOUT.total_seconds():
-        raise EventWaitError(
+        raise error(
             f"`timeout` must be seconds, above 0 and at most {MAX_TIMEOUT.total_seconds():.0f}: "
             f"{value!r:.60}"
         )

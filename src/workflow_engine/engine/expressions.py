@@ -135,6 +135,21 @@ def condition_names_used(condition: str) -> set[str]:
     return names_used(_as_template(condition))
 
 
+def roots_used(value: Any) -> set[str]:
+    """The context names (`input`, `steps`, `env`, ...) an expression reads."""
+    return {
+        name.name
+        for text in _strings(value)
+        if _TEMPLATE_MARK.search(text)
+        for name in _ENV.parse(text).find_all(nodes.Name)
+        if name.ctx == "load"
+    }
+
+
+def condition_roots_used(condition: str) -> set[str]:
+    return roots_used(_as_template(condition))
+
+
 def evaluate(value: Any, context: Mapping[str, Any], *, timeout: float = DEFAULT_TIMEOUT) -> Any:
     """`value` with every expression in it evaluated against `context` (see the module doc).
 

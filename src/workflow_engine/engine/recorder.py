@@ -219,6 +219,22 @@ class RunRecorder:
         active = None if answer.run_status is None else answer.run_status in RUN_ACTIVE
         return Beat(answer.status == "ok", active)
 
+    async def journal(
+        self, task: queue.Task, entry: dict[str, Any], logs: list[dict[str, Any]]
+    ) -> bool:
+        """Append one of the step's journal entries (after what the node logged before it),
+        renewing the lease; False when the lease was lost or the run is gone."""
+        recorded = {"step_id": task.step_id, "attempt": task.attempt, "entry": entry}
+        events = [_logged(task, logs)] if logs else []
+        events.append((RunEvent.step_recorded, recorded))
+
+        def decide(run: RunRecord, held: frozenset[str], fresh: bool) -> Transition | str:
+            return self._transition(task, run, events, renew_task=TaskLease(task.id, self.owner),
+                                    expect_version=False)  # fmt: skip
+
+        answer = await self._record(task, decide)
+        return not isinstance(answer, str) and answer.status == "ok"
+
     async def settle(
         self, task: queue.Task, result: StepResult, logs: list[dict[str, Any]] | None = None
     ) -> Settled | None:

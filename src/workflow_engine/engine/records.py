@@ -44,6 +44,8 @@ class RunRecord:
     parent_run_id: uuid.UUID | None = None  # a child run's parent run and step
     parent_step_id: str | None = None
     gated: bool = False  # started through admission (a limit applies to it)
+    replay_of_run_id: uuid.UUID | None = None  # a replay's original run, and the step it
+    replay_from_step: str | None = None  # executes again from (engine/replays.py)
 
     def step(self, step_id: str) -> StepRecord:
         for step in self.steps:

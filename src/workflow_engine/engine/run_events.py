@@ -23,6 +23,7 @@ class RunEvent(StrEnum):
     step_started = "StepStarted"
     step_waiting = "StepWaiting"  # with `until`: a durable wait (`sleep`) holds no worker
     step_logged = "StepLogged"
+    step_recorded = "StepRecorded"  # with `entry`: one of the step's journal entries
     step_completed = "StepCompleted"
     step_failed = "StepFailed"  # with `retry_at` when another attempt follows
     step_skipped = "StepSkipped"

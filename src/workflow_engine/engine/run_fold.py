@@ -38,20 +38,29 @@ class FoldedEvent:
 
 
 def new_run(run_id: uuid.UUID, tenant_id: uuid.UUID, event: FoldedEvent) -> RunRecord:
-    """The run as its `WorkflowTriggered` event starts it."""
+    """The run as its `WorkflowTriggered` event starts it. A replay's event names the steps
+    it reuses and their outputs: they start completed, without an attempt of this run."""
     definition = event.data["definition"]
-    steps = tuple(_pending(step["id"], step["uses"]) for step in definition["steps"])
+    replay = event.data.get("replay") or {}
+    reused = replay.get("outputs", {})
+    steps = tuple(
+        _reused(step["id"], step["uses"], reused[step["id"]], event.recorded_at)
+        if step["id"] in reused else _pending(step["id"], step["uses"])
+        for step in definition["steps"]
+    )  # fmt: skip
     parent = event.data.get("parent") or {}
     return RunRecord(
         id=run_id, tenant_id=tenant_id, workflow_name=definition["name"],
         workflow_version=definition["version"], status=RunStatus.queued,
         input=event.data["input"], output=None, error=None, definition=definition,
-        steps_total=len(steps), steps_done=0,
+        steps_total=len(steps), steps_done=len(reused),
         correlation_id=event.metadata.get("correlation_id"),
         created_at=event.recorded_at, started_at=None, finished_at=None,
         updated_at=event.recorded_at, version=event.version, steps=steps,
         parent_run_id=uuid.UUID(parent["run_id"]) if parent else None,
         parent_step_id=parent.get("step_id"), gated=bool(event.data.get("gated")),
+        replay_of_run_id=uuid.UUID(replay["of"]) if replay else None,
+        replay_from_step=replay.get("from_step"),
     )  # fmt: skip
 
 
@@ -69,6 +78,14 @@ def _pending(step_id: str, uses: str) -> StepRecord:
     return StepRecord(
         step_id=step_id, uses=uses, status=StepStatus.pending, attempts=0, output=None,
         error=None, next_attempt_at=None, started_at=None, finished_at=None,
+    )  # fmt: skip
+
+
+def _reused(step_id: str, uses: str, output: Any, at: datetime) -> StepRecord:
+    # Attempt 0: no attempt of this run made it (what tells a reused step from one that ran).
+    return StepRecord(
+        step_id=step_id, uses=uses, status=StepStatus.completed, attempts=0, output=output,
+        error=None, next_attempt_at=None, started_at=None, finished_at=at,
     )  # fmt: skip
 
 

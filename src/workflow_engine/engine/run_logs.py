@@ -68,7 +68,13 @@ def entries_of(event: RecordedEvent) -> list[LogEntry]:
         case RunEvent.triggered:
             definition = data["definition"]
             message = f"run of {definition['name']} version {definition['version']} queued"
-            return [entry(0, "info", message)]
+            replay = data.get("replay")
+            if replay is None:
+                return [entry(0, "info", message)]
+            of, reused = replay["of"], replay["reused"]
+            message += f": a replay of run {of} from {replay['from_step']}"
+            message += f", reusing {', '.join(reused) or 'nothing'}"
+            return [entry(0, "info", message, {"replay_of": of, "reused": reused})]
         case RunEvent.step_started:
             return [entry(0, "info", f"step {step} started (attempt {attempt})")]
         case RunEvent.step_waiting:

@@ -24,7 +24,7 @@ from workflow_engine.db import Database
 from workflow_engine.db.database import mark_commit
 from workflow_engine.db.single_statement import JsonPage
 from workflow_engine.db.tables import workflow_runs
-from workflow_engine.engine import admission, child_runs, queue, run_reads, scheduler
+from workflow_engine.engine import admission, child_runs, queue, replays, run_reads, scheduler
 from workflow_engine.engine.catalog import DefinitionCatalog
 from workflow_engine.engine.definitions import WorkflowDefinition
 from workflow_engine.engine.records import RunRecord
@@ -86,17 +86,54 @@ class RunService:
         new.idempotency_key = idempotency_key
         new.request_hash = _request_hash(workflow_name, version, data, priority)
         async with self.db.tenant_transaction(tenant_id) as conn:
-            earlier = await self.store.start(conn, new)
-            if earlier is not None:
-                if earlier.request_hash != new.request_hash:
-                    raise InvalidInput(
-                        "this Idempotency-Key was used with a different request; use a new key",
-                        errors=[{"loc": ["header", "Idempotency-Key"],
-                                 "msg": "reused with another body",
-                                 "type": "idempotency.mismatch"}],
-                    )  # fmt: skip
-                return await _read_run(conn, tenant_id, earlier.run_id), False
-        return new.run, True
+            return await self._start(conn, tenant_id, new)
+
+    async def replay(
+        self,
+        tenant_id: uuid.UUID,
+        run_id: uuid.UUID,
+        from_step: str,
+        overrides: replays.Overrides,
+        *,
+        idempotency_key: str | None,
+        origin: Origin,
+    ) -> tuple[RunRecord, bool]:
+        """Start a new run that reuses the original's outputs before `from_step` and executes
+        from there (`engine/replays.py`); returns it and whether it is new (False: the key's
+        earlier run). It starts as a trigger does, with the original's priority. 404 for a
+        run unknown here, 409 while it has not finished, 422 for a step or override that
+        does not fit."""
+        check_document("overrides", overrides.document())  # before hashing, as a trigger
+        request = {"replay_of": str(run_id), "from_step": from_step,
+                   "overrides": overrides.document()}  # fmt: skip
+        async with self.db.tenant_transaction(tenant_id) as conn:
+            original = await _read_run(conn, tenant_id, run_id)
+            replay = replays.plan(original, from_step, overrides, self.catalog)
+            # The original's input too: another version may want another one.
+            check_input(replay.definition, replay.input, ("body", "overrides", "input"))
+            priority = await _priority(conn, tenant_id, run_id)
+            gated = admission.gated(replay.definition, capped=self.capped, child=False)
+            new = starting_run(tenant_id, replay.definition, replay.input, origin, priority,
+                               gated=gated, replay=replay)  # fmt: skip
+            new.idempotency_key = idempotency_key
+            new.request_hash = canonical_hash(request)
+            return await self._start(conn, tenant_id, new)
+
+    async def _start(
+        self, conn: AsyncConnection, tenant_id: uuid.UUID, new: NewRun
+    ) -> tuple[RunRecord, bool]:
+        """Start `new` unless its idempotency key started a run before: then that run, or a
+        422 when the key came with another request."""
+        earlier = await self.store.start(conn, new)
+        if earlier is None:
+            return new.run, True
+        if earlier.request_hash != new.request_hash:
+            raise InvalidInput(
+                "this Idempotency-Key was used with a different request; use a new key",
+                errors=[{"loc": ["header", "Idempotency-Key"], "msg": "reused with another body",
+                         "type": "idempotency.mismatch"}],
+            )  # fmt: skip
+        return await _read_run(conn, tenant_id, earlier.run_id), False
 
     async def get(self, tenant_id: uuid.UUID, run_id: uuid.UUID) -> RunRecord:
         async with self.db.tenant_read(tenant_id) as conn:
@@ -225,22 +262,26 @@ async def _priority(conn: AsyncConnection, tenant_id: uuid.UUID, run_id: uuid.UU
     return int(triggered.data.get("priority", 0))
 
 
-def check_input(definition: WorkflowDefinition, data: Any) -> None:
-    """422 with one entry per problem when `data` does not match the input schema."""
+def check_input(
+    definition: WorkflowDefinition, data: Any, where: tuple[str, ...] = ("body", "data")
+) -> None:
+    """422 with one entry per problem when `data` does not match the input schema; `where`:
+    the location of `data` in the request."""
     validator = Draft202012Validator(definition.input_schema)
     problems = sorted(validator.iter_errors(data), key=lambda error: list(error.absolute_path))
     if not problems:
         return
     errors = [
         {
-            "loc": ["body", "data", *error.absolute_path],
+            "loc": [*where, *error.absolute_path],
             "msg": error.message,
             "type": f"schema.{error.validator}",
         }
         for error in problems[:MAX_ERRORS]
     ]
     raise InvalidInput(
-        f"`data` does not match the input schema of {definition.name} version {definition.version}",
+        f"`{where[-1]}` does not match the input schema of {definition.name} version "
+        f"{definition.version}",
         errors=errors,
     )
 
@@ -255,11 +296,13 @@ def starting_run(
     run_id: uuid.UUID | None = None,
     parent: tuple[uuid.UUID, str] | None = None,
     gated: bool = False,
+    replay: replays.Replay | None = None,
 ) -> NewRun:
     """The run a trigger starts: its rows as `WorkflowTriggered` folds them, and the tasks of
     the steps that need nothing (and of its deadline); the steps' spans join the trigger's
     trace. `parent`: the run and step that start it as their child. `gated`: a limit applies
-    to it, and its first task is its admission (`engine/admission.py`) instead."""
+    to it, and its first task is its admission (`engine/admission.py`) instead. `replay`: the
+    steps it reuses start completed, and its first tasks are the steps after them."""
     run_id = run_id or uuid.uuid4()
     payload: dict[str, Any] = {"definition": definition.document(), "input": data}
     if priority:
@@ -268,11 +311,14 @@ def starting_run(
         payload["parent"] = {"run_id": str(parent[0]), "step_id": parent[1]}
     if gated:
         payload["gated"] = True
+    if replay is not None:
+        payload["replay"] = replay.event_data()
     metadata = origin.metadata()
     at = datetime.now(UTC)
     run = new_run(run_id, tenant_id, FoldedEvent(RunEvent.triggered, payload, metadata, 1, at))
     trace_context = tracing.inject()
-    starts = [queue.ADMIT] if gated else [step.id for step in definition.steps if not step.needs]
+    reused = replay.outputs if replay is not None else ()
+    starts = [queue.ADMIT] if gated else replays.first_steps(run.definition["steps"], reused)
     first = [
         queue.NewTask(tenant_id, run_id, step_id, correlation_id=origin.correlation_id,
                       trace_context=trace_context, priority=priority)
@@ -350,6 +396,11 @@ def _request_hash(name: str, version: int | None, data: Any, priority: int = 0) 
     request = {"workflow_name": name, "version": version, "data": data}
     if priority:
         request["priority"] = priority
+    return canonical_hash(request)
+
+
+def canonical_hash(request: Mapping[str, Any]) -> str:
+    """SHA-256 of `request` in canonical JSON (sorted keys, no spaces)."""
     canonical = json.dumps(
         request,
         sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False,

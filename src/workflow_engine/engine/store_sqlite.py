@@ -49,13 +49,14 @@ _RUN_COLUMNS = (
     "id", "tenant_id", "workflow_name", "workflow_version", "status", "input", "output",
     "error", "definition", "steps_total", "steps_done", "correlation_id", "created_at",
     "started_at", "finished_at", "updated_at", "version", "parent_run_id", "parent_step_id",
-    "gated",
+    "gated", "replay_of_run_id", "replay_from_step",
 )  # fmt: skip
 _INSERT_RUN = (
     "INSERT INTO workflow_runs (id, tenant_id, workflow_name, workflow_version, status, input,"
     " output, error, definition, steps_total, steps_done, correlation_id, created_at,"
-    " started_at, finished_at, updated_at, version, parent_run_id, parent_step_id, gated)"
-    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    " started_at, finished_at, updated_at, version, parent_run_id, parent_step_id, gated,"
+    " replay_of_run_id, replay_from_step)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 _UPDATE_RUN = (
     "UPDATE workflow_runs SET version = ?, status = ?, output = ?, error = ?, steps_done = ?,"

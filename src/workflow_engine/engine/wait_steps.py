@@ -1,5 +1,6 @@
-"""Steps the engine carries out itself, as a worker runs them: `sleep`, `wait.event` and
-`workflow` (what each waits for is in `waits`, `event_waits` and `child_runs`).
+"""Steps the engine carries out itself, as a worker runs them: `sleep`, `wait.event`,
+`workflow` and `approval` (what each waits for is in `waits`, `event_waits`, `child_runs` and
+`approvals`).
 
 `begin` runs once the step's attempt has started: it records the step waiting and gives its
 task back to the queue, due when something may have happened (a wake time, at once for a
@@ -14,7 +15,15 @@ from datetime import UTC, datetime
 from typing import Any
 
 from workflow_engine.db import Database
-from workflow_engine.engine import admission, child_runs, event_waits, expressions, queue, waits
+from workflow_engine.engine import (
+    admission,
+    approvals,
+    child_runs,
+    event_waits,
+    expressions,
+    queue,
+    waits,
+)
 from workflow_engine.engine.catalog import DefinitionCatalog
 from workflow_engine.engine.definitions import StepDefinition
 from workflow_engine.engine.recorder import RunRecorder
@@ -61,6 +70,9 @@ class WaitSteps:
         if step.uses == waits.CHILD:
             await self._start_child(task, run, arguments)
             return
+        if step.uses == waits.APPROVAL:
+            await self._ask_approval(task, run, arguments)
+            return
         if step.uses == waits.WAIT_EVENT:
             try:
                 wait = event_waits.parse(arguments)
@@ -98,6 +110,9 @@ class WaitSteps:
             return
         if step.uses == waits.CHILD:
             await self._check_child(task)
+            return
+        if step.uses == waits.APPROVAL:
+            await self._check_approval(task)
             return
         until = run.step(task.step_id).next_attempt_at
         assert until is not None  # a waiting step always has its wake time
@@ -176,6 +191,49 @@ class WaitSteps:
         await self._record(
             task, failure(error_class, message, retryable=error_class == "child_failed")
         )
+
+    async def _ask_approval(
+        self, task: queue.Task, run: RunRecord, arguments: dict[str, Any]
+    ) -> None:
+        """Record the attempt's approval request (unless an earlier try of it did), then wait
+        for the decision: the step's task is due at the timeout (or never), and a decision
+        makes it due now."""
+        try:
+            asked = approvals.parse(arguments)
+            check_document("proposal", {"proposal": asked.proposal})
+        except (approvals.ApprovalArgumentError, InvalidInput) as exc:
+            await self._record(task, failure("bad_arguments", str(exc), retryable=False))
+            return
+        async with self.db.tenant_transaction(run.tenant_id) as conn:
+            expires_at = await approvals.request(
+                conn, task, run.workflow_name, asked, datetime.now(UTC), self._actor
+            )
+        detail = {"approval_id": str(approvals.approval_id(task))}
+        answer = await self.recorder.wait(
+            task, expires_at, due=expires_at or queue.NEVER, detail=detail
+        )
+        if answer == "inactive":
+            await self._record(task, StepResult(OutcomeKind.cancelled))
+
+    async def _check_approval(self, task: queue.Task) -> None:
+        """An approval step's task came due (a decision, its timeout): settle the step from
+        the decision, or put the task back until one comes."""
+        try:
+            async with self.db.tenant_transaction(task.tenant_id) as conn:
+                decided = await approvals.check(conn, task, self._actor)
+        except LookupError as exc:
+            await self._record(task, failure("internal", str(exc), retryable=False))
+            return
+        if decided is None:
+            return  # undecided: a decision, or the timeout, wakes the step
+        if decided.approved or decided.on_reject == "continue":
+            await self._record(task, StepResult(OutcomeKind.completed, output=decided.output()))
+            return
+        await self._record(task, failure("approval_rejected", decided.reason(), retryable=False))
+
+    @property
+    def _actor(self) -> str:
+        return f"worker:{self.recorder.owner}"
 
 
 def _problem_text(exc: Exception) -> str:

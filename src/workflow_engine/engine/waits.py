@@ -1,5 +1,5 @@
 """Steps the engine carries out itself, by waiting durably instead of running a node: `sleep`
-here, `wait.event` (`event_waits`) and `workflow` (`child_runs`).
+here, `wait.event` (`event_waits`), `workflow` (`child_runs`) and `approval` (`approvals`).
 
     - id: cool_off
       uses: sleep
@@ -25,11 +25,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from workflow_engine.engine import child_runs, event_waits
+from workflow_engine.engine import approvals, child_runs, event_waits
 
 SLEEP = "sleep"
 WAIT_EVENT = event_waits.WAIT_EVENT
 CHILD = child_runs.WORKFLOW
+APPROVAL = approvals.APPROVAL
 MAX_SLEEP = timedelta(days=366)
 _SLEEP_FIELDS = frozenset({"seconds", "until"})
 _NOT_A_TIME = "`until` must be an ISO 8601 time, not {}"
@@ -155,4 +156,5 @@ PRIMITIVES: dict[str, Primitive] = {
         event_waits.DESCRIPTION, event_waits.ARGUMENTS, event_waits.argument_problems
     ),
     CHILD: Primitive(child_runs.DESCRIPTION, child_runs.ARGUMENTS, child_runs.argument_problems),
+    APPROVAL: Primitive(approvals.DESCRIPTION, approvals.ARGUMENTS, approvals.argument_problems),
 }

@@ -31,6 +31,7 @@ import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Any
 
 import structlog
@@ -47,6 +48,7 @@ from workflow_engine.engine import (
 )
 from workflow_engine.engine.catalog import DefinitionCatalog
 from workflow_engine.engine.definitions import StepDefinition
+from workflow_engine.engine.deltas import hub_for
 from workflow_engine.engine.recorder import RunRecorder
 from workflow_engine.engine.records import RunRecord
 from workflow_engine.engine.run_logs import RunLogBuffer
@@ -58,6 +60,7 @@ from workflow_engine.engine.runs import (
 from workflow_engine.engine.scheduler import StepResult
 from workflow_engine.engine.states import RUN_ACTIVE, StepStatus
 from workflow_engine.engine.states import Outcome as OutcomeKind
+from workflow_engine.engine.step_journal import WorkerJournal
 from workflow_engine.engine.step_runner import StepRunner, failure
 from workflow_engine.engine.wait_steps import WaitSteps
 from workflow_engine.errors import InvalidInput
@@ -66,6 +69,9 @@ from workflow_engine.events.storable import check_document
 from workflow_engine.integrations.mcp import MCPClients
 from workflow_engine.nodes.registry import NodeContext, NodeRegistry, NodeSettings
 from workflow_engine.observability import metrics, tracing
+from workflow_engine.usage.budgets import Budgets
+from workflow_engine.usage.database_meter import DatabaseMeter
+from workflow_engine.usage.meter import UsageMeter
 
 logger = structlog.get_logger(__name__)
 
@@ -95,15 +101,19 @@ class Worker:
         *,
         mcp: MCPClients | None = None,
         catalog: DefinitionCatalog | None = None,
+        usage: UsageMeter | None = None,
     ) -> None:
         """`mcp`: the MCP sessions nodes use, which the worker closes when it stops (none
-        configured when not given); `catalog`: the workflows `workflow` steps start."""
+        configured when not given); `catalog`: the workflows `workflow` steps start; `usage`:
+        what records the nodes' LLM calls and checks the tenants' budgets (when not given,
+        calls are recorded in this database and no budget applies)."""
         self.db = db
         self.nodes = nodes
         self.options = options or WorkerOptions()
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self.mcp = mcp if mcp is not None else MCPClients(())
         self.catalog = catalog
+        self.usage = usage if usage is not None else DatabaseMeter(db, Budgets())
         self.recorder = RunRecorder(
             db, self.owner, self.options.lease, self.options.env, self._room
         )
@@ -314,14 +324,18 @@ class Worker:
             await self._waits.begin(task, run, step, arguments)
             return
         buffer = RunLogBuffer(log)
+        deltas = hub_for(self.db).publisher(run.tenant_id, run.id, step.id, task.attempt)
         node_context = NodeContext(
             run_id=run.id, tenant_id=run.tenant_id, workflow_name=run.workflow_name,
             step_id=step.id, attempt=task.attempt, log=buffer,
-            settings=self.options.node_settings, mcp=self.mcp,
+            settings=self.options.node_settings, mcp=self.mcp, usage=self.usage,
+            journal=WorkerJournal(self.db, self.recorder, task, buffer), deltas=deltas,
         )  # fmt: skip
-        result = await self._runner.run(
-            step, node_context, arguments, buffer, lambda entries: self.recorder.beat(task, entries)
-        )
+        try:
+            beat = partial(self.recorder.beat, task)
+            result = await self._runner.run(step, node_context, arguments, buffer, beat)
+        finally:
+            await deltas.close()  # the last delta goes out before the step's outcome is recorded
         failed = result.outcome is OutcomeKind.failed
         error = (result.error or {}).get("message") if failed else None
         tracing.annotate({"workflow.name": run.workflow_name, "workflow.node": step.uses,

@@ -14,6 +14,10 @@ no task woken, until the outlet must wait for the client (a send left over, whic
 follower's task finishes), the follower falls behind the window, or a burst is more than one
 write: then the follower goes on in its own task, as above.
 
+A stream that shows deltas (`engine/deltas.py`) writes those waiting before its next events, and
+is woken by a delta as by an event: a parked follower with deltas waiting goes back to its
+own task, so that none of them comes after an event appended after it was published.
+
 A follower ends as soon as `ending` is done: its stream must end (the client went away, the
 server is stopping, the caller's credential was let go; see `api/sse.py`).
 
@@ -24,16 +28,20 @@ and its socket's buffer in the server, not a whole batch.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from typing import Any, NamedTuple, Protocol
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 from workflow_engine.events import sse_format
 from workflow_engine.events.notifier import FOLLOW_TIMEOUT
 from workflow_engine.events.service import EventStore
 from workflow_engine.events.store import LogKey, RecordedEvent
 from workflow_engine.events.tail import LogTail
+
+if TYPE_CHECKING:
+    from workflow_engine.engine.deltas import DeltaHub, Subscription
 
 BATCH = 500
 WRITE_BYTES = 64 * 1024
@@ -67,8 +75,12 @@ class LogFollower:
         aggregate_id: str | None = None,
         aggregate_type: str | None = None,
         type_prefix: str | None = None,
+        deltas: DeltaHub | None = None,
+        delta_run: uuid.UUID | None = None,
     ) -> None:
-        """`after` is the position to resume after; None starts at the present."""
+        """`after` is the position to resume after; None starts at the present. With `deltas`,
+        a stream shows the deltas of the tenant's running steps too (of `delta_run` only,
+        when given), between the events (`engine/deltas.py`)."""
         self._store = store
         self._tail = tail
         self._tenant_id = tenant_id
@@ -76,6 +88,9 @@ class LogFollower:
         self._aggregate_id = aggregate_id
         self._aggregate_type = aggregate_type
         self._type_prefix = type_prefix
+        self._hub = deltas
+        self._delta_run = delta_run
+        self._deltas: Subscription | None = None
         # What followers alike share (`_Parked.deliver`); the tenant as an int: a UUID hashes
         # in Python, a thousand times a pass.
         self.filters = (tenant_id.int, aggregate_id, aggregate_type, type_prefix)
@@ -92,11 +107,25 @@ class LogFollower:
         """Writes the wanted events as messages until `ending` is done: then it returns, and
         the response ends cleanly instead of being cut off. The wanted events of one read go
         out together, in as few writes as `WRITE_BYTES` allows."""
-        with self._tail.following():
+        with self._tail.following(), self._subscribed(ending) as deltas:
             async for batch in self._follow(ending, outlet):
+                if deltas is not None and deltas.pending:  # published before these events
+                    await outlet.write(deltas.take())
                 encoded = [self._tail.encoded(event, message) for event in batch]
                 for chunk in _writes(encoded):
                     await outlet.write(chunk)
+
+    @contextlib.contextmanager
+    def _subscribed(self, ending: asyncio.Future[Any]) -> Iterator[Subscription | None]:
+        if self._hub is None:
+            yield None
+            return
+        with self._hub.subscribe(self._tenant_id, self._delta_run, ending) as deltas:
+            self._deltas = deltas
+            try:
+                yield deltas
+            finally:
+                self._deltas = None
 
     async def events(self, ending: asyncio.Future[Any]) -> AsyncIterator[RecordedEvent]:
         """The wanted events, in log order, until `ending` is done."""
@@ -116,6 +145,10 @@ class LogFollower:
         else:
             key = self._tail.end or await self._store.log_head(self._tenant_id)
         while not ending.done():
+            if self._deltas is not None and self._deltas.pending:
+                yield []  # the stream writes them
+            # What wakes a wait: the stream's end, or a delta to write.
+            bell = ending if self._deltas is None else self._deltas.bell
             seen = self._tail.generation
             recent = self._tail.since(key)
             if recent is None:  # behind the window: catch up from the database
@@ -132,7 +165,7 @@ class LogFollower:
                 if len(batch) == BATCH:
                     continue
                 if settled is None:  # the tail has not found the log yet: poll politely
-                    await self._tail.wait(seen, FOLLOW_TIMEOUT, unless=ending)
+                    await self._tail.wait(seen, FOLLOW_TIMEOUT, unless=bell)
                 key = _caught_up(key, settled)
                 continue
             if recent:
@@ -145,7 +178,7 @@ class LogFollower:
                 await outlet.flush()  # the tail's task offers only to an outlet with none
             else:  # caught up, and nothing awaited since `since`: park
                 parked = _Parked(self, key, outlet)
-                await self._tail.park(parked, unless=ending)
+                await self._tail.park(parked, unless=bell)
                 key = parked.key
 
 
@@ -160,6 +193,9 @@ class _Parked:
         self.key = key
 
     def deliver(self, alike: dict[Any, Any]) -> bool:
+        deltas = self._follower._deltas
+        if deltas is not None and deltas.pending:
+            return False  # its task writes them first: they were published before these events
         # Followers with the same filters at the same cursor get the same write: made once.
         same = (self._follower.filters, self.key)
         if same not in alike:

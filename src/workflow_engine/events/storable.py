@@ -54,6 +54,21 @@ def _check(value: Any, path: str, depth: int) -> None:
         raise InvalidInput(f"{path} holds a {type(value).__name__}, which is not JSON")
 
 
+def storable_document(value: Any, depth: int = 0) -> Any:
+    """`value` made storable: text as `storable_text` makes it, non-finite numbers and what
+    nests too deep or is not JSON replaced by null (for documents from code we do not control,
+    such as what an MCP tool returned)."""
+    if isinstance(value, str):
+        return storable_text(value)
+    if depth >= MAX_DEPTH or (isinstance(value, float) and not math.isfinite(value)):
+        return None
+    if isinstance(value, Mapping):
+        return {storable_text(str(k)): storable_document(v, depth + 1) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [storable_document(item, depth + 1) for item in value]
+    return value if value is None or isinstance(value, bool | int | float) else None
+
+
 def _encodable(text: str) -> bool:
     try:
         text.encode("utf-8")

@@ -7,6 +7,7 @@ from __future__ import annotations
 SYSTEM_AGGREGATE_TYPES = frozenset(
     {
         "api_keys",
+        "approvals",
         "audit",
         "runs",
         "schedules",

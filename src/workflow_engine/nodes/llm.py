@@ -29,8 +29,10 @@ from workflow_engine.integrations.llm import (
 from workflow_engine.integrations.llm.pricing import Price, cost_usd
 from workflow_engine.nodes.registry import FatalStepError, NodeContext, StepError, node
 from workflow_engine.observability import metrics, tracing
+from workflow_engine.usage.meter import OK, BudgetSpent, LLMCall
 
 ROLES = ("system", "user", "assistant")
+BUDGET_EXCEEDED = "llm_budget_exceeded"  # the error class of a step a spent budget refused
 MAX_LABELS = 100
 
 
@@ -50,12 +52,19 @@ async def chat(
     model: str | None = None,
     temperature: float | None = None,
     max_tokens: int | None = None,
+    stream: bool = False,
 ) -> dict[str, Any]:
-    conversation = _messages(prompt, messages, system)
-    llm = _provider(ctx, provider)
-    completion = await _call(ctx, llm, model, llm.chat(ChatRequest(
-        conversation, model=model, temperature=temperature, max_tokens=max_tokens)))  # fmt: skip
-    return {"text": completion.text, **_cost(completion)}
+    if not isinstance(stream, bool):
+        raise FatalStepError("`stream` must be true or false")
+    conversation = conversation_of(prompt, messages, system)
+    llm = provider_for(ctx, provider)
+    # Streamed: the text shows on the run's live streams as it comes (`engine/deltas.py`);
+    # the output is the same, and only it is stored.
+    on_delta = ctx.deltas.publish if stream else None
+    completion = await call_llm(ctx, llm, model, llm.chat(ChatRequest(
+        conversation, model=model, temperature=temperature, max_tokens=max_tokens,
+        on_delta=on_delta)))  # fmt: skip
+    return {"text": completion.text, **cost_fields(completion)}
 
 
 @node("llm.classify")
@@ -69,11 +78,12 @@ async def classify(
     model: str | None = None,
 ) -> dict[str, Any]:
     choices = _labels(labels)
-    llm = _provider(ctx, provider)
-    result = await _call(
+    llm = provider_for(ctx, provider)
+    result = await call_llm(
         ctx, llm, model, llm.classify(_text(text), choices, instructions=instructions, model=model)
     )
-    return {"label": result.label, "confidence": result.confidence, **_cost(result.completion)}
+    fields = cost_fields(result.completion)
+    return {"label": result.label, "confidence": result.confidence, **fields}
 
 
 @node("llm.extract")
@@ -92,21 +102,21 @@ async def extract(
         Draft202012Validator.check_schema(schema)
     except SchemaError as exc:
         raise FatalStepError(f"schema is not a valid JSON Schema: {exc.message}") from None
-    llm = _provider(ctx, provider)
-    result = await _call(
+    llm = provider_for(ctx, provider)
+    result = await call_llm(
         ctx, llm, model, llm.extract(_text(text), schema, instructions=instructions, model=model)
     )
-    return {"data": result.data, **_cost(result.completion)}
+    return {"data": result.data, **cost_fields(result.completion)}
 
 
-def _provider(ctx: NodeContext, name: str | None) -> Provider:
+def provider_for(ctx: NodeContext, name: str | None) -> Provider:
     try:
         return providers_for(ctx.settings.llm).get(name)
     except LLMError as exc:
         raise FatalStepError(str(exc), error_class=exc.error_class) from None
 
 
-async def _call(ctx: NodeContext, llm: Provider, model: str | None, call: Any) -> Any:
+async def call_llm(ctx: NodeContext, llm: Provider, model: str | None, call: Any) -> Any:
     requested = model or llm.model
     # GenAI semantic conventions: "{operation} {model}", provider and usage attributes.
     with tracing.span(f"chat {requested}", kind="client", attributes={
@@ -119,12 +129,14 @@ async def _call(ctx: NodeContext, llm: Provider, model: str | None, call: Any) -
 async def _traced_call(ctx: NodeContext, llm: Provider, model: str, call: Any) -> Any:
     prices = ctx.settings.llm.prices
     label = model_label(llm, model, prices)
+    await _admit(ctx, call)
     try:
         result = await call
     except LLMError as exc:
         metrics.llm_requests.labels(llm.name, label, exc.error_class).inc()
         if exc.spent is not None:
-            _count_usage(exc.spent, label, model, prices)
+            cost = _count_usage(exc.spent, label, model, prices)
+            await _record(ctx, exc.spent, cost, exc.error_class)
         tracing.annotate({"error.type": exc.error_class}, error=str(exc))
         ctx.log.warning("llm call failed", error_class=exc.error_class, error=str(exc))
         if exc.retryable:
@@ -132,13 +144,13 @@ async def _traced_call(ctx: NodeContext, llm: Provider, model: str, call: Any) -
         raise FatalStepError(str(exc), error_class=exc.error_class) from None
     completion: Completion = getattr(result, "completion", result)
     metrics.llm_requests.labels(llm.name, label, "ok").inc()
-    _count_usage(completion, label, model, prices)
+    await _record(ctx, completion, _count_usage(completion, label, model, prices), OK)
     tracing.annotate({
         "gen_ai.response.model": completion.model,
         "gen_ai.usage.input_tokens": completion.usage.prompt_tokens,
         "gen_ai.usage.output_tokens": completion.usage.completion_tokens,
     })  # fmt: skip
-    ctx.log.info("llm call", **_cost(completion))
+    ctx.log.info("llm call", **cost_fields(completion))
     return result
 
 
@@ -149,24 +161,52 @@ def model_label(llm: Provider, requested: str, prices: Mapping[str, Price]) -> s
     return requested if requested == llm.model or requested in prices else "other"
 
 
+async def _admit(ctx: NodeContext, call: Any) -> None:
+    """Fail the step, before anything is sent, when a daily budget of the tenant is spent."""
+    try:
+        await ctx.usage.admit(ctx.tenant_id)
+    except BaseException as exc:
+        close = getattr(call, "close", None)
+        if close is not None:
+            close()  # the call's coroutine never runs: no request is made
+        if not isinstance(exc, BudgetSpent):
+            raise
+        ctx.log.warning("llm call refused", error_class=BUDGET_EXCEEDED, error=str(exc))
+        raise FatalStepError(str(exc), error_class=BUDGET_EXCEEDED) from None
+
+
+async def _record(
+    ctx: NodeContext, completion: Completion, cost: float | None, outcome: str
+) -> None:
+    await ctx.usage.record(LLMCall(
+        tenant_id=ctx.tenant_id, run_id=ctx.run_id, workflow_name=ctx.workflow_name,
+        step_id=ctx.step_id, attempt=ctx.attempt, provider=completion.provider,
+        model=completion.model, calls=completion.calls,
+        prompt_tokens=completion.usage.prompt_tokens,
+        completion_tokens=completion.usage.completion_tokens, cost_usd=cost, outcome=outcome,
+    ))  # fmt: skip
+
+
 def _count_usage(
     completion: Completion, label: str, requested: str, prices: Mapping[str, Price]
-) -> None:
+) -> float | None:
     """Tokens and cost under the requested model's label; priced by the requested name, or
-    the provider's answer (a dated snapshot of a listed model) when that has no price."""
+    the provider's answer (a dated snapshot of a listed model) when that has no price. Returns
+    the cost: None when neither has a price, 0 for the offline provider."""
     labels = (completion.provider, label)
     metrics.llm_tokens.labels(*labels, "prompt").inc(completion.usage.prompt_tokens)
     metrics.llm_tokens.labels(*labels, "completion").inc(completion.usage.completion_tokens)
     if completion.provider == "offline":
-        return
+        return 0.0
     cost = cost_usd(prices, requested, completion.usage)
     if cost is None:
         cost = cost_usd(prices, completion.model, completion.usage)
     if cost is not None:
         metrics.llm_cost.labels(*labels).inc(cost)
+    return cost
 
 
-def _cost(completion: Completion) -> dict[str, Any]:
+def cost_fields(completion: Completion) -> dict[str, Any]:
     return {
         "provider": completion.provider,
         "model": completion.model,
@@ -176,7 +216,7 @@ def _cost(completion: Completion) -> dict[str, Any]:
     }
 
 
-def _messages(
+def conversation_of(
     prompt: str | None, messages: list[dict[str, Any]] | None, system: str | None
 ) -> tuple[Message, ...]:
     if (prompt is None) == (messages is None):

@@ -26,8 +26,11 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from workflow_engine.engine import waits
+from workflow_engine.engine.deltas import DeltaPublisher, NoDeltas
 from workflow_engine.integrations.llm.providers import LLMSettings
 from workflow_engine.integrations.mcp import MCPClients
+from workflow_engine.nodes.journal import AttemptJournal, StepJournal
+from workflow_engine.usage.meter import UNMETERED, UsageMeter
 
 NodeFunction = Callable[..., Coroutine[Any, Any, Any]]
 
@@ -81,6 +84,14 @@ class NodeContext:
     settings: NodeSettings = field(default_factory=NodeSettings)
     # The worker's MCP sessions (`mcp.call`); none configured unless the worker has some.
     mcp: MCPClients = field(default_factory=lambda: MCPClients(()))
+    # What the node recorded in earlier attempts of this step, and records as it goes.
+    journal: StepJournal = field(default_factory=AttemptJournal)
+    # Records the node's LLM calls and refuses one once a daily budget of the tenant is spent
+    # (`usage/`); without a worker, records nothing and admits everything.
+    usage: UsageMeter = UNMETERED
+    # Streamed text of the step, shown live on the run's streams and never stored
+    # (`engine/deltas.py`): pass `deltas.publish` as an LLM request's `on_delta`.
+    deltas: DeltaPublisher = field(default_factory=NoDeltas)
 
 
 class NodeRegistry:

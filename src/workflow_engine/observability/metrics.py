@@ -99,6 +99,13 @@ events_appended = Counter(
 sse_subscribers = Gauge(
     "sse_subscribers", "Open server-sent event streams.", multiprocess_mode="livesum"
 )
+stream_deltas = Counter(
+    "stream_deltas_total", "Deltas (streamed text of running steps) published by this process."
+)
+stream_deltas_dropped = Counter(
+    "stream_deltas_dropped_total",
+    "Deltas a stream did not get: its client was too slow and its queue was full.",
+)
 
 rate_limit_rejected = Counter(
     "rate_limit_rejected_total", "Requests refused with a 429 by the rate limiter."

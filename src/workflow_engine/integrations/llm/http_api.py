@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import email.utils
 import random
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -62,31 +63,53 @@ async def post_json(
     import httpx
 
     async with httpx.AsyncClient(timeout=timeout, follow_redirects=False) as client:
-        for attempt in range(max_retries + 1):
-            try:
-                async with asyncio.timeout(timeout):
-                    response = await client.post(url, json=body, headers=headers)
-            except (TimeoutError, httpx.TimeoutException):
-                failure = LLMError(f"{where} did not answer within {timeout:g} s",
-                                   retryable=True, error_class="llm_timeout")  # fmt: skip
-                delay = _backoff(attempt)
-            except httpx.HTTPError as exc:
-                failure = LLMError(f"{where} is unreachable: {type(exc).__name__}: {exc}",
-                                   retryable=True, error_class="llm_unavailable")  # fmt: skip
-                delay = _backoff(attempt)
-            else:
-                if response.status_code == 200:
-                    return _json(response)
-                failure = _refusal(response)
-                if not failure.retryable:
-                    raise failure
-                asked = _retry_after(response) if response.status_code == 429 else _backoff(attempt)
-                if asked is None:  # asked to wait longer than we would: give up now
-                    raise failure
-                delay = asked
-            if attempt == max_retries:
+        response = await send_with_retries(
+            lambda: client.post(url, json=body, headers=headers),
+            timeout=timeout, max_retries=max_retries, where=where,
+        )  # fmt: skip
+        return _json(response)
+
+
+async def send_with_retries(
+    send: Callable[[], Awaitable[httpx.Response]],
+    *,
+    timeout: float,
+    max_retries: int,
+    where: str,
+) -> httpx.Response:
+    """The first 200 answer of `send` (each try within `timeout`): a 429 waits what its
+    `retry-after` asks, 5xx answers, timeouts and network failures back off, `max_retries`
+    times; another answer fails at once. Every provider's policy, streamed or not (a streamed
+    `send` returns once the first bytes are in, and the answer is the caller's to close)."""
+    import httpx
+
+    for attempt in range(max_retries + 1):
+        try:
+            async with asyncio.timeout(timeout):
+                response = await send()
+        except (TimeoutError, httpx.TimeoutException):
+            failure = LLMError(f"{where} did not answer within {timeout:g} s",
+                               retryable=True, error_class="llm_timeout")  # fmt: skip
+            delay = _backoff(attempt)
+        except httpx.HTTPError as exc:
+            failure = LLMError(f"{where} is unreachable: {type(exc).__name__}: {exc}",
+                               retryable=True, error_class="llm_unavailable")  # fmt: skip
+            delay = _backoff(attempt)
+        else:
+            if response.status_code == 200:
+                return response
+            await response.aread()
+            await response.aclose()
+            failure = _refusal(response)
+            if not failure.retryable:
                 raise failure
-            await asyncio.sleep(delay)
+            asked = _retry_after(response) if response.status_code == 429 else _backoff(attempt)
+            if asked is None:  # asked to wait longer than we would: give up now
+                raise failure
+            delay = asked
+        if attempt == max_retries:
+            raise failure
+        await asyncio.sleep(delay)
     raise AssertionError("unreachable")
 
 

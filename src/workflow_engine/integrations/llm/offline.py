@@ -20,18 +20,21 @@ Token counts are estimates (a token per four characters), labelled as the provid
 
 from __future__ import annotations
 
-import math
 import re
+from dataclasses import replace
 from typing import Any
 
 from jsonschema import Draft202012Validator
 
+from workflow_engine.integrations.llm.streaming import in_pieces
 from workflow_engine.integrations.llm.types import (
     ChatRequest,
     Classification,
     Completion,
     Extraction,
     LLMError,
+    ToolCall,
+    ToolSpec,
     Usage,
 )
 from workflow_engine.text import STOPWORDS, content_words, stem, words
@@ -92,6 +95,12 @@ class OfflineProvider:
         self.model = model
 
     async def chat(self, request: ChatRequest) -> Completion:
+        if request.on_delta is not None:  # streamed: the same answer, handed on word by word
+            completion = await self.chat(replace(request, on_delta=None))
+            await in_pieces(completion.text, request.on_delta)
+            return completion
+        if request.tools:
+            return self._agent_turn(request)
         *context, last = request.messages or (None,)
         question = last.content if last is not None else ""
         background = "\n".join(m.content for m in context if m is not None)
@@ -128,9 +137,34 @@ class OfflineProvider:
             )  # fmt: skip
         return Extraction(data, self._completion(text, str(data)))
 
-    def _completion(self, prompt: str, answer: str) -> Completion:
-        usage = Usage(_estimated_tokens(prompt), _estimated_tokens(answer))
-        return Completion(answer, self.name, self.model, usage, latency_ms=0.0)
+    def _completion(
+        self, prompt: str, answer: str, tool_calls: tuple[ToolCall, ...] = ()
+    ) -> Completion:
+        usage = Usage.estimated(prompt, answer)
+        return Completion(answer, self.name, self.model, usage, latency_ms=0.0,
+                          tool_calls=tool_calls)  # fmt: skip
+
+    def _agent_turn(self, request: ChatRequest) -> Completion:
+        """A tool-using turn, planned from the question and the tools' schemas: first every
+        offered tool whose required arguments the question fills (a search tool's `query`
+        with the question, an `*_id` with a number in it), then an answer drawn from what the
+        tools returned, as `chat` drafts from retrieved articles."""
+        question = next((m.content for m in request.messages if m.role == "user"), "")
+        prompt = "\n".join(m.content for m in request.messages)
+        results = [m.content for m in request.messages if m.role == "tool"]
+        turn = sum(1 for m in request.messages if m.role == "assistant") + 1
+        if not results:
+            calls = tuple(
+                ToolCall(f"offline_{turn}_{index}", tool.name, arguments)
+                for index, tool in enumerate(request.tools)
+                if (arguments := plan_arguments(tool, question)) is not None
+            )
+            if calls:
+                return self._completion(prompt, "", calls)
+        background = "\n".join(
+            [m.content for m in request.messages if m.role == "system"] + results
+        )
+        return self._completion(prompt, draft(question, background))
 
 
 def classify(text: str, labels: dict[str, str]) -> tuple[str, float, dict[str, float]]:
@@ -199,6 +233,26 @@ def draft(question: str, background: str, sentences: int = 3) -> str:
     return " ".join(candidates[i] for i in chosen)
 
 
+QUERY_NAMES = frozenset({"query", "q", "search", "text", "question", "keywords", "terms"})
+IDENTIFIER = re.compile(r"\b\d{3,}\b")
+
+
+def plan_arguments(tool: ToolSpec, question: str) -> dict[str, Any] | None:
+    """The arguments the offline agent calls `tool` with, or None when the question cannot
+    fill what the tool requires."""
+    properties = tool.parameters.get("properties") or {}
+    required = set(tool.parameters.get("required") or ())
+    identifier = IDENTIFIER.search(question)
+    arguments: dict[str, Any] = {}
+    for name, spec in properties.items():
+        kind = spec.get("type") if isinstance(spec, dict) else None
+        if name.lower() in QUERY_NAMES and kind in ("string", None):
+            arguments[name] = question
+        elif (name == "id" or name.endswith("_id")) and identifier is not None:
+            arguments[name] = int(identifier.group()) if kind == "integer" else identifier.group()
+    return arguments if arguments and required <= set(arguments) else None
+
+
 def _property(name: str, spec: dict[str, Any], text: str) -> Any:
     kind = spec.get("type")
     key = _key(name)
@@ -248,7 +302,3 @@ def _number(text: str) -> float | None:
 
 def _key(label: str) -> str:
     return re.sub(r"[^a-z0-9]+", "_", label.lower()).strip("_")
-
-
-def _estimated_tokens(text: str) -> int:
-    return math.ceil(len(text) / 4)

@@ -2,16 +2,61 @@
 
 from __future__ import annotations
 
+import json
+import math
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
-Role = Literal["system", "user", "assistant"]
+Role = Literal["system", "user", "assistant", "tool"]
+
+# Called with each piece of text as a streamed answer arrives (`ChatRequest.on_delta`).
+DeltaCallback = Callable[[str], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class ToolSpec:
+    """A tool the model may call: its name as the model sees it, and its arguments' schema."""
+
+    name: str
+    description: str
+    parameters: dict[str, Any]  # a JSON Schema of an object
+
+
+@dataclass(frozen=True)
+class ToolCall:
+    """A call the model asked for. `arguments` is what it sent, parsed; a model that sent
+    text that is not a JSON object gets `{}` and the text in `malformed`."""
+
+    id: str
+    name: str
+    arguments: dict[str, Any]
+    malformed: str | None = None
+
+    @classmethod
+    def from_json(cls, call_id: str, name: str, arguments: str) -> ToolCall:
+        """A call whose arguments came as JSON text (whole, or put together from pieces)."""
+        try:
+            document = json.loads(arguments) if arguments.strip() else {}
+        except ValueError:
+            document = None
+        if not isinstance(document, dict):
+            return cls(call_id, name, {}, malformed=arguments)
+        return cls(call_id, name, document)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"id": self.id, "name": self.name, "arguments": self.arguments}
 
 
 @dataclass(frozen=True)
 class Message:
+    """One turn of a conversation. An assistant turn may ask for `tool_calls`; a `tool` turn
+    answers one of them (`tool_call_id`) with `content`, the tool's result as text."""
+
     role: Role
     content: str
+    tool_calls: tuple[ToolCall, ...] = ()
+    tool_call_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -21,6 +66,10 @@ class ChatRequest:
     temperature: float | None = None
     max_tokens: int | None = None
     json_output: bool = False  # ask for a JSON object (OpenAI's `response_format`)
+    tools: tuple[ToolSpec, ...] = ()  # tools the model may ask to call
+    # Set: the answer is streamed, each text delta passed here as it arrives; the returned
+    # Completion is the same as without streaming.
+    on_delta: DeltaCallback | None = None
 
 
 @dataclass(frozen=True)
@@ -29,6 +78,11 @@ class Usage:
 
     prompt_tokens: int = 0
     completion_tokens: int = 0
+
+    @classmethod
+    def estimated(cls, prompt: str, answer: str) -> Usage:
+        """Counts estimated at four characters a token, for an answer no count came with."""
+        return cls(math.ceil(len(prompt) / 4), math.ceil(len(answer) / 4))
 
     @property
     def total_tokens(self) -> int:
@@ -56,6 +110,7 @@ class Completion:
     usage: Usage = field(default_factory=Usage)
     latency_ms: float = 0.0
     calls: int = 1
+    tool_calls: tuple[ToolCall, ...] = ()  # what the model asked to call instead of answering
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,8 @@
-"""What a run's LLM steps cost, summed from their outputs (each `llm.*` output records its
-provider, model, token usage, latency and calls). The run's status read picks the outputs:
-those of its completed `llm.*` steps (`db/read_statements.py`)."""
+"""What a run's completed LLM steps report, summed from their outputs (each `llm.*` output
+records its provider, model, token usage, latency and calls), for the run's status. The
+status read picks the outputs: those of its completed `llm.*` steps (`db/read_statements.py`).
+Every call a run made — failed attempts' too — is recorded by the `usage` package and summed
+at `GET /api/v1/workflows/{id}/usage`."""
 
 from __future__ import annotations
 
