@@ -224,11 +224,10 @@ async def test_a_deleted_aggregate_is_caught_by_the_seal(log: Log) -> None:
 async def test_a_reordered_pair_is_named(log: Log) -> None:
     await log.seal()
     second, third = log.positions[("order-1", 2)], log.positions[("order-1", 3)]
-    await log.tamper(
-        "UPDATE events SET position = CASE position WHEN :a THEN -1 ELSE :a END "
-        "WHERE position IN (:a, :b)",
-        a=second, b=third,
-    )  # fmt: skip
+    # One row at a time: a single UPDATE swapping both would meet the primary key half-way
+    # whenever PostgreSQL happens to visit the second row first.
+    await log.tamper("UPDATE events SET position = -1 WHERE position = :a", a=second)
+    await log.tamper("UPDATE events SET position = :a WHERE position = :b", a=second, b=third)
     await log.tamper("UPDATE events SET position = :b WHERE position = -1", b=third)
 
     first = (await log.verify()).first()
