@@ -53,6 +53,7 @@ from workflow_engine.demo.services import DemoServices
 from workflow_engine.engine.definitions import WorkflowDefinition
 from workflow_engine.events.seals import EventSealer
 from workflow_engine.events.upcasting import Upcasters
+from workflow_engine.mcp_server import MCPEndpoint
 from workflow_engine.observability import metrics as process_metrics
 from workflow_engine.observability import tracing
 from workflow_engine.observability.access_log import RouteTable
@@ -181,6 +182,12 @@ def create_app(
     )
     if demo is not None:
         builder.add_service("demo_services", demo, required=False)
+    mcp = MCPEndpoint(settings) if settings.mcp_server_enabled else None
+    if mcp is not None:
+        # Stopped before what its tools call.
+        builder.add_service(
+            "mcp_server", mcp, depends_on=["auth", "workflows", "events"], required=False
+        )
     for spec in services:
         builder.add_service(
             spec.name, spec.service, depends_on=spec.depends_on, required=spec.required
@@ -221,6 +228,8 @@ def create_app(
     mount(app, matching_order)
     if demo is not None:
         demo.mount_on(app)
+    if mcp is not None:
+        mcp.mount_on(app, context)
     install_problem_handlers(app)
     tracing.instrument_app(app)
     docs.install_openapi(app, title="workflow-engine API", description=DESCRIPTION, order=routers)

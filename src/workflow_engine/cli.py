@@ -19,6 +19,7 @@ import structlog
 import typer
 from sqlalchemy.exc import DBAPIError
 
+from workflow_engine import remote_cli
 from workflow_engine.auth.permissions import Role
 from workflow_engine.config import (
     ConfigError,
@@ -61,6 +62,10 @@ api_keys_app = typer.Typer(help="Manage API keys.", no_args_is_help=True)
 app.add_typer(api_keys_app, name="api-keys")
 events_app = typer.Typer(help="Work with the event log and its read models.", no_args_is_help=True)
 app.add_typer(events_app, name="events")
+# A server's API from the command line. The module imports Typer only; the client (httpx, the
+# response models) is imported when one of its commands runs, never by `serve`.
+app.add_typer(remote_cli.runs_app, name="runs")
+app.add_typer(remote_cli.templates_app, name="templates")
 logger = structlog.get_logger("workflow_engine.cli")
 
 

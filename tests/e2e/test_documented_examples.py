@@ -10,7 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.e2e.conftest import Server, documented_block, documented_markers
+from tests.e2e.conftest import Server, clean_environment, documented_block, documented_markers
 
 pytestmark = pytest.mark.e2e
 
@@ -22,6 +22,7 @@ TESTED = {
     "node-module",
     "engine-in-process",
     "customer-support-demo",  # test_customer_support_demo.py
+    "client-example",
 }
 
 
@@ -103,3 +104,23 @@ def test_engine_in_process_example_runs_a_workflow_without_the_server(
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip().splitlines()[-1] == "True completed HELLO ADA, BYE"
+
+
+def test_client_example_triggers_and_waits_for_the_seeds_workflow(
+    server_factory: type[Server], installed_bin: Path, tmp_path: Path
+) -> None:
+    server = server_factory().start()
+    created = subprocess.run(
+        [str(installed_bin / "workflow-engine"), "users", "create", "--email", "user@example.com",
+         "--role", "operator", "--password-stdin", "--allow-weak-password"],
+        input="password\n", capture_output=True, text=True, timeout=60, cwd=tmp_path,
+        env=dict(clean_environment(), DATA_DIR=str(tmp_path / "data")),
+    )  # fmt: skip
+    assert created.returncode == 0, created.stderr
+    script = tmp_path / "client_example.py"
+    script.write_text(documented_block("client-example").replace("http://localhost:8080",
+                                                                 server.url))  # fmt: skip
+    done = subprocess.run([str(installed_bin / "python"), str(script)], capture_output=True,
+                          text=True, timeout=120, cwd=tmp_path)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "completed order"

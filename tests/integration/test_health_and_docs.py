@@ -46,6 +46,7 @@ async def test_detailed_health_lists_every_service(
         "schedules",
         "worker",
         "demo_services",
+        "mcp_server",
     }
     assert all(s["status"] == "ok" for s in services.values())
     assert services["database"]["required"] is True

@@ -30,6 +30,8 @@ OTHER_ROUTES = {
     "/demo/mcp/helpscout": "demo MCP server (development only, off in production)",
     "/demo/mcp/notion": "demo MCP server (development only, off in production)",
     "/demo/mcp/slack": "demo MCP server (development only, off in production)",
+    "/mcp": "the MCP server: authenticates each request itself (api/security.py's Authorise) "
+    "and checks each tool's permission (tests/integration/test_mcp_server.py)",
 }
 
 

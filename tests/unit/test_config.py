@@ -146,6 +146,8 @@ SAMPLES: dict[str, tuple[Any, str, Any, Any]] = {
         {"crm": MCPServerSettings(transport="stdio", command="crm-mcp", args=["--ro"])},
     ),
     "demo_services": (False, "true", False, True),
+    "mcp_server_enabled": (False, "true", False, True),
+    "mcp_tool_wait_seconds": (5, "0.5", 5.0, 0.5),
     "llm_provider": ("openai", "anthropic", "openai", "anthropic"),
     "llm_model": ("file-model", "env-model", "file-model", "env-model"),
     "llm_base_url": (

@@ -21,6 +21,7 @@ from workflow_engine.engine import approvals, runs
 from workflow_engine.engine.approvals import Decided, Waiting
 from workflow_engine.engine.definitions import NAME_PATTERN, STEP_ID_PATTERN
 from workflow_engine.errors import InvalidInput
+from workflow_engine.schemas.approvals import ApprovalView, DecisionView
 
 router = resource_router(tags=["approvals"])
 Approver = Annotated[Principal, require(Permission.workflows_approve)]
@@ -57,31 +58,7 @@ class RejectRequest(BaseModel):
     comment: Comment = None
 
 
-class DecisionView(BaseModel):
-    approval_id: uuid.UUID = Field(description="Its events are on this aggregate.")
-    workflow_id: uuid.UUID
-    step: str
-    attempt: int
-    decision: str = Field(description="`approved` or `rejected`.")
-    by: str = Field(description="Who decided: `user:<id>` or `api_key:<id>`.")
-    comment: str | None
-    data: Any = Field(description="What the step goes on with: the proposal, or its edit.")
-    decided_at: datetime
-
-
-class ApprovalView(BaseModel):
-    approval_id: uuid.UUID
-    workflow_id: uuid.UUID
-    workflow_name: str
-    step: str
-    attempt: int
-    proposal: Any
-    message: str | None
-    requested_at: datetime
-    expires_at: datetime | None = Field(description="When the timeout decides; null: never.")
-
-
-def _decision(decided: Decided) -> DecisionView:
+def decision_view(decided: Decided) -> DecisionView:
     made = decided.decision
     return DecisionView(
         approval_id=decided.approval_id, workflow_id=decided.run_id, step=decided.step_id,
@@ -90,7 +67,7 @@ def _decision(decided: Decided) -> DecisionView:
     )  # fmt: skip
 
 
-def _view(waiting: Waiting) -> ApprovalView:
+def approval_view(waiting: Waiting) -> ApprovalView:
     return ApprovalView(
         approval_id=waiting.id, workflow_id=waiting.run_id, workflow_name=waiting.workflow_name,
         step=waiting.step_id, attempt=waiting.attempt, proposal=waiting.proposal,
@@ -125,7 +102,7 @@ async def approve_step(
         origin=runs.Origin(principal.actor, origin.correlation_id), comment=body.comment,
         data=body.data, edited="data" in body.model_fields_set,
     )  # fmt: skip
-    return _decision(decided)
+    return decision_view(decided)
 
 
 @router.post(
@@ -147,7 +124,7 @@ async def reject_step(
         principal.tenant_id, workflow_id, body.step, approve=False,
         origin=runs.Origin(principal.actor, origin.correlation_id), comment=body.comment,
     )  # fmt: skip
-    return _decision(decided)
+    return decision_view(decided)
 
 
 @router.get("/api/v1/approvals", summary="What waits for approval in the tenant, oldest first")
@@ -164,7 +141,7 @@ async def list_approvals(
     found = await service.waiting(
         reader.tenant_id, workflow_name=workflow_name, after=after, limit=limit + 1
     )
-    return page_of(found, limit, _view, _cursor_key)
+    return page_of(found, limit, approval_view, _cursor_key)
 
 
 def _cursor_key(waiting: Waiting) -> dict[str, Any]:

@@ -105,13 +105,16 @@ async def get_catalog(request: Request) -> DefinitionCatalog:
 CatalogDep = Annotated[DefinitionCatalog, Depends(get_catalog)]
 
 
-async def get_runs(request: Request) -> RunService:
-    context = context_of(request)
+def run_service(context: AppContext) -> RunService:
     return RunService(
         context.service("database", DatabaseService).database,
         context.service("workflows", WorkflowCatalogService).catalog,
         capped=context.settings.max_running_per_tenant is not None,
     )
+
+
+async def get_runs(request: Request) -> RunService:
+    return run_service(context_of(request))
 
 
 RunsDep = Annotated[RunService, Depends(get_runs)]

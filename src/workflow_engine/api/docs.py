@@ -20,11 +20,12 @@ from fastapi.routing import APIRoute
 from starlette.routing import BaseRoute
 from swagger_ui_bundle import swagger_ui_path
 
-from workflow_engine.api.problems import MEDIA_TYPE, FieldError, Problem
+from workflow_engine.api.problems import MEDIA_TYPE
 from workflow_engine.api.routing import resource_router
 from workflow_engine.api.security import SECURITY_SCHEMES, security_requirements
 from workflow_engine.auth.permissions import Permission, roles_with
 from workflow_engine.errors import NotFound
+from workflow_engine.schemas.problems import FieldError, Problem
 from workflow_engine.version import __version__
 
 OPENAPI_URL = "/api/v1/openapi.json"

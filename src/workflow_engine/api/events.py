@@ -4,7 +4,6 @@ tenant's audit trail."""
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import Header, Path, Query, Response
@@ -27,6 +26,7 @@ from workflow_engine.events.follower import LogFollower
 from workflow_engine.events.store import (
     RecordedEvent,
 )
+from workflow_engine.schemas.events import AppendedEvent, EventView
 
 router = resource_router(tags=["events"])
 
@@ -83,27 +83,6 @@ class NewEventRequest(BaseModel):
         None, ge=0, le=INT32_MAX,
         description="The version you last saw (0: the aggregate must be new). A mismatch is 409.",
     )  # fmt: skip
-
-
-class AppendedEvent(BaseModel):
-    event_id: uuid.UUID
-    aggregate_id: str
-    version: int
-    position: int
-    recorded_at: datetime
-
-
-class EventView(BaseModel):
-    event_id: uuid.UUID
-    position: int
-    aggregate_type: str
-    aggregate_id: str
-    version: int
-    event_type: str
-    schema_version: int
-    data: dict[str, Any]
-    metadata: dict[str, Any]
-    recorded_at: datetime
 
 
 def _view(event: RecordedEvent) -> EventView:

@@ -7,13 +7,13 @@ import binascii
 import json
 import uuid
 from collections.abc import Callable, Sequence
-from typing import Annotated, Any, Generic, TypeVar
+from typing import Annotated, Any, TypeVar
 
 from fastapi import Query, Response
-from pydantic import BaseModel, Field
 
 from workflow_engine.api.validation import is_storable_text
 from workflow_engine.errors import InvalidInput
+from workflow_engine.schemas.pages import Page as Page  # the routers import it from here
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -25,13 +25,6 @@ Cursor = Annotated[
     str | None,
     Query(max_length=512, description="`next_cursor` of the previous page."),
 ]
-
-
-class Page(BaseModel, Generic[T]):
-    items: list[T]
-    next_cursor: str | None = Field(
-        description="Pass as `cursor` for the next page; null on the last page."
-    )
 
 
 def encode_cursor(key: dict[str, Any]) -> str:

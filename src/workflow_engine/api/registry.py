@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import uuid
-from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import Query, Response
@@ -24,6 +23,12 @@ from workflow_engine.registry import store
 from workflow_engine.registry.checker import HealthChecker
 from workflow_engine.registry.status import ServiceStatus
 from workflow_engine.registry.store import RegisteredService
+from workflow_engine.schemas.registry import (
+    LastCheck,
+    RegistryHealth,
+    ServiceHealthView,
+    ServiceView,
+)
 
 router = resource_router(prefix="/api/v1/registry", tags=["registry"])
 Reader = Annotated[Principal, require(Permission.registry_read)]
@@ -81,62 +86,6 @@ class ServiceRegistration(BaseModel):
     @classmethod
     def _distinct_tags(cls, value: list[str]) -> list[str]:
         return list(dict.fromkeys(value))
-
-
-class LastCheck(BaseModel):
-    at: datetime
-    latency_ms: float | None
-    error: str | None = Field(description="Why it failed; null when it passed.")
-
-
-class ServiceView(BaseModel):
-    id: uuid.UUID
-    service_name: str
-    service_url: str
-    health_check_url: str | None
-    metadata: dict[str, Any]
-    tags: list[str]
-    ttl_seconds: int | None
-    status: ServiceStatus
-    consecutive_failures: int
-    consecutive_successes: int
-    last_check: LastCheck | None
-    last_heartbeat_at: datetime | None
-    status_changed_at: datetime
-    registered_at: datetime
-    updated_at: datetime
-
-
-class ServiceHealthView(BaseModel):
-    id: uuid.UUID
-    service_name: str
-    status: ServiceStatus
-    last_check: LastCheck | None
-    consecutive_failures: int
-    last_heartbeat_at: datetime | None
-
-
-class RegistryHealth(BaseModel):
-    model_config = ConfigDict(
-        json_schema_extra={
-            "examples": [
-                {
-                    "status": "degraded",
-                    "totals": {"healthy": 3, "unhealthy": 1, "unknown": 0, "expired": 0},
-                    "check_interval_seconds": 10.0,
-                    "services": [],
-                }
-            ]
-        }
-    )
-
-    status: str = Field(
-        description="`ok` when every service is healthy (or none is registered), `degraded` "
-        "when some are not, `down` when none is healthy."
-    )
-    totals: dict[ServiceStatus, int]
-    check_interval_seconds: float
-    services: list[ServiceHealthView]
 
 
 def _last_check(service: RegisteredService) -> LastCheck | None:

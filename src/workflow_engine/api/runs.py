@@ -31,7 +31,7 @@ from workflow_engine.api.streams import GuardDep, event_stream
 from workflow_engine.api.validation import Moment, utc_moment
 from workflow_engine.auth.permissions import Permission
 from workflow_engine.auth.principal import Principal
-from workflow_engine.engine import replays, runs, states
+from workflow_engine.engine import replays, run_reads, runs, states
 from workflow_engine.engine.definitions import NAME_PATTERN, STEP_ID_PATTERN
 from workflow_engine.engine.deltas import DeltaHub, Subscription
 from workflow_engine.engine.output_usage import llm_usage
@@ -43,6 +43,19 @@ from workflow_engine.errors import Conflict, InvalidInput
 from workflow_engine.events import sse_format
 from workflow_engine.events.notifier import FOLLOW_TIMEOUT
 from workflow_engine.events.tail import LogTail
+from workflow_engine.schemas.runs import (
+    FinishedRun,
+    LLMUsage,
+    LogEntryView,
+    Progress,
+    ReplayedRun,
+    ReplayOf,
+    RunLinks,
+    RunResults,
+    RunStatus,
+    RunSummary,
+    TriggeredRun,
+)
 
 router = resource_router(tags=["workflows"])
 T = TypeVar("T")
@@ -78,135 +91,6 @@ class TriggerRequest(BaseModel):
     )  # fmt: skip
 
 
-class RunLinks(BaseModel):
-    status: str
-    results: str
-    logs: str
-    cancel: str
-    retry: str
-    events: str
-
-
-class TriggeredRun(BaseModel):
-    workflow_id: uuid.UUID
-    workflow_name: str
-    version: int
-    status: str
-    created_at: datetime
-    links: RunLinks
-
-
-class FinishedRun(TriggeredRun):
-    """The trigger's answer when `wait` saw the run end: the 202 body plus the outcome, as
-    `links.results` gives it."""
-
-    finished_at: datetime | None
-    output: Any = Field(description="The workflow's `output`, when completed.")
-    error: Any = Field(None, description="Why it failed or was cancelled, with the step.")
-
-
-class StepStatus(BaseModel):
-    id: str
-    uses: str
-    status: str
-    attempts: int
-    started_at: datetime | None
-    finished_at: datetime | None
-    duration_ms: float | None
-    next_attempt_at: datetime | None = Field(
-        description="When a failed step's next attempt runs, or when a waiting `sleep` wakes."
-    )
-    error: Any
-
-
-class Progress(BaseModel):
-    completed: int
-    total: int
-
-
-class ModelUsage(BaseModel):
-    provider: str
-    model: str
-    calls: int
-    prompt_tokens: int
-    completion_tokens: int
-    total_tokens: int
-    latency_ms: float
-
-
-class LLMUsage(BaseModel):
-    """The run's completed LLM steps, as their providers counted them."""
-
-    calls: int
-    prompt_tokens: int
-    completion_tokens: int
-    total_tokens: int
-    by_model: list[ModelUsage]
-
-
-class ParentRun(BaseModel):
-    workflow_id: uuid.UUID
-    step: str = Field(description="The parent's `workflow` step that started this run.")
-
-
-class ChildRun(BaseModel):
-    workflow_id: uuid.UUID
-    workflow_name: str
-    step: str = Field(description="This run's `workflow` step that started the child.")
-    status: str
-
-
-class ReplayOf(BaseModel):
-    workflow_id: uuid.UUID = Field(description="The run this one replays.")
-    from_step: str = Field(description="The step it executed again from.")
-
-
-class Replayed(BaseModel):
-    workflow_id: uuid.UUID
-    from_step: str
-    status: str
-    created_at: datetime
-
-
-class RunStatus(BaseModel):
-    workflow_id: uuid.UUID
-    workflow_name: str
-    version: int
-    status: str
-    created_at: datetime
-    started_at: datetime | None
-    finished_at: datetime | None
-    progress: Progress
-    steps: list[StepStatus]
-    error: Any
-    parent: ParentRun | None = Field(description="The run that started this one, if any.")
-    children: list[ChildRun] = Field(description="The runs this one's steps started.")
-    replay_of: ReplayOf | None = Field(description="The run this one replays, if any.")
-    replays: list[Replayed] = Field(description="The replays of this run, oldest first.")
-    llm_usage: LLMUsage = Field(
-        description="What the run's completed LLM steps report, summed (not outputs a replay "
-        "reused). Every call, failed attempts' included, is at `GET .../usage`."
-    )
-    links: RunLinks
-
-
-class RunResults(BaseModel):
-    workflow_id: uuid.UUID
-    status: str
-    output: Any = Field(description="The workflow's `output`, when completed.")
-    error: Any = Field(None, description="Why it failed or was cancelled, with the step.")
-
-
-class RunSummary(BaseModel):
-    workflow_id: uuid.UUID
-    workflow_name: str
-    version: int
-    status: str
-    created_at: datetime
-    finished_at: datetime | None
-    progress: Progress
-
-
 def _links(run_id: uuid.UUID) -> RunLinks:
     base = f"/api/v1/workflows/{run_id}"
     return RunLinks(
@@ -227,7 +111,30 @@ def _usage_json(outputs: list[Any]) -> str:
     return LLMUsage.model_validate(llm_usage(outputs)).model_dump_json()
 
 
-def _summary(run: RunRecord) -> RunSummary:
+def run_answer(run: RunRecord, *, outcome: bool = True) -> TriggeredRun | FinishedRun:
+    """A triggered run as the trigger answers it: with its outcome when it has finished and
+    `outcome` is asked for (the trigger's `wait`)."""
+    if outcome and run.status in RUN_FINISHED:
+        return FinishedRun(
+            workflow_id=run.id, workflow_name=run.workflow_name, version=run.workflow_version,
+            status=run.status, created_at=run.created_at, links=_links(run.id),
+            finished_at=run.finished_at, output=run.output, error=run.error,
+        )  # fmt: skip
+    return TriggeredRun(
+        workflow_id=run.id, workflow_name=run.workflow_name, version=run.workflow_version,
+        status=run.status, created_at=run.created_at, links=_links(run.id),
+    )  # fmt: skip
+
+
+def status_body(found: run_reads.StatusDocument, run_id: uuid.UUID) -> str:
+    """A run's status document as JSON: the database rendered every member up to `error`;
+    the last two follow it."""
+    usage = _usage_json(found.llm_outputs)
+    links = _LINKS_JSON.replace(_NO_RUN, str(run_id))
+    return f'{found.document[:-1]},"llm_usage":{usage},"links":{links}}}'
+
+
+def run_summary(run: RunRecord) -> RunSummary:
     return RunSummary(
         workflow_id=run.id, workflow_name=run.workflow_name, version=run.workflow_version,
         status=run.status, created_at=run.created_at, finished_at=run.finished_at,
@@ -309,16 +216,7 @@ async def trigger(
         )
         if run.status in RUN_FINISHED:
             response.status_code = status.HTTP_200_OK
-            return FinishedRun(
-                workflow_id=run.id, workflow_name=run.workflow_name,
-                version=run.workflow_version, status=run.status, created_at=run.created_at,
-                links=_links(run.id), finished_at=run.finished_at, output=run.output,
-                error=run.error,
-            )  # fmt: skip
-    return TriggeredRun(
-        workflow_id=run.id, workflow_name=run.workflow_name, version=run.workflow_version,
-        status=run.status, created_at=run.created_at, links=_links(run.id),
-    )  # fmt: skip
+    return run_answer(run, outcome=wait is not None)
 
 
 async def until_disconnected(request: Request, waiting: Awaitable[T], otherwise: T) -> T:
@@ -385,11 +283,7 @@ async def run_status(
     service: RunsDep,
 ) -> Response:
     found = await service.status(principal.tenant_id, workflow_id)
-    # The database rendered every member up to `error`; the last two follow it.
-    usage = _usage_json(found.llm_outputs)
-    links = _LINKS_JSON.replace(_NO_RUN, str(workflow_id))
-    body = f'{found.document[:-1]},"llm_usage":{usage},"links":{links}}}'
-    return Response(body, media_type="application/json")
+    return Response(status_body(found, workflow_id), media_type="application/json")
 
 
 @router.get("/api/v1/workflows/{workflow_id}/results", summary="A finished run's output")
@@ -422,7 +316,7 @@ async def cancel_run(
     run = await service.cancel(
         principal.tenant_id, workflow_id, runs.Origin(principal.actor, origin.correlation_id)
     )
-    return _summary(run)
+    return run_summary(run)
 
 
 @router.post(
@@ -444,7 +338,7 @@ async def retry_run(
     run = await service.retry(
         principal.tenant_id, workflow_id, runs.Origin(principal.actor, origin.correlation_id)
     )
-    return _summary(run)
+    return run_summary(run)
 
 
 StepId = Annotated[str, StringConstraints(pattern=STEP_ID_PATTERN)]
@@ -487,11 +381,6 @@ class ReplayRequest(BaseModel):
         "run again; the others' outputs are reused.",
     )
     overrides: ReplayOverrides = Field(default_factory=ReplayOverrides)
-
-
-class ReplayedRun(TriggeredRun):
-    replay_of: ReplayOf
-    reused: list[str] = Field(description="The steps completed with the original's outputs.")
 
 
 @router.post(
@@ -537,16 +426,6 @@ async def replay_run(
     )  # fmt: skip
 
 
-class LogEntryView(BaseModel):
-    id: str = Field(description="Stable: `<event position>.<index>`; resume after it.")
-    time: datetime
-    level: str
-    step: str | None
-    attempt: int | None
-    message: str
-    fields: dict[str, Any]
-
-
 def _entry(entry: LogEntry) -> LogEntryView:
     return LogEntryView(
         id=entry.id, time=entry.logged_at, level=entry.level, step=entry.step_id,
@@ -554,7 +433,7 @@ def _entry(entry: LogEntry) -> LogEntryView:
     )  # fmt: skip
 
 
-def _entry_id(value: str | None, name: str) -> tuple[int, int] | None:
+def entry_id(value: str | None, name: str) -> tuple[int, int] | None:
     if value is None:
         return None
     match = ENTRY_ID.fullmatch(value)
@@ -587,7 +466,7 @@ async def run_logs(
     streams its text (`llm.chat` with `stream: true`) the stream shows it as `delta` messages
     with no `id`, `{run_id, step_id, attempt, seq, text}`: not stored, not replayed on
     resuming; the step's output holds the whole text."""
-    start = _entry_id(last_event_id, "Last-Event-ID") or _entry_id(after, "after")
+    start = entry_id(last_event_id, "Last-Event-ID") or entry_id(after, "after")
     if not follow:
         page = await service.log_page(principal.tenant_id, workflow_id, after=start, limit=limit)
         return page_response(page.items, page.next_key)

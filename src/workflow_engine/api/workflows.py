@@ -3,10 +3,9 @@ its steps can use."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import Path, Query
-from pydantic import BaseModel, Field
 
 from workflow_engine.api.context import CatalogDep
 from workflow_engine.api.routing import resource_router
@@ -18,32 +17,18 @@ from workflow_engine.engine.catalog import DefinitionCatalog
 from workflow_engine.engine.definitions import NAME_PATTERN, WorkflowDefinition
 from workflow_engine.nodes import schemas
 from workflow_engine.nodes.registry import registry as nodes
+from workflow_engine.schemas.workflows import (
+    NodeType,
+    NodeTypeList,
+    Template,
+    TemplateList,
+    TemplateStep,
+)
 
 router = resource_router(tags=["workflows"])
 
 
-class TemplateStep(BaseModel):
-    id: str
-    uses: str
-    needs: list[str]
-    condition: str | None = Field(None, alias="if", serialization_alias="if")
-
-
-class Template(BaseModel):
-    name: str
-    version: int
-    versions: list[int] = Field(description="Every version this server can run.")
-    description: str
-    input_schema: dict[str, Any]
-    example_input: Any = Field(None, description="The schema's first example, if it has one.")
-    steps: list[TemplateStep] = Field(description="Enough to draw the graph: ids, uses, needs.")
-
-
-class TemplateList(BaseModel):
-    items: list[Template]
-
-
-def _template(catalog: DefinitionCatalog, definition: WorkflowDefinition) -> Template:
+def template_view(catalog: DefinitionCatalog, definition: WorkflowDefinition) -> Template:
     examples = definition.input_schema.get("examples") or [None]
     return Template(
         name=definition.name,
@@ -57,17 +42,6 @@ def _template(catalog: DefinitionCatalog, definition: WorkflowDefinition) -> Tem
             for step in definition.steps
         ],
     )
-
-
-class NodeType(BaseModel):
-    name: str = Field(description="What a step's `uses` names.")
-    description: str
-    arguments: dict[str, Any] = Field(description="JSON Schema of the step's `with`.")
-    module: str = Field(description="Where it is defined: `engine` for the engine's own.")
-
-
-class NodeTypeList(BaseModel):
-    items: list[NodeType]
 
 
 @router.get(
@@ -99,7 +73,7 @@ async def list_templates(
     _principal: Annotated[Principal, require(Permission.workflows_read)],
     catalog: CatalogDep,
 ) -> TemplateList:
-    return TemplateList(items=[_template(catalog, d) for d in catalog.latest()])
+    return TemplateList(items=[template_view(catalog, d) for d in catalog.latest()])
 
 
 @router.get(
@@ -113,4 +87,4 @@ async def get_template(
     catalog: CatalogDep,
     version: Annotated[int | None, Query(ge=1, le=1_000_000)] = None,
 ) -> Template:
-    return _template(catalog, catalog.get(name, version))
+    return template_view(catalog, catalog.get(name, version))

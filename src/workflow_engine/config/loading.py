@@ -79,6 +79,8 @@ TOML_KEYS: dict[tuple[str, str], str] = {
     ("services", "slack_mcp_url"): "slack_mcp_url",
     ("services", "helpscout_mcp_url"): "helpscout_mcp_url",
     ("mcp", "servers"): "mcp_servers",
+    ("mcp", "server_enabled"): "mcp_server_enabled",
+    ("mcp", "tool_wait_seconds"): "mcp_tool_wait_seconds",
     ("services", "demo"): "demo_services",
     ("registry", "allowed_networks"): "registry_allowed_networks",
     ("registry", "check_interval_seconds"): "registry_check_interval_seconds",

@@ -301,6 +301,14 @@ class Settings(BaseSettings):
         description="Mount the demo HelpScout, Notion and Slack MCP servers at /demo/mcp. "
         "Unset: on in development when no *_MCP_URL is set.",
     )
+    mcp_server_enabled: bool = Field(
+        True, description="Serve the workflows as MCP tools at /mcp (same credentials as the API)."
+    )
+    mcp_tool_wait_seconds: float = Field(
+        30.0, ge=0, le=3600,
+        description="How long a `run_<name>` MCP tool waits for its run to end before it "
+        "answers with the run's id and status.",
+    )  # fmt: skip
 
     registry_allowed_networks: Annotated[list[str], NoDecode] | None = Field(
         None,

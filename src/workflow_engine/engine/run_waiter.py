@@ -20,12 +20,15 @@ log tail has read it, or as it is when `seconds` have passed. Guarantees:
   triggered a run always learns its id.
 - Cancelling it (a client that went away) stops only the waiting: the run is durable and goes
   on, whoever runs it.
+- With `progress`, it is woken by every event of the run, not only its end, and hands the run
+  as read to `progress` whenever it is still going (an MCP tool call reports its steps so).
 """
 
 from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 
 import structlog
 
@@ -48,19 +51,28 @@ class RunWaiter:
         self._tail = tail
 
     async def until_finished(
-        self, tenant_id: uuid.UUID, run: RunRecord, seconds: float
+        self,
+        tenant_id: uuid.UUID,
+        run: RunRecord,
+        seconds: float,
+        *,
+        progress: Callable[[RunRecord], Awaitable[None]] | None = None,
     ) -> RunRecord:
-        """`run` as last read: finished, or still going once `seconds` have passed."""
+        """`run` as last read: finished, or still going once `seconds` have passed; meanwhile
+        `progress` (when given) gets the run each time one of its events was read."""
         if run.status in RUN_FINISHED:
             return run
         deadline = time.monotonic() + seconds
+        endings = RUN_ENDINGS if progress is None else None
         with self._tail.following():
             watched = await self._start_watching(deadline)
             while True:
                 run = await self._read(tenant_id, run)
                 if run.status in RUN_FINISHED or watched is None:
                     return run
-                watched = await self._next_look(tenant_id, str(run.id), watched, deadline)
+                if progress is not None:
+                    await progress(run)
+                watched = await self._next_look(tenant_id, str(run.id), watched, deadline, endings)
 
     async def _start_watching(self, deadline: float) -> LogKey | None:
         """The tail's end, once it has one (it looks for the log's head when its first follower
@@ -77,17 +89,22 @@ class RunWaiter:
             await tail.wait(seen, remaining)
 
     async def _next_look(
-        self, tenant_id: uuid.UUID, aggregate: str, watched: LogKey, deadline: float
+        self,
+        tenant_id: uuid.UUID,
+        aggregate: str,
+        watched: LogKey,
+        deadline: float,
+        types: frozenset[str] | None = RUN_ENDINGS,
     ) -> LogKey | None:
-        """Wait until the window holds the run's end after `watched`, or no longer reaches back
-        to `watched`; return where to watch from after reading the run, or None when the time
-        is up."""
+        """Wait until the window holds an event of the run of one of `types` (its end; any
+        type when None) after `watched`, or no longer reaches back to `watched`; return where
+        to watch from after reading the run, or None when the time is up."""
         tail = self._tail
 
-        def ends_the_run(event: RecordedEvent) -> bool:
+        def wakes(event: RecordedEvent) -> bool:
             return (
                 event.aggregate_id == aggregate
-                and event.event_type in RUN_ENDINGS
+                and (types is None or event.event_type in types)
                 and event.tenant_id == tenant_id
             )
 
@@ -95,7 +112,7 @@ class RunWaiter:
             seen = tail.generation  # before looking: a change after the look is not missed
             while recent := tail.since(watched):
                 watched = recent[-1].key
-                if any(ends_the_run(event) for event in recent):
+                if any(wakes(event) for event in recent):
                     return watched
             if recent is None and (end := tail.end) is not None:
                 return end  # out of reach: read the run, then watch from the tail's end

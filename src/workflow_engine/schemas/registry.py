@@ -1,0 +1,67 @@
+"""Registered services as the API shows them."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from workflow_engine.registry.status import ServiceStatus
+
+
+class LastCheck(BaseModel):
+    at: datetime
+    latency_ms: float | None
+    error: str | None = Field(description="Why it failed; null when it passed.")
+
+
+class ServiceView(BaseModel):
+    id: uuid.UUID
+    service_name: str
+    service_url: str
+    health_check_url: str | None
+    metadata: dict[str, Any]
+    tags: list[str]
+    ttl_seconds: int | None
+    status: ServiceStatus
+    consecutive_failures: int
+    consecutive_successes: int
+    last_check: LastCheck | None
+    last_heartbeat_at: datetime | None
+    status_changed_at: datetime
+    registered_at: datetime
+    updated_at: datetime
+
+
+class ServiceHealthView(BaseModel):
+    id: uuid.UUID
+    service_name: str
+    status: ServiceStatus
+    last_check: LastCheck | None
+    consecutive_failures: int
+    last_heartbeat_at: datetime | None
+
+
+class RegistryHealth(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "status": "degraded",
+                    "totals": {"healthy": 3, "unhealthy": 1, "unknown": 0, "expired": 0},
+                    "check_interval_seconds": 10.0,
+                    "services": [],
+                }
+            ]
+        }
+    )
+
+    status: str = Field(
+        description="`ok` when every service is healthy (or none is registered), `degraded` "
+        "when some are not, `down` when none is healthy."
+    )
+    totals: dict[ServiceStatus, int]
+    check_interval_seconds: float
+    services: list[ServiceHealthView]
