@@ -278,6 +278,8 @@ async def test_the_support_agent_template_answers_its_example(api: Any, tmp_path
     assert status["status"] == "completed", status
     output = results["output"]
     assert {"get_conversation", "search_pages"} <= set(output["tool_calls"])
-    assert output["answer"]
+    # Drawn from what the tools returned (the ticket's own words), not from the instructions.
+    assert "order" in output["answer"].lower()
+    assert "help articles" not in output["answer"]
     assert output["llm"]["provider"] == "offline"
     assert "get_conversation" in [c["tool"] for c in _calls(tmp_path, "helpscout")]

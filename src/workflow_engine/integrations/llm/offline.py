@@ -20,6 +20,7 @@ Token counts are estimates (a token per four characters), labelled as the provid
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import replace
 from typing import Any
@@ -161,9 +162,8 @@ class OfflineProvider:
             )
             if calls:
                 return self._completion(prompt, "", calls)
-        background = "\n".join(
-            [m.content for m in request.messages if m.role == "system"] + results
-        )
+        # Drawn from what the tools returned only: the system text is instructions, not facts.
+        background = "\n".join(text for result in results for text in _prose(result))
         return self._completion(prompt, draft(question, background))
 
 
@@ -231,6 +231,30 @@ def draft(question: str, background: str, sentences: int = 3) -> str:
             "our team will follow up. (Drafted by the offline provider: no source matched.)"
         )
     return " ".join(candidates[i] for i in chosen)
+
+
+def _prose(result: str) -> list[str]:
+    """The sentences in a tool's result: its text, or the text values of the JSON it is
+    (ticket bodies, article contents), leaving out names, ids and times."""
+    try:
+        document = json.loads(result)
+    except ValueError:
+        return [result]
+    found: list[str] = []
+
+    def walk(value: Any) -> None:
+        if isinstance(value, str):
+            if len(value) > 20 and " " in value.strip():
+                found.append(value.strip())
+        elif isinstance(value, dict):
+            for item in value.values():
+                walk(item)
+        elif isinstance(value, list):
+            for item in value:
+                walk(item)
+
+    walk(document)
+    return found
 
 
 QUERY_NAMES = frozenset({"query", "q", "search", "text", "question", "keywords", "terms"})
