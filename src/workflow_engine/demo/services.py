@@ -25,7 +25,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from workflow_engine.bootstrap.lifecycle import Health
-from workflow_engine.lazy import import_off_loop
+from workflow_engine.lazy import BuiltOnFirstUse, import_off_loop
 
 if TYPE_CHECKING:
     from mcp.server.mcpserver import MCPServer
@@ -69,10 +69,7 @@ class DemoServices:
         self._data_dir = data_dir
         self._host = host
         self._apps: dict[str, ASGIApp] = {}
-        self._owner: asyncio.Task[None] | None = None
-        self._ready: asyncio.Future[None] | None = None
-        self._wanted = asyncio.Event()
-        self._closing = asyncio.Event()
+        self._servers = BuiltOnFirstUse("demo services", self._enter)
 
     def mount_on(self, app: Starlette) -> None:
         for name in NAMES:
@@ -80,61 +77,27 @@ class DemoServices:
 
     def _mounted(self, name: str) -> ASGIApp:
         async def app(scope: Scope, receive: Receive, send: Send) -> None:
-            await self._up()
+            await self._servers.ready()
             await self._apps[name](scope, receive, send)
 
         return app
 
+    async def _enter(self, stack: contextlib.AsyncExitStack) -> None:
+        await import_off_loop(*MODULES)
+        managers = []
+        for name, server in servers(self._data_dir).items():
+            self._apps[name] = server.streamable_http_app(
+                streamable_http_path="/", transport_security=security(self._host), host=self._host
+            )
+            managers.append(server.session_manager)
+        for manager in managers:
+            await stack.enter_async_context(manager.run())
+
     async def start(self) -> None:
-        # The managers' task groups must be left by the task that entered them, and the
-        # lifecycle may start and stop services from different tasks: one task owns them.
-        # It is started here, in the lifespan's context, and builds them when first asked.
-        self._ready = asyncio.get_running_loop().create_future()
-        self._wanted = asyncio.Event()
-        self._closing = asyncio.Event()
-        self._owner = asyncio.create_task(self._own(self._ready), name="demo-services")
-
-    async def _up(self) -> None:
-        if self._ready is None:
-            # As the SDK's own session manager says when its `run()` was not entered.
-            raise RuntimeError("the demo services are not running (the app's lifespan is off)")
-        self._wanted.set()
-        await asyncio.shield(self._ready)
-
-    async def _own(self, ready: asyncio.Future[None]) -> None:
-        try:
-            await self._wanted.wait()
-            await import_off_loop(*MODULES)
-            managers = []
-            for name, server in servers(self._data_dir).items():
-                self._apps[name] = server.streamable_http_app(
-                    streamable_http_path="/", transport_security=security(self._host),
-                    host=self._host,
-                )  # fmt: skip
-                managers.append(server.session_manager)
-            async with contextlib.AsyncExitStack() as stack:
-                for manager in managers:
-                    await stack.enter_async_context(manager.run())
-                ready.set_result(None)
-                await self._closing.wait()
-        except BaseException as exc:
-            if ready.done():
-                raise
-            if not isinstance(exc, asyncio.CancelledError):
-                ready.set_exception(exc)  # the requests waiting for the servers raise it
-                return
-            ready.set_exception(RuntimeError("the demo services have stopped"))
-            ready.exception()  # retrieved: no warning when no request was waiting
-            raise
+        await self._servers.start()
 
     async def stop(self) -> None:
-        if self._owner is not None:
-            self._closing.set()
-            if not self._wanted.is_set():
-                self._owner.cancel()  # never asked for: nothing was built
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._owner
-            self._owner = None
+        await self._servers.stop()
 
     async def check_health(self) -> Health:
         return Health.ok(servers=list(NAMES), demo=True)

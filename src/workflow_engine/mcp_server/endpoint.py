@@ -13,13 +13,12 @@
   reaching a local server through its browser, and such a page cannot send our credentials;
   behind a proxy the Host header is the proxy's business.
 - Built when first asked for, as the demo services are (pitfall 9): the SDK is about 20 MB, not
-  loaded by a server nobody calls over MCP; the session manager runs in a task of its own,
-  which enters and leaves it.
+  loaded by a server nobody calls over MCP; the session manager runs in a task of its own
+  (`lazy.BuiltOnFirstUse`), which enters and leaves it.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 from typing import TYPE_CHECKING
 
@@ -35,7 +34,7 @@ from workflow_engine.bootstrap.core_services import DatabaseService, EventStoreS
 from workflow_engine.bootstrap.engine_services import WorkflowCatalogService
 from workflow_engine.bootstrap.lifecycle import Health
 from workflow_engine.config import Settings
-from workflow_engine.lazy import import_off_loop
+from workflow_engine.lazy import BuiltOnFirstUse, import_off_loop
 
 if TYPE_CHECKING:
     from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
@@ -54,10 +53,7 @@ class MCPEndpoint:
         self._settings = settings
         self._context: AppContext | None = None
         self._manager: StreamableHTTPSessionManager | None = None
-        self._owner: asyncio.Task[None] | None = None
-        self._ready: asyncio.Future[None] | None = None
-        self._wanted = asyncio.Event()
-        self._closing = asyncio.Event()
+        self._server = BuiltOnFirstUse("MCP server", self._enter)
 
     def mount_on(self, app: FastAPI, context: AppContext) -> None:
         self._context = context
@@ -70,45 +66,26 @@ class MCPEndpoint:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         # Raises Unauthorized before anything is sent; the app's problem handlers answer it.
         principal = await _CONNECT(Request(scope, receive))
-        from workflow_engine.mcp_server.tools import CALLER_STATE  # imported by `_up`
+        from workflow_engine.mcp_server.tools import CALLER_STATE  # imported by `_enter`
 
-        await self._up()
+        await self._server.ready()
         scope.setdefault("state", {})[CALLER_STATE] = principal
         assert self._manager is not None
         await self._manager.handle_request(scope, receive, send)
 
     async def start(self) -> None:
-        # The manager's task group must be left by the task that entered it, and the lifecycle
-        # may start and stop services from different tasks: one task owns it, started here in
-        # the lifespan's context, and builds the server when first asked.
-        self._ready = asyncio.get_running_loop().create_future()
-        self._wanted = asyncio.Event()
-        self._closing = asyncio.Event()
-        self._owner = asyncio.create_task(self._own(self._ready), name="mcp-server")
+        await self._server.start()
 
-    async def _up(self) -> None:
-        if self._ready is None:
-            raise RuntimeError("the MCP server is not running (the app's lifespan is off)")
-        self._wanted.set()
-        await asyncio.shield(self._ready)
+    async def stop(self) -> None:
+        await self._server.stop()
 
-    async def _own(self, ready: asyncio.Future[None]) -> None:
-        try:
-            await self._wanted.wait()
-            await import_off_loop(*MODULES)
-            self._manager = self._build()
-            async with self._manager.run():
-                ready.set_result(None)
-                await self._closing.wait()
-        except BaseException as exc:
-            if ready.done():
-                raise
-            if not isinstance(exc, asyncio.CancelledError):
-                ready.set_exception(exc)  # the requests waiting for the server raise it
-                return
-            ready.set_exception(RuntimeError("the MCP server has stopped"))
-            ready.exception()  # retrieved: no warning when no request was waiting
-            raise
+    async def check_health(self) -> Health:
+        return Health.ok(path=PATH, built=self._server.built)
+
+    async def _enter(self, stack: contextlib.AsyncExitStack) -> None:
+        await import_off_loop(*MODULES)
+        self._manager = self._build()
+        await stack.enter_async_context(self._manager.run())
 
     def _build(self) -> StreamableHTTPSessionManager:
         from mcp.server.transport_security import TransportSecuritySettings
@@ -134,15 +111,3 @@ class MCPEndpoint:
             transport_security=TransportSecuritySettings(enable_dns_rebinding_protection=False),
         )
         return server.session_manager
-
-    async def stop(self) -> None:
-        if self._owner is not None:
-            self._closing.set()
-            if not self._wanted.is_set():
-                self._owner.cancel()  # never asked for: nothing was built
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._owner
-            self._owner = None
-
-    async def check_health(self) -> Health:
-        return Health.ok(path=PATH, built=self._manager is not None)
