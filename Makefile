@@ -2,6 +2,7 @@
 #   make install | test | run | bench | bench-peers      (extra arguments: ARGS="...")
 #   make bench-peers ARGS=--quick                         (a short smoke run)
 #   make chaos | fuzz                                     (the long reliability suites)
+#   make screenshots                                      (the dashboard, into screenshots/)
 
 PYTHON ?= python3
 POSTGRES ?= postgresql://postgres@127.0.0.1:5432/postgres
@@ -9,7 +10,7 @@ VENV_PYTHON = .venv/bin/python
 DBOS_VENV = .bench/dbos-venv
 ARGS ?=
 
-.PHONY: install test run bench bench-peers chaos fuzz
+.PHONY: install test run bench bench-peers chaos fuzz screenshots
 
 install:
 	$(PYTHON) scripts/dev.py install
@@ -58,3 +59,8 @@ chaos: install
 fuzz: install
 	FUZZ_MAX_EXAMPLES=$${FUZZ_MAX_EXAMPLES:-200} TEST_POSTGRES_URL=$(POSTGRES) \
 		$(VENV_PYTHON) -m pytest tests/fuzz -p no:cacheprovider $(ARGS)
+
+# The dashboard in Debian's Chromium (/usr/bin/chromium; Playwright downloads no browser):
+# screenshots/*.png (ignored) and the README's docs/images/dashboard-run.png.
+screenshots: install
+	$(VENV_PYTHON) scripts/screenshots.py

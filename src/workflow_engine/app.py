@@ -61,6 +61,7 @@ from workflow_engine.process_gc import frozen_after_startup
 from workflow_engine.registry.checker import HealthChecker
 from workflow_engine.registry.options import RegistryOptions
 from workflow_engine.schedules.ticker import ScheduleTicker
+from workflow_engine.ui import routes as ui
 from workflow_engine.version import __version__
 
 logger = structlog.get_logger(__name__)
@@ -90,6 +91,7 @@ routers: tuple[APIRouter, ...] = (
     registry.router,
     jwks.router,
     docs.router,
+    ui.router,  # the dashboard: not documented, mounted when UI_ENABLED
 )
 
 #: The same routers in the order a request is matched against them. A request is tried against
@@ -114,7 +116,13 @@ matching_order: tuple[APIRouter, ...] = (
     registry.router,
     jwks.router,
     docs.router,
+    ui.router,  # pages are loaded once per visit; their API calls are what repeats
 )
+
+
+def mounted_routers(settings: Settings, order: Sequence[APIRouter]) -> tuple[APIRouter, ...]:
+    """The routers of `order` this server mounts: the dashboard's only when it is on."""
+    return tuple(router for router in order if settings.ui_enabled or router is not ui.router)
 
 
 def core_services(
@@ -225,14 +233,19 @@ def create_app(
         telemetry=None if tracing.is_on() else {"tracing": False, "metrics": False, "logs": False},
     )
     app.state.context = context
-    mount(app, matching_order)
+    mount(app, mounted_routers(settings, matching_order))
     if demo is not None:
         demo.mount_on(app)
     if mcp is not None:
         mcp.mount_on(app, context)
     install_problem_handlers(app)
     tracing.instrument_app(app)
-    docs.install_openapi(app, title="workflow-engine API", description=DESCRIPTION, order=routers)
+    docs.install_openapi(
+        app,
+        title="workflow-engine API",
+        description=DESCRIPTION,
+        order=mounted_routers(settings, routers),
+    )
     _add_middleware(app, context)
     return app
 
@@ -259,6 +272,6 @@ def _add_middleware(app: FastAPI, context: AppContext) -> None:
     app.add_middleware(
         EdgeMiddleware,
         stats=context.stats,
-        routes=RouteTable(routers),
+        routes=RouteTable(mounted_routers(settings, routers)),
         hsts=settings.is_production,
     )

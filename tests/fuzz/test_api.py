@@ -342,6 +342,7 @@ ASSISTS: dict[str, Assist] = {
     "delete_schedule": _delete_schedule,
     "register_service": _register,
     "get_service": _service,
+    "service_checks": _service,
     "heartbeat": _service,
     "deregister_service": _deregister,
 }

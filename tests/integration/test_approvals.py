@@ -108,6 +108,8 @@ async def test_a_run_waits_and_goes_on_with_the_approvers_edit(api: Any) -> None
     status = (await client.get(run["links"]["status"], headers=headers)).json()
     assert status["status"] == "waiting"  # no worker held: the one slot is free
     assert steps_of(status)["review"]["status"] == "waiting"
+    logs = (await client.get(run["links"]["logs"], headers=headers)).json()["items"]
+    assert "step review waiting for an approval" in [entry["message"] for entry in logs]
     other = await trigger_run(client, headers, "approves_in_time")
     assert (await finished_run(client, headers, other["workflow_id"]))["status"] == "completed"
 

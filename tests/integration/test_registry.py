@@ -5,14 +5,17 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 import uvicorn
+from sqlalchemy import func, select
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response, StreamingResponse
@@ -20,6 +23,7 @@ from starlette.routing import Route
 
 from tests.integration.conftest import Accounts, build_app, running
 from workflow_engine.auth.permissions import Role
+from workflow_engine.db.tables import service_checks
 
 INTERVAL = 0.2
 SEED_REGISTRATION = {
@@ -460,3 +464,111 @@ async def test_a_ttl_shorter_than_the_check_interval_is_refused(
         )  # fmt: skip
     assert refused.status_code == 422, refused.text
     assert refused.json()["errors"][0]["loc"] == ["body", "ttl_seconds"]
+
+
+# --- the check history --------------------------------------------------------------------------
+
+
+async def _checks(
+    client: httpx.AsyncClient, service_id: str, headers: dict[str, str], **params: Any
+) -> list[dict[str, Any]]:
+    response = await client.get(
+        f"/api/v1/registry/services/{service_id}/checks", headers=headers, params=params
+    )
+    assert response.status_code == 200, response.text
+    items: list[dict[str, Any]] = response.json()["items"]
+    return items
+
+
+async def _checks_until(
+    client: httpx.AsyncClient,
+    service_id: str,
+    headers: dict[str, str],
+    check: Callable[[list[dict[str, Any]]], bool],
+) -> list[dict[str, Any]]:
+    async with asyncio.timeout(10):
+        while True:
+            found = await _checks(client, service_id, headers)
+            if check(found):
+                return found
+            await asyncio.sleep(0.05)
+
+
+async def test_the_check_history_keeps_the_newest_checks_newest_first(
+    database_url: str, tmp_path: Path, service: FakeService
+) -> None:
+    app = build_app(database_url, tmp_path, **_settings(REGISTRY_CHECK_HISTORY="4"))
+    async with running(app) as client:
+        accounts = Accounts(app, client)
+        tenant = await accounts.tenant()
+        writer = {"Authorization": f"Bearer {await accounts.token(Role.service, tenant)}"}
+        reader = {"Authorization": f"Bearer {await accounts.token(Role.viewer, tenant)}"}
+        registered = await client.post(
+            "/api/v1/registry/register", headers=writer,
+            json={"service_name": "tracked", "service_url": service.url,
+                  "health_check_url": f"{service.url}/health"},
+        )  # fmt: skip
+        assert registered.status_code == 201, registered.text
+        service_id = registered.json()["id"]
+        # The registration's own probe is the first check.
+        first = (await _checks(client, service_id, reader))[-1]
+        assert first["passed"] is True
+        assert first["error"] is None
+        assert first["latency_ms"] >= 0
+        assert first["checked_at"] == registered.json()["last_check"]["at"]
+
+        # The history grows with each check...
+        grown = await _checks_until(client, service_id, reader, lambda found: len(found) >= 3)
+        assert len(grown) <= 4
+        # ...and keeps the newest four: four failures after at least three passes.
+        service.healthy = False
+        await _checks_until(
+            client, service_id, reader,
+            lambda found: len(found) == 4 and not any(check["passed"] for check in found),
+        )  # fmt: skip
+        capped = await _checks(client, service_id, reader)
+        assert len(capped) == 4
+        times = [datetime.fromisoformat(check["checked_at"]) for check in capped]
+        assert times == sorted(times, reverse=True)
+        assert len(set(times)) == 4
+        assert capped[0]["passed"] is False
+        assert capped[0]["error"] == "answered 503"
+        assert capped[0]["status"] == "unhealthy"
+        assert len(await _checks(client, service_id, reader, limit=2)) == 2
+        for limit in (0, 501, "many"):
+            refused = await client.get(f"/api/v1/registry/services/{service_id}/checks",
+                                       headers=reader, params={"limit": limit})  # fmt: skip
+            assert refused.status_code == 422, (limit, refused.text)
+
+
+async def test_a_check_history_is_its_tenants_and_goes_with_its_service(
+    registry: Registry, service: FakeService
+) -> None:
+    registered = await registry.register(service_name="private", service_url=service.url,
+                                         health_check_url=f"{service.url}/health")  # fmt: skip
+    service_id = registered.json()["id"]
+    assert len(await _checks(registry.client, service_id, registry.reader)) >= 1
+    url = f"/api/v1/registry/services/{service_id}/checks"
+    other = {"Authorization": f"Bearer {await registry.accounts.token(Role.admin)}"}
+    theirs = await registry.client.get(url, headers=other)
+    assert theirs.status_code == 404
+    assert theirs.headers["content-type"] == "application/problem+json"
+    assert service_id not in str({k: v for k, v in theirs.json().items() if k != "instance"})
+    unknown = await registry.client.get(
+        f"/api/v1/registry/services/{uuid.uuid4()}/checks", headers=registry.reader
+    )
+    assert unknown.status_code == 404
+    assert (await registry.client.get(url)).status_code == 401
+
+    gone = await registry.client.delete(f"/api/v1/registry/deregister/{service_id}",
+                                        headers=registry.writer)  # fmt: skip
+    assert gone.status_code == 204
+    assert (await registry.client.get(url, headers=registry.reader)).status_code == 404
+    database = registry.accounts.db
+    async with database.read() as conn:
+        left = await conn.execute(
+            select(func.count())
+            .select_from(service_checks)
+            .where(service_checks.c.service_id == uuid.UUID(service_id))
+        )
+        assert left.scalar_one() == 0

@@ -46,6 +46,8 @@ async def test_templates_list_the_built_in_and_registered_workflows(
             ("start", []), ("left", ["start"]), ("right", ["start"]), ("join", ["left", "right"]),
         ]  # fmt: skip
         assert fan_out["steps"][2]["if"] == "input.n > 1"
+        # `with` as written, for a reader to see what each step is given.
+        assert [s["with"] for s in fan_out["steps"]] == [{"n": "{{ input.n }}"}, {}, {}, {}]
 
         first = await client.get(
             "/api/v1/workflows/templates/fan_out", params={"version": 1}, headers=headers

@@ -35,6 +35,29 @@ from workflow_engine.auth.permissions import Permission, Role
 from workflow_engine.config import to_async_url
 from workflow_engine.db.migrate import upgrade
 
+# The dashboard's paths (`ui/routes.py`), each answering GET and HEAD.
+UI_PATHS = (
+    "/ui",
+    "/ui/",
+    "/ui/runs",
+    "/ui/runs/{run_id}",
+    "/ui/approvals",
+    "/ui/templates",
+    "/ui/templates/{name}",
+    "/ui/schedules",
+    "/ui/usage",
+    "/ui/services",
+    "/ui/admin",
+    "/ui/static/{asset}",
+)
+# Path values that name something every caller may read, for the public paths above.
+PUBLIC_SAMPLES = {
+    "/swagger-ui/{asset}": {"asset": "swagger-ui.css"},
+    "/ui/static/{asset}": {"asset": "icon.svg"},
+    "/ui/runs/{run_id}": {"run_id": "0b9c7a52-6a8e-4f0e-9d2e-4c1f3b5a7e61"},
+    "/ui/templates/{name}": {"name": "customer_support"},
+}
+
 # Operations anyone may call: the test of function-level authorisation fails for an
 # operation that declares no permission and is not listed here.
 PUBLIC_OPERATIONS = frozenset(
@@ -52,6 +75,8 @@ PUBLIC_OPERATIONS = frozenset(
         ("HEAD", "/swagger-ui/{asset}"),
         ("POST", "/api/v1/auth/login"),
         ("POST", "/api/v1/auth/refresh"),
+        # The dashboard's shell and files: the same bytes for everyone, no data (docs/ui.md).
+        *((method, path) for method in ("GET", "HEAD") for path in UI_PATHS),
     }
 )
 

@@ -32,6 +32,11 @@ BODIES: dict[tuple[str, str], Any] = {
 SHARED = {
     ("GET", "/api/v1/workflows/templates/{name}"),
     ("GET", "/swagger-ui/{asset}"),  # the documentation page's static files
+    # The dashboard: its shell is the same for every path, and its files are everyone's; the
+    # run or template a page names is read through the API, as its caller.
+    ("GET", "/ui/runs/{run_id}"),
+    ("GET", "/ui/templates/{name}"),
+    ("GET", "/ui/static/{asset}"),
 }
 
 

@@ -17,7 +17,14 @@ from fastapi import FastAPI
 from starlette.routing import Mount
 
 from tests.integration.conftest import Accounts
-from tests.security.conftest import PUBLIC_OPERATIONS, Operation, Tenant, bearer, operations
+from tests.security.conftest import (
+    PUBLIC_OPERATIONS,
+    PUBLIC_SAMPLES,
+    Operation,
+    Tenant,
+    bearer,
+    operations,
+)
 from workflow_engine.api.events import SERVER_EVENT_TYPES
 from workflow_engine.auth.permissions import Role, allows
 
@@ -63,7 +70,7 @@ async def test_public_operations_answer_without_credentials(
     for method, path in PUBLIC_OPERATIONS:
         if method != "GET":
             continue
-        url = path.format(asset="swagger-ui.css")
+        url = path.format(**PUBLIC_SAMPLES.get(path, {}))
         response = await client.get(url, follow_redirects=True)
         assert response.status_code == 200, f"{url}: {response.status_code}"
 

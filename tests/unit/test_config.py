@@ -185,6 +185,8 @@ SAMPLES: dict[str, tuple[Any, str, Any, Any]] = {
     "registry_healthy_threshold": (3, "1", 3, 1),
     "registry_unhealthy_threshold": (4, "5", 4, 5),
     "registry_expired_grace_seconds": (60, "0", 60.0, 0.0),
+    "registry_check_history": (20, "1", 20, 1),
+    "ui_enabled": (False, "true", False, True),
     "notion_mcp_url": (
         "http://localhost:8002",
         "http://n:1",

@@ -1,4 +1,5 @@
-"""`/api/v1/registry`: the service registry (register, list, read, heartbeat, deregister)."""
+"""`/api/v1/registry`: the service registry (register, list, read, check history, heartbeat,
+deregister)."""
 
 from __future__ import annotations
 
@@ -26,6 +27,8 @@ from workflow_engine.registry.store import RegisteredService
 from workflow_engine.schemas.registry import (
     LastCheck,
     RegistryHealth,
+    ServiceCheck,
+    ServiceCheckList,
     ServiceHealthView,
     ServiceView,
 )
@@ -179,6 +182,35 @@ async def get_service(service_id: uuid.UUID, reader: Reader, db: DatabaseDep) ->
     if service is None:
         raise NotFound("no such service")
     return _view(service)
+
+
+MAX_CHECKS = 500
+
+
+@router.get(
+    "/services/{service_id}/checks",
+    summary="A service's latest health checks, newest first",
+    description="The registry keeps each service's newest `REGISTRY_CHECK_HISTORY` checks "
+    "(100 unless configured): its registration's probe and the checker's.",
+)
+async def service_checks(
+    service_id: uuid.UUID,
+    reader: Reader,
+    db: DatabaseDep,
+    limit: Annotated[int, Query(ge=1, le=MAX_CHECKS, description="Checks to return.")] = 100,
+) -> ServiceCheckList:
+    async with db.tenant_read(reader.tenant_id) as conn:
+        service = await store.get(conn, reader.tenant_id, service_id)
+        if service is None:
+            raise NotFound("no such service")
+        checks = await store.list_checks(conn, reader.tenant_id, service_id, limit)
+    return ServiceCheckList(
+        items=[
+            ServiceCheck(checked_at=c.checked_at, passed=c.passed, status=c.status,
+                         latency_ms=c.latency_ms, error=c.error)
+            for c in checks
+        ]
+    )  # fmt: skip
 
 
 @router.post(

@@ -38,7 +38,9 @@ def template_view(catalog: DefinitionCatalog, definition: WorkflowDefinition) ->
         input_schema=definition.input_schema,
         example_input=examples[0],
         steps=[
-            TemplateStep(id=step.id, uses=step.uses, needs=step.needs, **{"if": step.if_})
+            TemplateStep(
+                id=step.id, uses=step.uses, needs=step.needs, **{"if": step.if_, "with": step.with_}
+            )
             for step in definition.steps
         ],
     )

@@ -31,7 +31,7 @@ from workflow_engine.client.errors import (
 from workflow_engine.schemas.approvals import ApprovalView, DecisionView
 from workflow_engine.schemas.events import EventView
 from workflow_engine.schemas.pages import Page
-from workflow_engine.schemas.registry import ServiceView
+from workflow_engine.schemas.registry import ServiceCheck, ServiceView
 from workflow_engine.schemas.runs import (
     FinishedRun,
     LogEntryView,
@@ -61,6 +61,7 @@ __all__ = [
     "RunStatus",
     "RunSummary",
     "ServerError",
+    "ServiceCheck",
     "ServiceView",
     "Template",
     "TriggeredRun",

@@ -26,7 +26,7 @@ from workflow_engine.schemas.approvals import ApprovalView, DecisionView
 from workflow_engine.schemas.auth import CallerView
 from workflow_engine.schemas.events import EventView
 from workflow_engine.schemas.pages import Page
-from workflow_engine.schemas.registry import ServiceView
+from workflow_engine.schemas.registry import ServiceCheck, ServiceView
 from workflow_engine.schemas.runs import (
     FinishedRun,
     LogEntryView,
@@ -323,6 +323,13 @@ class AsyncClient:
 
     async def service(self, service_id: uuid.UUID | str) -> ServiceView:
         return await self._call(_calls.service(service_id))
+
+    async def service_checks(
+        self, service_id: uuid.UUID | str, *, limit: int | None = None
+    ) -> list[ServiceCheck]:
+        """The service's latest health checks, newest first (`limit`: 1 to 500, 100 unless
+        given)."""
+        return await self._call(_calls.service_checks(service_id, limit))
 
     async def heartbeat(self, service_id: uuid.UUID | str) -> ServiceView:
         """Say the instance is alive (resets its TTL)."""

@@ -15,7 +15,7 @@ from pydantic import BaseModel, TypeAdapter
 from workflow_engine.schemas.approvals import ApprovalView, DecisionView
 from workflow_engine.schemas.auth import CallerView, TokenResponse
 from workflow_engine.schemas.pages import Page
-from workflow_engine.schemas.registry import ServiceView
+from workflow_engine.schemas.registry import ServiceCheck, ServiceCheckList, ServiceView
 from workflow_engine.schemas.runs import (
     FinishedRun,
     LogEntryView,
@@ -251,6 +251,14 @@ def services(
 
 def service(service_id: uuid.UUID | str) -> Call[ServiceView]:
     return Call("GET", f"{REGISTRY}/services/{_segment(service_id)}", _model(ServiceView))
+
+
+def service_checks(service_id: uuid.UUID | str, limit: int | None) -> Call[list[ServiceCheck]]:
+    return Call(
+        "GET", f"{REGISTRY}/services/{_segment(service_id)}/checks",
+        lambda response: ServiceCheckList.model_validate_json(response.content).items,
+        params={"limit": limit},
+    )  # fmt: skip
 
 
 def heartbeat(service_id: uuid.UUID | str) -> Call[ServiceView]:

@@ -88,6 +88,8 @@ TOML_KEYS: dict[tuple[str, str], str] = {
     ("registry", "healthy_threshold"): "registry_healthy_threshold",
     ("registry", "unhealthy_threshold"): "registry_unhealthy_threshold",
     ("registry", "expired_grace_seconds"): "registry_expired_grace_seconds",
+    ("registry", "check_history"): "registry_check_history",
+    ("ui", "enabled"): "ui_enabled",
     ("llm", "provider"): "llm_provider",
     ("llm", "model"): "llm_model",
     ("llm", "base_url"): "llm_base_url",

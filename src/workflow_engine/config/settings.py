@@ -332,6 +332,12 @@ class Settings(BaseSettings):
         300.0, ge=0, le=30 * 24 * 3600,
         description="How long an expired service stays listed before it is removed.",
     )  # fmt: skip
+    registry_check_history: int = Field(
+        100, ge=1, le=500,  # what `GET .../services/{id}/checks` can read at most
+        description="Checks kept per service, newest first, for its latency history.",
+    )  # fmt: skip
+
+    ui_enabled: bool = Field(True, description="Serve the web dashboard at /ui (docs/ui.md).")
 
     llm_provider: Literal["offline", "openai", "anthropic"] | None = Field(
         None,

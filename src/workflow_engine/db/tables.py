@@ -434,6 +434,22 @@ service_tags = Table(
     Index(None, "tenant_id", "tag"),
 )
 
+# The newest checks of each service (REGISTRY_CHECK_HISTORY of them), for its latency history:
+# the time, whether it passed, the service's status after it, the latency and the error.
+service_checks = Table(
+    "service_checks",
+    metadata,
+    Column("id", Uuid(), primary_key=True),
+    Column("tenant_id", Uuid(), nullable=False),
+    Column("service_id", Uuid(), ForeignKey("services.id", ondelete="CASCADE"), nullable=False),
+    Column("checked_at", UTCDateTime(), nullable=False),
+    Column("passed", Boolean(), nullable=False),
+    Column("status", String(20), nullable=False),
+    Column("latency_ms", Float(), nullable=True),
+    Column("error", Text(), nullable=True),
+    Index(None, "service_id", "checked_at"),
+)
+
 # One row per LLM call a step made (usage/): tokens, estimated cost, and the UTC day budgets
 # sum by.
 llm_usage = Table(

@@ -78,7 +78,7 @@ def entries_of(event: RecordedEvent) -> list[LogEntry]:
         case RunEvent.step_started:
             return [entry(0, "info", f"step {step} started (attempt {attempt})")]
         case RunEvent.step_waiting:
-            return [entry(0, "info", f"step {step} waiting until {data['until']}")]
+            return [entry(0, "info", f"step {step} {_waiting_for(data)}")]
         case RunEvent.step_completed:
             return [entry(0, "info", f"step {step} completed",
                           {"duration_ms": data.get("duration_ms")})]  # fmt: skip
@@ -214,3 +214,17 @@ def _storable_fields(fields: dict[str, Any]) -> dict[str, Any]:
     except InvalidInput as exc:
         return {"unstorable": exc.detail}
     return decoded
+
+
+def _waiting_for(data: dict[str, Any]) -> str:
+    """What a waiting step waits for, in words: its event, child run or approval, and until
+    when (a wait without a deadline waits for as long as it takes)."""
+    if "approval_id" in data:
+        what = "waiting for an approval"
+    elif "child_run_id" in data:
+        what = f"waiting for child run {data['child_run_id']}"
+    elif "event" in data:
+        what = f"waiting for event {data['event']}"
+    else:
+        what = "waiting"
+    return what if data["until"] is None else f"{what} until {data['until']}"

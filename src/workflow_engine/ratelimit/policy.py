@@ -12,6 +12,10 @@ from workflow_engine.ratelimit.gcra import Bucket, Limit
 # Never limited: probes and docs must answer even when a client is throttled, and the demo
 # services stand in for third parties, whose limits are their own.
 EXEMPT_PREFIXES = ("/health", "/metrics", "/swagger-ui", "/api/v1/openapi.json", "/demo/")
+# The dashboard's shell and files (`/ui`, `/ui/...`, not `/uix`): a first load fetches a dozen
+# files at once, more than a burst allows, and serving them costs a lookup in memory. The API
+# calls the dashboard then makes are limited like any client's.
+UI_ROOT = "/ui"
 
 
 @dataclass(frozen=True)
@@ -40,6 +44,8 @@ class RateLimitPolicy:
 
     @staticmethod
     def exempt(path: str) -> bool:
+        if path.startswith(UI_ROOT):
+            return path == UI_ROOT or path.startswith("/", len(UI_ROOT))
         return path.startswith(EXEMPT_PREFIXES)
 
     def buckets(

@@ -4,8 +4,9 @@ Every process runs one; only the leader (see `db.leadership`) works. Each round 
 services whose check is due, probes them concurrently with no database connection held (the
 pool is small: pitfall 12 in docs/architecture.md), then records the results in one short
 transaction that re-reads each row under lock — a heartbeat or a deregistration that happened
-meanwhile is respected. Then it expires services whose TTL ran out and removes those expired
-for longer than the grace period. Requests never wait for any of it.
+meanwhile is respected — and adds each to its service's check history. Then it expires
+services whose TTL ran out and removes those expired for longer than the grace period.
+Requests never wait for any of it.
 """
 
 from __future__ import annotations
@@ -164,6 +165,10 @@ async def _record_checks(
                             service_id=str(service.id), status=standing.status.value,
                             reason=result.summary)  # fmt: skip
             await store.update_service(conn, service, values)
+            await store.record_check(
+                conn, service.tenant_id, service.id, result,
+                at=now, status=standing.status, keep=options.check_history,
+            )  # fmt: skip
 
 
 async def _expire_and_remove(db: Database, options: RegistryOptions) -> None:

@@ -18,6 +18,7 @@ class RegistryOptions:
     check_timeout: float = 5.0
     thresholds: Thresholds = field(default_factory=Thresholds)
     expired_grace: float = 300.0
+    check_history: int = 100  # checks kept per service
 
     @classmethod
     def from_settings(cls, settings: Settings) -> RegistryOptions:
@@ -32,4 +33,5 @@ class RegistryOptions:
                 unhealthy=settings.registry_unhealthy_threshold,
             ),
             expired_grace=settings.registry_expired_grace_seconds,
+            check_history=settings.registry_check_history,
         )

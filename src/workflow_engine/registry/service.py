@@ -136,6 +136,11 @@ async def register(
                                        name=registration.name, before=before,
                                        after=standing.status, reason=reason, actor=actor,
                                        origin=origin)  # fmt: skip
+        if first_check is not None:
+            await store.record_check(
+                conn, tenant_id, service_id, first_check,
+                at=now, status=standing.status, keep=options.check_history,
+            )  # fmt: skip
         service = await store.get(conn, tenant_id, service_id)
     assert service is not None
     return service, created

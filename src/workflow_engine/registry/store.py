@@ -1,4 +1,5 @@
-"""The registry's SQL: every statement on `services` and `service_tags` lives here."""
+"""The registry's SQL: every statement on `services`, `service_tags` and `service_checks`
+lives here."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from typing import Any
 from sqlalchemy import Row, delete, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from workflow_engine.db.tables import service_tags, services
+from workflow_engine.db.tables import service_checks, service_tags, services
 from workflow_engine.db.upsert import upsert
 from workflow_engine.registry.probe import ProbeResult
 from workflow_engine.registry.status import ServiceStatus, Standing
@@ -112,9 +113,74 @@ async def _write_tags(
 
 
 async def delete_service(conn: AsyncConnection, service_id: uuid.UUID) -> None:
-    # Tags first: SQLite enforces the cascade only where foreign keys are switched on.
+    # Tags and checks first: SQLite enforces the cascade only where foreign keys are on.
     await conn.execute(delete(service_tags).where(service_tags.c.service_id == service_id))
+    await conn.execute(delete(service_checks).where(service_checks.c.service_id == service_id))
     await conn.execute(delete(services).where(services.c.id == service_id))
+
+
+@dataclass(frozen=True)
+class CheckRecord:
+    checked_at: datetime
+    passed: bool
+    status: ServiceStatus
+    latency_ms: float | None
+    error: str | None
+
+
+async def record_check(
+    conn: AsyncConnection,
+    tenant_id: uuid.UUID,
+    service_id: uuid.UUID,
+    result: ProbeResult,
+    *,
+    at: datetime,
+    status: ServiceStatus,
+    keep: int,
+) -> None:
+    """Add a check to the service's history, then delete the checks older than its `keep`
+    newest: an index range from the boundary down, about one row per check (checks made at
+    the very same instant as the boundary stay, a harmless extra)."""
+    await conn.execute(
+        insert(service_checks).values(
+            id=uuid.uuid4(), tenant_id=tenant_id, service_id=service_id, checked_at=at,
+            passed=result.passed, status=status.value, latency_ms=result.latency_ms,
+            error=result.error,
+        )
+    )  # fmt: skip
+    oldest_kept = (
+        select(service_checks.c.checked_at)
+        .where(service_checks.c.service_id == service_id)
+        .order_by(service_checks.c.checked_at.desc())
+        .offset(keep - 1)
+        .limit(1)
+        .scalar_subquery()
+    )
+    await conn.execute(
+        delete(service_checks).where(
+            service_checks.c.service_id == service_id, service_checks.c.checked_at < oldest_kept
+        )
+    )
+
+
+async def list_checks(
+    conn: AsyncConnection, tenant_id: uuid.UUID, service_id: uuid.UUID, limit: int
+) -> list[CheckRecord]:
+    """The service's newest checks, newest first."""
+    stmt = (
+        select(
+            service_checks.c.checked_at, service_checks.c.passed, service_checks.c.status,
+            service_checks.c.latency_ms, service_checks.c.error,
+        )
+        .where(service_checks.c.tenant_id == tenant_id, service_checks.c.service_id == service_id)
+        .order_by(service_checks.c.checked_at.desc(), service_checks.c.id.desc())
+        .limit(limit)
+    )  # fmt: skip
+    return [
+        CheckRecord(row.checked_at, row.passed, ServiceStatus(row.status), row.latency_ms,
+                    row.error)
+        for row in await conn.execute(stmt)
+    ]  # fmt: skip
 
 
 async def find(

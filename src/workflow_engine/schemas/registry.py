@@ -17,6 +17,47 @@ class LastCheck(BaseModel):
     error: str | None = Field(description="Why it failed; null when it passed.")
 
 
+class ServiceCheck(BaseModel):
+    """One health check of a service, as its history keeps it."""
+
+    checked_at: datetime
+    passed: bool = Field(description="Whether the health check URL answered 2xx in time.")
+    status: ServiceStatus = Field(description="The service's status after this check.")
+    latency_ms: float | None = Field(
+        description="How long the probe took, until its answer or its failure."
+    )
+    error: str | None = Field(description="Why it failed; null when it passed.")
+
+
+class ServiceCheckList(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "items": [
+                        {
+                            "checked_at": "2026-12-06T10:00:10Z",
+                            "passed": True,
+                            "status": "healthy",
+                            "latency_ms": 12.5,
+                            "error": None,
+                        },
+                        {
+                            "checked_at": "2026-12-06T10:00:00Z",
+                            "passed": False,
+                            "status": "healthy",
+                            "latency_ms": 5000.0,
+                            "error": "timed out",
+                        },
+                    ]
+                }
+            ]
+        }
+    )
+
+    items: list[ServiceCheck] = Field(description="Newest first.")
+
+
 class ServiceView(BaseModel):
     id: uuid.UUID
     service_name: str

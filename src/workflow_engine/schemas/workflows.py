@@ -12,6 +12,12 @@ class TemplateStep(BaseModel):
     uses: str
     needs: list[str]
     condition: str | None = Field(None, alias="if", serialization_alias="if")
+    arguments: dict[str, Any] = Field(
+        default_factory=dict,
+        alias="with",
+        serialization_alias="with",
+        description="The step's `with` as written: expressions unresolved.",
+    )
 
 
 class Template(BaseModel):
@@ -21,7 +27,7 @@ class Template(BaseModel):
     description: str
     input_schema: dict[str, Any]
     example_input: Any = Field(None, description="The schema's first example, if it has one.")
-    steps: list[TemplateStep] = Field(description="Enough to draw the graph: ids, uses, needs.")
+    steps: list[TemplateStep] = Field(description="Its steps as defined, `needs` for the graph.")
 
 
 class TemplateList(BaseModel):

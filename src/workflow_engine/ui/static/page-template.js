@@ -1,0 +1,107 @@
+// One workflow template: its description, its graph (select a step to see it), its input
+// schema and, for roles that may start runs, a form generated from that schema.
+
+import { api } from "./api.js";
+import { h, jsonBlock, notice, problemText, withCodeSpans } from "./dom.js";
+import { schemaForm } from "./form.js";
+import { drawGraph } from "./graph.js";
+import { link, navigate } from "./router.js";
+import { can } from "./session.js";
+
+function detailRow(term, value) {
+  return [h("dt", null, term), h("dd", null, value)];
+}
+
+/** What the template says about one step; `with`, `retry` and `timeout` when the API gives them. */
+function stepDetail(step) {
+  const rows = [
+    ...detailRow("Uses", h("code", null, step.uses)),
+    ...detailRow("Needs", step.needs.length ? step.needs.join(", ") : "nothing: starts with the run"),
+  ];
+  if (step.if) rows.push(...detailRow("Runs if", h("code", null, step.if)));
+  if (step.timeout) rows.push(...detailRow("Timeout", `${step.timeout} s per attempt`));
+  if (step.retry) rows.push(...detailRow("Retry", jsonBlock(step.retry)));
+  if (step.with !== undefined) rows.push(...detailRow("With", jsonBlock(step.with)));
+  return [h("h3", null, `Step ${step.id}`), h("dl", { class: "step-facts" }, rows)];
+}
+
+function versionLinks(template) {
+  if (template.versions.length < 2) return null;
+  const base = `/ui/templates/${encodeURIComponent(template.name)}`;
+  return h("p", { class: "muted" }, "Versions: ", template.versions.map((version, index) => [
+    index ? ", " : "",
+    version === template.version
+      ? h("strong", { "aria-current": "page" }, `v${version}`)
+      : link(`${base}?version=${version}`, `v${version}`),
+  ]));
+}
+
+function triggerSection(template, pinned) {
+  const heading = h("h2", { id: "trigger-heading" }, "Start a run");
+  if (!can("workflows:run")) {
+    return h("section", { class: "panel", "aria-labelledby": "trigger-heading" }, heading,
+      h("p", { class: "muted" }, "Your role may read templates but not start runs."));
+  }
+  const lead = template.example_input
+    ? "Prefilled with the template's example. Fields marked * are required."
+    : "Fields marked * are required.";
+  const form = schemaForm(template.input_schema, template.example_input, {
+    submitLabel: "Start run",
+    testid: "trigger-form",
+    onSubmit: async (data) => {
+      const body = { workflow_name: template.name, data };
+      if (pinned) body.version = template.version;
+      const run = await api("POST", "/api/v1/workflows/trigger", { body });
+      navigate(`/ui/runs/${run.workflow_id}`);
+    },
+  });
+  return h("section", { class: "panel", "aria-labelledby": "trigger-heading" }, heading,
+    h("p", { class: "help" }, lead), form);
+}
+
+/**
+ * Draws one template's page.
+ * @param {HTMLElement} main
+ * @param {{name: string, query: URLSearchParams}} params
+ * @param {AbortSignal} signal
+ */
+export async function render(main, params, signal) {
+  const name = params.name;
+  const version = params.query?.get("version") || null;
+  main.append(h("p", { class: "breadcrumb" }, link("/ui/templates", "Templates"), " / ", name));
+  let template;
+  try {
+    template = await api("GET", `/api/v1/workflows/templates/${encodeURIComponent(name)}`,
+      { query: { version }, signal });
+  } catch (error) {
+    if (signal.aborted) return;
+    main.append(h("h1", null, name));
+    notice(main, `Could not load this template: ${problemText(error)}`, "error");
+    return;
+  }
+  document.title = `${template.name} · Templates · workflow-engine`;
+
+  const panel = h("div", { class: "step-panel", "data-testid": "template-step", "aria-live": "polite" },
+    h("p", { class: "muted" }, "Select a step in the graph (click, or Tab to it and press Enter) to see what it does."));
+  const graph = drawGraph(template.steps, {
+    testid: "template-graph",
+    onSelect: (stepId) => {
+      const step = template.steps.find((candidate) => candidate.id === stepId);
+      if (step) panel.replaceChildren(...stepDetail(step));
+    },
+  });
+
+  main.append(
+    h("h1", null, template.name, " ", h("span", { class: "muted" }, `v${template.version}`)),
+    versionLinks(template) ?? "",
+    h("p", { class: "lead" }, template.description ? withCodeSpans(template.description) : "No description."),
+    h("section", { class: "panel", "aria-labelledby": "graph-heading" },
+      h("h2", { id: "graph-heading" }, `Graph (${template.steps.length} step${template.steps.length === 1 ? "" : "s"})`),
+      graph.element,
+      panel),
+    triggerSection(template, Boolean(version)),
+    h("section", { class: "panel", "aria-labelledby": "schema-heading" },
+      h("h2", { id: "schema-heading" }, "Input schema"),
+      h("details", null, h("summary", null, "JSON Schema of the run's input"), jsonBlock(template.input_schema))),
+  );
+}
