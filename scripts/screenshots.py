@@ -72,6 +72,7 @@ def shoot_wide(browser: Any, base: str) -> bytes:
     row = page.locator("table[data-testid=templates-table] tr[data-template=customer_support]")
     row.get_by_role("link").first.click()
     page.locator("svg[data-testid=template-graph]").wait_for()
+    settled(page)
     page.screenshot(path=OUT / "template.png", full_page=True)
 
     page.locator("form[data-testid=trigger-form]").get_by_role("button", name="Start run").click()
@@ -79,6 +80,7 @@ def shoot_wide(browser: Any, base: str) -> bytes:
     page.locator("svg[data-testid=run-graph] g.node[data-step=draft]").click()
     page.locator("[data-testid=step-output]").wait_for()
     page.evaluate("window.scrollTo(0, 0)")
+    settled(page)
     page.screenshot(path=OUT / "run.png", full_page=True)
     readme_shot: bytes = page.screenshot()
 
@@ -89,9 +91,17 @@ def shoot_wide(browser: Any, base: str) -> bytes:
         "() => !document.querySelector('[data-testid=services-table]')"
         ".textContent.includes('loading')"
     )
+    settled(page)
     page.screenshot(path=OUT / "services.png", full_page=True)
     page.context.close()
     return readme_shot
+
+
+def settled(page: Any) -> None:
+    """Wait until no request waits for the rate limit, so no shot shows that notice."""
+    page.wait_for_function(
+        "() => !document.querySelector('[data-testid=rate-limit-status]')?.textContent.trim()"
+    )
 
 
 def shoot_narrow(browser: Any, base: str) -> None:
@@ -101,6 +111,7 @@ def shoot_narrow(browser: Any, base: str) -> None:
     rows.first.get_by_role("link").first.click()
     page.locator("[data-testid=run-status][data-status=completed]").wait_for()
     page.locator("svg[data-testid=run-graph] g.node").first.wait_for()
+    settled(page)
     page.screenshot(path=OUT / "run-390.png", full_page=True)
     page.context.close()
 

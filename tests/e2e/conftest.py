@@ -162,8 +162,9 @@ CHROMIUM_ARGS = [
 # request out (api.js), and so does DashboardApi.
 DASHBOARD_ADMIN = ("admin@example.com", "a long dashboard passphrase")
 DASHBOARD_PASSWORD = "a long dashboard passphrase for a test"
-# Auto-waiting assertions give up after this long: a page that needs more is a failure.
-BROWSER_TIMEOUT_MS = 15_000
+# Auto-waiting assertions give up after this long: generous, for a loaded CI machine (a page
+# that needs more is a failure).
+BROWSER_TIMEOUT_MS = 30_000
 RATE_LIMIT_RETRIES = 10
 
 
@@ -224,6 +225,8 @@ class Tab:
     authorizations: list[str] = field(default_factory=list)
     page_errors: list[str] = field(default_factory=list)
     csp_violations: list[str] = field(default_factory=list)
+    # Requests sent and not yet finished or failed (an open event stream stays here).
+    in_flight: list[Any] = field(default_factory=list)
 
     def foreign_requests(self) -> list[str]:
         """Requests to anything but the server (data: URLs never leave the browser)."""
@@ -235,14 +238,30 @@ class Tab:
         assert self.authorizations, "the page sent no Authorization header"
         return self.authorizations[-1].removeprefix("Bearer ")
 
-    async def sign_in(self, email: str, password: str, path: str = "/ui/") -> None:
-        """Open `path` and sign in through the form; returns once the layout is drawn."""
+    async def sign_in(self, email: str, password: str, path: str = "/ui/") -> dict[str, Any]:
+        """Open `path` and sign in through the form; returns the login's answer (the tokens
+        the page holds) once the layout is drawn."""
         await self.page.goto(f"{self.origin}{path}")
         form = self.page.locator("form[data-testid=sign-in]")
         await form.locator("input[name=email]").fill(email)
         await form.locator("input[name=password]").fill(password)
-        await form.get_by_role("button", name="Sign in").click()
+        async with self.page.expect_response(
+            lambda answer: answer.url.endswith("/api/v1/auth/login") and answer.status == 200
+        ) as login:
+            await form.get_by_role("button", name="Sign in").click()
         await expect(self.page.get_by_role("button", name="Sign out")).to_be_visible()
+        return dict(await (await login.value).json())
+
+    def open_api_requests(self) -> list[str]:
+        """The API requests still under way (open event streams among them)."""
+        return [request.url for request in self.in_flight if "/api/" in request.url]
+
+    async def until(self, condition: Any, timeout: float = 30, what: str = "") -> None:
+        """Waits until `condition()` holds, checking as requests start and end."""
+        deadline = time.monotonic() + timeout
+        while not condition():
+            assert time.monotonic() < deadline, f"not within {timeout} s: {what}"
+            await asyncio.sleep(0.05)
 
     async def open_run(self, run_id: str) -> None:
         """From the runs page (Runs in the nav), the run's row's link."""
@@ -277,15 +296,22 @@ class Tabs:
 
         def record(request: Any) -> None:
             tab.requests.append(request.url)
+            tab.in_flight.append(request)
             authorization = request.headers.get("authorization")
             if authorization:
                 tab.authorizations.append(authorization)
+
+        def ended(request: Any) -> None:
+            if request in tab.in_flight:
+                tab.in_flight.remove(request)
 
         def console(message: Any) -> None:
             if "Content Security Policy" in message.text:
                 tab.csp_violations.append(message.text)
 
         context.on("request", record)
+        context.on("requestfinished", ended)
+        context.on("requestfailed", ended)
         page.on("pageerror", lambda error: tab.page_errors.append(str(error)))
         page.on("console", console)
         self.opened.append((context, tab))
@@ -363,7 +389,7 @@ class DashboardApi:
         return answer.json()
 
     async def trigger(self, token: str, workflow: str, data: dict[str, Any],
-                      wait: float = 10) -> dict[str, Any]:  # fmt: skip
+                      wait: float = 30) -> dict[str, Any]:  # fmt: skip
         """Starts a run and waits up to `wait` seconds for it to end or to wait for someone."""
         answer = await self.call(token, "POST", "/api/v1/workflows/trigger",
                                  json={"workflow_name": workflow, "data": data})  # fmt: skip
@@ -373,7 +399,7 @@ class DashboardApi:
                                                        "waiting"}, wait)  # fmt: skip
 
     async def until_status(self, token: str, run_id: str, statuses: set[str],
-                           timeout: float = 15) -> dict[str, Any]:  # fmt: skip
+                           timeout: float = 30) -> dict[str, Any]:  # fmt: skip
         deadline = time.monotonic() + timeout
         while True:
             found: dict[str, Any] = await self.get(token, f"/api/v1/workflows/{run_id}/status")

@@ -3,6 +3,7 @@ nothing requested from another host."""
 
 from __future__ import annotations
 
+import asyncio
 import re
 from typing import Any
 
@@ -18,6 +19,7 @@ RUN_PATH = re.compile(r"/ui/runs/[0-9a-f-]{36}$")
 CSP = ["default-src 'none'", "script-src 'self'", "style-src 'self'", "img-src 'self' data:",
        "connect-src 'self'", "base-uri 'none'", "form-action 'self'",
        "frame-ancestors 'none'"]  # fmt: skip
+PARKED = {"ticket_id": "12345", "require_approval": True}
 NO_HORIZONTAL_SCROLL = "document.documentElement.scrollWidth <= window.innerWidth"
 
 
@@ -103,22 +105,78 @@ async def tab_until_focused(tab: Tab, target: Any, most: int = 60) -> None:
     await expect(target).to_be_focused()
 
 
-async def test_sign_out_revokes_the_token_and_shows_sign_in(
-    tab: Tab, dashboard_user: tuple[str, str]
-) -> None:
-    page = tab.page
-    await tab.sign_in(*dashboard_user)
-    await expect(page.locator("table[data-testid=runs-table]")).to_be_visible()
-    token = tab.last_token()
-    async with httpx.AsyncClient(base_url=tab.origin) as client:
-        me = await client.get("/api/v1/auth/me", headers={"Authorization": f"Bearer {token}"})
-        assert me.status_code == 200, me.text
+# Records what the page fetches while the sign-in form is shown: signing out draws it at
+# once, before anything is sent, so a request that started earlier is not counted.
+RECORD_FETCHES_SIGNED_OUT = """() => {
+  const fetchOnline = window.fetch;
+  window.fetchedSignedOut = [];
+  window.fetch = (resource, options) => {
+    if (document.querySelector("form[data-testid=sign-in]")) {
+      window.fetchedSignedOut.push(String(resource));
+    }
+    return fetchOnline(resource, options);
+  };
+}"""
 
+
+async def test_sign_out_ends_the_streams_and_revokes_both_tokens(
+    tab: Tab, dashboard_api: DashboardApi, admin_token: str, dashboard_user: tuple[str, str]
+) -> None:
+    run = await dashboard_api.trigger(admin_token, "customer_support", PARKED, wait=30)
+    assert run["status"] == "waiting", run
+    page = tab.page
+    login = await tab.sign_in(*dashboard_user)
+    await tab.open_run(run["workflow_id"])
+    await expect(page.locator("[data-testid=run-logs] li[data-log-id]").first).to_be_visible()
+    # The run's log and events, followed live.
+    await tab.until(lambda: len(tab.open_api_requests()) >= 2, what="two streams open")
+    token = tab.last_token()
+    me = await dashboard_api.call(token, "GET", "/api/v1/auth/me")
+    assert me.status_code == 200, me.text
+
+    await page.evaluate(RECORD_FETCHES_SIGNED_OUT)
+    async with page.expect_response(
+        lambda answer: answer.url.endswith("/api/v1/auth/logout") and answer.status != 429
+    ) as logout:
         await page.get_by_role("button", name="Sign out").click()
-        await expect(page.locator("form[data-testid=sign-in]")).to_be_visible()
-        await expect(page.get_by_role("button", name="Sign out")).to_have_count(0)
-        after = await client.get("/api/v1/auth/me", headers={"Authorization": f"Bearer {token}"})
+    assert (await logout.value).status == 204
+    await expect(page.locator("form[data-testid=sign-in]")).to_be_visible()
+    await expect(page.get_by_role("button", name="Sign out")).to_have_count(0)
+    await tab.until(lambda: not tab.open_api_requests(), what="every stream ends")
+    # The logout (sent again if the rate limit refused it first), and nothing else.
+    sent = await page.evaluate("window.fetchedSignedOut")
+    assert set(sent) == {"/api/v1/auth/logout"}, "requests after signing out"
+
+    after = await dashboard_api.call(token, "GET", "/api/v1/auth/me")
     assert after.status_code == 401, after.text
+    refused = await refresh(tab.origin, login["refresh_token"])
+    assert refused.status_code == 401, refused.text
+    await dashboard_api.call(admin_token, "POST", f"/api/v1/workflows/{run['workflow_id']}/cancel")
+
+
+async def refresh(origin: str, refresh_token: str) -> httpx.Response:
+    """`POST /auth/refresh`, anonymous: a 429 (the address's limit) is waited out."""
+    async with httpx.AsyncClient(base_url=origin, timeout=30) as client:
+        for _ in range(10):
+            answer = await client.post(
+                "/api/v1/auth/refresh", json={"refresh_token": refresh_token}
+            )
+            if answer.status_code != 429:
+                break
+            await asyncio.sleep(float(answer.headers.get("Retry-After", "1")))
+    return answer
+
+
+# Each page, and what shows it loaded, with data or without (other tests add data).
+PAGE_LOADED = [
+    ("Templates", "table[data-testid=templates-table] tr[data-template]"),
+    ("Services", "table[data-testid=services-table], main p.empty"),
+    ("Usage", "svg[data-testid=usage-chart]"),
+    ("Schedules", "table[data-testid=schedules-table], main p.empty"),
+    ("Approvals", "table[data-testid=approvals-table], main p.empty"),
+    ("Admin", "table[data-testid=users-table] tr[data-user-id]"),
+]
+TOKEN_PARAMETER = re.compile(r"[?&#](?:access_|refresh_)?token=", re.IGNORECASE)
 
 
 async def test_a_page_load_asks_only_the_server_and_keeps_no_credential(
@@ -130,17 +188,25 @@ async def test_a_page_load_asks_only_the_server_and_keeps_no_credential(
     assert shell.status == 200
     policy = shell.headers["content-security-policy"]
     assert [d.strip() for d in policy.split(";") if d.strip()] == CSP, policy
-    await tab.sign_in(*dashboard_user)
-    for name in ["Templates", "Services", "Usage", "Schedules", "Approvals", "Admin"]:
+    login = await tab.sign_in(*dashboard_user)
+    visited = [page.url]
+    for name, loaded in PAGE_LOADED:
         await tab.nav_link(name).click()
         await expect(page).to_have_url(f"{tab.origin}/ui/{name.lower()}")
-        await expect(page.locator("main > *").first).to_be_visible()
+        await expect(page.locator(loaded).first).to_be_visible()
+        await expect_no_error(page)
+        visited.append(await page.evaluate("location.href"))
 
     assert f"{tab.origin}/ui/static/app.js" in tab.requests
     assert any(url.startswith(f"{tab.origin}/api/v1/") for url in tab.requests)
     assert tab.foreign_requests() == []
     stored = await page.evaluate("[localStorage.length, sessionStorage.length, document.cookie]")
     assert stored == [0, 0, ""], "a credential left the page's memory"
+    tokens = {login["access_token"], login["refresh_token"]}
+    tokens |= {sent.removeprefix("Bearer ") for sent in tab.authorizations}
+    urls = tab.requests + visited
+    leaked = [url for url in urls if TOKEN_PARAMETER.search(url) or any(t in url for t in tokens)]
+    assert leaked == [], "a token in a URL"
 
 
 # Each page, reached from the nav, and what shows that its data arrived.

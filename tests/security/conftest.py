@@ -34,22 +34,10 @@ from workflow_engine.api.security import Authorise
 from workflow_engine.auth.permissions import Permission, Role
 from workflow_engine.config import to_async_url
 from workflow_engine.db.migrate import upgrade
+from workflow_engine.ui import routes as ui_routes
 
 # The dashboard's paths (`ui/routes.py`), each answering GET and HEAD.
-UI_PATHS = (
-    "/ui",
-    "/ui/",
-    "/ui/runs",
-    "/ui/runs/{run_id}",
-    "/ui/approvals",
-    "/ui/templates",
-    "/ui/templates/{name}",
-    "/ui/schedules",
-    "/ui/usage",
-    "/ui/services",
-    "/ui/admin",
-    "/ui/static/{asset}",
-)
+UI_PATHS = (ui_routes.ROOT, *ui_routes.PAGES, ui_routes.STATIC)
 # Path values that name something every caller may read, for the public paths above.
 PUBLIC_SAMPLES = {
     "/swagger-ui/{asset}": {"asset": "swagger-ui.css"},

@@ -25,27 +25,25 @@ const openStreams = new Set();
 /**
  * Says where the bearer token comes from and how a refused one is renewed.
  * @param {{token: () => (string|null), renew: (refused: string) => Promise<boolean>}} source
- *   `renew` gets the token that was refused and resolves true when a new one may be tried
+ *   `token` is null when signed out; `renew` gets the token that was refused and resolves
+ *   true when a new one may be tried, false when the session is over, and rejects when the
+ *   refresh failed for now (a 5xx or the network: the session stays, a later call retries)
  */
 export function useCredentials(source) {
   Object.assign(credentials, source);
 }
 
 /**
- * Ends every open event stream (sign-out: the server ends them too, within a second).
+ * Ends every open event stream (sign-out: the server ends them too, within a second). A
+ * stream never reconnects once the token is gone.
  */
 export function abortStreams() {
   for (const stream of openStreams) stream.abort();
   openStreams.clear();
 }
 
-/**
- * A path with its query; null, undefined and empty values are left out.
- * @param {string} path
- * @param {Object<string, any>|URLSearchParams} [query]
- * @returns {string}
- */
-export function withQuery(path, query) {
+// A path with its query; null, undefined and empty values are left out.
+function withQuery(path, query) {
   const params = new URLSearchParams();
   const entries = query instanceof URLSearchParams ? query.entries() : Object.entries(query || {});
   for (const [key, value] of entries) {
@@ -55,12 +53,8 @@ export function withQuery(path, query) {
   return text ? `${path}?${text}` : path;
 }
 
-/**
- * Reads an answer's problem document, whatever the body holds.
- * @param {Response} response
- * @returns {Promise<ApiError>}
- */
-export async function answerError(response) {
+// Reads an answer's problem document, whatever the body holds.
+async function answerError(response) {
   let problem = null;
   try {
     const text = await response.text();
@@ -168,12 +162,19 @@ async function throughLine(request, refused, signal) {
   }
 }
 
-// One request with the current token: a 429 waits its turn and is sent again; a 401 renews
-// the session once and asks again.
-async function send(method, path, { body, query, signal, headers = {}, anonymous = false }) {
+// One request with the current token (or `token`, when given): a 429 waits its turn and is
+// sent again; a 401 renews the session once and asks again. Resolves to the answer and the
+// token it was sent with (a stream renews with that one, not whatever is current by then).
+async function send(
+  method,
+  path,
+  { body, query, signal, headers = {}, anonymous = false, token: given },
+) {
   const url = withQuery(path, query);
   for (let attempt = 0; ; attempt += 1) {
-    const token = anonymous ? null : credentials.token();
+    const token = anonymous ? null : given || credentials.token();
+    // Signed out: a call would only be refused, and nothing leaves after sign-out.
+    if (!anonymous && !token) throw new ApiError(401, { status: 401, title: "Signed out" });
     const sent = { Accept: "application/json", ...headers };
     if (token) sent.Authorization = `Bearer ${token}`;
     if (body !== undefined) sent["Content-Type"] = "application/json";
@@ -190,11 +191,10 @@ async function send(method, path, { body, query, signal, headers = {}, anonymous
     // refused too.
     let response = queued ? await throughLine(request, null, signal) : await request();
     if (response.status === 429) response = await throughLine(request, response, signal);
-    if (response.status === 401 && token && attempt === 0 && (await credentials.renew(token))) {
-      continue;
-    }
+    const renewable = response.status === 401 && token && !given && attempt === 0;
+    if (renewable && (await credentials.renew(token))) continue;
     if (!response.ok) throw await answerError(response);
-    return response;
+    return { response, token };
   }
 }
 
@@ -203,12 +203,13 @@ async function send(method, path, { body, query, signal, headers = {}, anonymous
  * @param {string} method
  * @param {string} path e.g. `/api/v1/workflows`
  * @param {{body?: any, query?: Object<string, any>, signal?: AbortSignal,
- *   anonymous?: boolean}} [options] `anonymous`: send no token (sign-in)
+ *   anonymous?: boolean, token?: string}} [options] `anonymous`: send no token (sign-in);
+ *   `token`: send this one instead of the session's, and never renew it (sign-out)
  * @returns {Promise<any>} the parsed JSON answer; null for 204
  * @throws {ApiError} on an error answer (a 401 only once renewing the session failed)
  */
 export async function api(method, path, options = {}) {
-  const response = await send(method, path, options);
+  const { response } = await send(method, path, options);
   if (response.status === 204) return null;
   const text = await response.text();
   return text ? JSON.parse(text) : null;
@@ -237,13 +238,16 @@ const LONGEST_DELAY = 30000;
  * After a dropped connection it reconnects with `Last-Event-ID`, waiting longer each time
  * (1 s doubling to 30 s, or the server's `retry`). A `closed` message (the credential ran
  * out) renews the session and reconnects; an `end` message (nothing more will come) is
- * yielded and ends the stream, as does `signal` or signing out.
+ * yielded and ends the stream, as does `signal` or signing out. `Last-Event-ID` is the id of
+ * the last message yielded whole: a message cut off by the drop is asked for again.
  * @param {string} path
- * @param {{query?: Object<string, any>, signal?: AbortSignal}} [options]
+ * @param {{query?: Object<string, any>, signal?: AbortSignal, onOpen?: () => void}} [options]
+ *   `onOpen` is called after each (re)connection: a stream that starts at the present (no
+ *   `Last-Event-ID` yet) misses what happened while it was away, which a page re-reads
  * @yields {{event: string, id: (string|null), data: any}} `data` parsed when it is JSON
  * @throws {ApiError} when the server refuses the stream (403, 404, 422...)
  */
-export async function* sse(path, { query, signal } = {}) {
+export async function* sse(path, { query, signal, onOpen } = {}) {
   const stream = new AbortController();
   const stop = () => stream.abort();
   if (signal) {
@@ -253,12 +257,14 @@ export async function* sse(path, { query, signal } = {}) {
   openStreams.add(stream);
   const state = { lastId: null, base: FIRST_DELAY, delay: FIRST_DELAY };
   try {
-    while (!stream.signal.aborted) {
+    // Signed out (no token): nothing to resume, and no request that would only be refused.
+    while (!stream.signal.aborted && credentials.token() !== null) {
       let response;
+      let token;
       try {
         const headers = { Accept: "text/event-stream" };
         if (state.lastId) headers["Last-Event-ID"] = state.lastId;
-        response = await send("GET", path, { query, signal: stream.signal, headers });
+        ({ response, token } = await send("GET", path, { query, signal: stream.signal, headers }));
       } catch (error) {
         if (stream.signal.aborted) return;
         // Refusals stay refusals; a dropped network or a restarting server is tried again.
@@ -268,13 +274,14 @@ export async function* sse(path, { query, signal } = {}) {
         state.delay = Math.min(state.delay * 2, LONGEST_DELAY);
         continue;
       }
+      if (onOpen) onOpen();
       let ended = false;
       try {
         for await (const message of messages(response.body, state)) {
           state.delay = state.base;
           if (message.event === "closed") {
             const refused = message.data && message.data.status === 401;
-            if (refused && !(await credentials.renew(credentials.token()))) return;
+            if (refused && !(await renewedOrRetry(token))) return;
             break;
           }
           yield message;
@@ -298,10 +305,21 @@ export async function* sse(path, { query, signal } = {}) {
   }
 }
 
+// After a stream's credential ran out: false when the session is over; true when the stream
+// should reconnect (renewed, or the refresh failed for now and the reconnect tries again).
+async function renewedOrRetry(token) {
+  try {
+    return await credentials.renew(token);
+  } catch {
+    return true;
+  }
+}
+
 const LINE_END = /\r\n|\r|\n/;
 
 // The messages of an event stream body, parsed as the HTML standard says: `field: value`
-// lines, `:` comments, data lines joined with newlines, a blank line dispatching.
+// lines, `:` comments, data lines joined with newlines, a blank line dispatching. As there,
+// an `id` becomes the stream's last event id only when its message is dispatched.
 async function* messages(body, state) {
   const reader = body.pipeThrough(new TextDecoderStream()).getReader();
   let buffer = "";
@@ -318,6 +336,7 @@ async function* messages(body, state) {
         const line = buffer.slice(0, found.index);
         buffer = buffer.slice(found.index + found[0].length);
         if (line === "") {
+          if (message.id !== null) state.lastId = message.id || null;
           if (message.data.length) yield dispatch(message);
           message = { event: "", id: null, data: [] };
           continue;
@@ -329,10 +348,8 @@ async function* messages(body, state) {
         if (text.startsWith(" ")) text = text.slice(1);
         if (name === "data") message.data.push(text);
         else if (name === "event") message.event = text;
-        else if (name === "id" && !text.includes("\0")) {
-          message.id = text;
-          state.lastId = text || null;
-        } else if (name === "retry" && /^\d+$/.test(text)) {
+        else if (name === "id" && !text.includes("\0")) message.id = text;
+        else if (name === "retry" && /^\d+$/.test(text)) {
           state.base = Number(text);
           state.delay = state.base;
         }
@@ -351,5 +368,5 @@ function dispatch(message) {
   } catch {
     data = text;
   }
-  return { event: message.event || "message", id: message.id, data };
+  return { event: message.event || "message", id: message.id || null, data };
 }

@@ -4,7 +4,7 @@
 import { onRateLimitWait } from "./api.js";
 import { field, h, problemText } from "./dom.js";
 import { link, startRouter, stopRouter } from "./router.js";
-import { can, onSessionEnd, session, signIn, signOut, uiConfig } from "./session.js";
+import { can, onRoleChange, onSessionEnd, session, signIn, signOut, uiConfig } from "./session.js";
 
 const NAV = [
   { key: "runs", label: "Runs", path: "/ui/runs" },
@@ -120,5 +120,17 @@ function showLayout() {
   });
 }
 
+// The shell's "Skip to content" link focuses <main> without putting `#main` in the URL: a
+// fragment in the history would be one more entry for Back to step through.
+function skipToContent(event) {
+  const main = document.getElementById("main");
+  if (!main) return;
+  event.preventDefault();
+  main.focus();
+}
+
+document.querySelector("a.skip-link")?.addEventListener("click", skipToContent);
 onSessionEnd((reason) => showSignIn(reason));
+// What the nav and the pages offer depends on the role: draw them again for the new one.
+onRoleChange(() => showLayout());
 showSignIn();

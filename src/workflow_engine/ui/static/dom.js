@@ -51,10 +51,27 @@ export function svg(tag, attrs, ...children) {
 /**
  * A status badge; app.css colours it by `data-status`.
  * @param {string} status
+ * @param {string} [label] the text shown, when it is not the status itself
  * @returns {HTMLSpanElement}
  */
-export function statusBadge(status) {
-  return h("span", { class: "badge", "data-status": status || "unknown" }, status || "unknown");
+export function statusBadge(status, label) {
+  const known = status || "unknown";
+  return h("span", { class: "badge", "data-status": known }, label ?? known);
+}
+
+/**
+ * A list of facts: `<dl>` of label/value pairs, each pair in a `<div>` (a grid cell).
+ * @param {Array<[string, ...(Node|string|null)[]]>} pairs `[label, ...value]`; a falsy
+ *   pair is left out
+ * @param {Object<string, any>} [attrs] default `{class: "facts"}`
+ * @returns {HTMLDListElement}
+ */
+export function facts(pairs, attrs = { class: "facts" }) {
+  return h(
+    "dl",
+    attrs,
+    pairs.filter(Boolean).map(([label, ...value]) => h("div", null, h("dt", null, label), h("dd", null, ...value))),
+  );
 }
 
 /**
@@ -156,8 +173,20 @@ export function problemText(error) {
 }
 
 /**
+ * An error a step or run recorded (a string or `{class, message}`), as one line.
+ * @param {any} error
+ * @returns {string}
+ */
+export function errorMessage(error) {
+  if (!error) return "";
+  if (typeof error === "string") return error;
+  return error.message || error.class || JSON.stringify(error);
+}
+
+/**
  * Shows a message at the top of `container`, replacing the notice shown there before.
- * Errors are announced at once (`role=alert`), others politely.
+ * Errors are announced at once (`role=alert`), others politely. The notice can take focus
+ * (`tabindex=-1`): after an action that redraws the control it came from, focus goes there.
  * @param {HTMLElement} container
  * @param {string} text
  * @param {"error"|"info"|"success"} [kind]
@@ -167,7 +196,7 @@ export function notice(container, text, kind = "info") {
   for (const old of container.querySelectorAll(":scope > .notice")) old.remove();
   const element = h(
     "div",
-    { class: `notice notice-${kind}`, role: kind === "error" ? "alert" : "status" },
+    { class: `notice notice-${kind}`, role: kind === "error" ? "alert" : "status", tabindex: "-1" },
     text,
   );
   container.prepend(element);
@@ -292,15 +321,14 @@ export function tableScroll(table) {
  * @param {string[]} headings
  * @param {HTMLTableRowElement[]} rows
  * @param {Object<string, any>} [attrs]
+ * @param {{numeric?: number[]}} [options] `numeric`: the indexes of the columns whose
+ *   headings align with their figures (class `number`)
  * @returns {HTMLTableElement}
  */
-export function table(headings, rows, attrs) {
-  return h(
-    "table",
-    attrs,
-    h("thead", null, h("tr", null, headings.map((text) => h("th", { scope: "col" }, text)))),
-    h("tbody", null, rows),
-  );
+export function table(headings, rows, attrs, { numeric = [] } = {}) {
+  const heading = (text, index) =>
+    h("th", { scope: "col", class: numeric.includes(index) ? "number" : null }, text);
+  return h("table", attrs, h("thead", null, h("tr", null, headings.map(heading))), h("tbody", null, rows));
 }
 
 /**

@@ -22,6 +22,19 @@ const MARGIN = 10;
 const SWEEPS = 4;
 const MIN_SCALE = 0.72; // below this the box scrolls instead of shrinking the text further
 const NARROW = matchMedia("(max-width: 639px)");
+// A mark per status beside the step's id, so status never shows by colour alone (the node's
+// accessible name says it in words).
+const GLYPHS = {
+  pending: "○",
+  running: "▶",
+  waiting: "◷",
+  scheduled: "◷",
+  completed: "✓",
+  failed: "✕",
+  cancelling: "⊘",
+  cancelled: "⊘",
+  skipped: "↷",
+};
 
 // The longest chain of needs before each step: its level.
 function levels(steps) {
@@ -229,7 +242,8 @@ let graphs = 0;
 export function drawGraph(steps, { testid = "graph", onSelect } = {}) {
   graphs += 1;
   const marker = `arrow-${graphs}`;
-  const state = { statuses: {}, selected: null };
+  // `statuses` is null until `update()` gives some: a template's graph shows none.
+  const state = { statuses: null, selected: null };
   const box = document.createElement("div");
   box.className = "graph-box";
 
@@ -292,7 +306,8 @@ export function drawGraph(steps, { testid = "graph", onSelect } = {}) {
     if (focused) box.querySelector(`g.node[data-step="${CSS.escape(focused)}"]`)?.focus();
   };
 
-  // The text is clipped to what the node's width holds (14 px and 12 px type).
+  // The text is clipped to what the node's width holds (14 px and 12 px type); the id leaves
+  // room for the status mark at its right.
   const node = (step, at, width) =>
     svg(
       "g",
@@ -314,7 +329,8 @@ export function drawGraph(steps, { testid = "graph", onSelect } = {}) {
       },
       svg("title", null, ""),
       svg("rect", { width, height: NODE_HEIGHT, rx: "8", ry: "8" }),
-      svg("text", { x: "11", y: "20", class: "node-id" }, clip(step.id, Math.floor((width - 18) / 8.4))),
+      svg("text", { x: "11", y: "20", class: "node-id" }, clip(step.id, Math.floor((width - 36) / 8.4))),
+      svg("text", { x: String(width - 10), y: "20", class: "node-glyph", "text-anchor": "end", "aria-hidden": "true" }),
       svg("text", { x: "11", y: "37", class: "node-uses" }, clip(step.uses || "", Math.floor((width - 18) / 6.6))),
     );
 
@@ -323,10 +339,12 @@ export function drawGraph(steps, { testid = "graph", onSelect } = {}) {
     for (const group of box.querySelectorAll("g.node")) {
       const id = group.getAttribute("data-step");
       const step = steps.find((item) => item.id === id);
-      const status = state.statuses[id] || "pending";
+      const status = (state.statuses && state.statuses[id]) || "pending";
       group.setAttribute("data-status", status);
-      group.setAttribute("aria-label", `${id} (${step.uses}): ${status}`);
-      group.querySelector("title").textContent = `${id} · ${step.uses} · ${status}`;
+      group.querySelector(".node-glyph").textContent = state.statuses ? (GLYPHS[status] ?? "•") : "";
+      const said = state.statuses ? `: ${status}` : "";
+      group.setAttribute("aria-label", `${id} (${step.uses})${said}`);
+      group.querySelector("title").textContent = `${id} · ${step.uses}${state.statuses ? ` · ${status}` : ""}`;
       const selected = id === state.selected;
       group.classList.toggle("selected", selected);
       group.setAttribute("aria-pressed", String(selected));

@@ -1,8 +1,9 @@
 // Administration: the tenant's users (create, change role, deactivate) and API keys (issue,
 // showing the secret once, and revoke). Only for roles with `users:manage`.
 
-import { api, pages } from "./api.js";
-import { confirmDialog, emptyState, field, fmtTime, h, notice, problemText, table, tableScroll } from "./dom.js";
+import { api } from "./api.js";
+import { confirmDialog, emptyState, field, fmtTime, h, notice, problemText, statusBadge, table, tableScroll } from "./dom.js";
+import { collect } from "./lists.js";
 import { can, session, uiConfig } from "./session.js";
 
 const MAX_ROWS = 1000;
@@ -18,12 +19,7 @@ function roleSelect(attrs, selected) {
 }
 
 async function listAll(path, signal) {
-  const items = [];
-  for await (const item of pages(path, { query: { limit: 200 }, signal })) {
-    items.push(item);
-    if (items.length >= MAX_ROWS) break;
-  }
-  return items;
+  return (await collect(path, { signal, max: MAX_ROWS })).items;
 }
 
 function section(id, title, ...children) {
@@ -81,9 +77,7 @@ function usersSection(signal) {
     return h("tr", { "data-user-id": user.id, "data-active": String(user.is_active) },
       h("th", { scope: "row" }, user.email, self ? h("span", { class: "muted" }, " (you)") : null),
       h("td", null, h("div", { class: "inline-controls" }, select, self ? null : apply)),
-      h("td", null, user.is_active
-        ? h("span", { class: "badge", "data-status": "active" }, "active")
-        : h("span", { class: "badge", "data-status": "inactive" }, "deactivated")),
+      h("td", null, user.is_active ? statusBadge("active") : statusBadge("inactive", "deactivated")),
       h("td", null, fmtTime(user.created_at)),
       // The API refuses to demote or deactivate oneself: another admin must.
       h("td", null, self ? h("span", { class: "muted" }, "—") : toggle));
@@ -193,7 +187,8 @@ function keysSection(signal, actorName) {
       await api("DELETE", `/api/v1/auth/api-keys/${key.id}`, { signal });
       keys = keys.map((candidate) => (candidate.id === key.id ? { ...key, revoked_at: new Date().toISOString() } : candidate));
       draw();
-      notice(status, `${key.name} revoked.`, "success");
+      // The row's button is gone: focus goes to the notice saying what happened.
+      notice(status, `${key.name} revoked.`, "success").focus();
     } catch (error) {
       if (!signal.aborted) notice(status, `Could not revoke ${key.name}: ${problemText(error)}`, "error");
     }
@@ -212,7 +207,7 @@ function keysSection(signal, actorName) {
       h("th", { scope: "row" }, key.name),
       h("td", null, h("code", null, `${key.prefix}…`)),
       h("td", null, key.role),
-      h("td", null, h("span", { class: "badge", "data-status": state }, state)),
+      h("td", null, statusBadge(state)),
       h("td", null, actorName(key.created_by), h("br"), h("span", { class: "muted" }, fmtTime(key.created_at))),
       h("td", null, key.expires_at ? fmtTime(key.expires_at) : "never"),
       h("td", null, fmtTime(key.last_used_at)),

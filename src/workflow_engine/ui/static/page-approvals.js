@@ -2,9 +2,8 @@
 // with approve (perhaps with an edited proposal) and reject (with a reason). The decision
 // dialog is shared with the run page.
 
-import { api, pages, sse } from "./api.js";
+import { api } from "./api.js";
 import {
-  debounce,
   emptyState,
   field,
   fmtTime,
@@ -18,11 +17,29 @@ import {
   table,
   tableScroll,
 } from "./dom.js";
-import { link } from "./router.js";
+import { runLink } from "./links.js";
+import { collect } from "./lists.js";
+import { liveReread, liveStream } from "./live.js";
 import { can } from "./session.js";
 
 // Events after which the inbox may have changed.
 const CHANGES = /^(Approval|StepWaiting$|Workflow(Completed|Failed|Cancelled|CancelRequested)$)/;
+
+// JSON text with object keys sorted: equal for values equal as JSON.
+function canonical(value) {
+  return JSON.stringify(value, (_key, item) =>
+    item && typeof item === "object" && !Array.isArray(item)
+      ? Object.fromEntries(Object.entries(item).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)))
+      : item,
+  );
+}
+
+// The proposal as edited, when it differs from the original as JSON (whitespace, layout and
+// key order are not edits); undefined when unchanged. Throws a SyntaxError for non-JSON.
+function editedProposal(text, original) {
+  const value = JSON.parse(text);
+  return canonical(value) === canonical(original ?? null) ? undefined : value;
+}
 
 /**
  * Asks for a decision on a waiting approval and sends it. Approving shows the proposal as
@@ -76,9 +93,10 @@ export function decide(approval, kind) {
         comment.focus();
         return;
       }
-      if (approving && data.value.trim() !== original.trim()) {
+      if (approving) {
         try {
-          request.data = JSON.parse(data.value);
+          const edited = editedProposal(data.value, approval.proposal);
+          if (edited !== undefined) request.data = edited;
         } catch (problem) {
           refuse(`The proposal is not valid JSON: ${problem.message}`);
           data.setAttribute("aria-invalid", "true");
@@ -100,7 +118,6 @@ export function decide(approval, kind) {
 }
 
 function approvalRow(approval, onDecided) {
-  const id = approval.workflow_id;
   const actions = [];
   if (can("workflows:approve")) {
     for (const kind of ["approve", "reject"]) {
@@ -123,7 +140,7 @@ function approvalRow(approval, onDecided) {
   return h(
     "tr",
     { "data-run-id": approval.workflow_id, "data-step": approval.step },
-    h("td", null, link(`/ui/runs/${id}`, h("code", { title: id }, shortId(id)))),
+    h("td", null, runLink(approval.workflow_id)),
     h("td", null, approval.workflow_name),
     h("td", null, approval.step),
     h("td", { class: "proposal" }, approval.message ? h("p", null, approval.message) : null, jsonBlock(approval.proposal)),
@@ -149,14 +166,14 @@ export async function render(main, params, signal) {
 
   const load = async () => {
     try {
-      const items = [];
-      for await (const approval of pages("/api/v1/approvals", { query: { limit: 200 }, signal })) items.push(approval);
+      const { items } = await collect("/api/v1/approvals", { signal });
       if (items.length === 0) {
         results.replaceChildren(emptyState("Nothing waits for approval."));
         return;
       }
+      // The row and its buttons go: focus goes to the notice saying what was decided.
       const decided = (text) => {
-        notice(main, text, "success");
+        notice(main, text, "success").focus();
         load();
       };
       const headings = ["Run", "Workflow", "Step", "Proposal", "Requested", "Expires", "Actions"];
@@ -169,15 +186,15 @@ export async function render(main, params, signal) {
       if (!isAbort(error)) notice(main, problemText(error), "error");
     }
   };
-  await load();
-
-  const refresh = debounce(load, 300, { gap: 3000 });
-  signal.addEventListener("abort", () => refresh.cancel());
-  try {
-    for await (const message of sse("/api/v1/events/stream", { signal })) {
-      if (CHANGES.test(message.event)) refresh();
-    }
-  } catch (error) {
+  const refresh = liveReread(load, { gap: 3000, signal });
+  const stream = liveStream("/api/v1/events/stream", {
+    signal,
+    reread: refresh,
+    onMessage: (message) => CHANGES.test(message.event) && refresh(),
+  });
+  stream.done.catch((error) => {
     if (!isAbort(error)) notice(main, `Live updates stopped: ${problemText(error)}`, "info");
-  }
+  });
+  await stream.opened; // read once the stream is open: nothing in between is lost
+  await load();
 }

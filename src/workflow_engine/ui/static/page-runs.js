@@ -1,9 +1,8 @@
 // Runs: newest first, filtered by status, workflow and time (the filters live in the URL, so
 // a filtered view can be shared), updated live from the tenant's run events.
 
-import { api, sse } from "./api.js";
+import { api } from "./api.js";
 import {
-  debounce,
   emptyState,
   field,
   fmtDuration,
@@ -12,17 +11,20 @@ import {
   isAbort,
   notice,
   problemText,
-  shortId,
   statusBadge,
   table,
   tableScroll,
 } from "./dom.js";
-import { link, navigate } from "./router.js";
+import { runLink } from "./links.js";
+import { liveReread, liveStream } from "./live.js";
+import { navigate } from "./router.js";
 
 const STATUSES = ["queued", "running", "waiting", "completed", "failed", "cancelling", "cancelled"];
 const PAGE = 50;
 const MAX_PAGE = 200;
 const FINAL = { WorkflowCompleted: "completed", WorkflowFailed: "failed", WorkflowCancelled: "cancelled" };
+// Stream traffic that changes nothing this page shows: streamed LLM text and log lines.
+const UNSHOWN = new Set(["delta", "StepLogged"]);
 
 // `datetime-local` values are local wall-clock times; the URL and the API take RFC 3339.
 function toInstant(local) {
@@ -48,11 +50,10 @@ function durationOf(run) {
 }
 
 function row(run) {
-  const id = run.workflow_id;
   return h(
     "tr",
-    { "data-run-id": id, "data-status": run.status },
-    h("td", null, link(`/ui/runs/${id}`, h("code", { title: id }, shortId(id)))),
+    { "data-run-id": run.workflow_id, "data-status": run.status },
+    h("td", null, runLink(run.workflow_id)),
     h("td", null, run.workflow_name, h("span", { class: "muted" }, ` v${run.version}`)),
     h("td", null, statusBadge(run.status)),
     h("td", { class: "number" }, `${run.progress.completed}/${run.progress.total}`),
@@ -106,9 +107,9 @@ export async function render(main, params, signal) {
     ["Run", "Workflow", "Status", "Progress", "Created", "Duration"],
     [],
     { "data-testid": "runs-table", "aria-label": "Runs" },
+    { numeric: [3, 5] },
   );
   const body = runsTable.tBodies[0];
-  for (const index of [3, 5]) runsTable.tHead.rows[0].cells[index].classList.add("number");
   const more = h("button", { type: "button", class: "button", hidden: true }, "Load more");
   const results = h("div", { class: "results" });
   const live = h("span", { class: "muted live", role: "status" }, "");
@@ -119,7 +120,7 @@ export async function render(main, params, signal) {
     h("div", { class: "toolbar" }, more),
   );
 
-  const view = { cursor: null, shown: 0, loading: null };
+  const view = { cursor: null, items: [] };
 
   const asked = () => ({
     status: filters.status,
@@ -128,11 +129,10 @@ export async function render(main, params, signal) {
     until: filters.until,
   });
 
-  const showRows = (items, append) => {
-    if (!append) body.replaceChildren();
-    body.append(...items.map(row));
-    view.shown = body.children.length;
-    if (view.shown === 0) {
+  const showRows = (items) => {
+    view.items = items;
+    body.replaceChildren(...items.map(row));
+    if (items.length === 0) {
       results.replaceChildren(emptyState("No runs match these filters."));
     } else if (!results.contains(runsTable)) {
       results.replaceChildren(tableScroll(runsTable));
@@ -140,13 +140,20 @@ export async function render(main, params, signal) {
     more.hidden = !view.cursor;
   };
 
-  // The first page again; as many rows as are shown, so "Load more" is not undone.
+  // The newest runs again, in one request. Rows shown that are older than that page's last
+  // (loaded with "Load more", or pushed off the page by new runs) stay below it, and so does
+  // the cursor after them: the list is newest first, a new run never comes between them.
   const reload = async () => {
-    const limit = Math.min(Math.max(view.shown, PAGE), MAX_PAGE);
+    const limit = Math.min(Math.max(view.items.length, PAGE), MAX_PAGE);
     try {
       const page = await api("GET", "/api/v1/workflows", { query: { ...asked(), limit }, signal });
-      view.cursor = page.next_cursor;
-      showRows(page.items, false);
+      const fresh = new Set(page.items.map((run) => run.workflow_id));
+      const last = page.items.at(-1);
+      const older = page.next_cursor && last
+        ? view.items.filter((run) => !fresh.has(run.workflow_id) && Date.parse(run.created_at) <= Date.parse(last.created_at))
+        : [];
+      if (!older.length) view.cursor = page.next_cursor;
+      showRows([...page.items, ...older]);
     } catch (error) {
       if (!isAbort(error)) notice(main, problemText(error), "error");
     }
@@ -160,7 +167,8 @@ export async function render(main, params, signal) {
         signal,
       });
       view.cursor = page.next_cursor;
-      showRows(page.items, true);
+      const shown = new Set(view.items.map((run) => run.workflow_id));
+      showRows([...view.items, ...page.items.filter((run) => !shown.has(run.workflow_id))]);
     } catch (error) {
       if (!isAbort(error)) notice(main, problemText(error), "error");
     } finally {
@@ -180,7 +188,7 @@ export async function render(main, params, signal) {
     if (filters.until) shared.set("until", filters.until);
     const search = shared.toString();
     navigate(`/ui/runs${search ? `?${search}` : ""}`, { replace: true });
-    view.shown = 0;
+    view.items = [];
     reload();
   };
   for (const control of [status, workflow, since, until]) {
@@ -204,32 +212,31 @@ export async function render(main, params, signal) {
     })
     .catch(() => {}); // the filter still works with the name from the URL
 
+  const stream = follow(body, reload, live, signal);
+  await stream.opened; // read once the stream is open: nothing in between is lost
   await reload();
-  follow(body, reload, live, signal);
 }
 
-// Run events: a final one updates its row at once; any re-reads the first page, debounced.
-async function follow(body, reload, live, signal) {
-  const refresh = debounce(reload, 300, { gap: 3000 });
-  signal.addEventListener("abort", () => refresh.cancel());
-  try {
-    live.textContent = "Live";
-    for await (const message of sse("/api/v1/events/stream", {
-      query: { aggregate_type: "runs" },
-      signal,
-    })) {
-      if (message.event === "delta" || !message.data || !message.data.aggregate_id) continue;
-      const final = FINAL[message.event];
-      const row = final && body.querySelector(`tr[data-run-id="${CSS.escape(message.data.aggregate_id)}"]`);
-      if (row) {
-        row.setAttribute("data-status", final);
-        row.children[2].replaceChildren(statusBadge(final));
-      }
-      refresh();
+// Run events: a final one updates its row at once; others that change what the table shows
+// re-read it (throttled, and not while the tab is hidden), as does each reconnection.
+function follow(body, reload, live, signal) {
+  const onMessage = (message) => {
+    if (UNSHOWN.has(message.event) || !message.data || !message.data.aggregate_id) return;
+    const final = FINAL[message.event];
+    const row = final && body.querySelector(`tr[data-run-id="${CSS.escape(message.data.aggregate_id)}"]`);
+    if (row) {
+      row.setAttribute("data-status", final);
+      row.children[2].replaceChildren(statusBadge(final));
     }
-  } catch (error) {
-    if (!isAbort(error)) live.textContent = `Live updates stopped: ${problemText(error)}`;
-    return;
-  }
-  if (!signal.aborted) live.textContent = "";
+    refresh();
+  };
+  const refresh = liveReread(reload, { gap: 3000, signal });
+  const query = { aggregate_type: "runs" };
+  const stream = liveStream("/api/v1/events/stream", { query, signal, onMessage, reread: refresh });
+  live.textContent = "Live";
+  stream.done.then(
+    () => signal.aborted || (live.textContent = ""),
+    (error) => isAbort(error) || (live.textContent = `Live updates stopped: ${problemText(error)}`),
+  );
+  return stream;
 }

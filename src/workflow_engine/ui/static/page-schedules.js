@@ -1,8 +1,9 @@
 // Schedules: when each workflow starts next, pausing and resuming them.
 
-import { pages, api } from "./api.js";
-import { emptyState, fmtTime, h, notice, problemText, shortId, table, tableScroll } from "./dom.js";
-import { link } from "./router.js";
+import { api } from "./api.js";
+import { emptyState, fmtTime, h, notice, problemText, statusBadge, table, tableScroll } from "./dom.js";
+import { runLink, templateLink } from "./links.js";
+import { collect } from "./lists.js";
 import { can } from "./session.js";
 
 const MAX_SCHEDULES = 1000;
@@ -36,12 +37,7 @@ function lastFire(schedule) {
   if (!schedule.last_fired_at) return h("span", { class: "muted" }, "never");
   const when = h("time", { datetime: schedule.last_fired_at }, fmtTime(schedule.last_fired_at));
   if (!schedule.last_run_id) return when;
-  return [when, h("br"), link(`/ui/runs/${schedule.last_run_id}`, `run ${shortId(schedule.last_run_id)}`)];
-}
-
-function stateBadge(schedule) {
-  const state = schedule.paused ? "paused" : "active";
-  return h("span", { class: "badge", "data-status": state }, state);
+  return [when, h("br"), "run ", runLink(schedule.last_run_id)];
 }
 
 /**
@@ -53,12 +49,9 @@ function stateBadge(schedule) {
 export async function render(main, _params, signal) {
   main.append(h("h1", null, "Schedules"));
   const writable = can("schedules:write");
-  const schedules = [];
+  let schedules;
   try {
-    for await (const schedule of pages("/api/v1/schedules", { query: { limit: 200 }, signal })) {
-      schedules.push(schedule);
-      if (schedules.length >= MAX_SCHEDULES) break;
-    }
+    ({ items: schedules } = await collect("/api/v1/schedules", { signal, max: MAX_SCHEDULES }));
   } catch (error) {
     if (!signal.aborted) notice(main, `Could not load the schedules: ${problemText(error)}`, "error");
     return;
@@ -71,10 +64,10 @@ export async function render(main, _params, signal) {
   function row(schedule) {
     const cells = [
       h("th", { scope: "row" }, schedule.name),
-      h("td", null, link(`/ui/templates/${encodeURIComponent(schedule.workflow_name)}`, schedule.workflow_name),
+      h("td", null, templateLink(schedule.workflow_name),
         schedule.workflow_version ? h("span", { class: "muted" }, ` v${schedule.workflow_version}`) : null),
       h("td", null, timing(schedule)),
-      h("td", null, stateBadge(schedule)),
+      h("td", null, statusBadge(schedule.paused ? "paused" : "active")),
       h("td", null, nextFires(schedule)),
       h("td", null, lastFire(schedule)),
     ];
@@ -96,7 +89,7 @@ export async function render(main, _params, signal) {
       const changed = await api("PATCH", `/api/v1/schedules/${schedule.id}`,
         { body: { paused: !schedule.paused }, signal });
       const fresh = row(changed);
-      tbody.querySelector(`tr[data-schedule-id="${schedule.id}"]`)?.replaceWith(fresh);
+      tbody.querySelector(`tr[data-schedule-id="${CSS.escape(schedule.id)}"]`)?.replaceWith(fresh);
       fresh.querySelector("button[data-action]")?.focus();
       notice(main, `${changed.name} ${changed.paused ? "paused" : "resumed"}.`, "success");
     } catch (error) {

@@ -1,8 +1,9 @@
 // The service registry: each instance's health, its last check and its latency history.
 
-import { ApiError, api, pages } from "./api.js";
+import { ApiError, api } from "./api.js";
 import { sparkline } from "./chart.js";
 import { confirmDialog, emptyState, fmtNumber, fmtTime, h, notice, problemText, statusBadge, table, tableScroll } from "./dom.js";
+import { collect } from "./lists.js";
 import { can } from "./session.js";
 
 const MAX_SERVICES = 500;
@@ -24,7 +25,7 @@ function passed(check) {
  */
 async function history(service, signal) {
   try {
-    const answer = await api("GET", `/api/v1/registry/services/${service.id}/checks`,
+    const answer = await api("GET", `/api/v1/registry/services/${encodeURIComponent(service.id)}/checks`,
       { query: { limit: HISTORY_POINTS }, signal });
     const checks = Array.isArray(answer) ? answer : answer?.items ?? [];
     return checks.slice(0, HISTORY_POINTS).reverse();
@@ -119,9 +120,11 @@ function serviceCell(service) {
  */
 export async function render(main, _params, signal) {
   const writable = can("registry:write");
-  const summary = h("p", { class: "lead" });
+  // The one line announced when the list is (re)loaded; the table itself is no live region
+  // (a screen reader would read all of it again).
+  const summary = h("p", { class: "lead", role: "status" });
   const refresh = h("button", { type: "button", class: "button" }, "Refresh");
-  const content = h("div", { "aria-live": "polite" });
+  const content = h("div");
   main.append(h("h1", null, "Services"), h("div", { class: "toolbar" }, summary, refresh), content);
 
   async function deregister(service, button) {
@@ -129,11 +132,11 @@ export async function render(main, _params, signal) {
       `The instance at ${service.service_url} leaves the registry with its check history; it can register again.`, "Deregister");
     if (!sure) return button.focus();
     try {
-      await api("DELETE", `/api/v1/registry/deregister/${service.id}`, { signal });
-      notice(main, `${service.service_name} deregistered.`, "success");
+      await api("DELETE", `/api/v1/registry/deregister/${encodeURIComponent(service.id)}`, { signal });
+      notice(main, `${service.service_name} deregistered.`, "success").focus(); // its row goes
       await load();
     } catch (error) {
-      if (!signal.aborted) notice(main, `Could not deregister ${service.service_name}: ${problemText(error)}`, "error");
+      if (!signal.aborted) notice(main, `Could not deregister ${service.service_name}: ${problemText(error)}`, "error").focus();
     }
   }
 
@@ -160,16 +163,14 @@ export async function render(main, _params, signal) {
   async function load() {
     refresh.disabled = true;
     try {
-      const services = [];
-      for await (const service of pages("/api/v1/registry/services", { query: { limit: 200 }, signal })) {
-        services.push(service);
-        if (services.length >= MAX_SERVICES) break;
-      }
+      const { items: services } = await collect("/api/v1/registry/services", { signal, max: MAX_SERVICES });
       const health = await api("GET", "/api/v1/registry/health", { signal }).catch(() => null);
       if (health) {
         const counts = Object.entries(health.totals).filter(([, count]) => count > 0)
           .map(([status, count]) => `${fmtNumber(count)} ${status}`);
         summary.textContent = `${counts.join(", ") || "No services"}; checked every ${health.check_interval_seconds} s.`;
+      } else {
+        summary.textContent = `${fmtNumber(services.length)} services.`;
       }
       if (services.length === 0) {
         content.replaceChildren(emptyState("No services are registered. Services register with POST /api/v1/registry/register."));
@@ -178,7 +179,7 @@ export async function render(main, _params, signal) {
       const headings = ["Service", "URL", "Health", "Last check", "Latency", "Latency history"];
       if (writable) headings.push("Actions");
       const list = table(headings, services.map((service) => row(service, undefined)),
-        { "data-testid": "services-table", "aria-label": "Registered services" });
+        { "data-testid": "services-table", "aria-label": "Registered services" }, { numeric: [4] });
       content.replaceChildren(tableScroll(list));
       // The table shows at once; the sparklines of the rows on screen follow.
       shown?.disconnect();

@@ -2,37 +2,39 @@
 // schema and, for roles that may start runs, a form generated from that schema.
 
 import { api } from "./api.js";
-import { h, jsonBlock, notice, problemText, withCodeSpans } from "./dom.js";
+import { facts, h, jsonBlock, notice, problemText, withCodeSpans } from "./dom.js";
 import { schemaForm } from "./form.js";
 import { drawGraph } from "./graph.js";
+import { submissionKeys } from "./idempotency.js";
+import { templateLink } from "./links.js";
 import { link, navigate } from "./router.js";
 import { can } from "./session.js";
 
-function detailRow(term, value) {
-  return [h("dt", null, term), h("dd", null, value)];
-}
-
 /** What the template says about one step; `with`, `retry` and `timeout` when the API gives them. */
 function stepDetail(step) {
-  const rows = [
-    ...detailRow("Uses", h("code", null, step.uses)),
-    ...detailRow("Needs", step.needs.length ? step.needs.join(", ") : "nothing: starts with the run"),
+  return [
+    h("h3", { tabindex: "-1" }, `Step ${step.id}`),
+    facts(
+      [
+        ["Uses", h("code", null, step.uses)],
+        ["Needs", step.needs.length ? step.needs.join(", ") : "nothing: starts with the run"],
+        step.if && ["Runs if", h("code", null, step.if)],
+        step.timeout && ["Timeout", `${step.timeout} s per attempt`],
+        step.retry && ["Retry", jsonBlock(step.retry)],
+        step.with !== undefined && ["With", jsonBlock(step.with)],
+      ],
+      { class: "step-facts" },
+    ),
   ];
-  if (step.if) rows.push(...detailRow("Runs if", h("code", null, step.if)));
-  if (step.timeout) rows.push(...detailRow("Timeout", `${step.timeout} s per attempt`));
-  if (step.retry) rows.push(...detailRow("Retry", jsonBlock(step.retry)));
-  if (step.with !== undefined) rows.push(...detailRow("With", jsonBlock(step.with)));
-  return [h("h3", null, `Step ${step.id}`), h("dl", { class: "step-facts" }, rows)];
 }
 
 function versionLinks(template) {
   if (template.versions.length < 2) return null;
-  const base = `/ui/templates/${encodeURIComponent(template.name)}`;
   return h("p", { class: "muted" }, "Versions: ", template.versions.map((version, index) => [
     index ? ", " : "",
     version === template.version
       ? h("strong", { "aria-current": "page" }, `v${version}`)
-      : link(`${base}?version=${version}`, `v${version}`),
+      : templateLink(template.name, { version, text: `v${version}` }),
   ]));
 }
 
@@ -45,14 +47,16 @@ function triggerSection(template, pinned) {
   const lead = template.example_input
     ? "Prefilled with the template's example. Fields marked * are required."
     : "Fields marked * are required.";
+  const keys = submissionKeys();
   const form = schemaForm(template.input_schema, template.example_input, {
     submitLabel: "Start run",
     testid: "trigger-form",
     onSubmit: async (data) => {
       const body = { workflow_name: template.name, data };
       if (pinned) body.version = template.version;
-      const run = await api("POST", "/api/v1/workflows/trigger", { body });
-      navigate(`/ui/runs/${run.workflow_id}`);
+      // Pressing Start run again after an answer got lost returns the run already made.
+      const run = await api("POST", "/api/v1/workflows/trigger", { body, headers: keys.headersFor(body) });
+      navigate(`/ui/runs/${encodeURIComponent(run.workflow_id)}`);
     },
   });
   return h("section", { class: "panel", "aria-labelledby": "trigger-heading" }, heading,
@@ -81,13 +85,18 @@ export async function render(main, params, signal) {
   }
   document.title = `${template.name} · Templates · workflow-engine`;
 
-  const panel = h("div", { class: "step-panel", "data-testid": "template-step", "aria-live": "polite" },
+  const panel = h("div", { class: "step-panel", "data-testid": "template-step" },
     h("p", { class: "muted" }, "Select a step in the graph (click, or Tab to it and press Enter) to see what it does."));
+  // The selected node is marked (`aria-pressed`), and focus moves to the panel's heading,
+  // as on the run page: the panel is read from there, not announced as a live region.
   const graph = drawGraph(template.steps, {
     testid: "template-graph",
     onSelect: (stepId) => {
       const step = template.steps.find((candidate) => candidate.id === stepId);
-      if (step) panel.replaceChildren(...stepDetail(step));
+      if (!step) return;
+      graph.select(stepId);
+      panel.replaceChildren(...stepDetail(step));
+      panel.querySelector("h3").focus();
     },
   });
 

@@ -2,7 +2,7 @@
 
 import { api } from "./api.js";
 import { emptyState, fmtNumber, h, notice, problemText, table, tableScroll, withCodeSpans } from "./dom.js";
-import { link } from "./router.js";
+import { templateLink } from "./links.js";
 
 /**
  * Draws the templates list.
@@ -24,12 +24,13 @@ export async function render(main, _params, signal) {
     return;
   }
   const rows = found.items.map((template) => h("tr", { "data-template": template.name },
-    h("th", { scope: "row" }, link(`/ui/templates/${encodeURIComponent(template.name)}`, template.name)),
+    h("th", { scope: "row" }, templateLink(template.name)),
     h("td", { class: "description" }, template.description ? withCodeSpans(template.description) : "—"),
     h("td", { class: "number" }, `v${template.version}`,
       template.versions.length > 1 ? h("span", { class: "muted" }, ` (of ${template.versions.length})`) : null),
     h("td", { class: "number" }, fmtNumber(template.steps.length))));
   const list = table(["Name", "Description", "Version", "Steps"], rows,
-    { "data-testid": "templates-table", "aria-label": "Workflow templates", class: "templates-table" });
+    { "data-testid": "templates-table", "aria-label": "Workflow templates", class: "templates-table" },
+    { numeric: [2, 3] });
   main.append(tableScroll(list));
 }

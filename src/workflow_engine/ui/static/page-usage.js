@@ -1,15 +1,15 @@
 // LLM usage: tokens and cost per day as a chart, per model and per workflow as tables, and
 // what today's budgets leave.
 
-import { api } from "./api.js";
 import { barChart } from "./chart.js";
 import { emptyState, fmtCost, fmtNumber, h, notice, problemText, table, tableScroll, uniqueId } from "./dom.js";
+import { collect } from "./lists.js";
 import { navigate } from "./router.js";
 
 const RANGES = [7, 14, 30, 90, 366];
 const DEFAULT_DAYS = 14;
 const DAY_MS = 86_400_000;
-const PAGE_LIMIT = 200;
+const MAX_ROWS = 20_000; // a year of days × models × workflows, with room to spare
 
 function isoDay(date) {
   return date.toISOString().slice(0, 10);
@@ -31,15 +31,8 @@ function daysBetween(first, last) {
 async function fetchUsage(days, signal) {
   const last = new Date();
   const first = new Date(last.getTime() - (days - 1) * DAY_MS);
-  const query = { from: isoDay(first), to: isoDay(last), limit: PAGE_LIMIT };
-  const answer = await api("GET", "/api/v1/usage", { query, signal });
-  const items = [...answer.items];
-  let cursor = answer.next_cursor;
-  while (cursor) {
-    const page = await api("GET", "/api/v1/usage", { query: { ...query, cursor }, signal });
-    items.push(...page.items);
-    cursor = page.next_cursor;
-  }
+  const query = { from: isoDay(first), to: isoDay(last) };
+  const { items, first: answer } = await collect("/api/v1/usage", { query, signal, max: MAX_ROWS });
   return { ...answer, items };
 }
 
@@ -72,8 +65,7 @@ function figuresTable(title, keyHeading, groups, testid) {
     h("td", { class: "number" }, fmtCost(figures.cost_usd),
       figures.unpriced_calls ? h("span", { class: "muted" }, ` + ${fmtNumber(figures.unpriced_calls)} unpriced`) : null)));
   const list = table([keyHeading, "Calls", "Prompt tokens", "Completion tokens", "Total tokens", "Cost"], rows,
-    { "data-testid": testid, "aria-label": title, class: "figures-table" });
-  for (const th of list.querySelectorAll("thead th:not(:first-child)")) th.classList.add("number");
+    { "data-testid": testid, "aria-label": title, class: "figures-table" }, { numeric: [1, 2, 3, 4, 5] });
   const id = uniqueId("usage");
   return h("section", { class: "panel", "aria-labelledby": id }, h("h2", { id }, title),
     groups.length ? null : emptyState("No LLM calls in this range."), tableScroll(list));
@@ -128,11 +120,13 @@ export async function render(main, params, signal) {
   const select = h("select", { id: "usage-days", name: "days" },
     RANGES.map((count) => h("option", { value: String(count) }, count === 366 ? "Last year" : `Last ${count} days`)));
   select.value = String(days);
-  const content = h("div", { class: "usage-content", "aria-live": "polite", "aria-busy": "true" });
+  const content = h("div", { class: "usage-content", "aria-busy": "true" });
+  // The one line announced when a range is loaded; the chart and tables are no live region.
+  const said = h("p", { class: "visually-hidden", role: "status" });
   main.append(
     h("h1", null, "Usage"),
     h("p", { class: "lead" }, "Tokens and estimated cost of every LLM call the workflows made, per UTC day."),
-    h("div", { class: "toolbar" }, h("label", { for: "usage-days" }, "Range"), select),
+    h("div", { class: "toolbar" }, h("label", { for: "usage-days" }, "Range"), select, said),
     content,
   );
 
@@ -168,6 +162,7 @@ export async function render(main, params, signal) {
       figuresTable("Per workflow", "Workflow", groupBy(answer.items, (item) => item.workflow_name), "usage-by-workflow"),
     );
     content.removeAttribute("aria-busy");
+    said.textContent = `Showing ${answer.from} to ${answer.to}: ${fmtNumber(totals.total_tokens)} tokens.`;
   }
 
   select.addEventListener("change", () => {

@@ -3,8 +3,9 @@
 
 import { h, isAbort, notice, problemText } from "./dom.js";
 
-/** The pages, in matching order; `nav` names the main-menu entry a page belongs to. */
-export const ROUTES = [
+// The pages, in matching order; `nav` names the main-menu entry a page belongs to. The server
+// answers the shell for the same paths (`PAGES` in ui/routes.py; a test compares the two).
+const ROUTES = [
   { pattern: /^\/ui\/(?:runs)?$/, module: "./page-runs.js", title: "Runs", nav: "runs" },
   {
     pattern: /^\/ui\/runs\/([^/]+)$/,
@@ -30,28 +31,31 @@ export const ROUTES = [
 
 let outlet = null; // {main, onRoute}
 let current = null; // the shown page's AbortController
+let shown = null; // the path and query the shown page was drawn for
 
+// The route for a path and its parameters; null when none matches, or when a parameter is
+// not a valid percent-encoding (`/ui/runs/%E0%A4%A`): that is no page either.
 function match(pathname) {
   for (const route of ROUTES) {
     const found = route.pattern.exec(pathname);
     if (found) {
       const params = {};
-      (route.keys || []).forEach((key, index) => {
-        params[key] = decodeURIComponent(found[index + 1]);
-      });
+      try {
+        (route.keys || []).forEach((key, index) => {
+          params[key] = decodeURIComponent(found[index + 1]);
+        });
+      } catch (error) {
+        if (error instanceof URIError) return null;
+        throw error;
+      }
       return { route, params };
     }
   }
   return null;
 }
 
-/**
- * The current page's path parameters, and its query as `params.query`.
- * @returns {{query: URLSearchParams} & Object<string, string>}
- */
-export function currentParams() {
-  const found = match(location.pathname);
-  return { ...(found ? found.params : {}), query: new URLSearchParams(location.search) };
+function here() {
+  return location.pathname + location.search;
 }
 
 /**
@@ -65,6 +69,7 @@ export function navigate(path, { replace = false } = {}) {
   const target = new URL(path, location.origin);
   if (replace && target.pathname === location.pathname) {
     history.replaceState(null, "", target.pathname + target.search + target.hash);
+    shown = here(); // the page drew this state itself
     return;
   }
   if (replace) history.replaceState(null, "", path);
@@ -113,9 +118,15 @@ export function stopRouter() {
   if (current) current.abort();
   current = null;
   outlet = null;
+  shown = null;
 }
 
-addEventListener("popstate", () => render({ focus: true }));
+// A history move that changes only the fragment (the skip link's `#main`, or Back from it)
+// stays on the page as drawn: drawing it again would drop its state and re-send its requests.
+addEventListener("popstate", () => {
+  if (here() === shown) return;
+  render({ focus: true });
+});
 
 async function render({ focus }) {
   if (!outlet) return;
@@ -123,6 +134,7 @@ async function render({ focus }) {
   if (current) current.abort();
   const controller = new AbortController();
   current = controller;
+  shown = here();
   main.replaceChildren();
   const found = match(location.pathname);
   onRoute(found ? found.route : null);
