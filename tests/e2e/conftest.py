@@ -168,16 +168,30 @@ BROWSER_TIMEOUT_MS = 30_000
 RATE_LIMIT_RETRIES = 10
 
 
+# A run that takes its time: a durable ten-minute wait before its digest (a user's "slow run").
+SLOW_WORKFLOW = """\
+name: slow_digest
+description: Waits ten minutes, then writes a digest.
+input_schema: {type: object, examples: [{}]}
+steps:
+  - {id: wait, uses: sleep, with: {seconds: 600}}
+  - {id: digest, uses: transform, needs: [wait], with: {text: "digest"}}
+"""
+
+
 @pytest.fixture(scope="session")
 def dashboard_server(installed_bin: Path, tmp_path_factory: pytest.TempPathFactory,
                      ) -> Iterator[Server]:  # fmt: skip
     """One server for every browser test: its bootstrap admin is DASHBOARD_ADMIN; each test
     starts runs and users of its own, so they do not disturb one another."""
     work = tmp_path_factory.mktemp("dashboard")
+    flows = work / "workflows"
+    flows.mkdir()
+    (flows / "slow_digest.yaml").write_text(SLOW_WORKFLOW)
     email, password = DASHBOARD_ADMIN
     server = Server(
         [str(installed_bin / "workflow-engine"), "serve"], cwd=work,
-        env={"DATA_DIR": str(work / "data"), "LOG_FORMAT": "json",
+        env={"DATA_DIR": str(work / "data"), "LOG_FORMAT": "json", "WORKFLOWS_DIR": str(flows),
              "BOOTSTRAP_ADMIN_EMAIL": email, "BOOTSTRAP_ADMIN_PASSWORD": password},
     ).start()  # fmt: skip
     yield server

@@ -49,6 +49,11 @@ async def test_at_phone_width_nothing_scrolls_sideways_and_the_nav_works(
     await expect(page.locator("svg[data-testid=run-graph] g.node").first).to_be_visible()
     assert await page.evaluate(NO_HORIZONTAL_SCROLL), "the run page scrolls sideways"
 
+    for name, loaded in PAGE_LOADED:  # and every other page of the menu
+        await reach_by_nav(tab, name)
+        await expect(page.locator(loaded).first).to_be_visible()
+        assert await page.evaluate(NO_HORIZONTAL_SCROLL), f"the {name} page scrolls sideways"
+
 
 async def reach_by_nav(tab: Tab, name: str) -> None:
     """Follows a nav link, opening the menu first when the narrow layout folds it away."""

@@ -81,16 +81,24 @@ async def test_trigger_customer_support_from_its_form_and_watch_it_complete(
     await expect(logs).to_contain_text("llm call")
 
 
-async def test_cancel_a_waiting_run_and_see_it_turn_cancelled(
-    tab: Tab, dashboard_api: DashboardApi, admin_token: str, dashboard_user: tuple[str, str]
-) -> None:
+@pytest.mark.parametrize(
+    ("workflow", "data", "waiting_step"),
+    [("slow_digest", {}, "wait"), ("customer_support", PARKED, "approve")],
+    ids=["sleeping", "awaiting-approval"],
+)
+async def test_cancel_a_slow_run_and_see_it_turn_cancelled(
+    tab: Tab, dashboard_api: DashboardApi, admin_token: str, dashboard_user: tuple[str, str],
+    workflow: str, data: dict[str, Any], waiting_step: str,
+) -> None:  # fmt: skip
     page = tab.page
-    run = await dashboard_api.trigger(admin_token, "customer_support", PARKED)
-    assert run["status"] == "waiting", run
+    run = await dashboard_api.trigger(admin_token, workflow, data)
+    run = await dashboard_api.until_status(admin_token, run["workflow_id"], {"waiting"})
     await tab.sign_in(*dashboard_user)
     await tab.open_run(run["workflow_id"])
     status = page.locator("[data-testid=run-status]")
     await expect(status).to_have_attribute("data-status", "waiting")
+    node = page.locator(f"svg[data-testid=run-graph] g.node[data-step={waiting_step}]")
+    await expect(node).to_have_attribute("data-status", "waiting")
     await page.evaluate("window.notReloaded = true")
 
     await page.locator("button[data-action=cancel]").click()
@@ -99,6 +107,7 @@ async def test_cancel_a_waiting_run_and_see_it_turn_cancelled(
     await dialog.locator("button[value=confirm]").click()
 
     await expect(status).to_have_attribute("data-status", "cancelled")
+    await expect(node).to_have_attribute("data-status", "cancelled")
     assert await page.evaluate("window.notReloaded === true"), "the page was reloaded"
     await expect(page.locator("button[data-action=cancel]")).to_have_count(0)
     found = await dashboard_api.until_status(admin_token, run["workflow_id"], {"cancelled"})
@@ -189,6 +198,9 @@ async def test_a_viewer_sees_no_action_and_the_api_refuses_it(
     template = page.locator("table[data-testid=templates-table] tr[data-template=customer_support]")
     await template.get_by_role("link").first.click()
     await expect(page.locator("svg[data-testid=template-graph]")).to_be_visible()
+    # The page drew (not an error in the form's place), without the form.
+    read_only = page.get_by_text("Your role may read templates but not start runs.")
+    await expect(read_only).to_be_visible()
     await expect(page.get_by_role("button", name="Start run")).to_have_count(0)
     await expect(tab.nav_link("Admin")).to_have_count(0)
 

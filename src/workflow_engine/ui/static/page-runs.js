@@ -18,6 +18,7 @@ import {
 import { runLink } from "./links.js";
 import { liveReread, liveStream } from "./live.js";
 import { navigate } from "./router.js";
+import { templates } from "./templates.js";
 
 const STATUSES = ["queued", "running", "waiting", "completed", "failed", "cancelling", "cancelled"];
 const PAGE = 50;
@@ -202,7 +203,7 @@ export async function render(main, params, signal) {
     applyFilters();
   });
 
-  api("GET", "/api/v1/workflows/templates", { signal })
+  templates(signal)
     .then((list) => {
       for (const template of list.items) {
         if (template.name !== filters.workflow_name) {

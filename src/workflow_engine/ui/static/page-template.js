@@ -9,6 +9,7 @@ import { submissionKeys } from "./idempotency.js";
 import { templateLink } from "./links.js";
 import { link, navigate } from "./router.js";
 import { can } from "./session.js";
+import { template as fetchTemplate } from "./templates.js";
 
 /** What the template says about one step; `with`, `retry` and `timeout` when the API gives them. */
 function stepDetail(step) {
@@ -75,8 +76,7 @@ export async function render(main, params, signal) {
   main.append(h("p", { class: "breadcrumb" }, link("/ui/templates", "Templates"), " / ", name));
   let template;
   try {
-    template = await api("GET", `/api/v1/workflows/templates/${encodeURIComponent(name)}`,
-      { query: { version }, signal });
+    template = await fetchTemplate(name, version, signal);
   } catch (error) {
     if (signal.aborted) return;
     main.append(h("h1", null, name));

@@ -1,8 +1,8 @@
 // The workflow templates this server can run: name, description, version and step count.
 
-import { api } from "./api.js";
 import { emptyState, fmtNumber, h, notice, problemText, table, tableScroll, withCodeSpans } from "./dom.js";
 import { templateLink } from "./links.js";
+import { templates } from "./templates.js";
 
 /**
  * Draws the templates list.
@@ -14,7 +14,7 @@ export async function render(main, _params, signal) {
   main.append(h("h1", null, "Templates"));
   let found;
   try {
-    found = await api("GET", "/api/v1/workflows/templates", { signal });
+    found = await templates(signal);
   } catch (error) {
     if (!signal.aborted) notice(main, `Could not load the templates: ${problemText(error)}`, "error");
     return;
